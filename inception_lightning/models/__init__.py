@@ -1,0 +1,11 @@
+"""The registered variants."""
+
+from inception_lightning.models.inception_resnet import INCEPTION_RESNET_V1, INCEPTION_RESNET_V2
+from inception_lightning.models.inception_v3 import INCEPTION_V3
+from inception_lightning.models.inception_v4 import INCEPTION_V4
+from inception_lightning.registry import register_model
+
+register_model("inception_v3", INCEPTION_V3, timm_name="inception_v3.tf_in1k")
+register_model("inception_v4", INCEPTION_V4, timm_name="inception_v4.tf_in1k")
+register_model("inception_resnet_v1", INCEPTION_RESNET_V1)
+register_model("inception_resnet_v2", INCEPTION_RESNET_V2, timm_name="inception_resnet_v2.tf_in1k")

@@ -1,0 +1,115 @@
+"""Reading state dicts from disk and mapping timm's layouts onto ours."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+HEAD_PREFIXES = ("head.fc.", "aux.fc.")
+TIMM_AUX_PREFIX = "AuxLogits."  # timm's only aux head (inception_v3)
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A file needs arbitrary unpickling, which is refused unless explicitly allowed."""
+
+
+def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, Tensor]:
+    """Read a state dict from a `.pt`/`.pth`/`.ckpt` or `.safetensors` file.
+
+    Lightning checkpoints are unwrapped (`state_dict`, without the `model.` prefix).
+
+    Args:
+        path: the file.
+        trust_pickle: allow arbitrary unpickling; only for files you made yourself.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist or is not a file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as err:
+        raise UnsafeCheckpointError(
+            f"{path} holds objects that only arbitrary unpickling can rebuild, which could run "
+            "code from the file; if you made it yourself, pass trust_pickle=True "
+            f"(CLI: --trust_pickle true). Loader said: {str(err).splitlines()[0]}"
+        ) from None
+    if isinstance(obj, Mapping) and "state_dict" in obj:
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    return {k.removeprefix("model."): v for k, v in obj.items()}
+
+
+def is_native(state: Mapping[str, Tensor]) -> bool:
+    """Whether a state dict uses our key layout (timm's classifiers are never `head.fc`)."""
+    return "head.fc.weight" in state
+
+
+def map_timm_state_dict(
+    source: Mapping[str, Tensor], target: Mapping[str, Tensor]
+) -> dict[str, Tensor]:
+    """Rename a timm state dict to our keys.
+
+    Our blocks register their layers in timm's order, so the mapping pairs tensors in order
+    (feature layers, classifier, aux head), checking each pair's kind and shape. Classifier
+    tensors whose shape differs (another `num_classes`) are left out.
+    """
+    src_main = [(k, v) for k, v in source.items() if not k.startswith(TIMM_AUX_PREFIX)]
+    src_aux = [(k, v) for k, v in source.items() if k.startswith(TIMM_AUX_PREFIX)]
+    tgt_main = [(k, v) for k, v in target.items() if not k.startswith("aux.")]
+    tgt_aux = [(k, v) for k, v in target.items() if k.startswith("aux.")]
+    mapped = _pair_in_order(src_main, tgt_main)
+    if src_aux and tgt_aux:
+        mapped.update(_pair_in_order(src_aux, tgt_aux))
+    return mapped
+
+
+def _pair_in_order(
+    source: list[tuple[str, Tensor]], target: list[tuple[str, Tensor]]
+) -> dict[str, Tensor]:
+    if len(source) != len(target):
+        raise ValueError(
+            f"the state dict has {len(source)} tensors where the model has {len(target)}: "
+            "it was saved from another architecture"
+        )
+    mapped = {}
+    for (src_key, src), (tgt_key, tgt) in zip(source, target, strict=True):
+        same_kind = src_key.rsplit(".", 1)[-1] == tgt_key.rsplit(".", 1)[-1]
+        if same_kind and src.shape == tgt.shape:
+            mapped[tgt_key] = src
+        elif not (same_kind and tgt_key.startswith(HEAD_PREFIXES)):
+            raise ValueError(
+                f"cannot map {src_key} {tuple(src.shape)} onto {tgt_key} {tuple(tgt.shape)}: "
+                "the state dict was saved from another architecture or width"
+            )
+    return mapped
+
+
+def load_into(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+    """Load our-layout or timm-layout weights; heads of another size stay freshly initialised."""
+    target = model.state_dict()
+    if is_native(state):
+        mapped = {
+            k: v for k, v in state.items()
+            if not (k.startswith(HEAD_PREFIXES) and k in target and v.shape != target[k].shape)
+        }
+    else:
+        mapped = map_timm_state_dict(state, target)
+    missing, unexpected = model.load_state_dict(mapped, strict=False)
+    if unexpected:
+        raise ValueError(f"{source}: keys the model does not have: {unexpected[:5]}")
+    if missing and not all(k.startswith(HEAD_PREFIXES) or k.startswith("aux.") for k in missing):
+        raise ValueError(f"{source}: the model's keys {missing[:5]} are missing from the file")
+    if missing:
+        log.info("%s: %d head tensors left freshly initialised", source, len(missing))
