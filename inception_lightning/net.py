@@ -70,9 +70,7 @@ class InceptionNet(nn.Module):
     ) -> None:
         super().__init__()
         if stem not in arch.stems:
-            raise ValueError(
-                f"{name} has no stem {stem!r}; choose one of {sorted(arch.stems)}"
-            )
+            raise ValueError(f"{name} has no stem {stem!r}; choose one of {sorted(arch.stems)}")
         if width <= 0:
             raise ValueError(f"width must be positive, got {width}")
         self.name = name
@@ -132,9 +130,10 @@ class InceptionNet(nn.Module):
         sizes: OrderedDict[str, tuple[int, int]] = OrderedDict()
         grid = (size, size)
         for name, layer in self.features.named_children():
-            grid = layer.out_size(grid) if isinstance(layer, InceptionBlock) else (
-                layer_out_size(layer, grid)
-            )
+            if isinstance(layer, InceptionBlock):
+                grid = layer.out_size(grid)
+            else:
+                grid = layer_out_size(layer, grid)
             sizes[name] = grid
         return sizes
 

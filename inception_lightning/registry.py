@@ -77,7 +77,9 @@ def create_model(
         import timm
 
         reference = timm.create_model(
-            entry.timm_name, pretrained=True, in_chans=in_chans,
+            entry.timm_name,
+            pretrained=True,
+            in_chans=in_chans,
             pretrained_cfg_overlay=pretrained_cfg_overlay,
         )
         load_into(model, reference.state_dict(), f"timm {entry.timm_name}")

@@ -101,7 +101,8 @@ def load_into(model: nn.Module, state: Mapping[str, Tensor], source: str) -> Non
     target = model.state_dict()
     if is_native(state):
         mapped = {
-            k: v for k, v in state.items()
+            k: v
+            for k, v in state.items()
             if not (k.startswith(HEAD_PREFIXES) and k in target and v.shape != target[k].shape)
         }
     else:

@@ -21,8 +21,11 @@ def block35(b3x3_chs: tuple[int, int], b3x3dbl_chs: tuple[int, int, int]) -> Blo
     return {
         "b1x1": (Conv(32),),
         "b3x3": (Conv(b3x3_chs[0]), Conv(b3x3_chs[1], 3, padding=1)),
-        "b3x3dbl": (Conv(b3x3dbl_chs[0]), Conv(b3x3dbl_chs[1], 3, padding=1),
-                    Conv(b3x3dbl_chs[2], 3, padding=1)),
+        "b3x3dbl": (
+            Conv(b3x3dbl_chs[0]),
+            Conv(b3x3dbl_chs[1], 3, padding=1),
+            Conv(b3x3dbl_chs[2], 3, padding=1),
+        ),
     }
 
 
@@ -30,8 +33,11 @@ def block17(b1x1_chs: int, b7x7_chs: tuple[int, int, int]) -> BlockSpec:
     """Inception-ResNet-B, the 17 x 17 residual block (v1 Fig. 11, v2 Fig. 17)."""
     return {
         "b1x1": (Conv(b1x1_chs),),
-        "b7x7": (Conv(b7x7_chs[0]), Conv(b7x7_chs[1], (1, 7), padding=(0, 3)),
-                 Conv(b7x7_chs[2], (7, 1), padding=(3, 0))),
+        "b7x7": (
+            Conv(b7x7_chs[0]),
+            Conv(b7x7_chs[1], (1, 7), padding=(0, 3)),
+            Conv(b7x7_chs[2], (7, 1), padding=(3, 0)),
+        ),
     }
 
 
@@ -39,8 +45,11 @@ def block8(b3x3_chs: tuple[int, int, int]) -> BlockSpec:
     """Inception-ResNet-C, the 8 x 8 residual block (v1 Fig. 13, v2 Fig. 19)."""
     return {
         "b1x1": (Conv(192),),
-        "b3x3": (Conv(b3x3_chs[0]), Conv(b3x3_chs[1], (1, 3), padding=(0, 1)),
-                 Conv(b3x3_chs[2], (3, 1), padding=(1, 0))),
+        "b3x3": (
+            Conv(b3x3_chs[0]),
+            Conv(b3x3_chs[1], (1, 3), padding=(0, 1)),
+            Conv(b3x3_chs[2], (3, 1), padding=(1, 0)),
+        ),
     }
 
 

@@ -34,11 +34,18 @@ def inception_b(mid_chs: int) -> BlockSpec:
     """Mixed_6b..6e: n x n factorised into 1 x 7 and 7 x 1 (sect. 3.2, Fig. 6)."""
     return {
         "b1x1": (Conv(192),),
-        "b7x7": (Conv(mid_chs), Conv(mid_chs, (1, 7), padding=(0, 3)),
-                 Conv(192, (7, 1), padding=(3, 0))),
-        "b7x7dbl": (Conv(mid_chs), Conv(mid_chs, (7, 1), padding=(3, 0)),
-                    Conv(mid_chs, (1, 7), padding=(0, 3)), Conv(mid_chs, (7, 1), padding=(3, 0)),
-                    Conv(192, (1, 7), padding=(0, 3))),
+        "b7x7": (
+            Conv(mid_chs),
+            Conv(mid_chs, (1, 7), padding=(0, 3)),
+            Conv(192, (7, 1), padding=(3, 0)),
+        ),
+        "b7x7dbl": (
+            Conv(mid_chs),
+            Conv(mid_chs, (7, 1), padding=(3, 0)),
+            Conv(mid_chs, (1, 7), padding=(0, 3)),
+            Conv(mid_chs, (7, 1), padding=(3, 0)),
+            Conv(192, (1, 7), padding=(0, 3)),
+        ),
         "pool": (AVG, Conv(192)),
     }
 
@@ -47,8 +54,12 @@ def reduction_b() -> BlockSpec:
     """Mixed_7a: grid reduction 17 -> 8."""
     return {
         "b3x3": (Conv(192), Conv(320, 3, stride=2)),
-        "b7x7x3": (Conv(192), Conv(192, (1, 7), padding=(0, 3)),
-                   Conv(192, (7, 1), padding=(3, 0)), Conv(192, 3, stride=2)),
+        "b7x7x3": (
+            Conv(192),
+            Conv(192, (1, 7), padding=(0, 3)),
+            Conv(192, (7, 1), padding=(3, 0)),
+            Conv(192, 3, stride=2),
+        ),
         "pool": (MAX,),
     }
 

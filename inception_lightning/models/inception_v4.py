@@ -18,8 +18,12 @@ def mixed_4a() -> BlockSpec:
     """Stem split: a 3x3 beside a factorised 7x7 (Fig. 3)."""
     return {
         "b3x3": (Conv(64), Conv(96, 3)),
-        "b7x7": (Conv(64), Conv(64, (1, 7), padding=(0, 3)), Conv(64, (7, 1), padding=(3, 0)),
-                 Conv(96, 3)),
+        "b7x7": (
+            Conv(64),
+            Conv(64, (1, 7), padding=(0, 3)),
+            Conv(64, (7, 1), padding=(3, 0)),
+            Conv(96, 3),
+        ),
     }
 
 
@@ -52,8 +56,13 @@ def inception_b() -> BlockSpec:
     return {
         "b1x1": (Conv(384),),
         "b7x7": (Conv(192), Conv(224, (1, 7), padding=(0, 3)), Conv(256, (7, 1), padding=(3, 0))),
-        "b7x7dbl": (Conv(192), Conv(192, (7, 1), padding=(3, 0)), Conv(224, (1, 7), padding=(0, 3)),
-                    Conv(224, (7, 1), padding=(3, 0)), Conv(256, (1, 7), padding=(0, 3))),
+        "b7x7dbl": (
+            Conv(192),
+            Conv(192, (7, 1), padding=(3, 0)),
+            Conv(224, (1, 7), padding=(0, 3)),
+            Conv(224, (7, 1), padding=(3, 0)),
+            Conv(256, (1, 7), padding=(0, 3)),
+        ),
         "pool": (AVG, Conv(128)),
     }
 
@@ -62,8 +71,12 @@ def reduction_b() -> BlockSpec:
     """17 -> 8 reduction (Fig. 8)."""
     return {
         "b3x3": (Conv(192), Conv(192, 3, stride=2)),
-        "b7x7x3": (Conv(256), Conv(256, (1, 7), padding=(0, 3)), Conv(320, (7, 1), padding=(3, 0)),
-                   Conv(320, 3, stride=2)),
+        "b7x7x3": (
+            Conv(256),
+            Conv(256, (1, 7), padding=(0, 3)),
+            Conv(320, (7, 1), padding=(3, 0)),
+            Conv(320, 3, stride=2),
+        ),
         "pool": (MAX,),
     }
 
@@ -74,8 +87,12 @@ def inception_c() -> BlockSpec:
     return {
         "b1x1": (Conv(256),),
         "b3x3": (Conv(384), split),
-        "b3x3dbl": (Conv(384), Conv(448, (3, 1), padding=(1, 0)), Conv(512, (1, 3), padding=(0, 1)),
-                    split),
+        "b3x3dbl": (
+            Conv(384),
+            Conv(448, (3, 1), padding=(1, 0)),
+            Conv(512, (1, 3), padding=(0, 1)),
+            split,
+        ),
         "pool": (AVG, Conv(256)),
     }
 
