@@ -1,0 +1,5 @@
+"""`python -m inception_lightning`."""
+
+from inception_lightning.cli import main
+
+main()
