@@ -1,0 +1,129 @@
+"""Grad-CAM cost: the wrapper's throughput against Captum called directly, and the GradCam
+callback's cost per validation epoch.
+
+    python benchmarks/gradcam.py            # inception_v3, 299 px
+    python benchmarks/gradcam.py --tiny     # seconds, for CI
+
+Throughputs are medians over `--repeats`, measured in the same run; the target is a wrapper
+within 10% of Captum (ratio >= 0.90).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from captum.attr import LayerAttribution, LayerGradCam
+from inception_lightning.callbacks.grad_cam import GradCam
+from torch.utils.data import DataLoader, TensorDataset
+
+from inception_lightning import create_model
+from inception_lightning.explain import GradCAM
+
+
+class Module(pl.LightningModule):
+    """Validation only: the network is `self.model`, as GradCam expects."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def validation_step(self, batch: tuple, batch_idx: int) -> None:
+        self.log("val/loss", F.cross_entropy(self.model(batch[0]), batch[1]))
+
+
+def median_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median seconds of each function, run interleaved so drifting load hits all alike."""
+    times: list[list[float]] = [[] for _ in fns]
+    for repeat in range(repeats + 1):
+        for fn, record in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            if repeat:  # the first round warms up
+                record.append(time.perf_counter() - start)
+    return [statistics.median(record) for record in times]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny model and inputs (CI)")
+    parser.add_argument("--model", default="inception_v3")
+    parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--size", type=int, default=299)
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    if args.tiny:
+        args.width, args.size, args.images, args.batch_size = 0.125, 79, 8, 8
+        args.repeats, args.steps = 2, 4
+    stem = "79" if args.size < 150 else "299"
+    torch.manual_seed(0)
+    model = create_model(args.model, num_classes=8, width=args.width, stem=stem, aux_head=False)
+    model = model.to(args.device).eval()
+    x = torch.randn(args.images, 3, args.size, args.size, device=args.device)
+    targets = torch.randint(0, 8, (args.images,)).tolist()
+    cam = GradCAM(model, batch_size=args.batch_size)
+    captum = LayerGradCam(model, model.get_submodule(cam.layer))
+
+    def direct() -> None:
+        for s in range(0, args.images, args.batch_size):
+            raw = captum.attribute(
+                x[s : s + args.batch_size],
+                target=targets[s : s + args.batch_size],
+                relu_attributions=True,
+            )
+            LayerAttribution.interpolate(raw, (args.size, args.size), "bilinear")
+
+    def wrapped() -> None:
+        cam.attribute(x, targets)
+
+    def sync(fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            fn()
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+
+        return run
+
+    t_direct, t_wrapped = median_times([sync(direct), sync(wrapped)], args.repeats)
+    print(f"{args.model} width={args.width} {args.size}px, {args.images} images, {args.device}")
+    print(f"captum direct : {args.images / t_direct:8.1f} images/s")
+    print(f"GradCAM       : {args.images / t_wrapped:8.1f} images/s")
+    print(f"ratio         : {t_direct / t_wrapped:8.3f} (target >= 0.90)")
+
+    data = TensorDataset(x.cpu(), torch.tensor(targets))
+    loader = DataLoader(data, batch_size=args.batch_size)
+    callback = GradCam(per_class=args.images, max_samples=args.images, steps=args.steps)
+    runs = []
+    with tempfile.TemporaryDirectory() as root:
+        for callbacks in ([], [callback]):
+            trainer = pl.Trainer(
+                default_root_dir=root,
+                accelerator="gpu" if args.device.startswith("cuda") else "cpu",
+                devices=1,
+                callbacks=callbacks,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                logger=pl.loggers.TensorBoardLogger(root),
+            )
+            runs.append(lambda t=trainer: t.validate(Module(model), loader, verbose=False))
+        without, with_cam = median_times(runs, args.repeats)
+    explained = len(next(iter(callback.last.values())).indices)
+    print(f"val epoch     : {without:8.3f} s without GradCam, {with_cam:.3f} s with")
+    print(
+        f"callback cost : {with_cam - without:8.3f} s per run ({explained} images: sample and "
+        f"misclassified; maps, {args.steps}-step deletion/insertion, image grid)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Pictures of maps: overlays on the image, and a captioned grid of them."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+from torch import Tensor
+
+
+def to_rgb(image: Tensor) -> np.ndarray:
+    """A `[3, H, W]` model input as `uint8 [H, W, 3]`, min-max stretched to show any
+    normalised input."""
+    x = image.detach().float().cpu()
+    x = (x - x.min()) / (x.max() - x.min()).clamp(min=1e-12)
+    return (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def overlay(image: Tensor, cam: Tensor, alpha: float = 0.5) -> np.ndarray:
+    """The map blended over the image, `uint8 [H, W, 3]`.
+
+    Non-negative maps are scaled by their maximum and drawn with "jet"; maps with negative
+    values are scaled by their largest magnitude and drawn with the diverging "RdBu_r",
+    white at zero.
+    """
+    m = cam.detach().float().cpu()
+    if bool((m < 0).any()):
+        m = m / (2 * m.abs().max()) + 0.5
+        cmap = colormaps["RdBu_r"]
+    else:
+        m = m / m.max().clamp(min=1e-12)
+        cmap = colormaps["jet"]
+    heat = cmap(m.numpy())[..., :3]
+    blend = (1 - alpha) * to_rgb(image) / 255.0 + alpha * heat
+    return (np.clip(blend, 0, 1) * 255).round().astype(np.uint8)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """PNG encoding of a `uint8 [H, W, 3]` array."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def grid(tiles: Sequence[np.ndarray], captions: Sequence[str], columns: int = 6) -> np.ndarray:
+    """The tiles in a captioned grid, rendered to `uint8 [H, W, 3]`.
+
+    Captions are drawn as plain text (no mathtext), since class names may hold anything.
+    """
+    rows = max(1, -(-len(tiles) // columns))
+    cols = max(1, min(columns, len(tiles)))
+    fig = Figure(figsize=(2.2 * cols, 2.5 * rows), dpi=80)
+    canvas = FigureCanvasAgg(fig)
+    for i, (tile, caption) in enumerate(zip(tiles, captions, strict=True)):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.imshow(tile)
+        ax.set_title(caption, fontsize=7, parse_math=False)
+        ax.axis("off")
+    fig.tight_layout()
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def caption(true: str, pred: str, prob: float, target: str | None = None) -> str:
+    """`true / pred (prob)`, with the map's class when it is neither the default."""
+    text = f"true: {true}\npred: {pred} ({prob:.2f})"
+    return text if target is None else f"{text}\nmap: {target}"

@@ -1,0 +1,193 @@
+"""GradCam callback: TensorBoard output, equality with Captum, inference mode, ranks, report."""
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn.functional as F
+from captum.attr import LayerAttribution, LayerGradCam
+from inception_lightning.callbacks.grad_cam import GradCam
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.data import DataLoader, Dataset
+
+from inception_lightning import create_model
+
+SIZE = 47
+METRICS = ["deletion_auc", "insertion_auc", "pointing_game", "energy_pointing_game"]
+
+
+class Squares(Dataset):
+    """A bright square of the class's colour channel on noise; `mask` is the square."""
+
+    def __init__(self, n: int = 18) -> None:
+        self.classes = ["red", "green", "<script>alert(1)</script>"]
+        g = torch.Generator().manual_seed(0)
+        self.images = torch.randn(n, 3, SIZE, SIZE, generator=g) * 0.2
+        self.targets = [i % 3 for i in range(n)]
+        self.corners = torch.randint(0, SIZE - 16, (n, 2), generator=g).tolist()
+        for i, (y, x) in enumerate(self.corners):
+            self.images[i, self.targets[i], y : y + 16, x : x + 16] += 2.0
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], self.targets[i]
+
+    def mask(self, i: int) -> torch.Tensor:
+        y, x = self.corners[i]
+        m = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+        m[y : y + 16, x : x + 16] = True
+        return m
+
+
+class Classifier(pl.LightningModule):
+    """The smallest module with the real one's contract: the network is `self.model`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.model = create_model(
+            "inception_v3", num_classes=3, width=0.125, stem="79", aux_head=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+        return F.cross_entropy(self(batch[0]), batch[1])
+
+    def validation_step(self, batch: tuple, batch_idx: int) -> None:
+        self.log("val/loss", F.cross_entropy(self(batch[0]), batch[1]))
+
+    def test_step(self, batch: tuple, batch_idx: int) -> None:
+        self.validation_step(batch, batch_idx)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class Probe(Callback):
+    """Placed around GradCam: records the state and the autograd context before it, and
+    checks the state is back after it."""
+
+    def __init__(self) -> None:
+        self.flags: list[bool] = []
+        self.checked = 0
+        self.contexts: list[tuple[bool, bool]] = []
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        flags = [m.training for m in pl_module.modules()]
+        hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pl_module.modules())
+        if not self.flags:
+            self.flags = flags
+            self.contexts.append((torch.is_inference_mode_enabled(), torch.is_grad_enabled()))
+            assert hooks == 0
+            pl_module.model.head.train()  # a mixed state GradCam must restore as it is
+            self.flags = [m.training for m in pl_module.modules()]
+        else:
+            assert flags == self.flags and hooks == 0
+            self.checked += 1
+            self.flags = []
+
+
+def loader(dataset: Dataset) -> DataLoader:
+    return DataLoader(dataset, batch_size=6)
+
+
+def trainer(tmp_path: Path, callbacks: list[Callback], **kwargs) -> pl.Trainer:
+    return pl.Trainer(
+        default_root_dir=tmp_path,
+        logger=TensorBoardLogger(tmp_path, name="tb", version=0),
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **kwargs,
+    )
+
+
+def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(tmp_path: Path) -> None:
+    data = Squares()
+    cam = GradCam(
+        "features.mixed_6e",
+        every_n_epochs=2,
+        steps=2,
+        max_misclassified=2,
+        misclassified_search=6,
+        report_dir=tmp_path / "report",
+        report_per_class=2,
+    )
+    probe = Probe()
+    module = Classifier()
+    fit = trainer(tmp_path, [probe, cam, probe], max_epochs=2, limit_train_batches=1)
+    fit.fit(module, loader(data), loader(data))
+
+    events = EventAccumulator(str(tmp_path / "tb" / "version_0"))
+    events.Reload()
+    assert "gradcam/overlays" in events.Tags()["images"]
+    for name in METRICS:
+        assert [e.step for e in events.Scalars(f"gradcam/{name}")] == [fit.global_step]
+    assert probe.checked == 2 and probe.contexts == [(False, False)] * 2  # fit: no_grad
+
+    expl = cam.last["features.mixed_6e"]
+    assert len(cam.samples["val"]) == 6 and expl.indices[:6].tolist() == cam.samples["val"]
+    assert sorted(data.targets[i] for i in cam.samples["val"]) == [0, 0, 1, 1, 2, 2]
+    model = module.model.eval()
+    captum = LayerGradCam(model, model.features.mixed_6e)
+    for maps, targets in ((expl.maps, expl.labels), (expl.pred_maps, expl.preds)):
+        raw = captum.attribute(expl.images, target=targets.tolist(), relu_attributions=True)
+        expected = LayerAttribution.interpolate(raw, (SIZE, SIZE), "bilinear")[:, 0]
+        torch.testing.assert_close(maps, expected)
+
+    assert (tmp_path / "report" / "index.html").is_file()
+    assert (tmp_path / "report" / "summary.json").is_file()
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "&lt;script&gt;" in html and "<script>" not in html
+
+    resumed = GradCam()
+    resumed.load_state_dict(cam.state_dict())
+    assert resumed.samples == cam.samples
+
+
+def test_validate_and_test_get_gradients_under_inference_mode(tmp_path: Path) -> None:
+    data = Squares()
+    cam = GradCam(steps=2, max_misclassified=0)
+    probe = Probe()
+    run = trainer(tmp_path, [probe, cam, probe])
+    with pytest.warns(UserWarning, match=r"4x4 map.*coarser than 7x7.*stem='79'.*mixed_6e"):
+        run.validate(Classifier(), loader(data))
+    assert probe.checked == 1 and probe.contexts == [(True, False)]
+    assert set(cam.last) == {"features.mixed_7c"}
+    assert set(cam.last_metrics) == {f"gradcam/{name}" for name in METRICS}
+    run.test(Classifier(), loader(data))
+    assert set(cam.samples) == {"val", "test"}
+
+
+def test_several_layers_tag_by_layer_and_other_ranks_do_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layers = ["features.mixed_6d", "features.mixed_6e"]
+    cam = GradCam(layers, steps=2, max_misclassified=0)
+    trainer(tmp_path, [cam]).validate(Classifier(), loader(Squares(6)))
+    assert {k.rsplit("/", 1)[0] for k in cam.last_metrics} == {f"gradcam/{n}" for n in layers}
+
+    other = GradCam(layers, steps=2)
+    monkeypatch.setattr(pl.Trainer, "is_global_zero", property(lambda self: False))
+    trainer(tmp_path / "rank1", [other]).validate(Classifier(), loader(Squares(6)))
+    assert other.last == {} and other.samples == {}
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="every_n_epochs"):
+        GradCam(every_n_epochs=0)
+    with pytest.raises(ValueError, match="layers"):
+        GradCam(layers=[])
+    with pytest.raises(ValueError, match="sign"):
+        GradCam(sign="up")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="no submodule"):
+        GradCam("features.nope").setup(pl.Trainer(logger=False), Classifier(), "fit")
