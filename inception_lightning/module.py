@@ -1,0 +1,315 @@
+"""InceptionClassifier: trains any registered Inception variant with the papers' recipe."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities.parsing import lightning_getattr
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
+from typing_extensions import override
+
+from inception_lightning.ema import InceptionEMA
+from inception_lightning.multicrop import SCHEMES, average_probs
+from inception_lightning.net import InceptionNet
+from inception_lightning.optim import InceptionRMSprop, InceptionStepDecay
+from inception_lightning.registry import create_model
+
+Batch = tuple[Tensor, Tensor]
+
+
+class InceptionClassifier(LightningModule):
+    """Trains `create_model(model, num_classes, **model_kwargs)` with label smoothing and aux loss.
+
+    Loss: `CE_ls(logits) + aux_weight * CE_ls(aux_logits)`, label-smoothed cross-entropy
+    (v3 paper sect. 7), the aux term only with an aux head. Validation and test run in eval mode
+    on the main logits and log `loss`, `acc1`, `acc5` and `ece` (expected calibration error)
+    under `val/` and `test/`.
+
+    EMA: with the `InceptionEMA` callback, each validation epoch also evaluates the averaged
+    weights (once they have been updated) and logs them under `val_ema/`.
+
+    The recipe's other half lives in the Trainer: gradient-norm clipping at 2.0 is
+    `Trainer(gradient_clip_val=2.0)` (conf/fit.yaml), mixed precision is `Trainer(precision=...)`.
+
+    Args:
+        model: a name from `list_models()`.
+        num_classes: classifier outputs (LightningCLI links it from the data).
+        model_kwargs: further `create_model` arguments (width, stem, aux_head, drop_rate, ...).
+        label_smoothing: epsilon of the label-smoothed loss.
+        aux_weight: weight of the aux loss (TF-slim: 0.4).
+        optimizer: builds the optimiser from two parameter groups, "backbone" and "head".
+        scheduler: builds the lr scheduler from the optimiser.
+        scheduler_interval: step the scheduler every "epoch" or every optimiser "step".
+        lr_reference_batch_size: if set, every lr is multiplied by
+            `global batch size / lr_reference_batch_size` (linear scaling); the per-device batch
+            size is read from the datamodule's `batch_size`.
+        pretrained: start from timm's released weights (the heads are re-initialised when
+            `num_classes` differs).
+        checkpoint_path: start from a local state dict (ours, a Lightning checkpoint, or timm's).
+        freeze_backbone_epochs: train only the heads for this many epochs. Under DDP use
+            `strategy: ddp_find_unused_parameters_true`, since frozen parameters get no gradient.
+        backbone_lr_scale: the backbone group's lr relative to the heads'.
+        bn_policy: "train" updates BN statistics in training; "frozen" keeps every BN layer in
+            eval mode, so running statistics never move (their affine weights still train).
+        channels_last: use the channels-last memory format for the network and the images.
+        compile_model: `torch.compile` the network; a dict gives `torch.compile` arguments.
+        test_crops: evaluate the test set on 1, 12 or 144 views per image (see `multicrop`).
+        test_crop_size: the view size for 12 and 144 crops.
+        ensemble_checkpoints: further checkpoints of the same architecture whose softmax the
+            test step averages with this model's (their EMA weights, when they have them).
+    """
+
+    def __init__(
+        self,
+        model: str = "inception_v3",
+        num_classes: int = 1000,
+        model_kwargs: dict[str, Any] | None = None,
+        label_smoothing: float = 0.1,
+        aux_weight: float = 0.4,
+        optimizer: OptimizerCallable = InceptionRMSprop,
+        scheduler: LRSchedulerCallable = InceptionStepDecay,
+        scheduler_interval: Literal["epoch", "step"] = "epoch",
+        lr_reference_batch_size: int | None = None,
+        pretrained: bool = False,
+        checkpoint_path: str | None = None,
+        freeze_backbone_epochs: int = 0,
+        backbone_lr_scale: float = 1.0,
+        bn_policy: Literal["train", "frozen"] = "train",
+        channels_last: bool = False,
+        compile_model: bool | dict[str, Any] = False,
+        test_crops: int = 1,
+        test_crop_size: int = 299,
+        ensemble_checkpoints: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        if bn_policy not in ("train", "frozen"):
+            raise ValueError(f"bn_policy must be 'train' or 'frozen', got {bn_policy!r}")
+        if test_crops not in SCHEMES:
+            raise ValueError(f"test_crops must be one of {SCHEMES}, got {test_crops}")
+        # Initial weights and optimiser factories stay out: the checkpoint holds the weights,
+        # and callables cannot be loaded with weights_only=True.
+        self.save_hyperparameters(
+            ignore=[
+                "optimizer",
+                "scheduler",
+                "pretrained",
+                "checkpoint_path",
+                "ensemble_checkpoints",
+            ]
+        )
+        self.model: InceptionNet = create_model(
+            model,
+            num_classes=num_classes,
+            pretrained=pretrained,
+            checkpoint_path=checkpoint_path,
+            **(model_kwargs or {}),
+        )
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.ensemble_checkpoints = list(ensemble_checkpoints or [])
+        self.metrics = nn.ModuleDict(
+            {stage: _metrics(num_classes, stage) for stage in ("val", "val_ema", "test")}
+        )
+        self._compiled_forward: Callable[[Tensor], tuple[Tensor, Tensor | None]] | None = None
+        self._ema_network: nn.Module | None = None
+        self._ensemble: list[nn.Module] = []
+
+    @override
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def loss(
+        self, logits: Tensor, aux_logits: Tensor | None, target: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """`(total, main, aux)`: label-smoothed CE on both heads, aux weighted by `aux_weight`."""
+        main = F.cross_entropy(logits.float(), target, label_smoothing=self.hparams.label_smoothing)
+        if aux_logits is None:
+            return main, main, None
+        aux = F.cross_entropy(
+            aux_logits.float(), target, label_smoothing=self.hparams.label_smoothing
+        )
+        return main + self.hparams.aux_weight * aux, main, aux
+
+    @override
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        images, target = batch
+        images = images.contiguous(memory_format=self._memory_format)
+        forward = self._compiled_forward or self.model.forward_with_aux
+        logits, aux_logits = forward(images)
+        total, main, aux = self.loss(logits, aux_logits, target)
+        self.log("train/loss", total, prog_bar=True)
+        self.log("train/loss_main", main)
+        if aux is not None:
+            self.log("train/loss_aux", aux)
+        return total
+
+    @override
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        images, target = batch
+        images = images.contiguous(memory_format=self._memory_format)
+        self._evaluate(self.model(images), target, "val")
+        if self._ema_network is not None:
+            self._evaluate(self._ema_network(images), target, "val_ema")
+
+    @override
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        images, target = batch
+        images = images.contiguous(memory_format=self._memory_format)
+        if self.hparams.test_crops == 1 and not self._ensemble:
+            self._evaluate(self.model(images), target, "test")
+            return
+        networks = [self.model, *self._ensemble]
+        probs = average_probs(
+            networks, images, self.hparams.test_crops, self.hparams.test_crop_size
+        )
+        # log-probabilities are logits of the same softmax, so loss and metrics take them as is
+        self._evaluate(probs.clamp_min(1e-12).log(), target, "test")
+
+    def _evaluate(self, logits: Tensor, target: Tensor, stage: str) -> None:
+        loss = F.cross_entropy(logits.float(), target, label_smoothing=self.hparams.label_smoothing)
+        self.log(f"{stage}/loss", loss, sync_dist=True)
+        metrics = self.metrics[stage]
+        metrics.update(logits, target)
+        self.log_dict(metrics)
+
+    @override
+    def setup(self, stage: str) -> None:
+        compile_model = self.hparams.compile_model
+        if compile_model is not False and self._compiled_forward is None:
+            options = compile_model if isinstance(compile_model, dict) else {}
+            self._compiled_forward = torch.compile(self.model.forward_with_aux, **options)
+            self.model.compile(**options)
+
+    @override
+    def on_train_epoch_start(self) -> None:
+        self._apply_bn_policy()
+        if self.hparams.freeze_backbone_epochs > 0:
+            trainable = self.current_epoch >= self.hparams.freeze_backbone_epochs
+            self.model.features.requires_grad_(trainable)
+
+    @override
+    def on_validation_epoch_start(self) -> None:
+        ema = next((cb for cb in self.trainer.callbacks if isinstance(cb, InceptionEMA)), None)
+        self._ema_network = None if ema is None else ema.average_network()
+
+    @override
+    def on_validation_epoch_end(self) -> None:
+        self._ema_network = None
+
+    @override
+    def on_test_start(self) -> None:
+        kwargs = self.hparams.model_kwargs or {}
+        self._ensemble = [
+            create_model(
+                self.hparams.model, self.hparams.num_classes, checkpoint_path=path, **kwargs
+            )
+            .to(self.device, memory_format=self._memory_format)
+            .eval()
+            for path in self.ensemble_checkpoints
+        ]
+
+    @override
+    def on_test_end(self) -> None:
+        self._ensemble = []
+
+    @property
+    def _memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.hparams.channels_last else torch.contiguous_format
+
+    @override
+    def train(self, mode: bool = True) -> Self:
+        """Set the train/eval mode; with `bn_policy="frozen"` BN layers always stay in eval."""
+        super().train(mode)
+        if mode:
+            self._apply_bn_policy()
+        return self
+
+    def _apply_bn_policy(self) -> None:
+        # Lightning never calls train() at fit start, so on_train_epoch_start applies it too.
+        if self.hparams.bn_policy == "frozen":
+            for module in self.model.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+
+    @override
+    def configure_optimizers(self) -> dict[str, Any]:
+        backbone = list(self.model.features.parameters())
+        ids = {id(p) for p in backbone}
+        head = [p for p in self.model.parameters() if id(p) not in ids]
+        optimizer = self.optimizer(
+            [{"params": backbone, "name": "backbone"}, {"params": head, "name": "head"}]
+        )
+        batch_scale = self._batch_scale()
+        for group in optimizer.param_groups:
+            group_scale = self.hparams.backbone_lr_scale if group["name"] == "backbone" else 1.0
+            group["lr"] = group["lr"] * batch_scale * group_scale
+        scheduler = self.scheduler(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
+        }
+
+    def _batch_scale(self) -> float:
+        reference = self.hparams.lr_reference_batch_size
+        if reference is None:
+            return 1.0
+        try:
+            batch_size = lightning_getattr(self, "batch_size")
+        except AttributeError:
+            raise ValueError(
+                "lr_reference_batch_size needs the per-device batch size: use a datamodule "
+                "with a `batch_size` attribute"
+            ) from None
+        trainer = self.trainer
+        global_batch = batch_size * trainer.world_size * trainer.accumulate_grad_batches
+        return global_batch / reference
+
+    @staticmethod
+    def export(ckpt: str | Path, out: str | Path, weights: Literal["ema", "raw"] = "ema") -> Path:
+        """Write the network's weights from a Lightning checkpoint as a plain state dict.
+
+        `create_model(name, ..., checkpoint_path=out)` loads the file without a Trainer.
+
+        Args:
+            ckpt: a checkpoint written while training this module.
+            out: the `.pt` file to write.
+            weights: "ema" (the averaged weights) or "raw" (the optimiser's weights).
+        """
+        if weights not in ("ema", "raw"):
+            raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
+        checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+        has_ema = "current_model_state" in checkpoint
+        if weights == "ema" and not has_ema:
+            raise ValueError(
+                f"{ckpt} holds no EMA weights (trained without InceptionEMA, or saved before its "
+                "first update); export weights='raw'"
+            )
+        state = checkpoint["current_model_state" if weights == "raw" and has_ema else "state_dict"]
+        network = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(network, out)
+        return out
+
+
+def _metrics(num_classes: int, stage: str) -> MetricCollection:
+    """acc1, acc5 and ECE, keyed `<stage>/<name>`."""
+    return MetricCollection(
+        {
+            "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+            "acc5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+            "ece": MulticlassCalibrationError(num_classes, n_bins=15),
+        },
+        prefix=f"{stage}/",
+    )

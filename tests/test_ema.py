@@ -1,0 +1,158 @@
+"""InceptionEMA: the warm-up EMA against a hand-rolled one, validation, resume and export."""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from types import SimpleNamespace
+
+import pytest
+import torch
+from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.strategies import FSDPStrategy
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+
+from inception_lightning import create_model
+from inception_lightning.ema import InceptionEMA
+from inception_lightning.module import InceptionClassifier
+
+TINY = {"width": 0.0625, "stem": "299", "aux_head": False, "drop_rate": 0.0}
+
+
+def make_loader(n: int = 8, batch_size: int = 4) -> DataLoader:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(n, 3, 75, 75, generator=generator)
+    return DataLoader(TensorDataset(images, torch.arange(n) % 4), batch_size=batch_size)
+
+
+def make_trainer(**kwargs) -> Trainer:
+    kwargs.setdefault("enable_checkpointing", False)
+    return Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
+class RecordRaw(Callback):
+    """The module's raw state after every optimiser step."""
+
+    def __init__(self) -> None:
+        self.states: list[dict[str, Tensor]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.states.append(deepcopy(pl_module.state_dict()))
+
+
+def test_ema_after_k_steps_equals_hand_rolled_ema_with_warmup() -> None:
+    torch.manual_seed(0)
+    module = InceptionClassifier(num_classes=4, model_kwargs=TINY)
+    initial = deepcopy(module.state_dict())
+    ema, record = InceptionEMA(decay=0.25), RecordRaw()
+
+    make_trainer(max_steps=4, limit_val_batches=0, callbacks=[record, ema]).fit(
+        module, make_loader(16)
+    )
+
+    hand = {k: v.clone() for k, v in initial.items()}
+    for n, raw in enumerate(record.states):
+        decay = min(0.25, (1 + n) / (10 + n))  # 0.1, 0.18, 0.25, 0.25: warm-up, then capped
+        for key, value in raw.items():
+            hand[key] = (
+                decay * hand[key] + (1 - decay) * value if value.is_floating_point() else value
+            )
+    average = ema._average_model.module.state_dict()
+    for key, value in hand.items():
+        torch.testing.assert_close(average[key], value, rtol=1e-5, atol=1e-6)
+    assert ema._average_model.num_updates == 4
+    assert int(ema._average_model.n_averaged) == 4
+    torch.testing.assert_close(module.state_dict(), average)  # copied in at the end of fit
+
+
+def test_average_is_validated_beside_raw_only_after_its_first_update() -> None:
+    module = InceptionClassifier(num_classes=4, model_kwargs=TINY)
+    late = InceptionEMA(update_starting_at_step=100)
+    trainer = make_trainer(max_steps=2, callbacks=[late])
+    trainer.fit(module, make_loader(), make_loader())
+
+    assert "val/acc1" in trainer.callback_metrics
+    assert not any(key.startswith("val_ema/") for key in trainer.callback_metrics)
+    assert late.average_network() is None
+    initial = late._average_model.module.state_dict()
+    changed = [not torch.equal(v, initial[k]) for k, v in module.state_dict().items()]
+    assert any(changed)  # the never-updated average was not copied over the trained weights
+
+    module = InceptionClassifier(num_classes=4, model_kwargs=TINY)
+    trainer = make_trainer(max_steps=2, callbacks=[InceptionEMA()])
+    trainer.fit(module, make_loader(), make_loader())
+    for name in ("loss", "acc1", "acc5", "ece"):
+        assert f"val_ema/{name}" in trainer.callback_metrics
+
+
+def fit_with_ema(max_steps: int, tmp_path, ckpt_path=None) -> tuple[InceptionEMA, RecordRaw]:
+    torch.manual_seed(0)
+    module = InceptionClassifier(num_classes=4, model_kwargs=TINY)
+    ema, record = InceptionEMA(decay=0.5), RecordRaw()
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, save_top_k=-1, save_on_train_epoch_end=True)
+    trainer = make_trainer(
+        max_steps=max_steps,
+        limit_val_batches=0,
+        enable_checkpointing=True,
+        callbacks=[record, ema, checkpoint],
+    )
+    trainer.fit(module, make_loader(), ckpt_path=ckpt_path, weights_only=True)
+    return ema, record
+
+
+def test_resume_restores_both_weight_sets_and_continues_the_ema(tmp_path) -> None:
+    straight, straight_raw = fit_with_ema(3, tmp_path / "straight")
+    fit_with_ema(2, tmp_path / "first")
+    ckpt = tmp_path / "first" / "epoch=0-step=2.ckpt"
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["averaging_state"]["n_averaged"] == 2
+    assert set(saved["current_model_state"]) == set(saved["state_dict"])
+
+    resumed, resumed_raw = fit_with_ema(3, tmp_path / "resumed", ckpt_path=ckpt)
+
+    assert resumed._average_model.num_updates == 3
+    torch.testing.assert_close(
+        resumed._average_model.module.state_dict(), straight._average_model.module.state_dict()
+    )
+    torch.testing.assert_close(resumed_raw.states[-1], straight_raw.states[-1])
+
+
+def test_export_writes_ema_and_raw_state_dicts_that_load_without_trainer(tmp_path) -> None:
+    module = InceptionClassifier(num_classes=4, model_kwargs=TINY)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="last")
+    trainer = make_trainer(
+        max_steps=2, limit_val_batches=0, enable_checkpointing=True, callbacks=[InceptionEMA()]
+    )
+    trainer.callbacks.append(checkpoint)
+    trainer.fit(module, make_loader())
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+
+    for weights, key in (("ema", "state_dict"), ("raw", "current_model_state")):
+        out = InceptionClassifier.export(
+            tmp_path / "last.ckpt", tmp_path / f"{weights}.pt", weights
+        )
+        net = create_model("inception_v3", num_classes=4, checkpoint_path=out, **TINY)
+        for name, value in net.state_dict().items():
+            assert torch.equal(value, saved[key][f"model.{name}"])
+    ema_w = torch.load(tmp_path / "ema.pt")["head.fc.weight"]
+    assert not torch.equal(ema_w, torch.load(tmp_path / "raw.pt")["head.fc.weight"])
+
+    plain = make_trainer(max_steps=1, limit_val_batches=0)
+    plain.fit(InceptionClassifier(num_classes=4, model_kwargs=TINY), make_loader())
+    plain.save_checkpoint(tmp_path / "plain.ckpt")
+    with pytest.raises(ValueError, match="no EMA weights"):
+        InceptionClassifier.export(tmp_path / "plain.ckpt", tmp_path / "x.pt", "ema")
+
+
+def test_sharded_strategies_are_refused() -> None:
+    module = InceptionClassifier(num_classes=4, model_kwargs=TINY)
+    trainer = SimpleNamespace(strategy=FSDPStrategy())
+    with pytest.raises(ValueError, match="FSDPStrategy"):
+        InceptionEMA().setup(trainer, module, "fit")

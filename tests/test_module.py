@@ -1,0 +1,198 @@
+"""InceptionClassifier: loss, metrics, BN policy, backbone freezing, fine-tuning, checkpoints."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Callback, Trainer, seed_everything
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader, TensorDataset
+
+from inception_lightning import create_model
+from inception_lightning.data.synthetic import SyntheticDataset
+from inception_lightning.module import InceptionClassifier
+
+TINY = {"width": 0.0625, "stem": "299", "aux_head": False}
+TINY_AUX = {"width": 0.0625, "stem": "79", "aux_head": True}
+
+
+def make_loader(n: int = 8, size: int = 75, batch_size: int = 4) -> DataLoader:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(n, 3, size, size, generator=generator)
+    return DataLoader(TensorDataset(images, torch.arange(n) % 4), batch_size=batch_size)
+
+
+def make_trainer(**kwargs) -> Trainer:
+    return Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
+def smoothed_ce(logits: list[float], target: int, eps: float) -> float:
+    """-sum_k q_k log p_k with q = (1 - eps) one-hot + eps / K, by hand."""
+    log_z = math.log(sum(math.exp(v) for v in logits))
+    log_p = [v - log_z for v in logits]
+    q = [(1 - eps) * (k == target) + eps / len(logits) for k in range(len(logits))]
+    return -sum(qk * lp for qk, lp in zip(q, log_p, strict=True))
+
+
+def test_loss_matches_hand_computation_with_aux_term() -> None:
+    module = InceptionClassifier(num_classes=3, model_kwargs=TINY, aux_weight=0.4)
+    logits = [[2.0, 0.0, -1.0], [0.5, 0.5, 1.0]]
+    aux = [[0.0, 1.0, 0.0], [-2.0, 0.0, 3.0]]
+    target = [0, 2]
+    main_hand = sum(smoothed_ce(v, t, 0.1) for v, t in zip(logits, target, strict=True)) / 2
+    aux_hand = sum(smoothed_ce(v, t, 0.1) for v, t in zip(aux, target, strict=True)) / 2
+
+    total, main, aux_loss = module.loss(
+        torch.tensor(logits), torch.tensor(aux), torch.tensor(target)
+    )
+
+    assert main.item() == pytest.approx(main_hand, rel=1e-6)
+    assert aux_loss.item() == pytest.approx(aux_hand, rel=1e-6)
+    assert total.item() == pytest.approx(main_hand + 0.4 * aux_hand, rel=1e-6)
+    total, main, aux_loss = module.loss(torch.tensor(logits), None, torch.tensor(target))
+    assert aux_loss is None
+    assert total.item() == pytest.approx(main_hand, rel=1e-6)
+
+
+def test_fit_logs_losses_and_validates_in_eval_mode_on_main_logits() -> None:
+    module = InceptionClassifier(num_classes=4, model_kwargs=TINY_AUX)
+    val = make_loader(size=79, batch_size=8)
+    trainer = make_trainer(max_epochs=1)
+    trainer.fit(module, make_loader(size=79), val)
+
+    metrics = trainer.callback_metrics
+    for key in ("train/loss", "train/loss_main", "train/loss_aux", "val/acc1", "val/acc5"):
+        assert key in metrics
+    assert not any(key.startswith("val_ema/") for key in metrics)
+    total = metrics["train/loss_main"] + 0.4 * metrics["train/loss_aux"]
+    assert metrics["train/loss"].item() == pytest.approx(total.item(), rel=1e-5)
+    images, target = next(iter(val))
+    module.eval()
+    with torch.no_grad():
+        logits = module.model(images)
+    expected = F.cross_entropy(logits, target, label_smoothing=0.1)
+    assert metrics["val/loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert 0.0 <= metrics["val/ece"].item() <= 1.0
+
+
+def test_frozen_bn_statistics_do_not_move() -> None:
+    module = InceptionClassifier(num_classes=4, model_kwargs=TINY, bn_policy="frozen")
+    bn_before = {
+        k: v.clone()
+        for k, v in module.model.state_dict().items()
+        if "running" in k or "batches" in k
+    }
+    conv_before = module.model.features[0].conv.weight.detach().clone()
+
+    make_trainer(max_steps=3, limit_val_batches=0).fit(module, make_loader())
+
+    bn_after = module.model.state_dict()
+    assert bn_before
+    assert all(torch.equal(v, bn_after[k]) for k, v in bn_before.items())
+    assert not torch.equal(conv_before, module.model.features[0].conv.weight)
+    module.train()
+    assert all(not m.training for m in module.model.modules() if isinstance(m, _BatchNorm))
+
+
+class RecordBackbone(Callback):
+    def __init__(self) -> None:
+        self.snapshots: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: InceptionClassifier) -> None:
+        net = pl_module.model
+        self.snapshots.append((net.features[0].conv.weight.clone(), net.head.fc.weight.clone()))
+
+
+def test_backbone_frozen_for_first_epochs_then_trained() -> None:
+    module = InceptionClassifier(num_classes=4, model_kwargs=TINY, freeze_backbone_epochs=1)
+    conv0, fc0 = module.model.features[0].conv.weight.clone(), module.model.head.fc.weight.clone()
+    record = RecordBackbone()
+
+    make_trainer(max_epochs=2, limit_train_batches=1, limit_val_batches=0, callbacks=[record]).fit(
+        module, make_loader()
+    )
+
+    (conv1, fc1), (conv2, _) = record.snapshots
+    assert torch.equal(conv1, conv0)
+    assert not torch.equal(fc1, fc0)
+    assert not torch.equal(conv2, conv1)
+
+
+def test_fine_tune_from_local_checkpoint_replaces_heads(tmp_path) -> None:
+    source = create_model("inception_v3", num_classes=4, **TINY_AUX)
+    torch.save(source.state_dict(), tmp_path / "source.pt")
+
+    module = InceptionClassifier(
+        num_classes=3, model_kwargs=TINY_AUX, checkpoint_path=str(tmp_path / "source.pt")
+    )
+
+    assert module.model.head.fc.out_features == 3
+    assert module.model.aux.fc.out_features == 3
+    for name, value in source.features.state_dict().items():
+        assert torch.equal(module.model.features.state_dict()[name], value)
+    assert "checkpoint_path" not in module.hparams
+
+
+def test_load_from_checkpoint_rebuilds_without_config(tmp_path) -> None:
+    module = InceptionClassifier(num_classes=4, model_kwargs=TINY, label_smoothing=0.2)
+    trainer = make_trainer(max_steps=1, limit_val_batches=0)
+    trainer.fit(module, make_loader())
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+
+    loaded = InceptionClassifier.load_from_checkpoint(tmp_path / "last.ckpt", weights_only=True)
+
+    assert loaded.hparams.label_smoothing == 0.2
+    assert loaded.hparams.model_kwargs == TINY
+    for name, value in module.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value)
+
+
+def test_channels_last_and_compile_options_train(monkeypatch) -> None:
+    compiled = []
+
+    def fake_compile(fn, **options):  # compiling takes minutes on 2 CPU cores; check the wiring
+        compiled.append(options)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    module = InceptionClassifier(
+        num_classes=4, model_kwargs=TINY, channels_last=True, compile_model={"dynamic": False}
+    )
+    make_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1).fit(
+        module, make_loader(), make_loader()
+    )
+
+    assert module.model.features[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert compiled == [{"dynamic": False}, {"dynamic": False}]  # forward_with_aux and forward
+    assert "val/acc1" in module.trainer.callback_metrics
+
+
+def test_tiny_model_learns_the_synthetic_dataset() -> None:
+    train = SyntheticDataset("train", 256, num_classes=4, image_size=79, difficulty=0.0)
+    val = SyntheticDataset("val", 64, num_classes=4, image_size=79, difficulty=0.0)
+    seed_everything(0)
+    module = InceptionClassifier(
+        num_classes=4,
+        model_kwargs={"width": 0.0625, "stem": "151", "aux_head": False, "drop_rate": 0.0},
+        optimizer=partial(torch.optim.AdamW, lr=3e-3, weight_decay=0.0),
+        scheduler=partial(torch.optim.lr_scheduler.ConstantLR, factor=1.0),
+    )
+    trainer = make_trainer(max_epochs=4, num_sanity_val_steps=0)
+    trainer.fit(
+        module,
+        DataLoader(train, batch_size=16, shuffle=True),
+        DataLoader(val, batch_size=64),
+    )
+
+    assert trainer.callback_metrics["val/acc1"].item() >= 0.5  # chance is 0.25
