@@ -1,0 +1,44 @@
+"""An evaluation-only dataset over a whole image folder, for attribution reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inception_lightning.data.boxes import read_boxes
+from inception_lightning.data.errors import DatasetError
+from inception_lightning.data.folder import ImageFolderDataset, MaskedImageFolderDataset
+from inception_lightning.data.scan import find_classes, list_files, scan_files
+from inception_lightning.data.transforms import eval_geometry, eval_transform, resolve_preprocessing
+
+
+def evaluation_dataset(
+    root: str | Path,
+    image_size: int,
+    boxes_file: str | Path | None = None,
+    crop_pct: float | None = None,
+) -> ImageFolderDataset:
+    """Every readable image of `root/val` (or of `root` without a val/ folder), eval-transformed.
+
+    Args:
+        root: a class-per-folder tree, or a dataset folder with train/ and val/.
+        image_size: the model's input size.
+        boxes_file: object boxes or masks keyed by paths relative to `root` (make-dataset's
+            format); the dataset then has `mask(index)`.
+        crop_pct: the centre-crop fraction (Inception's 0.875 by default).
+    """
+    root = Path(root).expanduser()
+    split_dir = root / "val" if (root / "val").is_dir() else root
+    classes = find_classes(split_dir)
+    records, bad = scan_files(list_files(split_dir, classes), classes)
+    if not records:
+        raise DatasetError(f"no readable images under {split_dir}")
+    if bad:
+        listing = "\n".join(f"  {b.path}: {b.reason}" for b in bad)
+        raise DatasetError(f"{len(bad)} bad image files under {split_dir}:\n{listing}")
+    preprocessing = resolve_preprocessing(image_size=image_size, crop_pct=crop_pct)
+    transform = eval_transform(preprocessing)
+    if boxes_file is None:
+        return ImageFolderDataset(records, classes, transform)
+    annotations = read_boxes(boxes_file)
+    geometry = eval_geometry(preprocessing)
+    return MaskedImageFolderDataset(records, classes, transform, root, annotations, geometry)

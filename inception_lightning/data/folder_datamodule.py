@@ -1,0 +1,240 @@
+"""`ImageFolderDataModule`: fine-tuning on class-per-folder images.
+
+Two layouts are accepted under `root`:
+
+- `root/train/<class>/*`, `root/val/<class>/*` and optionally `root/test/<class>/*`;
+  without `val/`, `val_fraction` of `train/` is held out;
+- `root/<class>/*`: one tree, of which a seeded, per-class `val_fraction` is held out.
+
+Classes are the folder names under the training tree, sorted, as in torchvision's
+`ImageFolder`. Every file is checked at `setup`, before training starts (see `data.scan`); with
+`bad_files="skip"` the bad ones are left out, and their list is written to `bad_files.txt` in the
+trainer's log directory, or in the current directory when no trainer is attached.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Literal
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.data import DataLoader
+
+from inception_lightning.data.boxes import Annotation, read_boxes
+from inception_lightning.data.errors import DatasetError
+from inception_lightning.data.folder import ImageFolderDataset, MaskedImageFolderDataset
+from inception_lightning.data.loading import default_num_workers, make_loader
+from inception_lightning.data.scan import (
+    BadFile,
+    ImageRecord,
+    find_classes,
+    list_files,
+    scan_files,
+)
+from inception_lightning.data.transforms import (
+    eval_geometry,
+    eval_transform,
+    resolve_preprocessing,
+    train_transform,
+)
+
+Splits = dict[str, list[ImageRecord]]
+
+
+class ImageFolderDataModule(LightningDataModule):
+    """Class-per-folder images with Inception (or timm pretrained) preprocessing.
+
+    Args:
+        root: the dataset folder, in one of the layouts of the module docstring.
+        batch_size: images per batch.
+        val_fraction: share of each class held out for validation when there is no `val/`.
+        split_seed: seed of that hold-out.
+        boxes_file: a boxes file (format in `data.boxes`); datasets then have `mask(index)`.
+        pretrained_cfg: a timm model name, or one of `list_models()`, whose pretrained config
+            sets size, crop_pct, interpolation, mean and std; None: Inception's (299 px,
+            crop_pct 0.875, bicubic, mean and std 0.5).
+        image_size: overrides the crop size.
+        crop_pct: overrides the share of the resized image kept by the evaluation crop.
+        augment: random-resized crop and flip for training; False trains on evaluation crops.
+        min_scale: smallest share of the image area a training crop covers.
+        hflip: probability of a horizontal flip in training.
+        bad_files: "error" lists every bad file and stops; "skip" leaves them out.
+        num_workers: loader processes; None: one per CPU, at most 8.
+        pin_memory: None pins when CUDA is available.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        batch_size: int = 32,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        boxes_file: str | None = None,
+        pretrained_cfg: str | None = None,
+        image_size: int | None = None,
+        crop_pct: float | None = None,
+        augment: bool = True,
+        min_scale: float = 0.08,
+        hflip: float = 0.5,
+        bad_files: Literal["error", "skip"] = "error",
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.root = Path(root).expanduser()
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+        if bad_files not in ("error", "skip"):
+            raise ValueError(f"bad_files must be 'error' or 'skip', got {bad_files!r}")
+        self.split_dirs = {
+            split: self.root / split
+            for split in ("train", "val", "test")
+            if (self.root / split).is_dir()
+        }
+        if self.split_dirs and "train" not in self.split_dirs:
+            found = ", ".join(f"{name}/" for name in self.split_dirs)
+            raise DatasetError(f"{self.root} has {found} but no train/ folder")
+        if not self.split_dirs:
+            self.split_dirs = {"train": self.root}
+        self.classes = find_classes(self.split_dirs["train"])
+        self.preprocessing = resolve_preprocessing(pretrained_cfg, image_size, crop_pct)
+        self.train_transform = (
+            train_transform(self.preprocessing, min_scale, hflip)
+            if augment
+            else eval_transform(self.preprocessing)
+        )
+        self.eval_transform = eval_transform(self.preprocessing)
+        self.train_dataset: ImageFolderDataset | None = None
+        self.val_dataset: ImageFolderDataset | None = None
+        self.test_dataset: ImageFolderDataset | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes, known before `setup`."""
+        return len(self.classes)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Scan every split once, apply the bad-file policy and build the datasets."""
+        if self.train_dataset is not None:
+            return
+        files = {split: list_files(d, self.classes) for split, d in self.split_dirs.items()}
+        splits: Splits = {}
+        bad: list[BadFile] = []
+        for split, split_files in files.items():
+            splits[split], split_bad = scan_files(split_files, self.classes)
+            bad += split_bad
+        if bad:
+            self._handle_bad_files(bad)
+        self._check_not_emptied(files, splits)
+        self._warn_small(splits)
+        if "val" not in splits:
+            splits["train"], splits["val"] = _hold_out(
+                splits["train"], self.hparams.val_fraction, self.hparams.split_seed
+            )
+        annotations = self._read_boxes(files)
+        self.train_dataset = self._dataset(splits["train"], train=True, annotations=annotations)
+        self.val_dataset = self._dataset(splits["val"], train=False, annotations=annotations)
+        if "test" in splits:
+            self.test_dataset = self._dataset(splits["test"], train=False, annotations=annotations)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        if "test" not in self.split_dirs:
+            raise DatasetError(f"no test split: {self.root / 'test'} does not exist")
+        return self._loader(self.test_dataset, train=False)
+
+    def _handle_bad_files(self, bad: list[BadFile]) -> None:
+        listing = "\n".join(f"  {b.path}: {b.reason}" for b in bad)
+        if self.hparams.bad_files == "error":
+            raise DatasetError(
+                f"{len(bad)} bad image files under {self.root} "
+                f"(pass bad_files='skip' to leave them out):\n{listing}"
+            )
+        trainer = self.trainer
+        log_dir = Path(trainer.log_dir) if trainer is not None and trainer.log_dir else Path.cwd()
+        path = log_dir / "bad_files.txt"
+        if trainer is None or trainer.is_global_zero:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(f"{b.path}\t{b.reason}\n" for b in bad))
+        rank_zero_warn(f"skipped {len(bad)} bad image files under {self.root}; list in {path}")
+
+    def _check_not_emptied(self, files: dict[str, dict[str, list[Path]]], splits: Splits) -> None:
+        for split, split_files in files.items():
+            kept = {self.classes[r.label] for r in splits[split]}
+            for name in split_files.keys() - kept:
+                folder = self.split_dirs[split] / name
+                raise DatasetError(f"class folder {folder} has no readable images")
+
+    def _warn_small(self, splits: Splits) -> None:
+        size = self.preprocessing.image_size
+        small = [r.path for rs in splits.values() for r in rs if min(r.size) < size]
+        if small:
+            shown = ", ".join(str(p) for p in small[:5]) + (", ..." if len(small) > 5 else "")
+            rank_zero_warn(
+                f"{len(small)} images are smaller than the {size} px crop and are upscaled: {shown}"
+            )
+
+    def _read_boxes(self, files: dict[str, dict[str, list[Path]]]) -> dict[str, Annotation] | None:
+        if self.hparams.boxes_file is None:
+            return None
+        annotations = read_boxes(self.hparams.boxes_file)
+        known = {
+            path.relative_to(self.root).as_posix()
+            for split_files in files.values()
+            for paths in split_files.values()
+            for path in paths
+        }
+        unknown = sorted(annotations.keys() - known)
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            raise DatasetError(
+                f"{len(unknown)} entries of boxes file {self.hparams.boxes_file} name no image "
+                f"under {self.root} (paths must be relative to it): {shown}"
+            )
+        return annotations
+
+    def _dataset(
+        self, records: list[ImageRecord], train: bool, annotations: dict[str, Annotation] | None
+    ) -> ImageFolderDataset:
+        transform = self.train_transform if train else self.eval_transform
+        if annotations is None:
+            return ImageFolderDataset(records, self.classes, transform)
+        geometry = eval_geometry(self.preprocessing)
+        return MaskedImageFolderDataset(
+            records, self.classes, transform, self.root, annotations, geometry
+        )
+
+    def _loader(self, dataset: ImageFolderDataset | None, train: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError("call setup() before asking for a dataloader")
+        hp = self.hparams
+        workers = default_num_workers() if hp.num_workers is None else hp.num_workers
+        drop_last = train and len(dataset) > hp.batch_size
+        return make_loader(dataset, hp.batch_size, train, workers, hp.pin_memory, drop_last)
+
+
+def _hold_out(
+    records: list[ImageRecord], fraction: float, seed: int
+) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """Split off `fraction` of each class (at least one image stays in training), seeded."""
+    rng = random.Random(seed)
+    by_label: dict[int, list[ImageRecord]] = defaultdict(list)
+    for record in records:
+        by_label[record.label].append(record)
+    train, val = [], []
+    for label in sorted(by_label):
+        group = by_label[label]
+        rng.shuffle(group)
+        num_val = min(round(len(group) * fraction), len(group) - 1)
+        val += group[:num_val]
+        train += group[num_val:]
+    return train, val
