@@ -1,0 +1,209 @@
+"""Training-step overhead of the activation callbacks at their default cadence.
+
+The same short training run (a tiny Inception-ResNet on one repeated synthetic batch) is timed
+with no callback, with `BranchActivationStats`, with `DyingResidualDetector`, and with the
+design the callbacks avoid: forward hooks that stay registered on the same modules and check a
+flag (`flag hooks`, doing the same reductions on the same steps). Modes alternate within one
+process; each mode's best run is reported as a ratio to the best run without callbacks. On a
+busy machine that ratio is noisy, so the extra time of the observed steps over the other steps
+of the same run is reported too (the row without callbacks is the control). Targets: at most
+1.05 on CPU, 1.03 on GPU. The epoch-end heat map is timed on its own: it costs once per epoch,
+not per step.
+
+Usage:
+    python benchmarks/callback_overhead.py            # 100 timed steps, 3 repeats
+    python benchmarks/callback_overhead.py --tiny     # a few seconds, for CI
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.hooks import RemovableHandle
+
+from inception_lightning import create_model, iter_branches, iter_residual_blocks
+from inception_lightning.activation_stats import activation_sums
+from inception_lightning.callbacks.branch_stats import BranchActivationStats
+from inception_lightning.callbacks.dying_residual import DyingResidualDetector
+
+
+class Classifier(pl.LightningModule):
+    """Cross-entropy on `.model`, plain SGD."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        return F.cross_entropy(self.model(images), labels)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01, momentum=0.9)
+
+
+class RepeatedBatch(IterableDataset):
+    """One random batch, `length` times: no data loading in the timings."""
+
+    def __init__(self, batch: int, size: int, classes: int, length: int) -> None:
+        self.images = torch.randn(batch, 3, size, size)
+        self.labels = torch.randint(0, classes, (batch,))
+        self.length = length
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for _ in range(self.length):
+            yield self.images, self.labels
+
+
+class StepTimer(pl.Callback):
+    """Wall time of each step from `first` on (end of one step to the end of the next)."""
+
+    def __init__(self, first: int) -> None:
+        self.first = first
+        self.last_end = 0.0
+        self.epoch_end = 0.0
+        self.durations: dict[int, float] = {}
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        _sync(trainer)
+        now = time.perf_counter()
+        step = trainer.global_step - 1
+        if step >= self.first:
+            self.durations[step] = now - self.last_end
+        self.last_end = now
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.epoch_end = time.perf_counter() - self.last_end  # after the other callbacks' hooks
+
+
+class FlagHooks(pl.Callback):
+    """The alternative design: hooks registered for the whole fit that check a flag."""
+
+    def __init__(self, every_n_steps: int) -> None:
+        self.every_n_steps = every_n_steps
+        self.active = False
+        self.sums: list[Tensor] = []
+        self.handles: list[RemovableHandle] = []
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        outputs = [branch for _, _, branch in iter_branches(pl_module)]
+        for _, block in iter_residual_blocks(pl_module):
+            outputs.append(block.residual)
+            self.handles.append(block.register_forward_pre_hook(self._pre_hook))
+        self.handles += [m.register_forward_hook(self._hook) for m in outputs]
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
+        self.active = trainer.global_step % self.every_n_steps == 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if self.active:
+            torch.cat(self.sums).tolist()
+            self.sums.clear()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def _pre_hook(self, module: nn.Module, args: tuple[Tensor, ...]) -> None:
+        if self.active:
+            self.sums.append(activation_sums(args[0]))
+
+    def _hook(self, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
+        if self.active:
+            self.sums.append(activation_sums(output))
+
+
+def _sync(trainer: pl.Trainer) -> None:
+    if trainer.strategy.root_device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run(args: argparse.Namespace, mode: str, root: str) -> tuple[dict[int, float], float]:
+    """Seconds per timed step, and for the end of the epoch (the heat map, with branch stats)."""
+    model = create_model(args.model, num_classes=4, width=args.width, aux_head=False)
+    callback = {
+        "off": None,
+        "branch stats": BranchActivationStats(every_n_steps=args.every),
+        "dying residual": DyingResidualDetector(every_n_steps=args.every),
+        "flag hooks": FlagHooks(args.every),
+    }[mode]
+    timer = StepTimer(first=1)
+    trainer = pl.Trainer(
+        accelerator=args.accelerator,
+        devices=1,
+        max_steps=args.steps + 1,
+        callbacks=([callback] if callback else []) + [timer],
+        logger=TensorBoardLogger(root, name=mode.replace(" ", "_")),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    data = RepeatedBatch(args.batch, args.size, 4, args.steps + 2)
+    trainer.fit(Classifier(model), DataLoader(data, batch_size=None))
+    return timer.durations, timer.epoch_end
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="inception_resnet_v1")
+    parser.add_argument("--width", type=float, default=0.125)
+    parser.add_argument("--size", type=int, default=75)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=100, help="timed steps (after one warm-up)")
+    parser.add_argument("--every", type=int, default=50, help="the callbacks' every_n_steps")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--accelerator", default="auto")
+    parser.add_argument("--tiny", action="store_true", help="4 steps, batch 2, one repeat")
+    args = parser.parse_args()
+    if args.tiny:
+        args.steps, args.every, args.batch, args.repeats = 4, 2, 2, 1
+    modes = ("off", "branch stats", "dying residual", "flag hooks")
+    runs: dict[str, list[dict[int, float]]] = {mode: [] for mode in modes}
+    epoch_end: dict[str, list[float]] = {mode: [] for mode in modes}
+    with tempfile.TemporaryDirectory() as root:
+        for _ in range(args.repeats):
+            for mode in modes:
+                durations, seconds = run(args, mode, root)
+                runs[mode].append(durations)
+                epoch_end[mode].append(seconds)
+    print(f"{args.model} width {args.width}, {args.size} px, batch {args.batch}, ", end="")
+    print(f"{args.steps} timed steps, every_n_steps={args.every}, {args.repeats} repeats")
+    print("ratio: best total time against the best without callbacks (sensitive to other load);")
+    print("in-run: extra time of the observed steps over the median other step of the same run,")
+    print("spread over every_n_steps steps, as a fraction of that median.")
+    print(f"{'mode':<16}{'best s':>9}{'ms/step':>9}{'ratio':>8}{'obs. +ms':>10}{'in-run':>8}")
+    reference = min(sum(d.values()) for d in runs["off"])
+    for mode in modes:
+        best = min(sum(d.values()) for d in runs[mode])
+        extra, median = observed_extra(runs[mode], args.every)
+        print(
+            f"{mode:<16}{best:>9.3f}{1000 * median:>9.1f}{best / reference:>8.3f}"
+            f"{1000 * extra:>10.1f}{extra / (args.every * median):>8.2%}"
+        )
+    heatmap = min(epoch_end["branch stats"]) - min(epoch_end["off"])
+    print(f"epoch-end heat map: {heatmap:.3f} s, once per epoch")
+
+
+def observed_extra(runs: list[dict[int, float]], every: int) -> tuple[float, float]:
+    """Mean extra seconds of an observed step over the median other step, and that median."""
+    extras, medians = [], []
+    for durations in runs:
+        others = statistics.median(t for step, t in durations.items() if step % every)
+        observed = [t for step, t in durations.items() if step % every == 0]
+        extras.append(statistics.mean(observed) - others)
+        medians.append(others)
+    return statistics.median(extras), statistics.median(medians)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""BranchActivationStats: hand-computed statistics, tags in the event file, hook lifetime."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from inception_lightning import (
+    ResidualInceptionBlock,
+    create_model,
+    iter_branches,
+    iter_residual_blocks,
+)
+from inception_lightning.callbacks.branch_stats import BranchActivationStats
+from inception_lightning.heads import ClassifierHead
+from inception_lightning.specs import Conv
+
+
+class Classifier(pl.LightningModule):
+    """The smallest LightningModule with the network at `.model`."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        return F.cross_entropy(self.model(images), labels)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class Fixed(nn.Module):
+    """A branch whose output is a given tensor."""
+
+    def __init__(self, value: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("value", value)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.value.clone()
+
+
+def fit(
+    module: pl.LightningModule,
+    callbacks: list[pl.Callback],
+    images: Tensor,
+    root: Path,
+    max_steps: int,
+) -> pl.Trainer:
+    labels = torch.arange(len(images)) % 2
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=max_steps,
+        callbacks=callbacks,
+        logger=TensorBoardLogger(root, name="tb"),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, DataLoader(TensorDataset(images, labels), batch_size=4))
+    return trainer
+
+
+def events(trainer: pl.Trainer) -> EventAccumulator:
+    accumulator = EventAccumulator(trainer.log_dir, size_guidance={"scalars": 0, "images": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def controlled_model() -> nn.Module:
+    """A residual block on 2 channels whose branch outputs and residual are known.
+
+    Branch `a` (1 channel): sample 0 is [[1, 2], [3, 4]], sample 1 is zero.
+    Branch `b` (2 channels): channel 0 is zero everywhere (dead), channel 1 is 3 everywhere.
+    The projection is zero with bias (2, 0) and the scale 0.5: the residual is 1 on channel 0
+    and 0 on channel 1 (dead).
+    """
+    block = ResidualInceptionBlock(2, {"a": (Conv(1),), "b": (Conv(2),)}, scale=0.5)
+    a = torch.zeros(2, 1, 2, 2)
+    a[0, 0] = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    b = torch.zeros(2, 2, 2, 2)
+    b[:, 1] = 3.0
+    block.branches["a"], block.branches["b"] = Fixed(a), Fixed(b)
+    with torch.no_grad():
+        block.project.weight.zero_()
+        block.project.bias.copy_(torch.tensor([2.0, 0.0]))
+    return nn.Sequential(OrderedDict(block=block, head=ClassifierHead(2, 2)))
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_statistics_match_hand_computed_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ranks: int
+) -> None:
+    reduced = []
+
+    def reduce(
+        self: SingleDeviceStrategy, tensor: Tensor, *args: object, **kwargs: object
+    ) -> Tensor:
+        if tensor.numel() == 1:  # Lightning's own decisions
+            return tensor
+        reduced.append((tensor.numel(), kwargs["reduce_op"]))
+        return tensor * ranks  # the sum over `ranks` ranks that saw the same batch
+
+    monkeypatch.setattr(SingleDeviceStrategy, "reduce", reduce)
+    images = torch.full((2, 2, 2, 2), 2.0)  # the shortcut: squared norm 64
+    trainer = fit(Classifier(controlled_model()), [BranchActivationStats()], images, tmp_path, 1)
+
+    assert reduced == [(4 + 5 + 5 + 5, "sum")]  # one call: 3 sums and a count per channel
+    scalars = events(trainer)
+    expected = {
+        # a: 8 values, sum 10, sum of squares 30, 4 zeros, its one channel alive
+        "branch/block/a/mean": 10 / 8,
+        "branch/block/a/std": math.sqrt(30 / 8 - (10 / 8) ** 2),
+        "branch/block/a/zero_fraction": 0.5,
+        "branch/block/a/dead_fraction": 0.0,
+        "branch/block/a/energy_share": 30 / 102,
+        # b: 16 values, sum 24, sum of squares 72, channel 0 dead
+        "branch/block/b/mean": 1.5,
+        "branch/block/b/std": 1.5,
+        "branch/block/b/zero_fraction": 0.5,
+        "branch/block/b/dead_fraction": 0.5,
+        "branch/block/b/energy_share": 72 / 102,
+        # residual: 16 values, 8 ones, channel 1 dead; squared norm 8 against 64
+        "residual/block/mean": 0.5,
+        "residual/block/std": 0.5,
+        "residual/block/zero_fraction": 0.5,
+        "residual/block/dead_fraction": 0.5,
+        "residual/block/norm_ratio": math.sqrt(8 / 64),
+    }
+    for tag, value in expected.items():
+        (event,) = scalars.Scalars(tag)
+        assert event.step == 0
+        assert event.value == pytest.approx(value, rel=1e-6), tag
+    assert "branch/heatmap" in scalars.Tags()["images"]
+
+
+def test_every_block_is_logged_at_the_cadence(tmp_path: Path) -> None:
+    model = create_model(
+        "inception_resnet_v1", num_classes=2, width=0.125, stem="299", aux_head=False
+    )
+    callback = BranchActivationStats(every_n_steps=2, histogram_every_n_steps=4)
+    trainer = fit(Classifier(model), [callback], torch.randn(4, 3, 75, 75), tmp_path, 5)
+
+    scalars = events(trainer)
+    tags = scalars.Tags()
+    blocks: dict[str, float] = {}
+    for dotted, branch, _ in iter_branches(model):
+        block = dotted.rsplit(".", 1)[-1]
+        for stat in ("mean", "std", "zero_fraction", "dead_fraction", "energy_share"):
+            logged = scalars.Scalars(f"branch/{block}/{branch}/{stat}")
+            assert [e.step for e in logged] == [0, 2, 4]
+        share = scalars.Scalars(f"branch/{block}/{branch}/energy_share")[-1].value
+        blocks[block] = blocks.get(block, 0.0) + share
+        assert f"branch/{block}/{branch}/activation" in tags["histograms"]
+    assert blocks and all(total == pytest.approx(1.0, abs=1e-5) for total in blocks.values())
+    residuals = [dotted.rsplit(".", 1)[-1] for dotted, _ in iter_residual_blocks(model)]
+    assert len(residuals) == 20
+    for block in residuals:
+        assert [e.step for e in scalars.Scalars(f"residual/{block}/norm_ratio")] == [0, 2, 4]
+        assert f"residual/{block}/activation" in tags["histograms"]
+
+
+class HookCounter(pl.Callback):
+    """Counts the forward hooks on the module and on the EMA copy when a step starts."""
+
+    def __init__(self, ema: EMAWeightAveraging) -> None:
+        self.ema = ema
+        self.counts: list[tuple[int, int]] = []
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *_) -> None:
+        self.counts.append((count_hooks(pl_module), count_hooks(self.ema._average_model)))
+
+
+def count_hooks(module: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules())
+
+
+def test_no_hook_survives_teardown_on_module_or_ema_copy(tmp_path: Path) -> None:
+    model = create_model(
+        "inception_resnet_v1", num_classes=2, width=0.125, stem="299", aux_head=False
+    )
+    module = Classifier(model)
+    ema = EMAWeightAveraging(decay=0.9)
+    counter = HookCounter(ema)
+    callbacks = [ema, BranchActivationStats(every_n_steps=2), counter]
+    fit(module, callbacks, torch.randn(4, 3, 75, 75), tmp_path, 3)
+
+    taps = sum(1 for _ in iter_branches(model)) + 2 * 20  # branches; residual and shortcut
+    assert counter.counts == [(taps, 0), (0, 0), (taps, 0)]  # armed on steps 0 and 2 only
+    assert count_hooks(module) == 0
+    assert count_hooks(ema._average_model) == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"every_n_steps": 0},
+        {"every_n_steps": 2.5},
+        {"histogram_every_n_steps": -1},
+        {"histogram_samples": 0},
+    ],
+)
+def test_bad_arguments_are_rejected(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        BranchActivationStats(**kwargs)
+
+
+def test_needs_a_logger(tmp_path: Path) -> None:
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path, logger=False, max_steps=1, callbacks=[BranchActivationStats()]
+    )
+    images = torch.full((2, 2, 2, 2), 2.0)
+    loader = DataLoader(TensorDataset(images, torch.zeros(2, dtype=torch.long)), batch_size=2)
+    with pytest.raises(MisconfigurationException, match="no logger"):
+        trainer.fit(Classifier(controlled_model()), loader)
+
+
+class Failing(Classifier):
+    """Fails in the forward pass of its second step, while the hooks are registered."""
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        if self.global_step == 1:
+            raise RuntimeError("boom")
+        return super().training_step(batch, batch_idx)
+
+
+def test_no_hook_survives_an_exception(tmp_path: Path) -> None:
+    module = Failing(controlled_model())
+    images = torch.full((2, 2, 2, 2), 2.0)
+    with pytest.raises(RuntimeError, match="boom"):
+        fit(module, [BranchActivationStats(every_n_steps=1)], images, tmp_path, 3)
+    assert count_hooks(module) == 0

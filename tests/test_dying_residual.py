@@ -1,0 +1,176 @@
+"""DyingResidualDetector: fires on a dying run only, acts by policy, keeps its state."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from inception_lightning import InceptionNet, create_model, iter_residual_blocks
+from inception_lightning.callbacks.dying_residual import DyingResidualDetector, DyingResidualError
+
+
+class Classifier(pl.LightningModule):
+    """The smallest LightningModule with the network at `.model`."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        return F.cross_entropy(self.model(images), labels)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def tiny_model(dying: bool = False) -> InceptionNet:
+    """The tiny IR-v1; `dying` drives the last block's output, the pre-pool map, to zero."""
+    model = create_model(
+        "inception_resnet_v1", num_classes=2, width=0.125, stem="299", aux_head=False
+    )
+    if dying:  # block8_5 computes relu(x + 0.2 * (W b - 1e4)): zero, and no gradient revives it
+        nn.init.constant_(model.features.block8_5.project.bias, -1e4)
+    return model
+
+
+def fit(
+    module: pl.LightningModule,
+    callbacks: list[pl.Callback],
+    root: Path,
+    max_steps: int,
+    ckpt_path: Path | None = None,
+) -> pl.Trainer:
+    images = torch.randn(8, 3, 75, 75, generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(TensorDataset(images, torch.arange(8) % 2), batch_size=4)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=max_steps,
+        callbacks=callbacks,
+        logger=TensorBoardLogger(root, name="tb"),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, loader, ckpt_path=ckpt_path)
+    return trainer
+
+
+def events(trainer: pl.Trainer) -> EventAccumulator:
+    accumulator = EventAccumulator(trainer.log_dir, size_guidance={"scalars": 0, "tensors": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def test_fires_within_patience_on_a_dying_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    detector = DyingResidualDetector(every_n_steps=1, patience=2)
+    with caplog.at_level(logging.WARNING):
+        trainer = fit(Classifier(tiny_model(dying=True)), [detector], tmp_path, 4)
+
+    assert detector.fired_steps == [1]  # the second check completes the window; once per episode
+    (record,) = [r for r in caplog.records if "dying" in r.getMessage()]
+    message = record.getMessage()
+    assert "at step 1" in message and "block8_5" in message and "0.1-0.3" in message
+    scalars = events(trainer)
+    assert [e.value for e in scalars.Scalars("residual/pre_pool/dead_fraction")] == [1.0] * 4
+    (text,) = scalars.Tensors("residual/dying/text_summary")
+    assert text.step == 1
+    assert text.tensor_proto.string_val[0].decode() == message
+    for dotted, _ in iter_residual_blocks(trainer.lightning_module):
+        block = dotted.rsplit(".", 1)[-1]
+        assert len(scalars.Scalars(f"residual/{block}/norm_ratio")) == 4
+        assert len(scalars.Scalars(f"residual/{block}/output_zero_fraction")) == 4
+
+
+def test_never_fires_on_a_healthy_run(tmp_path: Path) -> None:
+    detector = DyingResidualDetector(every_n_steps=1, patience=2)
+    trainer = fit(Classifier(tiny_model()), [detector], tmp_path, 6)
+
+    assert detector.fired_steps == []
+    assert detector.streak == 0
+    dead = [e.value for e in events(trainer).Scalars("residual/pre_pool/dead_fraction")]
+    assert len(dead) == 6 and max(dead) < 0.5
+
+
+def test_stop_policy_stops_and_leaves_a_resumable_checkpoint(tmp_path: Path) -> None:
+    detector = DyingResidualDetector(every_n_steps=1, patience=2, policy="stop", dirpath=tmp_path)
+    module = Classifier(tiny_model(dying=True))
+    trainer = fit(module, [detector], tmp_path, 10)
+
+    assert trainer.global_step == 2
+    checkpoint = tmp_path / "dying-residual-step=1.ckpt"
+    state = torch.load(checkpoint, weights_only=False)
+    assert state["global_step"] == 2
+    assert state["callbacks"][detector.state_key]["fired_steps"] == [1]
+    resumed = DyingResidualDetector(every_n_steps=1, patience=2)
+    fit(Classifier(tiny_model()), [resumed], tmp_path / "resumed", 3, ckpt_path=checkpoint)
+    assert resumed.fired_steps == [1]  # restored; the still-dead weights keep the episode open
+    assert resumed.streak == 3
+
+
+def test_raise_policy_raises_and_leaves_no_hook(tmp_path: Path) -> None:
+    detector = DyingResidualDetector(every_n_steps=1, patience=1, policy="raise")
+    module = Classifier(tiny_model(dying=True))
+    with pytest.raises(DyingResidualError, match="residual_scale"):
+        fit(module, [detector], tmp_path, 4)
+    assert count_hooks(module) == 0
+
+
+def count_hooks(module: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules())
+
+
+def test_no_hook_survives_teardown_on_module_or_ema_copy(tmp_path: Path) -> None:
+    module = Classifier(tiny_model())
+    ema = EMAWeightAveraging(decay=0.9)
+    fit(module, [ema, DyingResidualDetector(every_n_steps=1)], tmp_path, 2)
+
+    assert count_hooks(module) == 0
+    assert count_hooks(ema._average_model) == 0
+
+
+def test_state_dict_round_trip() -> None:
+    detector = DyingResidualDetector(patience=3)
+    detector.window.extend([0.95, 0.97])
+    detector.streak = 2
+    detector.fired_steps = [150]
+    restored = DyingResidualDetector(patience=3)
+    restored.load_state_dict(detector.state_dict())
+    assert restored.state_dict() == {"window": [0.95, 0.97], "streak": 2, "fired_steps": [150]}
+    assert restored.window.maxlen == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"threshold": 1.0}, "threshold"),
+        ({"threshold": -0.1}, "threshold"),
+        ({"patience": 0}, "patience"),
+        ({"every_n_steps": 1.5}, "every_n_steps"),
+        ({"policy": "ignore"}, "policy"),
+    ],
+)
+def test_bad_arguments_are_rejected(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        DyingResidualDetector(**kwargs)
+
+
+def test_needs_an_inception_net_or_pre_pool(tmp_path: Path) -> None:
+    module = Classifier(
+        nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2))
+    )
+    with pytest.raises(MisconfigurationException, match="pass `pre_pool`"):
+        fit(module, [DyingResidualDetector()], tmp_path, 1)
