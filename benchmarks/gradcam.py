@@ -20,10 +20,10 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
-from inception_lightning.callbacks.grad_cam import GradCam
 from torch.utils.data import DataLoader, TensorDataset
 
 from inception_lightning import create_model
+from inception_lightning.callbacks.grad_cam import GradCam
 from inception_lightning.explain import GradCAM
 
 

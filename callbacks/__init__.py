@@ -1,0 +1,7 @@
+"""Callbacks that watch and explain Inception networks while they train."""
+
+from inception_lightning.callbacks.branch_stats import BranchActivationStats
+from inception_lightning.callbacks.dying_residual import DyingResidualDetector, DyingResidualError
+from inception_lightning.callbacks.grad_cam import GradCam
+
+__all__ = ["BranchActivationStats", "DyingResidualDetector", "DyingResidualError", "GradCam"]

@@ -26,6 +26,10 @@ from inception_lightning.registry import create_model
 Batch = tuple[Tensor, Tensor]
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint was trained for another number of classes."""
+
+
 class InceptionClassifier(LightningModule):
     """Trains `create_model(model, num_classes, **model_kwargs)` with label smoothing and aux loss.
 
@@ -46,8 +50,10 @@ class InceptionClassifier(LightningModule):
         model_kwargs: further `create_model` arguments (width, stem, aux_head, drop_rate, ...).
         label_smoothing: epsilon of the label-smoothed loss.
         aux_weight: weight of the aux loss (TF-slim: 0.4).
-        optimizer: builds the optimiser from two parameter groups, "backbone" and "head".
-        scheduler: builds the lr scheduler from the optimiser.
+        optimizer: builds the optimiser from two parameter groups, "backbone" and "head";
+            None is `InceptionRMSprop` (RMSpropTF, lr 0.045, alpha 0.9, eps 1.0, momentum 0.9).
+        scheduler: builds the lr scheduler from the optimiser; None is `InceptionStepDecay`
+            (x0.94 every 2 epochs).
         scheduler_interval: step the scheduler every "epoch" or every optimiser "step".
         lr_reference_batch_size: if set, every lr is multiplied by
             `global batch size / lr_reference_batch_size` (linear scaling); the per-device batch
@@ -75,8 +81,10 @@ class InceptionClassifier(LightningModule):
         model_kwargs: dict[str, Any] | None = None,
         label_smoothing: float = 0.1,
         aux_weight: float = 0.4,
-        optimizer: OptimizerCallable = InceptionRMSprop,
-        scheduler: LRSchedulerCallable = InceptionStepDecay,
+        # None means the paper's recipe. A class default here would leak its init_args (RMSProp's
+        # eps=1.0) into any optimiser a YAML file switches to, through jsonargparse.
+        optimizer: OptimizerCallable | None = None,
+        scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["epoch", "step"] = "epoch",
         lr_reference_batch_size: int | None = None,
         pretrained: bool = False,
@@ -115,8 +123,8 @@ class InceptionClassifier(LightningModule):
         )
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.optimizer = optimizer
-        self.scheduler = scheduler
+        self.optimizer = optimizer or InceptionRMSprop
+        self.scheduler = scheduler or InceptionStepDecay
         self.ensemble_checkpoints = list(ensemble_checkpoints or [])
         self.metrics = nn.ModuleDict(
             {stage: _metrics(num_classes, stage) for stage in ("val", "val_ema", "test")}
@@ -182,6 +190,18 @@ class InceptionClassifier(LightningModule):
         metrics = self.metrics[stage]
         metrics.update(logits, target)
         self.log_dict(metrics)
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse, with the fine-tuning recipe, a checkpoint whose classifier has other classes."""
+        saved = checkpoint.get("state_dict", {}).get("model.head.fc.weight")
+        if saved is not None and saved.shape[0] != self.model.num_classes:
+            raise CheckpointMismatchError(
+                f"the checkpoint's classifier has {saved.shape[0]} classes but this run has "
+                f"{self.model.num_classes}: --ckpt_path resumes the same task. To fine-tune on "
+                "new classes, start from its weights instead: -c conf/finetune.yaml "
+                "--model.checkpoint_path CKPT --model.pretrained false"
+            )
 
     @override
     def setup(self, stage: str) -> None:

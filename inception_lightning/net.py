@@ -66,9 +66,10 @@ class InceptionNet(nn.Module):
         residual_scale: float | None = None,
         width: float = 1.0,
         drop_rate: float = 0.2,  # TF-slim's dropout_keep_prob 0.8 (v4 paper Fig. 9)
-        stem: str = "299",
+        stem: str | int = "299",
     ) -> None:
         super().__init__()
+        stem = str(stem)  # YAML reads `stem: 79` as an int
         if stem not in arch.stems:
             raise ValueError(f"{name} has no stem {stem!r}; choose one of {sorted(arch.stems)}")
         if width <= 0:

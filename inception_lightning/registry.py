@@ -47,7 +47,7 @@ def create_model(
     residual_scale: float | None = None,
     width: float = 1.0,
     drop_rate: float = 0.2,
-    stem: str = "299",
+    stem: str | int = "299",
     pretrained: bool = False,
     checkpoint_path: str | Path | None = None,
     pretrained_cfg_overlay: dict[str, Any] | None = None,

@@ -7,13 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
-from inception_lightning.callbacks.grad_cam import GradCam
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, Dataset
 
 from inception_lightning import create_model
+from inception_lightning.callbacks.grad_cam import GradCam
 
 SIZE = 47
 METRICS = ["deletion_auc", "insertion_auc", "pointing_game", "energy_pointing_game"]

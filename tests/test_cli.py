@@ -1,0 +1,230 @@
+"""The console script: config parsing, an end-to-end fit, report, make-dataset and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from inception_lightning.cli import main
+from inception_lightning.module import InceptionClassifier
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SCRIPT = Path(sys.executable).parent / "inception-lightning"
+
+# The combinations the README shows.
+COMBINATIONS = [
+    ["quickstart.yaml"],
+    ["fit.yaml", "model/inception_v3.yaml", "data/folder.yaml"],
+    ["fit.yaml", "model/inception_v4.yaml", "data/folder.yaml", "callbacks/diagnostics.yaml"],
+    ["fit.yaml", "model/inception_resnet_v2.yaml", "data/folder.yaml", "trainer/gpu.yaml"],
+    ["fit.yaml", "model/inception_resnet_v1.yaml", "data/folder.yaml", "trainer/ddp.yaml"],
+    ["model/inception_v3.yaml", "data/folder.yaml", "trainer/fsdp.yaml"],
+    ["fit.yaml", "model/inception_v3.yaml", "finetune.yaml"],
+]
+
+
+def _print_config(files: list[Path], capsys: pytest.CaptureFixture[str], *extra: str) -> dict:
+    args = ["fit"] + [a for f in files for a in ("-c", str(f))] + [*extra, "--print_config"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code in (0, None), capsys.readouterr().err
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("file", sorted(CONF.rglob("*.yaml")), ids=lambda p: p.stem)
+def test_every_config_file_parses_alone(file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _print_config([file], capsys)
+
+
+@pytest.mark.parametrize("files", COMBINATIONS, ids="+".join)
+def test_readme_combinations_parse(files: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    config = _print_config([CONF / f for f in files], capsys)
+    assert config["model"]["model"].startswith("inception_")
+
+
+def test_configs_compose_callbacks(capsys: pytest.CaptureFixture[str]) -> None:
+    files = [
+        "fit.yaml",
+        "model/inception_v3.yaml",
+        "data/folder.yaml",
+        "callbacks/diagnostics.yaml",
+    ]
+    config = _print_config([CONF / f for f in files], capsys)
+    names = [c["class_path"].rsplit(".", 1)[-1] for c in config["trainer"]["callbacks"]]
+    assert names == [
+        "InceptionEMA", "ModelCheckpoint", "BranchActivationStats", "DyingResidualDetector",
+        "GradCam",
+    ]  # fmt: skip
+    assert config["trainer"]["gradient_clip_val"] == 2.0
+    assert config["model"]["optimizer"] is None  # the module's default: the paper's RMSProp
+
+
+def test_switching_optimiser_keeps_none_of_rmsprops_arguments(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    files = ["fit.yaml", "model/inception_v3.yaml", "finetune.yaml"]
+    optimizer = _print_config([CONF / f for f in files], capsys)["model"]["optimizer"]
+    assert optimizer["class_path"] == "torch.optim.AdamW"
+    assert optimizer["init_args"]["eps"] == 1e-8  # AdamW's own, not RMSProp's eps=1.0
+    quickstart = _print_config([CONF / "quickstart.yaml"], capsys)["model"]["optimizer"]
+    assert quickstart["init_args"]["eps"] == 1e-8
+
+
+def _tiny_config(tmp_path: Path, **model: object) -> Path:
+    config = {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": "cpu",
+            "max_epochs": 1,
+            "limit_val_batches": 1,
+            "log_every_n_steps": 1,
+            "default_root_dir": str(tmp_path),
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": str(tmp_path / "runs"), "name": "tiny"},
+            },
+            "callbacks": [
+                {"class_path": "inception_lightning.ema.InceptionEMA"},
+                {
+                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True},
+                },
+            ],
+        },
+        "model": {
+            "model": "inception_v3",
+            "model_kwargs": {"width": 0.0625, "aux_head": False},
+            **model,
+        },
+        "data": {
+            "class_path": "inception_lightning.data.SyntheticDataModule",
+            "init_args": {"num_classes": 4, "image_size": 75, "num_samples": 40, "batch_size": 8},
+        },
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_fit_end_to_end_through_the_console_script(tmp_path: Path) -> None:
+    config = _tiny_config(tmp_path)
+    result = subprocess.run(
+        [str(SCRIPT), "fit", "-c", str(config)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = tmp_path / "ckpt" / "last.ckpt"
+    assert ckpt.is_file()
+    run_dir = tmp_path / "runs" / "tiny" / "version_0"
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["model"]["model"] == "inception_v3"
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/loss_main", "val/loss", "val/acc1", "val/acc5", "val/ece"} <= tags
+    assert "val_ema/acc1" in tags
+    assert any(t.startswith("lr-") for t in tags)  # the default learning-rate monitor
+    # num_classes was linked from the data and saved: the checkpoint rebuilds with no config.
+    module = InceptionClassifier.load_from_checkpoint(ckpt, weights_only=True)
+    assert module.model.num_classes == 4
+
+
+def _save_checkpoint(module: InceptionClassifier, path: Path) -> Path:
+    """A minimal Lightning checkpoint of an untrained module."""
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams),
+            "pytorch-lightning_version": "2.6.6",
+            "epoch": 0,
+            "global_step": 0,
+        },
+        path,
+    )
+    return path
+
+
+def test_unknown_model_name_lists_the_choices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _tiny_config(tmp_path, model="inception_v9")
+    with pytest.raises(SystemExit):
+        main(["fit", "-c", str(config)])
+    err = capsys.readouterr().err
+    assert "unknown model 'inception_v9'" in err and "inception_resnet_v2" in err
+
+
+def test_wrong_yaml_key_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _tiny_config(tmp_path, label_smothing=0.2)
+    with pytest.raises(SystemExit):
+        main(["fit", "-c", str(config)])
+    assert "label_smothing" in capsys.readouterr().err
+
+
+def test_wrong_yaml_type_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _tiny_config(tmp_path, aux_weight="heavy")
+    with pytest.raises(SystemExit):
+        main(["fit", "-c", str(config)])
+    err = capsys.readouterr().err
+    assert "aux_weight" in err and "heavy" in err
+
+
+def test_missing_data_folder_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no_such_folder"
+    with pytest.raises(SystemExit):
+        main(["fit", "-c", str(CONF / "data/folder.yaml"), "--data.root", str(missing)])
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_checkpoint_for_other_classes_proposes_fine_tuning(tmp_path: Path) -> None:
+    module = InceptionClassifier(
+        model="inception_v3", num_classes=7, model_kwargs={"width": 0.0625, "aux_head": False}
+    )
+    ckpt = _save_checkpoint(module, tmp_path / "seven.ckpt")
+    config = _tiny_config(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["validate", "-c", str(config), "--ckpt_path", str(ckpt)])
+    message = str(exit_info.value.code)
+    assert "7 classes but this run has 4" in message and "conf/finetune.yaml" in message
+
+
+def test_summary_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["summary", "inception_v3", "--aux-head"])
+    out = capsys.readouterr().out
+    assert "mixed_7c" in out and "27,161,264" in out
+
+
+def test_make_dataset_then_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "shapes"
+    main(["make-dataset", "--out", str(data), "--num-classes", "3", "--num-samples", "30",
+          "--image-size", "79"])  # fmt: skip
+    assert {p.name for p in (data / "val").iterdir()} == {"circle", "square", "triangle"}
+    module = InceptionClassifier(
+        model="inception_v3",
+        num_classes=3,
+        model_kwargs={"width": 0.0625, "aux_head": False, "stem": "79"},
+    )
+    ckpt = _save_checkpoint(module, tmp_path / "model.ckpt")
+    out = tmp_path / "report"
+    main(["report", "--ckpt", str(ckpt), "--data", str(data), "--boxes",
+          str(data / "boxes.json"), "--out", str(out), "--per-class", "2"])  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert "pointing_game" in json.dumps(summary)
+    assert (out / "index.html").read_text().count("<img") >= 6
+    assert list(out.rglob("*.png"))
+
+
+def test_report_on_a_missing_checkpoint_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["report", "--ckpt", str(tmp_path / "gone.ckpt"), "--data", str(tmp_path),
+              "--out", str(tmp_path / "r")])  # fmt: skip
+    assert "gone.ckpt" in capsys.readouterr().err
