@@ -228,3 +228,14 @@ def test_report_on_a_missing_checkpoint_names_it(
         main(["report", "--ckpt", str(tmp_path / "gone.ckpt"), "--data", str(tmp_path),
               "--out", str(tmp_path / "r")])  # fmt: skip
     assert "gone.ckpt" in capsys.readouterr().err
+
+
+def test_python_dash_m_is_the_same_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "inception_lightning", "summary", "inception_v4", "--width", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "mixed_7d" in result.stdout and "G multiply-adds" in result.stdout

@@ -12,6 +12,9 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 SCRIPT = textwrap.dedent(
     """
@@ -48,23 +51,72 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_two_process_cpu_ddp_run_completes(tmp_path) -> None:
-    script, out = tmp_path / "ddp_run.py", tmp_path / "result.json"
-    script.write_text(SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PL_DISABLE_FORK": "1"}
+DIAGNOSTICS_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from inception_lightning.callbacks import BranchActivationStats, DyingResidualDetector, GradCam
+    from inception_lightning.data import SyntheticDataModule
+    from inception_lightning.module import InceptionClassifier
 
+    data = SyntheticDataModule(num_classes=4, image_size=75, num_samples=48, batch_size=4)
+    module = InceptionClassifier(
+        model="inception_resnet_v1", num_classes=4,
+        model_kwargs={"width": 0.0625, "stem": "299", "aux_head": False},
+    )
+    callbacks = [
+        BranchActivationStats(every_n_steps=1),
+        DyingResidualDetector(every_n_steps=1),
+        GradCam(per_class=1, max_samples=4, max_misclassified=2, steps=2),
+    ]
+    trainer = Trainer(
+        accelerator="cpu", devices=2, strategy="ddp", max_steps=2, limit_val_batches=1,
+        num_sanity_val_steps=0, logger=TensorBoardLogger(sys.argv[2], name="ddp", version=0),
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=callbacks, val_check_interval=2,
+    )
+    trainer.fit(module, data)
+    if trainer.global_rank == 0:
+        with open(sys.argv[1], "w") as f:
+            json.dump({"global_step": trainer.global_step}, f)
+    """
+)
+
+
+def _run_two_ranks(script_text: str, tmp_path: Path) -> dict:
+    """Run `script_text` (which relaunches itself for rank 1) and read rank 0's JSON result."""
+    script, out = tmp_path / "ddp_run.py", tmp_path / "result.json"
+    script.write_text(script_text)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PL_DISABLE_FORK": "1"}
     proc = subprocess.run(
-        [sys.executable, str(script), str(out)],
+        [sys.executable, str(script), str(out), str(tmp_path / "runs")],
         cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=300,  # a deadlocked rank would hang here: the timeout turns it into a failure
     )
-
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_two_process_cpu_ddp_run_completes(tmp_path: Path) -> None:
+    result = _run_two_ranks(SCRIPT, tmp_path)
     assert result["world_size"] == 2
     assert result["global_step"] == 2
     assert result["ema_updates"] == 2
     assert {"train/loss", "val/acc1", "val_ema/acc1"} <= set(result["metrics"])
+
+
+def test_diagnostics_callbacks_under_ddp_log_from_rank_zero_without_deadlock(
+    tmp_path: Path,
+) -> None:
+    result = _run_two_ranks(DIAGNOSTICS_SCRIPT, tmp_path)
+    assert result["global_step"] == 2
+    events = EventAccumulator(str(tmp_path / "runs" / "ddp" / "version_0"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert "residual/pre_pool/dead_fraction" in tags
+    assert any(t.startswith("branch/block35_1/") for t in tags)
+    assert "gradcam/deletion_auc" in tags  # Grad-CAM ran on rank 0 and the job still finished
