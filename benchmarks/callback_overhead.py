@@ -1,14 +1,14 @@
 """Training-step overhead of the activation callbacks at their default cadence.
 
-The same short training run (a tiny Inception-ResNet on one repeated synthetic batch) is timed
-with no callback, with `BranchActivationStats`, with `DyingResidualDetector`, and with the
-design the callbacks avoid: forward hooks that stay registered on the same modules and check a
-flag (`flag hooks`, doing the same reductions on the same steps). Modes alternate within one
-process; each mode's best run is reported as a ratio to the best run without callbacks. On a
-busy machine that ratio is noisy, so the extra time of the observed steps over the other steps
-of the same run is reported too (the row without callbacks is the control). Targets: at most
-1.05 on CPU, 1.03 on GPU. The epoch-end heat map is timed on its own: it costs once per epoch,
-not per step.
+The same short training run (`InceptionClassifier` with SGD on a tiny Inception-ResNet, one
+repeated synthetic batch) is timed with no callback, with `BranchActivationStats`, with
+`DyingResidualDetector`, and with the design the callbacks avoid: forward hooks that stay
+registered on the same modules and check a flag (`flag hooks`, doing the same reductions on the
+same steps). Modes alternate within one process; each mode's best run is reported as a ratio to
+the best run without callbacks. On a busy machine that ratio is noisy, so the extra time of the
+observed steps over the other steps of the same run is reported too (the row without callbacks
+is the control). Targets: at most 1.05 on CPU, 1.03 on GPU. The epoch-end heat map is timed on
+its own: it costs once per epoch, not per step.
 
 Usage:
     python benchmarks/callback_overhead.py            # 100 timed steps, 3 repeats
@@ -22,34 +22,20 @@ import statistics
 import tempfile
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset
 from torch.utils.hooks import RemovableHandle
 
-from inception_lightning import create_model, iter_branches, iter_residual_blocks
+from inception_lightning import iter_branches, iter_residual_blocks
 from inception_lightning.activation_stats import activation_sums
 from inception_lightning.callbacks.branch_stats import BranchActivationStats
 from inception_lightning.callbacks.dying_residual import DyingResidualDetector
-
-
-class Classifier(pl.LightningModule):
-    """Cross-entropy on `.model`, plain SGD."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        images, labels = batch
-        return F.cross_entropy(self.model(images), labels)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=0.01, momentum=0.9)
+from inception_lightning.module import InceptionClassifier
 
 
 class RepeatedBatch(IterableDataset):
@@ -130,7 +116,12 @@ def _sync(trainer: pl.Trainer) -> None:
 
 def run(args: argparse.Namespace, mode: str, root: str) -> tuple[dict[int, float], float]:
     """Seconds per timed step, and for the end of the epoch (the heat map, with branch stats)."""
-    model = create_model(args.model, num_classes=4, width=args.width, aux_head=False)
+    module = InceptionClassifier(
+        args.model,
+        num_classes=4,
+        model_kwargs={"width": args.width, "aux_head": False},
+        optimizer=partial(torch.optim.SGD, lr=0.01, momentum=0.9),
+    )
     callback = {
         "off": None,
         "branch stats": BranchActivationStats(every_n_steps=args.every),
@@ -149,7 +140,7 @@ def run(args: argparse.Namespace, mode: str, root: str) -> tuple[dict[int, float
         enable_model_summary=False,
     )
     data = RepeatedBatch(args.batch, args.size, 4, args.steps + 2)
-    trainer.fit(Classifier(model), DataLoader(data, batch_size=None))
+    trainer.fit(module, DataLoader(data, batch_size=None))
     return timer.durations, timer.epoch_end
 
 

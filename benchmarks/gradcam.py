@@ -18,24 +18,12 @@ from collections.abc import Callable
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
 from torch.utils.data import DataLoader, TensorDataset
 
-from inception_lightning import create_model
 from inception_lightning.callbacks.grad_cam import GradCam
 from inception_lightning.explain import GradCAM
-
-
-class Module(pl.LightningModule):
-    """Validation only: the network is `self.model`, as GradCam expects."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def validation_step(self, batch: tuple, batch_idx: int) -> None:
-        self.log("val/loss", F.cross_entropy(self.model(batch[0]), batch[1]))
+from inception_lightning.module import InceptionClassifier
 
 
 def median_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
@@ -67,8 +55,9 @@ def main() -> None:
         args.repeats, args.steps = 2, 4
     stem = "79" if args.size < 150 else "299"
     torch.manual_seed(0)
-    model = create_model(args.model, num_classes=8, width=args.width, stem=stem, aux_head=False)
-    model = model.to(args.device).eval()
+    kwargs = {"width": args.width, "stem": stem, "aux_head": False}
+    module = InceptionClassifier(args.model, num_classes=8, model_kwargs=kwargs)
+    model = module.model.to(args.device).eval()
     x = torch.randn(args.images, 3, args.size, args.size, device=args.device)
     targets = torch.randint(0, 8, (args.images,)).tolist()
     cam = GradCAM(model, batch_size=args.batch_size)
@@ -115,7 +104,7 @@ def main() -> None:
                 enable_model_summary=False,
                 logger=pl.loggers.TensorBoardLogger(root),
             )
-            runs.append(lambda t=trainer: t.validate(Module(model), loader, verbose=False))
+            runs.append(lambda t=trainer: t.validate(module, loader, verbose=False))
         without, with_cam = median_times(runs, args.repeats)
     explained = len(next(iter(callback.last.values())).indices)
     print(f"val epoch     : {without:8.3f} s without GradCam, {with_cam:.3f} s with")

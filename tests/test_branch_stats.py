@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import SingleDeviceStrategy
@@ -18,30 +17,25 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from inception_lightning import (
-    ResidualInceptionBlock,
-    create_model,
-    iter_branches,
-    iter_residual_blocks,
-)
+from inception_lightning import InceptionNet, iter_branches, iter_residual_blocks
 from inception_lightning.callbacks.branch_stats import BranchActivationStats
-from inception_lightning.heads import ClassifierHead
-from inception_lightning.specs import Conv
+from inception_lightning.module import InceptionClassifier
+from inception_lightning.net import Architecture
+from inception_lightning.specs import Conv, Stage
 
 
-class Classifier(pl.LightningModule):
-    """The smallest LightningModule with the network at `.model`."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        images, labels = batch
-        return F.cross_entropy(self.model(images), labels)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=0.01)
+def classifier(model: InceptionNet | None = None) -> InceptionClassifier:
+    """The project's module on the tiny IR-v1, or on `model`: plain cross-entropy and SGD."""
+    module = InceptionClassifier(
+        "inception_resnet_v1",
+        num_classes=2,
+        model_kwargs={"width": 0.125, "stem": "299", "aux_head": False},
+        label_smoothing=0.0,
+        optimizer=partial(torch.optim.SGD, lr=0.01),
+    )
+    if model is not None:
+        module.model = model
+    return module
 
 
 class Fixed(nn.Module):
@@ -82,15 +76,23 @@ def events(trainer: pl.Trainer) -> EventAccumulator:
     return accumulator
 
 
-def controlled_model() -> nn.Module:
-    """A residual block on 2 channels whose branch outputs and residual are known.
+def controlled_model() -> InceptionNet:
+    """A network of one residual block on 2 channels whose branch outputs and residual are known.
 
-    Branch `a` (1 channel): sample 0 is [[1, 2], [3, 4]], sample 1 is zero.
-    Branch `b` (2 channels): channel 0 is zero everywhere (dead), channel 1 is 3 everywhere.
-    The projection is zero with bias (2, 0) and the scale 0.5: the residual is 1 on channel 0
-    and 0 on channel 1 (dead).
+    No stem: the block's shortcut is the input. Branch `a` (1 channel): sample 0 is
+    [[1, 2], [3, 4]], sample 1 is zero. Branch `b` (2 channels): channel 0 is zero everywhere
+    (dead), channel 1 is 3 everywhere. The projection is zero with bias (2, 0) and the scale 0.5:
+    the residual is 1 on channel 0 and 0 on channel 1 (dead).
     """
-    block = ResidualInceptionBlock(2, {"a": (Conv(1),), "b": (Conv(2),)}, scale=0.5)
+    spec = {"a": (Conv(1),), "b": (Conv(2),)}
+    arch = Architecture(
+        stems={"299": ()},
+        body=(Stage("block", spec, residual_scale=0.5),),
+        aux_after="block",
+        aux_default=False,
+    )
+    net = InceptionNet("controlled", arch, num_classes=2, in_chans=2, drop_rate=0.0)
+    block = net.features.block
     a = torch.zeros(2, 1, 2, 2)
     a[0, 0] = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     b = torch.zeros(2, 2, 2, 2)
@@ -99,7 +101,7 @@ def controlled_model() -> nn.Module:
     with torch.no_grad():
         block.project.weight.zero_()
         block.project.bias.copy_(torch.tensor([2.0, 0.0]))
-    return nn.Sequential(OrderedDict(block=block, head=ClassifierHead(2, 2)))
+    return net
 
 
 @pytest.mark.parametrize("ranks", [1, 2])
@@ -118,7 +120,7 @@ def test_statistics_match_hand_computed_values(
 
     monkeypatch.setattr(SingleDeviceStrategy, "reduce", reduce)
     images = torch.full((2, 2, 2, 2), 2.0)  # the shortcut: squared norm 64
-    trainer = fit(Classifier(controlled_model()), [BranchActivationStats()], images, tmp_path, 1)
+    trainer = fit(classifier(controlled_model()), [BranchActivationStats()], images, tmp_path, 1)
 
     assert reduced == [(4 + 5 + 5 + 5, "sum")]  # one call: 3 sums and a count per channel
     scalars = events(trainer)
@@ -150,11 +152,10 @@ def test_statistics_match_hand_computed_values(
 
 
 def test_every_block_is_logged_at_the_cadence(tmp_path: Path) -> None:
-    model = create_model(
-        "inception_resnet_v1", num_classes=2, width=0.125, stem="299", aux_head=False
-    )
+    module = classifier()
+    model = module.model
     callback = BranchActivationStats(every_n_steps=2, histogram_every_n_steps=4)
-    trainer = fit(Classifier(model), [callback], torch.randn(4, 3, 75, 75), tmp_path, 5)
+    trainer = fit(module, [callback], torch.randn(4, 3, 75, 75), tmp_path, 5)
 
     scalars = events(trainer)
     tags = scalars.Tags()
@@ -191,10 +192,8 @@ def count_hooks(module: nn.Module) -> int:
 
 
 def test_no_hook_survives_teardown_on_module_or_ema_copy(tmp_path: Path) -> None:
-    model = create_model(
-        "inception_resnet_v1", num_classes=2, width=0.125, stem="299", aux_head=False
-    )
-    module = Classifier(model)
+    module = classifier()
+    model = module.model
     ema = EMAWeightAveraging(decay=0.9)
     counter = HookCounter(ema)
     callbacks = [ema, BranchActivationStats(every_n_steps=2), counter]
@@ -227,20 +226,20 @@ def test_needs_a_logger(tmp_path: Path) -> None:
     images = torch.full((2, 2, 2, 2), 2.0)
     loader = DataLoader(TensorDataset(images, torch.zeros(2, dtype=torch.long)), batch_size=2)
     with pytest.raises(MisconfigurationException, match="no logger"):
-        trainer.fit(Classifier(controlled_model()), loader)
+        trainer.fit(classifier(controlled_model()), loader)
 
 
-class Failing(Classifier):
-    """Fails in the forward pass of its second step, while the hooks are registered."""
+def test_no_hook_survives_an_exception(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = classifier(controlled_model())
+    training_step = module.training_step
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        if self.global_step == 1:
+    def failing(batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """Fails in its second step, while the hooks are registered."""
+        if module.global_step == 1:
             raise RuntimeError("boom")
-        return super().training_step(batch, batch_idx)
+        return training_step(batch, batch_idx)
 
-
-def test_no_hook_survives_an_exception(tmp_path: Path) -> None:
-    module = Failing(controlled_model())
+    monkeypatch.setattr(module, "training_step", failing)
     images = torch.full((2, 2, 2, 2), 2.0)
     with pytest.raises(RuntimeError, match="boom"):
         fit(module, [BranchActivationStats(every_n_steps=1)], images, tmp_path, 3)

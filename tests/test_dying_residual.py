@@ -3,46 +3,40 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from inception_lightning import InceptionNet, create_model, iter_residual_blocks
+from inception_lightning import iter_residual_blocks
 from inception_lightning.callbacks.dying_residual import DyingResidualDetector, DyingResidualError
+from inception_lightning.module import InceptionClassifier
 
 
-class Classifier(pl.LightningModule):
-    """The smallest LightningModule with the network at `.model`."""
+def classifier(dying: bool = False) -> InceptionClassifier:
+    """The project's module on the tiny IR-v1, plain cross-entropy and SGD.
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        images, labels = batch
-        return F.cross_entropy(self.model(images), labels)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=0.01)
-
-
-def tiny_model(dying: bool = False) -> InceptionNet:
-    """The tiny IR-v1; `dying` drives the last block's output, the pre-pool map, to zero."""
-    model = create_model(
-        "inception_resnet_v1", num_classes=2, width=0.125, stem="299", aux_head=False
+    `dying` drives the last block's output, the pre-pool map, to zero.
+    """
+    module = InceptionClassifier(
+        "inception_resnet_v1",
+        num_classes=2,
+        model_kwargs={"width": 0.125, "stem": "299", "aux_head": False},
+        label_smoothing=0.0,
+        optimizer=partial(torch.optim.SGD, lr=0.01),
     )
     if dying:  # block8_5 computes relu(x + 0.2 * (W b - 1e4)): zero, and no gradient revives it
-        nn.init.constant_(model.features.block8_5.project.bias, -1e4)
-    return model
+        nn.init.constant_(module.model.features.block8_5.project.bias, -1e4)
+    return module
 
 
 def fit(
@@ -78,7 +72,7 @@ def test_fires_within_patience_on_a_dying_run(
 ) -> None:
     detector = DyingResidualDetector(every_n_steps=1, patience=2)
     with caplog.at_level(logging.WARNING):
-        trainer = fit(Classifier(tiny_model(dying=True)), [detector], tmp_path, 4)
+        trainer = fit(classifier(dying=True), [detector], tmp_path, 4)
 
     assert detector.fired_steps == [1]  # the second check completes the window; once per episode
     (record,) = [r for r in caplog.records if "dying" in r.getMessage()]
@@ -97,7 +91,7 @@ def test_fires_within_patience_on_a_dying_run(
 
 def test_never_fires_on_a_healthy_run(tmp_path: Path) -> None:
     detector = DyingResidualDetector(every_n_steps=1, patience=2)
-    trainer = fit(Classifier(tiny_model()), [detector], tmp_path, 6)
+    trainer = fit(classifier(), [detector], tmp_path, 6)
 
     assert detector.fired_steps == []
     assert detector.streak == 0
@@ -107,7 +101,7 @@ def test_never_fires_on_a_healthy_run(tmp_path: Path) -> None:
 
 def test_stop_policy_stops_and_leaves_a_resumable_checkpoint(tmp_path: Path) -> None:
     detector = DyingResidualDetector(every_n_steps=1, patience=2, policy="stop", dirpath=tmp_path)
-    module = Classifier(tiny_model(dying=True))
+    module = classifier(dying=True)
     trainer = fit(module, [detector], tmp_path, 10)
 
     assert trainer.global_step == 2
@@ -116,14 +110,14 @@ def test_stop_policy_stops_and_leaves_a_resumable_checkpoint(tmp_path: Path) -> 
     assert state["global_step"] == 2
     assert state["callbacks"][detector.state_key]["fired_steps"] == [1]
     resumed = DyingResidualDetector(every_n_steps=1, patience=2)
-    fit(Classifier(tiny_model()), [resumed], tmp_path / "resumed", 3, ckpt_path=checkpoint)
+    fit(classifier(), [resumed], tmp_path / "resumed", 3, ckpt_path=checkpoint)
     assert resumed.fired_steps == [1]  # restored; the still-dead weights keep the episode open
     assert resumed.streak == 3
 
 
 def test_raise_policy_raises_and_leaves_no_hook(tmp_path: Path) -> None:
     detector = DyingResidualDetector(every_n_steps=1, patience=1, policy="raise")
-    module = Classifier(tiny_model(dying=True))
+    module = classifier(dying=True)
     with pytest.raises(DyingResidualError, match="residual_scale"):
         fit(module, [detector], tmp_path, 4)
     assert count_hooks(module) == 0
@@ -134,7 +128,7 @@ def count_hooks(module: nn.Module) -> int:
 
 
 def test_no_hook_survives_teardown_on_module_or_ema_copy(tmp_path: Path) -> None:
-    module = Classifier(tiny_model())
+    module = classifier()
     ema = EMAWeightAveraging(decay=0.9)
     fit(module, [ema, DyingResidualDetector(every_n_steps=1)], tmp_path, 2)
 
@@ -169,8 +163,15 @@ def test_bad_arguments_are_rejected(kwargs: dict[str, object], match: str) -> No
 
 
 def test_needs_an_inception_net_or_pre_pool(tmp_path: Path) -> None:
-    module = Classifier(
-        nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2))
+    module = classifier()
+    # not an InceptionNet; the conv is named `features`, where the module's optimiser looks
+    module.model = nn.Sequential(
+        OrderedDict(
+            features=nn.Conv2d(3, 2, 3),
+            pool=nn.AdaptiveAvgPool2d(1),
+            flatten=nn.Flatten(),
+            fc=nn.Linear(2, 2),
+        )
     )
     with pytest.raises(MisconfigurationException, match="pass `pre_pool`"):
         fit(module, [DyingResidualDetector()], tmp_path, 1)

@@ -1,19 +1,19 @@
 """GradCam callback: TensorBoard output, equality with Captum, inference mode, ranks, report."""
 
+from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
-import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, Dataset
 
-from inception_lightning import create_model
 from inception_lightning.callbacks.grad_cam import GradCam
+from inception_lightning.module import InceptionClassifier
 
 SIZE = 47
 METRICS = ["deletion_auc", "insertion_auc", "pointing_game", "energy_pointing_game"]
@@ -44,30 +44,16 @@ class Squares(Dataset):
         return m
 
 
-class Classifier(pl.LightningModule):
-    """The smallest module with the real one's contract: the network is `self.model`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.model = create_model(
-            "inception_v3", num_classes=3, width=0.125, stem="79", aux_head=False
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
-    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
-        return F.cross_entropy(self(batch[0]), batch[1])
-
-    def validation_step(self, batch: tuple, batch_idx: int) -> None:
-        self.log("val/loss", F.cross_entropy(self(batch[0]), batch[1]))
-
-    def test_step(self, batch: tuple, batch_idx: int) -> None:
-        self.validation_step(batch, batch_idx)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=0.01)
+def classifier() -> InceptionClassifier:
+    """The project's module on a seeded tiny Inception-v3, plain cross-entropy and SGD."""
+    torch.manual_seed(0)
+    return InceptionClassifier(
+        "inception_v3",
+        num_classes=3,
+        model_kwargs={"width": 0.125, "stem": "79", "aux_head": False},
+        label_smoothing=0.0,
+        optimizer=partial(torch.optim.SGD, lr=0.01),
+    )
 
 
 class Probe(Callback):
@@ -123,7 +109,7 @@ def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(tmp_path: Path
         report_per_class=2,
     )
     probe = Probe()
-    module = Classifier()
+    module = classifier()
     fit = trainer(tmp_path, [probe, cam, probe], max_epochs=2, limit_train_batches=1)
     fit.fit(module, loader(data), loader(data))
 
@@ -160,11 +146,11 @@ def test_validate_and_test_get_gradients_under_inference_mode(tmp_path: Path) ->
     probe = Probe()
     run = trainer(tmp_path, [probe, cam, probe])
     with pytest.warns(UserWarning, match=r"4x4 map.*coarser than 7x7.*stem='79'.*mixed_6e"):
-        run.validate(Classifier(), loader(data))
+        run.validate(classifier(), loader(data))
     assert probe.checked == 1 and probe.contexts == [(True, False)]
     assert set(cam.last) == {"features.mixed_7c"}
     assert set(cam.last_metrics) == {f"gradcam/{name}" for name in METRICS}
-    run.test(Classifier(), loader(data))
+    run.test(classifier(), loader(data))
     assert set(cam.samples) == {"val", "test"}
 
 
@@ -173,12 +159,12 @@ def test_several_layers_tag_by_layer_and_other_ranks_do_nothing(
 ) -> None:
     layers = ["features.mixed_6d", "features.mixed_6e"]
     cam = GradCam(layers, steps=2, max_misclassified=0)
-    trainer(tmp_path, [cam]).validate(Classifier(), loader(Squares(6)))
+    trainer(tmp_path, [cam]).validate(classifier(), loader(Squares(6)))
     assert {k.rsplit("/", 1)[0] for k in cam.last_metrics} == {f"gradcam/{n}" for n in layers}
 
     other = GradCam(layers, steps=2)
     monkeypatch.setattr(pl.Trainer, "is_global_zero", property(lambda self: False))
-    trainer(tmp_path / "rank1", [other]).validate(Classifier(), loader(Squares(6)))
+    trainer(tmp_path / "rank1", [other]).validate(classifier(), loader(Squares(6)))
     assert other.last == {} and other.samples == {}
 
 
@@ -190,4 +176,4 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="sign"):
         GradCam(sign="up")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="no submodule"):
-        GradCam("features.nope").setup(pl.Trainer(logger=False), Classifier(), "fit")
+        GradCam("features.nope").setup(pl.Trainer(logger=False), classifier(), "fit")
