@@ -70,7 +70,8 @@ class GradCam(Callback):
         sign: "relu" (Grad-CAM), "abs" or "signed"; see `GradCAM`.
         interpolation: how maps are upsampled to the input size.
         steps: deletion/insertion steps.
-        tolerance: pointing-game tolerance in pixels.
+        tolerance: pointing-game tolerance in pixels; None scales Zhang et al.'s 15 px at
+            224 px to the input size.
         batch_size: images per forward/backward pass.
         seed: seeds the sample.
         report_dir: write an attribution report there at the end of `fit` (first layer).
@@ -88,7 +89,7 @@ class GradCam(Callback):
         sign: SignMode = "relu",
         interpolation: Interpolation = "bilinear",
         steps: int = 16,
-        tolerance: int = 15,
+        tolerance: int | None = None,
         batch_size: int = 32,
         seed: int = 0,
         report_dir: str | Path | None = None,
@@ -108,7 +109,7 @@ class GradCam(Callback):
         for key, value in positive.items():
             if value < 1:
                 raise ValueError(f"{key} must be positive, got {value}")
-        if min(max_misclassified, misclassified_search, tolerance) < 0:
+        if min(max_misclassified, misclassified_search, tolerance or 0) < 0:
             raise ValueError("max_misclassified, misclassified_search and tolerance must be >= 0")
         if sign not in SIGN_MODES:
             raise ValueError(f"sign must be one of {SIGN_MODES}, got {sign!r}")

@@ -15,6 +15,7 @@ from inception_lightning.explain import (
     insertion_auc,
     perturbation_curve,
     pointing_game,
+    scaled_tolerance,
 )
 
 
@@ -122,3 +123,14 @@ def test_blur_keeps_constants_and_mass() -> None:
     blurred = blur(spike)
     torch.testing.assert_close(blurred.sum(), torch.tensor(1.0))
     assert blurred[0, 0, 10, 10] == blurred.max() < 1
+
+
+def test_default_tolerance_scales_the_papers_15_px_to_the_image() -> None:
+    assert scaled_tolerance(224, 224) == 15
+    assert scaled_tolerance(79, 79) == 5
+    masks = torch.zeros(2, 79, 79, dtype=torch.bool)
+    masks[:, 40:, :] = True  # the object fills the bottom half, from row 40 down
+    maps = torch.zeros(2, 79, 79)
+    maps[0, 35, 10] = 1.0  # 5 rows above the object: within 5 px
+    maps[1, 34, 10] = 1.0  # 6 rows above: outside
+    assert pointing_game(maps, masks).tolist() == [1.0, 0.0]

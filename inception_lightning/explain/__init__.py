@@ -19,6 +19,7 @@ from inception_lightning.explain.metrics import (
     insertion_auc,
     perturbation_curve,
     pointing_game,
+    scaled_tolerance,
 )
 from inception_lightning.explain.report import safe_name, write_report
 
@@ -42,6 +43,7 @@ __all__ = [
     "pointing_game",
     "predict",
     "safe_name",
+    "scaled_tolerance",
     "summarize",
     "write_report",
 ]

@@ -113,7 +113,7 @@ def explain(
     masks: Tensor | None = None,
     indices: Sequence[int] | None = None,
     steps: int = 16,
-    tolerance: int = 15,
+    tolerance: int | None = None,
 ) -> Explanation:
     """Predict, map and score `images`.
 
@@ -128,7 +128,7 @@ def explain(
         masks: object masks `[N, H, W]`, if known.
         indices: dataset indices, kept for the record (default `0..N-1`).
         steps: deletion/insertion steps.
-        tolerance: pointing-game tolerance in pixels.
+        tolerance: pointing-game tolerance in pixels (None: 15 px at 224 px, scaled).
     """
     probs = predict(cam, images)
     preds = probs.argmax(dim=1)

@@ -26,7 +26,12 @@ def boxes_to_masks(boxes: Tensor | Sequence[Sequence[int]], size: tuple[int, int
     return (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
 
 
-def pointing_game(maps: Tensor, masks: Tensor, tolerance: int = 15) -> Tensor:
+def scaled_tolerance(height: int, width: int) -> int:
+    """Zhang et al.'s 15 px tolerance (at 224 px inputs) scaled to an image of this size."""
+    return round(15 * min(height, width) / 224)
+
+
+def pointing_game(maps: Tensor, masks: Tensor, tolerance: int | None = None) -> Tensor:
     """Hits of the pointing game (Zhang et al. 2016, "Top-down neural attention by excitation
     backprop", sect. 5.1): 1.0 when the map's maximum lies within `tolerance` pixels
     (Euclidean) of the object mask, else 0.0. Higher is better.
@@ -37,10 +42,12 @@ def pointing_game(maps: Tensor, masks: Tensor, tolerance: int = 15) -> Tensor:
     Args:
         maps: `[N, H, W]` attribution maps.
         masks: `[N, H, W]` object masks.
-        tolerance: the paper's 15 px at 224 px inputs; scale it with your input size.
+        tolerance: in pixels; None scales the paper's 15 px at 224 px to the map's size
+            (5 px at 79 px), so that small images do not make hits nearly free.
     """
     _check(maps, masks)
     n, h, w = maps.shape
+    tolerance = scaled_tolerance(h, w) if tolerance is None else tolerance
     flat = maps.reshape(n, -1).argmax(dim=1)
     py, px = (flat // w).view(-1, 1, 1), (flat % w).view(-1, 1, 1)
     ys = torch.arange(h, device=maps.device).view(1, -1, 1)
