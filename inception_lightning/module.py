@@ -61,6 +61,8 @@ class InceptionClassifier(LightningModule):
         pretrained: start from timm's released weights (the heads are re-initialised when
             `num_classes` differs).
         checkpoint_path: start from a local state dict (ours, a Lightning checkpoint, or timm's).
+        trust_pickle: let `checkpoint_path` unpickle arbitrary objects (refused by default:
+            only for files you made yourself).
         freeze_backbone_epochs: train only the heads for this many epochs. Under DDP use
             `strategy: ddp_find_unused_parameters_true`, since frozen parameters get no gradient.
         backbone_lr_scale: the backbone group's lr relative to the heads'.
@@ -89,6 +91,7 @@ class InceptionClassifier(LightningModule):
         lr_reference_batch_size: int | None = None,
         pretrained: bool = False,
         checkpoint_path: str | None = None,
+        trust_pickle: bool = False,
         freeze_backbone_epochs: int = 0,
         backbone_lr_scale: float = 1.0,
         bn_policy: Literal["train", "frozen"] = "train",
@@ -111,6 +114,7 @@ class InceptionClassifier(LightningModule):
                 "scheduler",
                 "pretrained",
                 "checkpoint_path",
+                "trust_pickle",
                 "ensemble_checkpoints",
             ]
         )
@@ -119,6 +123,7 @@ class InceptionClassifier(LightningModule):
             num_classes=num_classes,
             pretrained=pretrained,
             checkpoint_path=checkpoint_path,
+            trust_pickle=trust_pickle,
             **(model_kwargs or {}),
         )
         if channels_last:

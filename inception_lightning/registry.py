@@ -51,6 +51,7 @@ def create_model(
     pretrained: bool = False,
     checkpoint_path: str | Path | None = None,
     pretrained_cfg_overlay: dict[str, Any] | None = None,
+    trust_pickle: bool = False,
 ) -> InceptionNet:
     """Build a registered Inception variant.
 
@@ -66,6 +67,8 @@ def create_model(
         pretrained: load timm's released weights (downloads them through timm).
         checkpoint_path: a local state dict: ours, a Lightning checkpoint of ours, or timm's.
         pretrained_cfg_overlay: passed to timm with `pretrained`, e.g. `{"file": path}`.
+        trust_pickle: let `checkpoint_path` unpickle arbitrary objects (it is loaded with
+            `weights_only=True` otherwise); only for files you made yourself.
     """
     entry = get_entry(name)
     model = InceptionNet(
@@ -84,5 +87,6 @@ def create_model(
         )
         load_into(model, reference.state_dict(), f"timm {entry.timm_name}")
     if checkpoint_path is not None:
-        load_into(model, read_state_dict(checkpoint_path), str(checkpoint_path))
+        state = read_state_dict(checkpoint_path, trust_pickle=trust_pickle)
+        load_into(model, state, str(checkpoint_path))
     return model

@@ -42,7 +42,8 @@ def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, T
         raise UnsafeCheckpointError(
             f"{path} holds objects that only arbitrary unpickling can rebuild, which could run "
             "code from the file; if you made it yourself, pass trust_pickle=True "
-            f"(CLI: --trust_pickle true). Loader said: {str(err).splitlines()[0]}"
+            "(CLI: --model.trust_pickle true). Loader said: "
+            f"{str(err).splitlines()[0]}"
         ) from None
     if isinstance(obj, Mapping) and "state_dict" in obj:
         obj = obj["state_dict"]

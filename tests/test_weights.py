@@ -111,3 +111,14 @@ def test_pickled_objects_are_refused_unless_trusted(tmp_path: Path) -> None:
     with pytest.raises(UnsafeCheckpointError, match=r"evil\.pt.*trust_pickle=True"):
         read_state_dict(path)
     assert set(read_state_dict(path, trust_pickle=True)) == {"w"}
+
+
+def test_create_model_refuses_pickles_unless_trusted(tmp_path: Path) -> None:
+    model = create_model("inception_resnet_v1", num_classes=4, width=0.125)
+    path = tmp_path / "pickled.pt"
+    torch.save({"state_dict": model.state_dict(), "extra": _Payload()}, path)
+    kwargs = {"num_classes": 4, "width": 0.125, "checkpoint_path": path}
+    with pytest.raises(UnsafeCheckpointError, match=r"--model\.trust_pickle true"):
+        create_model("inception_resnet_v1", **kwargs)
+    trusted = create_model("inception_resnet_v1", trust_pickle=True, **kwargs)
+    assert torch.equal(trusted.head.fc.weight, model.head.fc.weight)
