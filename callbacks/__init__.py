@@ -3,5 +3,13 @@
 from inception_lightning.callbacks.branch_stats import BranchActivationStats
 from inception_lightning.callbacks.dying_residual import DyingResidualDetector, DyingResidualError
 from inception_lightning.callbacks.grad_cam import GradCam
+from inception_lightning.callbacks.non_finite import NonFiniteError, NonFiniteGuard
 
-__all__ = ["BranchActivationStats", "DyingResidualDetector", "DyingResidualError", "GradCam"]
+__all__ = [
+    "BranchActivationStats",
+    "DyingResidualDetector",
+    "DyingResidualError",
+    "GradCam",
+    "NonFiniteError",
+    "NonFiniteGuard",
+]
