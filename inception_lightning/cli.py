@@ -22,10 +22,13 @@ from inception_lightning.summary import format_summary, summarize
 from inception_lightning.weights import UnsafeCheckpointError
 
 TRAINER_DEFAULTS = {
+    # Claims its version_N folder atomically, so two runs started together never share one.
     "logger": {
-        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "class_path": "inception_lightning.loggers.ExclusiveTensorBoardLogger",
         "init_args": {"save_dir": "runs", "name": "inception"},
     },
+    # Temp file beside the target, fsync, os.replace: a crash never truncates a checkpoint.
+    "plugins": [{"class_path": "inception_lightning.checkpoint_io.AtomicCheckpointIO"}],
 }
 
 

@@ -7,6 +7,8 @@ import os
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from inception_lightning.data.resumable import ResumableDataLoader
+
 
 def default_num_workers() -> int:
     """Worker processes from the CPUs this process may use, at most 8."""
@@ -24,6 +26,9 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader with pinned memory on CUDA and persistent workers.
 
+    Shuffled (training) loaders are `ResumableDataLoader`s: a run resumed mid-epoch continues
+    with the batches it had not yet seen.
+
     Args:
         dataset: map-style dataset of `(image, label)`.
         batch_size: images per batch.
@@ -32,7 +37,8 @@ def make_loader(
         pin_memory: None pins when CUDA is available.
         drop_last: drop the last incomplete batch.
     """
-    return DataLoader(
+    loader_class = ResumableDataLoader if shuffle else DataLoader
+    return loader_class(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,

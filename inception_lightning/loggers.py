@@ -1,0 +1,35 @@
+"""`ExclusiveTensorBoardLogger`: runs sharing a log folder never share a version."""
+
+from __future__ import annotations
+
+import os
+
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.loggers import TensorBoardLogger
+from typing_extensions import override
+
+
+class ExclusiveTensorBoardLogger(TensorBoardLogger):
+    """`TensorBoardLogger` that claims its `version_N` folder with `os.mkdir`.
+
+    Lightning picks the next version by listing the folder, and the version folder is made
+    later, so two runs started together on the same `save_dir` / `name` can both pick
+    `version_0` and write into one folder. Here rank 0 creates the folder at once; `os.mkdir`
+    fails if it exists, and then the next number is tried. Other ranks only list, as
+    Lightning broadcasts rank 0's choice; remote folders keep Lightning's way.
+    """
+
+    @override
+    def _get_next_version(self) -> int:
+        version = super()._get_next_version()
+        if rank_zero_only.rank != 0 or not _is_local_file_protocol(self.root_dir):
+            return version
+        os.makedirs(self.root_dir, exist_ok=True)
+        while True:
+            try:
+                os.mkdir(os.path.join(self.root_dir, f"version_{version}"))
+            except FileExistsError:
+                version += 1
+            else:
+                return version

@@ -1,0 +1,257 @@
+"""Faults: a killed run resumes exactly, writes are atomic, concurrent runs get own versions."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.data import TensorDataset
+
+from inception_lightning.checkpoint_io import AtomicCheckpointIO
+from inception_lightning.data.resumable import ResumableDataLoader
+from inception_lightning.explain import report
+from inception_lightning.loggers import ExclusiveTensorBoardLogger
+
+CLI = str(Path(sys.executable).parent / "inception-lightning")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+STEPS_PER_EPOCH = 13  # 120 samples: 12 for val, 108 // 8 = 13 training batches
+TINY_RUN = """
+seed_everything: 0
+trainer:
+  accelerator: cpu
+  max_epochs: 2
+  deterministic: true
+  log_every_n_steps: 1
+  enable_model_summary: false
+  logger:
+    class_path: lightning.pytorch.loggers.CSVLogger
+    init_args: {save_dir: logs, name: run}
+  callbacks+:
+    - class_path: inception_lightning.ema.InceptionEMA
+      init_args: {decay: 0.9}
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args: {dirpath: ckpt, every_n_train_steps: 2, save_last: true, save_top_k: 0}
+model:
+  model: inception_v3
+  model_kwargs: {width: 0.0625, aux_head: false}
+  optimizer:
+    class_path: torch.optim.AdamW
+    init_args: {lr: 0.001}
+data:
+  class_path: inception_lightning.data.SyntheticDataModule
+  init_args: {num_classes: 4, image_size: 75, num_samples: 120, batch_size: 8}
+"""
+RACE_RUN = """
+trainer:
+  accelerator: cpu
+  max_steps: 2
+  limit_val_batches: 1
+  enable_checkpointing: false
+  enable_model_summary: false
+  logger:
+    class_path: inception_lightning.loggers.ExclusiveTensorBoardLogger
+    init_args: {save_dir: logs, name: run}
+model:
+  model: inception_v3
+  model_kwargs: {width: 0.0625, aux_head: false}
+data:
+  class_path: inception_lightning.data.SyntheticDataModule
+  init_args: {num_classes: 4, image_size: 75, num_samples: 40, batch_size: 8}
+"""
+
+
+def _fit(folder: Path, *args: str) -> None:
+    proc = subprocess.run(
+        [CLI, "fit", "-c", "run.yaml", *args],
+        cwd=folder,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _metrics(folder: Path, version: int) -> list[dict[str, str]]:
+    with open(folder / "logs" / "run" / f"version_{version}" / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if v} for row in csv.DictReader(f)]
+
+
+def _assert_same(a: Any, b: Any, where: str = "checkpoint") -> None:
+    """Recursive equality; tensors with `torch.equal`."""
+    assert type(a) is type(b), where
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_same(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path: Path) -> None:
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    for folder in (killed, whole):
+        folder.mkdir()
+        (folder / "run.yaml").write_text(TINY_RUN)
+    last = killed / "ckpt" / "last.ckpt"
+    run = subprocess.Popen(
+        [CLI, "fit", "-c", "run.yaml"],
+        cwd=killed,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not last.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    run.send_signal(signal.SIGKILL)
+    assert run.wait(timeout=30) == -signal.SIGKILL
+    resumed_from = torch.load(last, weights_only=True)["global_step"]
+    assert resumed_from % STEPS_PER_EPOCH != 0  # killed mid-epoch, before the end of training
+    assert resumed_from < 2 * STEPS_PER_EPOCH
+
+    _fit(killed, "--ckpt_path", "last")  # resolved through ModelCheckpoint's dirpath
+    _fit(whole)
+
+    a = torch.load(killed / "ckpt" / "last.ckpt", weights_only=True)
+    b = torch.load(whole / "ckpt" / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 2 * STEPS_PER_EPOCH
+    assert "current_model_state" in a  # the EMA weights are in `state_dict`, raw ones here
+    for key in ("state_dict", "current_model_state", "averaging_state", "optimizer_states"):
+        _assert_same(a[key], b[key], key)
+    _assert_same(a["lr_schedulers"], b["lr_schedulers"], "lr_schedulers")
+    after_resume = [row for row in _metrics(whole, 0) if int(row["step"]) >= resumed_from]
+    assert _metrics(killed, 1) == after_resume  # every value logged after the resume
+    assert sum("val_ema/acc1" in row for row in after_resume) >= 1
+
+
+def test_resumable_loader_continues_mid_epoch_with_the_same_batches_and_rng() -> None:
+    data = TensorDataset(torch.arange(20))
+    torch.manual_seed(1)
+    whole = ResumableDataLoader(data, batch_size=3, shuffle=True)
+    batches = iter(whole)
+    first = [next(batches)[0] for _ in range(2)]
+    state = whole.state_dict()
+    expected_noise = torch.rand(3)
+    rest = [b[0] for b in batches]
+
+    torch.manual_seed(5)  # a new process: another RNG state and another shuffle generator
+    resumed = ResumableDataLoader(data, batch_size=3, shuffle=True)
+    resumed.load_state_dict(state)
+    batches = iter(resumed)
+    resumed_rest = [next(batches)[0]]
+    assert torch.equal(torch.rand(3), expected_noise)  # RNG as it was when the state was saved
+    resumed_rest += [b[0] for b in batches]
+    assert len(first) + len(rest) == len(resumed) == 7
+    assert len(resumed_rest) == 5
+    _assert_same(resumed_rest, rest)
+    assert sorted(torch.cat(first + resumed_rest).tolist()) == list(range(20))
+    next_epoch = [b[0] for b in whole], [b[0] for b in resumed]
+    _assert_same(*next_epoch)  # the generator goes on into the next epoch's order too
+
+
+class _HalfWrite:
+    """A file that takes half of the first write, then fails as a full disk or crash would."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+
+    def write(self, data: bytes) -> int:
+        self.f.write(bytes(data)[: len(data) // 2])
+        self.f.flush()
+        raise OSError(28, "No space left on device")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.f, name)
+
+    def __enter__(self) -> _HalfWrite:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.f.close()
+
+
+def test_checkpoint_save_failing_half_way_keeps_the_previous_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"w": torch.arange(1000)}, path)
+    good = path.read_bytes()
+    real_save = torch.save
+    monkeypatch.setattr(torch, "save", lambda obj, f: real_save(obj, _HalfWrite(f)))
+    with pytest.raises(OSError, match="No space"):
+        io.save_checkpoint({"w": -torch.arange(1000)}, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == good
+    assert torch.equal(io.load_checkpoint(path, weights_only=True)["w"], torch.arange(1000))
+    assert os.listdir(tmp_path) == ["last.ckpt"]  # the partial temp file was removed
+    io.save_checkpoint({"w": -torch.arange(1000)}, path)
+    assert torch.equal(io.load_checkpoint(path, weights_only=True)["w"], -torch.arange(1000))
+
+
+def test_report_write_failing_half_way_keeps_the_previous_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report.write_atomic(tmp_path, "summary.json", b'{"old": true}')
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(report.os, "fdopen", lambda *a: _HalfWrite(real_fdopen(*a)))
+    with pytest.raises(OSError, match="No space"):
+        report.write_atomic(
+            tmp_path, "summary.json", b'{"new": true, "long": "' + b"x" * 99 + b'"}'
+        )
+    assert (tmp_path / "summary.json").read_bytes() == b'{"old": true}'
+    assert os.listdir(tmp_path) == ["summary.json"]
+
+
+def test_loggers_that_pick_a_version_together_claim_different_folders(tmp_path: Path) -> None:
+    plain = [TensorBoardLogger(tmp_path / "plain", name="run") for _ in range(2)]
+    assert [logger.version for logger in plain] == [0, 0]  # Lightning's listing collides
+    claimed = [ExclusiveTensorBoardLogger(tmp_path / "claimed", name="run") for _ in range(3)]
+    assert [logger.version for logger in claimed] == [0, 1, 2]
+    assert sorted(os.listdir(tmp_path / "claimed" / "run")) == [
+        "version_0",
+        "version_1",
+        "version_2",
+    ]
+
+
+def test_two_runs_started_together_on_one_log_folder_get_separate_versions(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "run.yaml").write_text(RACE_RUN)
+    runs = [
+        subprocess.Popen(
+            [CLI, "fit", "-c", "run.yaml"],
+            cwd=tmp_path,
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err[-3000:]
+    versions = sorted(os.listdir(tmp_path / "logs" / "run"))
+    assert versions == ["version_0", "version_1"]
+    for version in versions:
+        files = os.listdir(tmp_path / "logs" / "run" / version)
+        assert sum(name.startswith("events.out.tfevents") for name in files) == 1
+        assert {"hparams.yaml", "config.yaml"} <= set(files)

@@ -1,0 +1,61 @@
+"""A rank that raises under 2-process CPU DDP ends the whole job with its error, never a hang.
+
+Rank 1 raises in `training_step` at step 2 while rank 0 goes on to the gradient all-reduce of
+that step. The job must exit non-zero, within the subprocess timeout, with rank 1's message
+in its output.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+SCRIPT = textwrap.dedent(
+    """
+    from lightning.pytorch import Trainer
+    from inception_lightning.data import SyntheticDataModule
+    from inception_lightning.module import InceptionClassifier
+
+    class FailingOnRank1(InceptionClassifier):
+        def training_step(self, batch, batch_idx):
+            if self.global_rank == 1 and self.global_step == 2:
+                raise RuntimeError("rank 1 failed on purpose at step 2")
+            return super().training_step(batch, batch_idx)
+
+    data = SyntheticDataModule(num_classes=4, image_size=75, num_samples=80, batch_size=4)
+    module = FailingOnRank1(
+        num_classes=4, model_kwargs={"width": 0.0625, "stem": "299", "aux_head": False}
+    )
+    trainer = Trainer(
+        accelerator="cpu", devices=2, strategy="ddp", max_steps=6, limit_val_batches=0,
+        num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )
+    trainer.fit(module, data)
+    """
+)
+TIMEOUT_S = 120
+
+
+def test_failing_rank_ends_the_job_with_its_error(tmp_path: Path) -> None:
+    script = tmp_path / "ddp_fail.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PL_DISABLE_FORK": "1"}
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,  # a hang fails the test here instead of blocking the suite
+    )
+    elapsed = time.monotonic() - start
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-3000:]
+    assert "rank 1 failed on purpose at step 2" in output, output[-3000:]
+    assert elapsed < TIMEOUT_S
