@@ -142,6 +142,22 @@ def test_skip_writes_list_to_trainer_log_dir(tmp_path) -> None:
     ).read_text() == f"{root / 'train/cat/empty.png'}\tempty file\n"
 
 
+def test_crafted_file_names_cannot_forge_lines_in_logs(tmp_path, monkeypatch) -> None:
+    root = _tree(tmp_path / "data")
+    (root / "train/cat/x\nFORGED\tok.png").write_text("no image")
+    monkeypatch.chdir(tmp_path)
+    dm = _module(root, bad_files="skip")
+    with pytest.warns(UserWarning, match="skipped 1 bad image files"):
+        dm.setup("fit")
+    listed = (tmp_path / "bad_files.txt").read_text().splitlines()
+    assert listed == [
+        f"{root / 'train/cat'}/x\\nFORGED\\tok.png\tnot an image: PIL cannot identify its format"
+    ]
+    with pytest.raises(DatasetError) as error:
+        _module(root).setup("fit")
+    assert "\nFORGED" not in str(error.value) and "x\\nFORGED" in str(error.value)
+
+
 def test_skip_that_empties_a_class_is_an_error(tmp_path, monkeypatch) -> None:
     root = _tree(tmp_path / "data", n=1)
     (root / "train/dog/0.png").write_bytes(b"")

@@ -33,7 +33,7 @@ def evaluation_dataset(
     if not records:
         raise DatasetError(f"no readable images under {split_dir}")
     if bad:
-        listing = "\n".join(f"  {b.path}: {b.reason}" for b in bad)
+        listing = "\n".join(f"  {b.line()}" for b in bad)
         raise DatasetError(f"{len(bad)} bad image files under {split_dir}:\n{listing}")
     preprocessing = resolve_preprocessing(image_size=image_size, crop_pct=crop_pct)
     transform = eval_transform(preprocessing)

@@ -24,7 +24,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from inception_lightning.data.boxes import Annotation, read_boxes
-from inception_lightning.data.errors import DatasetError
+from inception_lightning.data.errors import DatasetError, printable
 from inception_lightning.data.folder import ImageFolderDataset, MaskedImageFolderDataset
 from inception_lightning.data.loading import default_num_workers, make_loader
 from inception_lightning.data.scan import (
@@ -153,7 +153,7 @@ class ImageFolderDataModule(LightningDataModule):
         return self._loader(self.test_dataset, train=False)
 
     def _handle_bad_files(self, bad: list[BadFile]) -> None:
-        listing = "\n".join(f"  {b.path}: {b.reason}" for b in bad)
+        listing = "\n".join(f"  {b.line()}" for b in bad)
         if self.hparams.bad_files == "error":
             raise DatasetError(
                 f"{len(bad)} bad image files under {self.root} "
@@ -164,7 +164,7 @@ class ImageFolderDataModule(LightningDataModule):
         path = log_dir / "bad_files.txt"
         if trainer is None or trainer.is_global_zero:
             log_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(f"{b.path}\t{b.reason}\n" for b in bad))
+            path.write_text("".join(b.line(separator="\t") + "\n" for b in bad))
         rank_zero_warn(f"skipped {len(bad)} bad image files under {self.root}; list in {path}")
 
     def _check_not_emptied(self, files: dict[str, dict[str, list[Path]]], splits: Splits) -> None:
@@ -178,7 +178,7 @@ class ImageFolderDataModule(LightningDataModule):
         size = self.preprocessing.image_size
         small = [r.path for rs in splits.values() for r in rs if min(r.size) < size]
         if small:
-            shown = ", ".join(str(p) for p in small[:5]) + (", ..." if len(small) > 5 else "")
+            shown = ", ".join(printable(p) for p in small[:5]) + (", ..." if len(small) > 5 else "")
             rank_zero_warn(
                 f"{len(small)} images are smaller than the {size} px crop and are upscaled: {shown}"
             )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from inception_lightning.data.errors import DatasetError
+from inception_lightning.data.errors import DatasetError, printable
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class BadFile:
 
     path: Path
     reason: str
+
+    def line(self, separator: str = ": ") -> str:
+        """`path<separator>reason`, with control characters in the path escaped."""
+        return f"{printable(self.path)}{separator}{self.reason}"
 
 
 def check_image(path: Path) -> tuple[int, int] | str:
