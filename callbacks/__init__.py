@@ -3,6 +3,7 @@
 from inception_lightning.callbacks.branch_stats import BranchActivationStats
 from inception_lightning.callbacks.dying_residual import DyingResidualDetector, DyingResidualError
 from inception_lightning.callbacks.grad_cam import GradCam
+from inception_lightning.callbacks.host_sync import HostSync, HostSyncAudit
 from inception_lightning.callbacks.non_finite import NonFiniteError, NonFiniteGuard
 
 __all__ = [
@@ -10,6 +11,8 @@ __all__ = [
     "DyingResidualDetector",
     "DyingResidualError",
     "GradCam",
+    "HostSync",
+    "HostSyncAudit",
     "NonFiniteError",
     "NonFiniteGuard",
 ]

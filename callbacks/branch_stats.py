@@ -20,6 +20,7 @@ from inception_lightning.activation_stats import (
     tensorboard_writers,
 )
 from inception_lightning.blocks import iter_blocks, iter_residual_blocks
+from inception_lightning.cadence import is_due
 
 HEATMAP_STATS = {"energy_share": "energy share", "dead_fraction": "dead channels"}
 
@@ -49,7 +50,8 @@ class BranchActivationStats(Callback):
     so the figures are those of the global batch (histograms show rank 0's sample).
 
     Args:
-        every_n_steps: observe one step in this many (optimizer steps, from step 0).
+        every_n_steps: observe the last step of every ``every_n_steps`` optimiser steps
+            (steps n-1, 2n-1, ...: those on which Lightning writes its logs).
         histogram_every_n_steps: log histograms one step in this many; ``None`` for none.
         histogram_samples: values per histogram, a strided sample of the activation.
 
@@ -117,9 +119,9 @@ class BranchActivationStats(Callback):
         if step == self._last_step:  # a later micro-batch of an accumulated step
             return
         self._last_step = step
-        self._scalars_due = step % self.every_n_steps == 0
-        histograms_due = self.histogram_every_n_steps is not None and (
-            step % self.histogram_every_n_steps == 0
+        self._scalars_due = is_due(step, self.every_n_steps)
+        histograms_due = self.histogram_every_n_steps is not None and is_due(
+            step, self.histogram_every_n_steps
         )
         if self._scalars_due or histograms_due:
             self._probe.arm(self._taps, self.histogram_samples if histograms_due else 0)

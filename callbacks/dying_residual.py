@@ -22,6 +22,7 @@ from inception_lightning.activation_stats import (
     tensorboard_writers,
 )
 from inception_lightning.blocks import ResidualInceptionBlock, iter_residual_blocks
+from inception_lightning.cadence import is_due
 from inception_lightning.net import InceptionNet
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ class DyingResidualDetector(Callback):
     filters "died" early in training: the last layer before the average pooling produced only
     zeros. Scaling the residuals by 0.1-0.3 before the addition prevented it.
 
-    Definition. Every ``every_n_steps`` training steps (from step 0) the detector *checks* the
+    Definition. Every ``every_n_steps`` training steps (on the last of each ``every_n_steps``,
+    the steps on which Lightning writes its logs) the detector *checks* the
     first forward pass of the step. A *unit* of the pre-pool features (a channel of the last
     stage's output, the map that the head's global average pool turns into the classifier's
     input) is *dead* when it is exactly zero at every position of every sample of the batch
@@ -139,7 +141,7 @@ class DyingResidualDetector(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if step != self._step and step % self.every_n_steps == 0:
+        if step != self._step and is_due(step, self.every_n_steps):
             self._step = step
             self._probe.arm(self._taps)
 

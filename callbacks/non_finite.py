@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from typing_extensions import override
 
+from inception_lightning.cadence import is_due
 from inception_lightning.net import InceptionNet
 
 POLICIES = ("stop", "skip")
@@ -50,7 +51,8 @@ class NonFiniteGuard(Callback):
 
     Args:
         policy: ``"stop"`` or ``"skip"``.
-        check_every_n_steps: check one optimiser step in this many (from step 0); a fault on an
+        check_every_n_steps: check the last optimiser step of every ``check_every_n_steps``
+            (those on which Lightning writes its logs); a fault on an
             unchecked step is caught at the next checked step, one or more steps late.
 
     Raises:
@@ -156,7 +158,7 @@ class NonFiniteGuard(Callback):
         self._buffers, self._saved_buffers = [], []
 
     def _checks(self, step: int) -> bool:
-        return step % self.check_every_n_steps == 0
+        return is_due(step, self.check_every_n_steps)
 
     def _all_finite(
         self, trainer: pl.Trainer, loss_finite: Tensor | None, params: list[nn.Parameter]

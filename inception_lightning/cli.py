@@ -9,14 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import Any
 
-from lightning.pytorch import LightningDataModule
-from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
+from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.module import CheckpointMismatchError, InceptionClassifier
 from inception_lightning.net import InputTooSmallError
+from inception_lightning.progress import LoggingStepProgressBar
 from inception_lightning.registry import create_model, list_models
 from inception_lightning.summary import format_summary, summarize
 from inception_lightning.weights import UnsafeCheckpointError
@@ -33,14 +35,26 @@ TRAINER_DEFAULTS = {
 
 
 class InceptionCLI(LightningCLI):
-    """LightningCLI with `num_classes` linked from the data, a rich bar and an lr monitor."""
+    """LightningCLI with `num_classes` linked from the data, a sync-free bar and an lr monitor."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Link the datamodule's class count to the model and add the default callbacks."""
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
-        parser.add_lightning_class_args(RichProgressBar, "progress_bar")
+        parser.add_lightning_class_args(LoggingStepProgressBar, "progress_bar")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """Lightning's, leaving the bar out under `trainer.enable_progress_bar: false`."""
+        # LightningCLI would pass the bar along regardless, and the Trainer refuses a bar
+        # callback with the bar disabled; `_get`, `_parser` and `_instantiate_trainer` are
+        # the steps of LightningCLI.instantiate_trainer
+        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        keys = self._parser(self.subcommand).callback_keys
+        callbacks = [self._get(self.config_init, key) for key in keys]
+        if config.get("enable_progress_bar") is False:
+            callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
+        return self._instantiate_trainer(config, callbacks)
 
     def instantiate_classes(self) -> None:
         """Build the classes, turning bad values (model names, paths) into parser errors."""

@@ -44,14 +44,12 @@ class WarmupEMAModel(AveragedModel):
     ) -> None:
         super().__init__(model, device=device, use_buffers=use_buffers)
         self.decay = decay
-        self._num_updates: int | None = None
+        self._num_updates = 0  # `n_averaged` starts at 0; reading the buffer would be a sync
         self._lists: tuple[list[list[Tensor]], ...] | None = None
 
     @property
     def num_updates(self) -> int:
-        """Updates applied so far (read from the `n_averaged` buffer once, then counted here)."""
-        if self._num_updates is None:
-            self._num_updates = int(self.n_averaged)
+        """Updates applied so far, counted on the host beside the `n_averaged` buffer."""
         return self._num_updates
 
     def current_decay(self) -> float:
@@ -71,15 +69,15 @@ class WarmupEMAModel(AveragedModel):
         for dst, src in zip(copies, sources, strict=True):
             torch._foreach_copy_(dst, src)
         self.n_averaged += 1
-        self._num_updates = self.num_updates + 1
+        self._num_updates += 1
 
     @override
     def load_state_dict(
         self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False
     ) -> Any:
-        """Load, then rebuild the update count and tensor lists at the next use."""
+        """Load, read the update count (outside any training step) and rebuild the lists."""
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        self._num_updates, self._lists = None, None
+        self._num_updates, self._lists = int(self.n_averaged), None
         return result
 
     def _group(self, model: nn.Module) -> tuple[list[list[Tensor]], ...]:

@@ -161,7 +161,9 @@ class InceptionClassifier(LightningModule):
         forward = self._compiled_forward or self.model.forward_with_aux
         logits, aux_logits = forward(images)
         total, main, aux = self.loss(logits, aux_logits, target)
-        self.log("train/loss", total, prog_bar=True)
+        # not prog_bar=True: Lightning would read it back with .item() after every batch, a
+        # host-device sync per step; LoggingStepProgressBar shows it on logging steps only
+        self.log("train/loss", total)
         self.log("train/loss_main", main)
         if aux is not None:
             self.log("train/loss_aux", aux)

@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.callbacks import ProgressBar
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from inception_lightning.cli import main
+from inception_lightning.cli import InceptionCLI, main
 from inception_lightning.module import InceptionClassifier
+from inception_lightning.progress import LoggingStepProgressBar
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -134,6 +137,21 @@ def test_fit_end_to_end_through_the_console_script(tmp_path: Path) -> None:
     # num_classes was linked from the data and saved: the checkpoint rebuilds with no config.
     module = InceptionClassifier.load_from_checkpoint(ckpt, weights_only=True)
     assert module.model.num_classes == 4
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_progress_bar_shows_the_loss_or_can_be_disabled(tmp_path: Path, enabled: bool) -> None:
+    config = _tiny_config(tmp_path)
+    args = ["-c", str(config), "--trainer.enable_progress_bar", str(enabled).lower()]
+    cli = InceptionCLI(
+        InceptionClassifier, LightningDataModule, subclass_mode_data=True, args=args, run=False
+    )
+    bars = [cb for cb in cli.trainer.callbacks if isinstance(cb, ProgressBar)]
+    assert [type(bar) for bar in bars] == ([LoggingStepProgressBar] if enabled else [])
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    if enabled:
+        loss = cli.trainer.callback_metrics["train/loss"]
+        assert bars[0].get_metrics(cli.trainer, cli.model)["train/loss"] == pytest.approx(loss)
 
 
 def _save_checkpoint(module: InceptionClassifier, path: Path) -> Path:

@@ -177,9 +177,9 @@ def test_skip_equals_a_run_without_the_bad_batches(tmp_path: Path) -> None:
 def test_check_every_n_steps_catches_an_unchecked_fault_later() -> None:
     module = _module()
     trainer = _trainer(
-        6, [InjectInf("features.mixed_6a", {1}), NonFiniteGuard(check_every_n_steps=2)]
+        6, [InjectInf("features.mixed_6a", {2}), NonFiniteGuard(check_every_n_steps=2)]
     )
-    with pytest.raises(NonFiniteError, match="global step 2 "):
+    with pytest.raises(NonFiniteError, match="global step 3 "):  # checks steps 1, 3, 5
         trainer.fit(module, _data(6))
 
 

@@ -1,0 +1,174 @@
+"""Finding host-device synchronisations in training steps with the PyTorch profiler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch.autograd.profiler_util import FunctionEvent
+from torch.profiler import ProfilerActivity, profile
+from typing_extensions import override
+
+# Operators that make the host wait for the device, whatever the device they run on: the CPU
+# profile of a run finds the syncs its GPU run would have.
+SYNC_OPS = {
+    "aten::_local_scalar_dense": "a tensor read as a Python number (.item(), float(), bool(), if)",
+    "aten::nonzero": "an output whose size depends on values (nonzero, boolean mask indexing)",
+    "aten::_unique2": "an output whose size depends on values (unique)",
+    "aten::unique_consecutive": "an output whose size depends on values (unique_consecutive)",
+}
+# CUDA runtime calls that block the host; on a GPU they also catch .cpu(), .tolist(), .numpy().
+SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+
+
+@dataclass(frozen=True)
+class HostSync:
+    """One host-device synchronisation: the step, the operator and the Python code that ran it."""
+
+    step: int
+    op: str
+    frames: tuple[str, ...]
+
+    def line(self) -> str:
+        """`step N: op <- innermost frame <- ...`, for messages."""
+        return f"step {self.step}: {self.op} <- " + " <- ".join(self.frames or ("?",))
+
+
+class HostSyncAudit(Callback):
+    """Profile training steps and list those on which the host waits for the device.
+
+    Each step from ``first_step`` to ``first_step + num_steps - 1`` is profiled on its own, from
+    its ``on_train_batch_start`` to the next one (or to the validation or the end of training),
+    so the hooks, the logging and the progress bar of the step are covered. A sync is an
+    operator of `SYNC_OPS` or, on a GPU, a blocking CUDA runtime call, with the Python frames
+    (outside torch) that led to it.
+
+    Reading logged values on the steps where Lightning writes its logs (every
+    ``trainer.log_every_n_steps``) is expected; at the end of training the audit warns, naming
+    the code, if any other step synchronised, and logs ``perf/host_syncs`` per profiled step.
+    The audit moves itself first in ``trainer.callbacks``, so each step's window opens before
+    any other callback's hook.
+
+    Attributes:
+        syncs: the syncs found, by profiled step (an empty list: none).
+        logging_steps: the profiled steps on which Lightning wrote its logs.
+
+    Args:
+        first_step: the first optimiser step to profile (later ones skip compilation and
+            cuDNN autotuning).
+        num_steps: how many steps to profile.
+        stacks: record the Python frames of each sync (the profiler's ``with_stack``, which
+            slows the profiled steps several times over); False counts the syncs only.
+    """
+
+    def __init__(self, first_step: int = 5, num_steps: int = 20, stacks: bool = True) -> None:
+        if first_step < 0 or num_steps < 1:
+            raise ValueError(
+                f"need first_step >= 0 and num_steps >= 1, got {first_step}, {num_steps}"
+            )
+        self.first_step, self.num_steps, self.stacks = first_step, num_steps, stacks
+        self.syncs: dict[int, list[HostSync]] = {}
+        self.logging_steps: set[int] = set()
+        self._profiler: profile | None = None
+        self._step = -1
+
+    @property
+    def unexpected(self) -> list[HostSync]:
+        """The syncs on steps where Lightning did not write logs."""
+        return [
+            sync
+            for step, syncs in self.syncs.items()
+            if step not in self.logging_steps
+            for sync in syncs
+        ]
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        trainer.callbacks.remove(self)
+        trainer.callbacks.insert(0, self)
+
+    @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._close()
+        step = trainer.global_step
+        if step in self.syncs or not self.first_step <= step < self.first_step + self.num_steps:
+            return  # outside the window, or a later micro-batch of an accumulated step
+        # private, but the exact test Lightning uses to decide that this step writes logs
+        if trainer._logger_connector.should_update_logs:
+            self.logging_steps.add(step)
+        activities = [ProfilerActivity.CPU]
+        if pl_module.device.type == "cuda":
+            activities.append(ProfilerActivity.CUDA)
+        self._step = step
+        self._profiler = profile(activities=activities, with_stack=self.stacks)
+        self._profiler.start()
+
+    @override
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._close()
+
+    @override
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if self._profiler is not None:
+            self._profiler.stop()
+            self._profiler = None
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._close()
+        total = sum(len(syncs) for syncs in self.syncs.values())
+        rank_zero_info(
+            f"HostSyncAudit: {total} host-device syncs in {len(self.syncs)} profiled steps, "
+            f"{len(self.unexpected)} of them on steps that wrote no logs"
+        )
+        if self.unexpected:
+            listing = "\n".join(f"  {sync.line()}" for sync in self.unexpected)
+            rank_zero_warn(f"host-device syncs on steps that wrote no logs:\n{listing}")
+        for logger in trainer.loggers:
+            for step, syncs in sorted(self.syncs.items()):
+                logger.log_metrics({"perf/host_syncs": float(len(syncs))}, step=step)
+
+    def _close(self) -> None:
+        """Stop the running profile, if any, and keep the syncs it recorded."""
+        if self._profiler is None:
+            return
+        self._profiler.stop()
+        self.syncs[self._step] = [
+            HostSync(self._step, event.name, _frames(event))
+            for event in self._profiler.events()
+            if _is_sync(event)
+        ]
+        self._profiler = None
+
+
+def _is_sync(event: FunctionEvent) -> bool:
+    """A sync operator, or a blocking runtime call that no sync operator already counts."""
+    if event.name in SYNC_OPS:
+        return True
+    if event.name not in SYNC_CALLS:
+        return False
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name in SYNC_OPS:
+            return False
+        parent = parent.cpu_parent
+    return True
+
+
+def _frames(event: FunctionEvent, depth: int = 4) -> tuple[str, ...]:
+    """The innermost `depth` Python frames above `event` that are not torch's own."""
+    frames = []
+    parent = event.cpu_parent
+    while parent is not None and len(frames) < depth:
+        path = parent.name.split("site-packages/")[-1]
+        if ".py(" in path and not path.startswith("torch/"):
+            frames.append(path)
+        parent = parent.cpu_parent
+    return tuple(frames)

@@ -1,0 +1,13 @@
+"""When a step-wise callback acts: on the steps Lightning writes its logs."""
+
+from __future__ import annotations
+
+
+def is_due(step: int, every_n_steps: int) -> bool:
+    """Whether the 0-based optimiser step `step` is the last of a window of `every_n_steps`.
+
+    Lightning's `log_every_n_steps` picks the same steps (n-1, 2n-1, ...). A callback that reads
+    device tensors on them (a host-device sync) therefore syncs only on steps on which Lightning
+    syncs anyway to write its logs, when both use the same cadence (50 by default).
+    """
+    return (step + 1) % every_n_steps == 0

@@ -1,0 +1,101 @@
+"""No host-device sync on training steps that write no logs, found with the profiler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+
+from inception_lightning.callbacks import (
+    BranchActivationStats,
+    DyingResidualDetector,
+    HostSyncAudit,
+)
+from inception_lightning.ema import InceptionEMA
+from inception_lightning.module import InceptionClassifier
+from inception_lightning.progress import LoggingStepProgressBar
+
+STEPS, LOG_EVERY = 4, 2
+
+
+def _fit(
+    module: pl.LightningModule, audit: HostSyncAudit, tmp_path: Path, *callbacks: pl.Callback
+) -> HostSyncAudit:
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=STEPS,
+        log_every_n_steps=LOG_EVERY,
+        gradient_clip_val=2.0,
+        logger=TensorBoardLogger(tmp_path),
+        callbacks=[*callbacks, audit],
+        limit_val_batches=0,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    images = torch.randn(16, 3, 75, 75)
+    loader = DataLoader(TensorDataset(images, torch.arange(16) % 4), batch_size=2)
+    trainer.fit(module, loader)
+    return audit
+
+
+def _module() -> InceptionClassifier:
+    return InceptionClassifier(
+        "inception_resnet_v1", num_classes=4, model_kwargs={"width": 0.0625, "aux_head": False}
+    )
+
+
+def test_default_training_syncs_only_on_logging_steps(tmp_path: Path) -> None:
+    audit = _fit(
+        _module(),
+        HostSyncAudit(first_step=0, num_steps=STEPS, stacks=False),  # counts only: 7x faster
+        tmp_path,
+        InceptionEMA(decay=0.9),
+        BranchActivationStats(every_n_steps=LOG_EVERY),
+        DyingResidualDetector(every_n_steps=LOG_EVERY),
+        LoggingStepProgressBar(),
+        LearningRateMonitor(logging_interval="step"),
+    )
+
+    assert sorted(audit.syncs) == list(range(STEPS))
+    assert audit.logging_steps == {1, 3}
+    assert audit.unexpected == []
+    # the audit does see syncs: reading the logged values on the logging steps
+    for step in audit.logging_steps:
+        ops = {sync.op for sync in audit.syncs[step]}
+        assert "aten::_local_scalar_dense" in ops
+
+
+class ReadsTheLoss(InceptionClassifier):
+    """Reads its loss back every step, as code that prints it would."""
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss = super().training_step(batch, batch_idx)
+        self.last_loss = loss.item()
+        return loss
+
+
+def test_a_sync_on_every_step_is_found_and_named(tmp_path: Path) -> None:
+    module = ReadsTheLoss(
+        "inception_resnet_v1", num_classes=4, model_kwargs={"width": 0.0625, "aux_head": False}
+    )
+    with pytest.warns(UserWarning, match="host-device syncs on steps that wrote no logs"):
+        audit = _fit(module, HostSyncAudit(first_step=0, num_steps=2), tmp_path)
+
+    assert audit.logging_steps == {1}
+    assert [sync.step for sync in audit.unexpected] == [0]
+    sync = audit.unexpected[0]
+    assert sync.op == "aten::_local_scalar_dense"
+    assert "test_host_sync.py" in sync.frames[0] and "training_step" in sync.frames[0]
+
+
+def test_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="first_step >= 0"):
+        HostSyncAudit(first_step=-1)
+    with pytest.raises(ValueError, match="num_steps >= 1"):
+        HostSyncAudit(num_steps=0)
