@@ -1,9 +1,16 @@
-"""Images per second of the training dataloaders on this machine.
+"""Images per second of the training dataloaders on this machine, and whether they feed a GPU.
 
 Measures the built-in dataset (`SyntheticDataModule`) and a folder of JPEGs that the script
 writes to a temporary directory (`ImageFolderDataModule`, 299 px Inception preprocessing, default
 worker count). The folder figure is also given as a ratio against a reference measured in the
-same run: decoding and transforming the same files in one process, without a DataLoader.
+same run: decoding and cropping the same files in one process, on one thread, without a
+DataLoader.
+
+The decode section then times, per image on one core, the old path (PIL decode, crop on the PIL
+image, float normalisation in the worker) against the new one (torchvision decode to uint8, crop
+on the uint8 tensor; normalisation happens in batches on the device after the transfer), and
+estimates from the new path's one-core rate what an `--host-cores` host's default workers
+deliver against a GPU step rate of `--gpu-rate` images/s (Inception-v3, H100, bf16, compiled).
 
     python benchmarks/dataloader.py            # about a minute
     python benchmarks/dataloader.py --tiny     # a few seconds, for CI
@@ -12,19 +19,27 @@ same run: decoding and transforming the same files in one process, without a Dat
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from PIL import Image
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 
 from inception_lightning.data import (
     ImageFolderDataModule,
+    ImageRecord,
     SyntheticDataModule,
     SyntheticDataset,
+    decode_rgb,
     load_rgb,
 )
+from inception_lightning.data.loading import default_num_workers
 
 
 def images_per_second(loader: DataLoader) -> float:
@@ -47,12 +62,98 @@ def write_jpeg_folder(root: Path, num_images: int, size: tuple[int, int]) -> Non
         image.resize(size, Image.BILINEAR).save(path, quality=90)
 
 
+def stage_ms(records: list[ImageRecord], stages: list[Callable]) -> list[float]:
+    """Mean milliseconds per image of each stage, each fed the previous one's output."""
+    totals = [0.0] * len(stages)
+    for record in records:
+        value: object = record.path
+        for i, stage in enumerate(stages):
+            start = time.perf_counter()
+            value = stage(value)
+            totals[i] += time.perf_counter() - start
+    return [1000 * total / len(records) for total in totals]
+
+
+@dataclass
+class PathCosts:
+    """Milliseconds per image on one core, by stage."""
+
+    old: list[float]  # PIL decode, crop on the PIL image, float normalisation
+    new: list[float]  # torchvision decode, crop on the uint8 tensor
+    normalise: float  # the new path's normalisation, batched, after the transfer
+
+    @property
+    def old_rate(self) -> float:
+        return 1000 / sum(self.old)
+
+    @property
+    def new_rate(self) -> float:
+        return 1000 / sum(self.new)
+
+
+def path_costs(folder: ImageFolderDataModule, batch_size: int) -> PathCosts:
+    """Both paths over the training images, one thread, as in a loader worker."""
+    records = folder.train_dataset.records
+    p = folder.preprocessing
+    old_normalise = v2.Compose(
+        [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(p.mean, p.std)]
+    )
+    crop = folder.train_transform  # v2 transforms take PIL images and tensors alike
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        stage_ms(records[:8], [decode_rgb, crop])  # warm-up
+        old = stage_ms(records, [load_rgb, crop, old_normalise])
+        new = stage_ms(records, [decode_rgb, crop])
+        batch = torch.stack([crop(decode_rgb(r.path)) for r in records[:batch_size]])
+        folder.normalize(batch)  # warm-up
+        start = time.perf_counter()
+        for _ in range(3):
+            folder.normalize(batch)
+        normalise = 1000 * (time.perf_counter() - start) / (3 * len(batch))
+    finally:
+        torch.set_num_threads(threads)
+    return PathCosts(old, new, normalise)
+
+
+def print_decode(
+    costs: PathCosts, loader_rate: float, workers: int, args: argparse.Namespace
+) -> None:
+    """The per-image costs, the loader's share of them, and the estimate for the GPU host."""
+    old, new = costs.old, costs.new
+    # the share of its workers' one-core rates the loader delivers here, main process included
+    efficiency = min(1.0, loader_rate / (max(1, workers) * costs.new_rate))
+    host_workers = default_num_workers(cpus=args.host_cores)
+    estimate = costs.new_rate * host_workers * efficiency
+    before = costs.old_rate * min(8, args.host_cores) * efficiency
+    needed = math.ceil(args.gpu_rate / (costs.new_rate * efficiency))
+    verdict = "keeps up with" if estimate >= args.gpu_rate else "falls short of"
+    lines = [
+        f"old path: PIL decode {old[0]:.2f} ms + PIL crop {old[1]:.2f} ms + float normalise "
+        f"{old[2]:.2f} ms = {sum(old):.2f} ms ({costs.old_rate:.0f} images/s)",
+        f"new path: torchvision decode {new[0]:.2f} ms + uint8 crop {new[1]:.2f} ms = "
+        f"{sum(new):.2f} ms ({costs.new_rate:.0f} images/s per worker); "
+        f"ratio {costs.new_rate / costs.old_rate:.2f} against the old path",
+        f"normalise in batches after the transfer (here on the CPU): "
+        f"{costs.normalise:.3f} ms per image",
+        f"DataLoader, {workers} workers: {loader_rate:.0f} images/s, "
+        f"{efficiency:.2f} of {max(1, workers)} x the per-worker rate",
+        f"{args.host_cores}-core host, {host_workers} default workers: ~{estimate:.0f} images/s "
+        f"(old path at its default 8 workers: ~{before:.0f})",
+        f"{verdict} a GPU at {args.gpu_rate:.0f} images/s, which needs {needed} workers "
+        f"({needed + 1} cores with the main process)",
+    ]
+    print("\n".join(f"  {line}" for line in lines))
+
+
 def main() -> None:
-    """Parse arguments, run both measurements and print a table."""
+    """Parse arguments, run the measurements and print a table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="a few seconds, for CI")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-workers", type=int, default=None, help="folder loader workers")
+    parser.add_argument("--host-cores", type=int, default=16, help="CPU cores of the GPU host")
+    parser.add_argument("--gpu-rate", type=float, default=3300.0, help="GPU images/s to feed")
     args = parser.parse_args()
     if args.tiny:
         num_samples, num_images, size, crop = 320, 128, (160, 120), 64
@@ -76,11 +177,7 @@ def main() -> None:
         scan_s = time.perf_counter() - start
         loader = folder.train_dataloader()
         folder_rate = images_per_second(loader)
-        records = folder.train_dataset.records
-        start = time.perf_counter()
-        for record in records:
-            folder.train_transform(load_rgb(record.path))
-        reference_rate = len(records) / (time.perf_counter() - start)
+        costs = path_costs(folder, args.batch_size)
 
     rendered = len(synthetic.train_dataset) + len(synthetic.val_dataset)
     print(f"built-in 79 px, batch 32, 0 workers: {synthetic_rate:8.0f} images/s", end=" ")
@@ -88,8 +185,10 @@ def main() -> None:
     print(f"JPEG {size[0]}x{size[1]} -> {crop} px, batch {args.batch_size},", end=" ")
     print(f"{loader.num_workers} workers: {folder_rate:8.0f} images/s", end=" ")
     print(f"(header scan of {num_images} files in {scan_s:.2f} s)")
-    print(f"  reference, one process without DataLoader: {reference_rate:8.0f} images/s;", end=" ")
-    print(f"ratio {folder_rate / reference_rate:.2f}")
+    print(f"  reference, one process without DataLoader: {costs.new_rate:8.0f} images/s;", end=" ")
+    print(f"ratio {folder_rate / costs.new_rate:.2f}")
+    print(f"decode, per image on one core, no DataLoader ({size[0]}x{size[1]} JPEG -> {crop} px):")
+    print_decode(costs, folder_rate, loader.num_workers, args)
 
 
 if __name__ == "__main__":

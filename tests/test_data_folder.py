@@ -53,7 +53,8 @@ def test_round_trip_classes_counts_images_and_masks(exported: Path) -> None:
             image, label = folder[i]
             expected, expected_label = rendered[j]
             assert label == expected_label
-            torch.testing.assert_close(image, expected, atol=1e-6, rtol=0)
+            assert image.dtype == torch.uint8 and torch.equal(image, rendered.images[j])
+            torch.testing.assert_close(folder.normalize(image), expected, atol=1e-6, rtol=0)
             assert torch.equal(folder.mask(i), rendered.mask(j))
 
 
@@ -96,7 +97,7 @@ def test_box_mask_lands_on_the_object(tmp_path) -> None:
         image, _ = dm.val_dataset[0]
         mask = dm.val_dataset.mask(0)
         assert mask.shape == image.shape[1:] == (40, 40)
-        bright = image.mean(dim=0) > 0
+        bright = dm.val_dataset.normalize(image).mean(dim=0) > 0
         assert mask.sum() > 100
         # interpolation blurs the box's edge: disagreement only where a neighbour differs
         near = mask.float()[None, None]
@@ -146,7 +147,7 @@ def test_test_split_and_loaders(tmp_path) -> None:
     assert dm.num_classes == 2
     dm.setup("fit")
     images, labels = next(iter(dm.train_dataloader()))
-    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.float32
+    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8  # normalised on device
     assert labels.dtype == torch.int64
     assert sum(len(y) for _, y in dm.test_dataloader()) == 6
     assert sum(len(y) for _, y in dm.val_dataloader()) == 6

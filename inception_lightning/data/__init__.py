@@ -5,7 +5,7 @@ from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.export import BOXES_FILE, write_dataset
 from inception_lightning.data.folder import ImageFolderDataset, MaskedImageFolderDataset
 from inception_lightning.data.folder_datamodule import ImageFolderDataModule
-from inception_lightning.data.images import load_rgb
+from inception_lightning.data.images import decode_rgb, load_rgb
 from inception_lightning.data.scan import BadFile, ImageRecord, check_image
 from inception_lightning.data.shapes import SHAPES
 from inception_lightning.data.synthetic import SyntheticDataset, synthetic_classes
@@ -13,11 +13,11 @@ from inception_lightning.data.synthetic_datamodule import SyntheticDataModule
 from inception_lightning.data.transforms import (
     INCEPTION_MEAN,
     INCEPTION_STD,
+    Normalize,
     Preprocessing,
     eval_geometry,
-    eval_transform,
     resolve_preprocessing,
-    train_transform,
+    train_geometry,
 )
 
 __all__ = [
@@ -32,17 +32,18 @@ __all__ = [
     "ImageFolderDataset",
     "ImageRecord",
     "MaskedImageFolderDataset",
+    "Normalize",
     "Preprocessing",
     "SyntheticDataModule",
     "SyntheticDataset",
     "check_image",
+    "decode_rgb",
     "eval_geometry",
-    "eval_transform",
     "load_rgb",
     "read_boxes",
     "resolve_preprocessing",
     "synthetic_classes",
-    "train_transform",
+    "train_geometry",
     "write_boxes",
     "write_dataset",
 ]

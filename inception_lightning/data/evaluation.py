@@ -8,7 +8,7 @@ from inception_lightning.data.boxes import read_boxes
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.folder import ImageFolderDataset, MaskedImageFolderDataset
 from inception_lightning.data.scan import find_classes, list_files, scan_files
-from inception_lightning.data.transforms import eval_geometry, eval_transform, resolve_preprocessing
+from inception_lightning.data.transforms import Normalize, eval_geometry, resolve_preprocessing
 
 
 def evaluation_dataset(
@@ -18,6 +18,8 @@ def evaluation_dataset(
     crop_pct: float | None = None,
 ) -> ImageFolderDataset:
     """Every readable image of `root/val` (or of `root` without a val/ folder), eval-transformed.
+
+    Items are uint8 crops; the dataset's `normalize` makes them model input.
 
     Args:
         root: a class-per-folder tree, or a dataset folder with train/ and val/.
@@ -36,9 +38,11 @@ def evaluation_dataset(
         listing = "\n".join(f"  {b.line()}" for b in bad)
         raise DatasetError(f"{len(bad)} bad image files under {split_dir}:\n{listing}")
     preprocessing = resolve_preprocessing(image_size=image_size, crop_pct=crop_pct)
-    transform = eval_transform(preprocessing)
-    if boxes_file is None:
-        return ImageFolderDataset(records, classes, transform)
-    annotations = read_boxes(boxes_file)
     geometry = eval_geometry(preprocessing)
-    return MaskedImageFolderDataset(records, classes, transform, root, annotations, geometry)
+    normalize = Normalize(preprocessing.mean, preprocessing.std)
+    if boxes_file is None:
+        return ImageFolderDataset(records, classes, geometry, normalize)
+    annotations = read_boxes(boxes_file)
+    return MaskedImageFolderDataset(
+        records, classes, geometry, normalize, root, annotations, geometry
+    )

@@ -6,42 +6,49 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from inception_lightning.data.boxes import Annotation
-from inception_lightning.data.images import load_rgb
+from inception_lightning.data.images import decode_rgb
 from inception_lightning.data.scan import ImageRecord
+from inception_lightning.data.transforms import Normalize
 
 
 class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
-    """Images decoded to RGB and transformed; items are `(image [3, H, W], label)`.
+    """Images decoded to RGB and cropped; items are `(image uint8 [3, H, W], label)`.
+
+    Items are not normalised: `normalize` turns them, or batches of them, into model input.
+    `ImageFolderDataModule` applies it on the device after each batch's transfer; code that
+    reads items directly applies it itself (`explain.analysis.load` does).
 
     Args:
         records: the images, from `scan_files`.
         classes: class names; `records[i].label` indexes them.
-        transform: PIL image -> normalised float tensor.
+        transform: uint8 image -> uint8 crop (the geometry).
+        normalize: uint8 images -> normalised float model input.
     """
 
     def __init__(
         self,
         records: Sequence[ImageRecord],
         classes: list[str],
-        transform: Callable[[Image.Image], Tensor],
+        transform: Callable[[Tensor], Tensor],
+        normalize: Normalize,
     ) -> None:
         self.records = list(records)
         self.classes = classes
         self.transform = transform
+        self.normalize = normalize
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         record = self.records[index]
-        return self.transform(load_rgb(record.path)), record.label
+        return self.transform(decode_rgb(record.path)), record.label
 
 
 class MaskedImageFolderDataset(ImageFolderDataset):
@@ -50,7 +57,8 @@ class MaskedImageFolderDataset(ImageFolderDataset):
     Args:
         records: the images, from `scan_files`.
         classes: class names.
-        transform: PIL image -> normalised float tensor.
+        transform: uint8 image -> uint8 crop (the geometry).
+        normalize: uint8 images -> normalised float model input.
         root: the folder the boxes file's paths are relative to.
         annotations: root-relative image path -> its object.
         geometry: the evaluation resize and crop, applied to masks.
@@ -60,12 +68,13 @@ class MaskedImageFolderDataset(ImageFolderDataset):
         self,
         records: Sequence[ImageRecord],
         classes: list[str],
-        transform: Callable[[Image.Image], Tensor],
+        transform: Callable[[Tensor], Tensor],
+        normalize: Normalize,
         root: Path,
         annotations: dict[str, Annotation],
         geometry: v2.Transform,
     ) -> None:
-        super().__init__(records, classes, transform)
+        super().__init__(records, classes, transform, normalize)
         self.root = root
         self.annotations = annotations
         self.geometry = geometry

@@ -10,6 +10,11 @@ Classes are the folder names under the training tree, sorted, as in torchvision'
 `ImageFolder`. Every file is checked at `setup`, before training starts (see `data.scan`); with
 `bad_files="skip"` the bad ones are left out, and their list is written to `bad_files.txt` in the
 trainer's log directory, or in the current directory when no trainer is attached.
+
+Loader workers decode and crop to uint8; `on_after_batch_transfer` normalises each batch on the
+device, as timm's `PrefetchLoader` does. Batches reach the model normalised only through a
+Trainer given this datamodule (`trainer.fit(model, datamodule=dm)`, as LightningCLI does); the
+loaders on their own yield uint8 images, which `self.normalize` turns into model input.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
+from typing_extensions import override
 
 from inception_lightning.data.boxes import Annotation, read_boxes
 from inception_lightning.data.errors import DatasetError, printable
@@ -35,10 +41,10 @@ from inception_lightning.data.scan import (
     scan_files,
 )
 from inception_lightning.data.transforms import (
+    Normalize,
     eval_geometry,
-    eval_transform,
     resolve_preprocessing,
-    train_transform,
+    train_geometry,
 )
 
 Splits = dict[str, list[ImageRecord]]
@@ -62,7 +68,8 @@ class ImageFolderDataModule(LightningDataModule):
         min_scale: smallest share of the image area a training crop covers.
         hflip: probability of a horizontal flip in training.
         bad_files: "error" lists every bad file and stops; "skip" leaves them out.
-        num_workers: loader processes; None: one per CPU, at most 8.
+        num_workers: loader processes; None: `default_num_workers` for the trainer's devices
+            on this node.
         pin_memory: None pins when CUDA is available.
     """
 
@@ -103,11 +110,12 @@ class ImageFolderDataModule(LightningDataModule):
         self.classes = find_classes(self.split_dirs["train"])
         self.preprocessing = resolve_preprocessing(pretrained_cfg, image_size, crop_pct)
         self.train_transform = (
-            train_transform(self.preprocessing, min_scale, hflip)
+            train_geometry(self.preprocessing, min_scale, hflip)
             if augment
-            else eval_transform(self.preprocessing)
+            else eval_geometry(self.preprocessing)
         )
-        self.eval_transform = eval_transform(self.preprocessing)
+        self.eval_transform = eval_geometry(self.preprocessing)
+        self.normalize = Normalize(self.preprocessing.mean, self.preprocessing.std)
         self.train_dataset: ImageFolderDataset | None = None
         self.val_dataset: ImageFolderDataset | None = None
         self.test_dataset: ImageFolderDataset | None = None
@@ -151,6 +159,12 @@ class ImageFolderDataModule(LightningDataModule):
         if "test" not in self.split_dirs:
             raise DatasetError(f"no test split: {self.root / 'test'} does not exist")
         return self._loader(self.test_dataset, train=False)
+
+    @override
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Normalise the batch's uint8 images where they now are: on the device."""
+        images, labels = batch
+        return [self.normalize(images), labels]
 
     def _handle_bad_files(self, bad: list[BadFile]) -> None:
         listing = "\n".join(f"  {b.line()}" for b in bad)
@@ -207,17 +221,20 @@ class ImageFolderDataModule(LightningDataModule):
     ) -> ImageFolderDataset:
         transform = self.train_transform if train else self.eval_transform
         if annotations is None:
-            return ImageFolderDataset(records, self.classes, transform)
+            return ImageFolderDataset(records, self.classes, transform, self.normalize)
         geometry = eval_geometry(self.preprocessing)
         return MaskedImageFolderDataset(
-            records, self.classes, transform, self.root, annotations, geometry
+            records, self.classes, transform, self.normalize, self.root, annotations, geometry
         )
 
     def _loader(self, dataset: ImageFolderDataset | None, train: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError("call setup() before asking for a dataloader")
         hp = self.hparams
-        workers = default_num_workers() if hp.num_workers is None else hp.num_workers
+        if hp.num_workers is None:
+            workers = default_num_workers(self.trainer.num_devices if self.trainer else 1)
+        else:
+            workers = hp.num_workers
         drop_last = train and len(dataset) > hp.batch_size
         return make_loader(dataset, hp.batch_size, train, workers, hp.pin_memory, drop_last)
 

@@ -4,16 +4,22 @@ torchvision's v2 transforms are used rather than timm's `create_transform` becau
 object mask (`tv_tensors.Mask`) through exactly the same geometry as its image, which is how
 `mask(index)` follows the evaluation transform. The geometry copies timm's: evaluation resizes
 the shorter side to `floor(image_size / crop_pct)` and centre-crops `image_size`.
+
+The geometry runs on uint8 tensors in the loader workers; `Normalize` turns whole batches into
+float model input after they reach the device, as timm's `PrefetchLoader` does, so workers pass
+a quarter of the bytes through shared memory and pinned copies.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
 import timm.data
 import timm.models
 import torch
+from torch import Tensor
 from torchvision.transforms import InterpolationMode, v2
 
 from inception_lightning.registry import get_entry, list_models
@@ -81,12 +87,46 @@ def _from_timm(name: str) -> Preprocessing:
     )
 
 
-def _to_normalised_tensor(p: Preprocessing) -> list[v2.Transform]:
-    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(p.mean, p.std)]
+@dataclass(frozen=True)
+class Normalize:
+    """uint8 images `[..., C, H, W]` -> float32 `(x / 255 - mean) / std`, on their device.
+
+    The same operations, in the same order, as torchvision's `ToDtype(float32, scale=True)` and
+    `Normalize(mean, std)`, so the values are identical; but mean and std are copied to each
+    device once, where torchvision's `Normalize` copies them from the host (a blocking copy on
+    CUDA) for every batch.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != len(self.std) or not all(self.std):
+            raise ValueError(f"need one non-zero std per mean, got {self.mean} and {self.std}")
+
+    def __call__(self, images: Tensor) -> Tensor:
+        if images.dtype != torch.uint8:
+            raise TypeError(f"Normalize takes uint8 images, got {images.dtype}")
+        mean, std = _channel_stats(self.mean, self.std, images.device)
+        return images.to(torch.float32).mul_(1.0 / 255).sub_(mean).div_(std)
+
+
+@functools.cache
+def _channel_stats(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Mean and std as `[C, 1, 1]` float32 tensors on `device`, made once per process."""
+    return (
+        torch.tensor(mean, dtype=torch.float32, device=device).view(-1, 1, 1),
+        torch.tensor(std, dtype=torch.float32, device=device).view(-1, 1, 1),
+    )
 
 
 def eval_geometry(p: Preprocessing) -> v2.Compose:
-    """Resize and centre crop; applied to a `tv_tensors.Mask` it maps masks like images."""
+    """Resize and centre crop, uint8 image -> uint8 `[3, image_size, image_size]`, deterministic.
+
+    Applied to a `tv_tensors.Mask` it maps masks like images.
+    """
     return v2.Compose(
         [
             v2.Resize(p.resize_size, interpolation=InterpolationMode(p.interpolation)),
@@ -95,13 +135,8 @@ def eval_geometry(p: Preprocessing) -> v2.Compose:
     )
 
 
-def eval_transform(p: Preprocessing) -> v2.Compose:
-    """PIL image -> normalised float tensor [3, image_size, image_size], deterministic."""
-    return v2.Compose([eval_geometry(p), *_to_normalised_tensor(p)])
-
-
-def train_transform(p: Preprocessing, min_scale: float = 0.08, hflip: float = 0.5) -> v2.Compose:
-    """Random-resized crop and horizontal flip, then normalisation.
+def train_geometry(p: Preprocessing, min_scale: float = 0.08, hflip: float = 0.5) -> v2.Compose:
+    """Random-resized crop and horizontal flip, uint8 image -> uint8 `[3, size, size]`.
 
     Args:
         p: the model's preprocessing.
@@ -120,6 +155,5 @@ def train_transform(p: Preprocessing, min_scale: float = 0.08, hflip: float = 0.
                 interpolation=InterpolationMode(p.interpolation),
             ),
             v2.RandomHorizontalFlip(hflip),
-            *_to_normalised_tensor(p),
         ]
     )

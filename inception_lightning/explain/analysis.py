@@ -86,9 +86,15 @@ def dataset_labels(dataset: Any) -> list[int]:
 
 
 def load(dataset: Any, indices: Sequence[int]) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Images `[N, 3, H, W]`, labels `[N]` and masks `[N, H, W]` (None without `mask`)."""
+    """Model inputs `[N, 3, H, W]`, labels `[N]` and masks `[N, H, W]` (None without `mask`).
+
+    Images go through the dataset's `normalize` when it has one (folder datasets yield uint8).
+    """
     items = [dataset[i] for i in indices]
     images = torch.stack([torch.as_tensor(x) for x, _ in items])
+    normalize = getattr(dataset, "normalize", None)
+    if normalize is not None:
+        images = normalize(images)
     labels = torch.tensor([int(y) for _, y in items])
     if not hasattr(dataset, "mask"):
         return images, labels, None
