@@ -157,7 +157,7 @@ class InceptionClassifier(LightningModule):
     @override
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         images, target = batch
-        images = images.contiguous(memory_format=self._memory_format)
+        images = self._model_input(images)
         forward = self._compiled_forward or self.model.forward_with_aux
         logits, aux_logits = forward(images)
         total, main, aux = self.loss(logits, aux_logits, target)
@@ -172,7 +172,7 @@ class InceptionClassifier(LightningModule):
     @override
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         images, target = batch
-        images = images.contiguous(memory_format=self._memory_format)
+        images = self._model_input(images)
         self._evaluate(self.model(images), target, "val")
         if self._ema_network is not None:
             self._evaluate(self._ema_network(images), target, "val_ema")
@@ -180,7 +180,7 @@ class InceptionClassifier(LightningModule):
     @override
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         images, target = batch
-        images = images.contiguous(memory_format=self._memory_format)
+        images = self._model_input(images)
         if self.hparams.test_crops == 1 and not self._ensemble:
             self._evaluate(self.model(images), target, "test")
             return
@@ -249,6 +249,17 @@ class InceptionClassifier(LightningModule):
     @override
     def on_test_end(self) -> None:
         self._ensemble = []
+
+    def _model_input(self, images: Tensor) -> Tensor:
+        """The batch's images in the model's memory format; integer images are refused."""
+        if not images.is_floating_point():
+            raise TypeError(
+                f"the batch holds {images.dtype} images, not normalised floats. "
+                "ImageFolderDataModule's loaders yield uint8 crops that the datamodule "
+                "normalises on the device: pass the datamodule itself, "
+                "trainer.fit(model, datamodule=dm), not its loaders"
+            )
+        return images.contiguous(memory_format=self._memory_format)
 
     @property
     def _memory_format(self) -> torch.memory_format:

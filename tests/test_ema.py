@@ -128,7 +128,11 @@ def test_export_writes_ema_and_raw_state_dicts_that_load_without_trainer(tmp_pat
     module = InceptionClassifier(num_classes=4, model_kwargs=TINY)
     checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="last")
     trainer = make_trainer(
-        max_steps=2, limit_val_batches=0, enable_checkpointing=True, callbacks=[InceptionEMA()]
+        max_steps=2,
+        limit_val_batches=0,
+        enable_checkpointing=True,
+        callbacks=[InceptionEMA()],
+        default_root_dir=tmp_path,
     )
     trainer.callbacks.append(checkpoint)
     trainer.fit(module, make_loader())

@@ -196,3 +196,10 @@ def test_tiny_model_learns_the_synthetic_dataset() -> None:
     )
 
     assert trainer.callback_metrics["val/acc1"].item() >= 0.5  # chance is 0.25
+
+
+def test_integer_images_are_refused_with_the_fix() -> None:
+    module = InceptionClassifier("inception_v3", num_classes=4, model_kwargs=TINY)
+    batch = (torch.zeros(2, 3, 75, 75, dtype=torch.uint8), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"torch.uint8 images.*datamodule=dm"):
+        module.training_step(batch, 0)
