@@ -1,18 +1,21 @@
-"""Training-step overhead of the activation callbacks at their default cadence.
+"""Training-step overhead of EMA and the activation callbacks at their default cadence.
 
 The same short training run (`InceptionClassifier` with SGD on a tiny Inception-ResNet, one
 repeated synthetic batch) is timed with no callback, with `BranchActivationStats`, with
-`DyingResidualDetector`, and with the design the callbacks avoid: forward hooks that stay
-registered on the same modules and check a flag (`flag hooks`, doing the same reductions on the
-same steps). Modes alternate within one process; each mode's best run is reported as a ratio to
-the best run without callbacks. On a busy machine that ratio is noisy, so the extra time of the
-observed steps over the other steps of the same run is reported too (the row without callbacks
-is the control). Targets: at most 1.05 on CPU, 1.03 on GPU. The epoch-end heat map is timed on
-its own: it costs once per epoch, not per step.
+`DyingResidualDetector`, with `InceptionEMA`, with EMA and both diagnostics callbacks together
+(`ema + diagnostics`, the issue's "at most 3%" figure), and with the design the callbacks avoid:
+forward hooks that stay registered on the same modules and check a flag (`flag hooks`, doing the
+same reductions on the same steps). Modes alternate within one process; each mode's best run is
+reported as a ratio to the best run without callbacks. On a busy machine that ratio is noisy, so
+the extra time of the observed steps over the other steps of the same run is reported too (the
+row without callbacks is the control). Targets: at most 1.05 on CPU, 1.03 on GPU. The epoch-end
+heat map is timed on its own: it costs once per epoch, not per step.
 
 Usage:
     python benchmarks/callback_overhead.py            # 100 timed steps, 3 repeats
     python benchmarks/callback_overhead.py --tiny     # a few seconds, for CI
+    python benchmarks/callback_overhead.py --accelerator gpu --model inception_resnet_v2 \
+        --width 1 --size 299 --batch 128 --precision bf16-mixed --repeats 2
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from torch.utils.hooks import RemovableHandle
 
 from inception_lightning import iter_branches, iter_residual_blocks
 from inception_lightning.activation_stats import activation_sums
+from inception_lightning.cadence import is_due
 from inception_lightning.callbacks.branch_stats import BranchActivationStats
 from inception_lightning.callbacks.dying_residual import DyingResidualDetector
+from inception_lightning.ema import InceptionEMA
 from inception_lightning.module import InceptionClassifier
 
 
@@ -89,7 +94,7 @@ class FlagHooks(pl.Callback):
         self.handles += [m.register_forward_hook(self._hook) for m in outputs]
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
-        self.active = trainer.global_step % self.every_n_steps == 0
+        self.active = is_due(trainer.global_step, self.every_n_steps)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         if self.active:
@@ -122,18 +127,26 @@ def run(args: argparse.Namespace, mode: str, root: str) -> tuple[dict[int, float
         model_kwargs={"width": args.width, "aux_head": False},
         optimizer=partial(torch.optim.SGD, lr=0.01, momentum=0.9),
     )
-    callback = {
-        "off": None,
-        "branch stats": BranchActivationStats(every_n_steps=args.every),
-        "dying residual": DyingResidualDetector(every_n_steps=args.every),
-        "flag hooks": FlagHooks(args.every),
+    diagnostics = [
+        BranchActivationStats(every_n_steps=args.every),
+        DyingResidualDetector(every_n_steps=args.every),
+    ]
+    callbacks = {
+        "off": [],
+        "branch stats": diagnostics[:1],
+        "dying residual": diagnostics[1:],
+        "ema": [InceptionEMA()],
+        "ema + diagnostics": [InceptionEMA(), *diagnostics],
+        "flag hooks": [FlagHooks(args.every)],
     }[mode]
     timer = StepTimer(first=1)
     trainer = pl.Trainer(
         accelerator=args.accelerator,
         devices=1,
+        precision=args.precision,
         max_steps=args.steps + 1,
-        callbacks=([callback] if callback else []) + [timer],
+        log_every_n_steps=args.every,
+        callbacks=[*callbacks, timer],
         logger=TensorBoardLogger(root, name=mode.replace(" ", "_")),
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -154,11 +167,12 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=50, help="the callbacks' every_n_steps")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--accelerator", default="auto")
+    parser.add_argument("--precision", default="32-true")
     parser.add_argument("--tiny", action="store_true", help="4 steps, batch 2, one repeat")
     args = parser.parse_args()
     if args.tiny:
         args.steps, args.every, args.batch, args.repeats = 4, 2, 2, 1
-    modes = ("off", "branch stats", "dying residual", "flag hooks")
+    modes = ("off", "branch stats", "dying residual", "ema", "ema + diagnostics", "flag hooks")
     runs: dict[str, list[dict[int, float]]] = {mode: [] for mode in modes}
     epoch_end: dict[str, list[float]] = {mode: [] for mode in modes}
     with tempfile.TemporaryDirectory() as root:
@@ -172,13 +186,13 @@ def main() -> None:
     print("ratio: best total time against the best without callbacks (sensitive to other load);")
     print("in-run: extra time of the observed steps over the median other step of the same run,")
     print("spread over every_n_steps steps, as a fraction of that median.")
-    print(f"{'mode':<16}{'best s':>9}{'ms/step':>9}{'ratio':>8}{'obs. +ms':>10}{'in-run':>8}")
+    print(f"{'mode':<20}{'best s':>9}{'ms/step':>9}{'ratio':>8}{'obs. +ms':>10}{'in-run':>8}")
     reference = min(sum(d.values()) for d in runs["off"])
     for mode in modes:
         best = min(sum(d.values()) for d in runs[mode])
         extra, median = observed_extra(runs[mode], args.every)
         print(
-            f"{mode:<16}{best:>9.3f}{1000 * median:>9.1f}{best / reference:>8.3f}"
+            f"{mode:<20}{best:>9.3f}{1000 * median:>9.1f}{best / reference:>8.3f}"
             f"{1000 * extra:>10.1f}{extra / (args.every * median):>8.2%}"
         )
     heatmap = min(epoch_end["branch stats"]) - min(epoch_end["off"])
@@ -189,8 +203,8 @@ def observed_extra(runs: list[dict[int, float]], every: int) -> tuple[float, flo
     """Mean extra seconds of an observed step over the median other step, and that median."""
     extras, medians = [], []
     for durations in runs:
-        others = statistics.median(t for step, t in durations.items() if step % every)
-        observed = [t for step, t in durations.items() if step % every == 0]
+        others = statistics.median(t for step, t in durations.items() if not is_due(step, every))
+        observed = [t for step, t in durations.items() if is_due(step, every)]
         extras.append(statistics.mean(observed) - others)
         medians.append(others)
     return statistics.median(extras), statistics.median(medians)

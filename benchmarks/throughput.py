@@ -3,26 +3,37 @@
 Both sides run in the same process on the same batch, precision and memory format:
 
 - ours: `InceptionClassifier` through the Lightning Trainer, a full step each (forward,
-  backward, RMSpropTF, gradient clipping at 2.0, EMA update);
+  backward, RMSpropTF, gradient clipping at 2.0, EMA update), in the configuration of
+  `conf/trainer/gpu.yaml` on a GPU (bf16-mixed, channels_last, cuDNN autotuning; compiled in
+  the `compiled` mode);
 - reference: timm's model of the same architecture in a plain PyTorch loop with RMSpropTF,
   label smoothing and clipping (for IR-v1, which timm lacks, our own network in that loop).
 
+Each mode (`eager`, `compiled`: `torch.compile` on both sides) reports training and inference
+images/s after the warm-up steps (the best of `--repeats` runs per side, alternating which side
+goes first), their ratio, the ratio of ours to the eager reference (the
+gain a user gets by switching), the peak GPU memory of each training run, and the compile time
+(the first step's time less a steady step's) on its own line.
+
 Examples:
     python benchmarks/throughput.py --tiny                 # CI: proves it runs
-    python benchmarks/throughput.py --device cpu           # small inputs on the CPU
-    python benchmarks/throughput.py --device cuda          # 299 px, batch 256, bf16, channels_last
+    python benchmarks/throughput.py --device cpu           # 128 px, batch 16, fp32
+    python benchmarks/throughput.py --device cuda          # 299 px, batch 256, gpu.yaml
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from functools import partial
 
 import lightning.pytorch as pl
 import timm
 import torch
+from _common import RepeatBatch, apply_gpu_config
 from timm.optim import RMSpropTF
 from torch import Tensor, nn
 
@@ -31,46 +42,67 @@ from inception_lightning.ema import InceptionEMA
 from inception_lightning.module import InceptionClassifier
 from inception_lightning.registry import get_entry
 
+MODELS = ["inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2"]
 
-class StepTimer(pl.Callback):
-    """Wall time of the training steps after `warmup` steps."""
 
-    def __init__(self, warmup: int, sync: Callable[[], None]) -> None:
-        self.warmup, self.sync = warmup, sync
-        self.start: float | None = None
-        self.elapsed = 0.0
+@dataclass(frozen=True)
+class Run:
+    """One timed run: steady images/s, the first step's seconds and the peak GPU memory."""
+
+    rate: float
+    first_step_s: float
+    step_s: float
+    peak_mib: float | None
+
+    @property
+    def compile_s(self) -> float:
+        """The first step's time beyond a steady step's: compilation and autotuning."""
+        return self.first_step_s - self.step_s
+
+
+class Clock:
+    """Times steps 0 and 1 (the first step) and `warmup` to the end (the steady steps)."""
+
+    def __init__(self, device: torch.device, warmup: int, steps: int, batch: int) -> None:
+        self.device, self.warmup, self.steps, self.batch = device, warmup, steps, batch
+        self.marks: dict[int, float] = {}
+
+    def mark(self, step: int) -> None:
+        """Record the time at the start of `step` (`warmup + steps` is the end)."""
+        if step in (0, 1, self.warmup, self.warmup + self.steps):
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            self.marks[step] = time.perf_counter()
+
+    def run(self) -> Run:
+        """The figures of the marks recorded."""
+        steady = self.marks[self.warmup + self.steps] - self.marks[self.warmup]
+        peak = torch.cuda.max_memory_allocated() / 2**20 if self.device.type == "cuda" else None
+        return Run(
+            self.steps * self.batch / steady,
+            self.marks[1] - self.marks[0],
+            steady / self.steps,
+            peak,
+        )
+
+
+class ClockCallback(pl.Callback):
+    """Marks the clock at every training batch start and at the end of training."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
-        if trainer.global_step == self.warmup:
-            self.sync()
-            self.start = time.perf_counter()
+        self.clock.mark(trainer.global_step)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.sync()
-        self.elapsed = time.perf_counter() - self.start
+        self.clock.mark(trainer.global_step)
 
 
-class RepeatBatch:
-    """An iterable yielding the same batch `length` times (a list would read as many loaders)."""
-
-    def __init__(self, batch: tuple[Tensor, Tensor], length: int) -> None:
-        self.batch, self.length = batch, length
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        return (self.batch for _ in range(self.length))
-
-    def __len__(self) -> int:
-        return self.length
-
-
-def _sync(device: torch.device) -> Callable[[], None]:
-    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-
-def _peak_mib(device: torch.device) -> str:
-    if device.type != "cuda":
-        return "-"
-    return f"{torch.cuda.max_memory_allocated() / 2**20:,.0f}"
+def best_of(runs: list[Run]) -> Run:
+    """The fastest run, with the first run's first step: the cold compilation."""
+    best = max(runs, key=lambda run: run.rate)
+    return replace(best, first_step_s=runs[0].first_step_s)
 
 
 def _reset_peak(device: torch.device) -> None:
@@ -79,24 +111,32 @@ def _reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def ours_train(name: str, args: argparse.Namespace, batch: tuple[Tensor, Tensor]) -> float:
-    """Images/s of InceptionClassifier trained through the Trainer."""
+def _autocast(args: argparse.Namespace) -> torch.autocast | nullcontext:
+    if args.precision == "bf16-mixed":
+        return torch.autocast(args.device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def ours_train(
+    name: str, args: argparse.Namespace, batch: tuple[Tensor, Tensor], compiled: bool
+) -> Run:
+    """InceptionClassifier trained through the Trainer."""
     module = InceptionClassifier(
         model=name,
         num_classes=args.num_classes,
         model_kwargs={"aux_head": False, "width": args.width},
         channels_last=args.channels_last,
-        compile_model=args.compile,
+        compile_model=compiled,
     )
-    timer = StepTimer(args.warmup, _sync(args.device))
-    loader = RepeatBatch(batch, args.warmup + args.steps)
+    clock = Clock(args.device, args.warmup, args.steps, batch[0].shape[0])
     trainer = pl.Trainer(
         accelerator=args.device.type,
         devices=1,
         precision=args.precision,
+        benchmark=args.cudnn_benchmark,
         max_steps=args.warmup + args.steps,
         gradient_clip_val=2.0,
-        callbacks=[InceptionEMA(decay=0.9999), timer],
+        callbacks=[InceptionEMA(decay=0.9999), ClockCallback(clock)],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -104,8 +144,9 @@ def ours_train(name: str, args: argparse.Namespace, batch: tuple[Tensor, Tensor]
         num_sanity_val_steps=0,
         limit_val_batches=0,
     )
-    trainer.fit(module, train_dataloaders=loader)
-    return args.steps * batch[0].shape[0] / timer.elapsed
+    _reset_peak(args.device)
+    trainer.fit(module, train_dataloaders=RepeatBatch(batch, args.warmup + args.steps))
+    return clock.run()
 
 
 def reference_model(name: str, args: argparse.Namespace) -> nn.Module:
@@ -116,109 +157,136 @@ def reference_model(name: str, args: argparse.Namespace) -> nn.Module:
     return timm.create_model(timm_name.split(".")[0], num_classes=args.num_classes)
 
 
-def reference_train(model: nn.Module, args: argparse.Namespace, batch: tuple[Tensor, ...]) -> float:
-    """Images/s of a plain PyTorch training loop."""
+def reference_train(
+    model: nn.Module, args: argparse.Namespace, batch: tuple[Tensor, Tensor], compiled: bool
+) -> Run:
+    """A plain PyTorch training loop."""
     model = model.to(args.device).train()
-    step_model = torch.compile(model) if args.compile else model
+    step_model = torch.compile(model) if compiled else model
     optimizer = RMSpropTF(model.parameters(), lr=0.045, alpha=0.9, eps=1.0, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     images, labels = (t.to(args.device) for t in batch)
-    sync = _sync(args.device)
+    clock = Clock(args.device, args.warmup, args.steps, images.shape[0])
+    _reset_peak(args.device)
     for step in range(args.warmup + args.steps):
-        if step == args.warmup:
-            sync()
-            start = time.perf_counter()
+        clock.mark(step)
         with _autocast(args):
             loss = loss_fn(step_model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 2.0)
         optimizer.step()
-    sync()
-    return args.steps * images.shape[0] / (time.perf_counter() - start)
+    clock.mark(args.warmup + args.steps)
+    return clock.run()
 
 
 @torch.inference_mode()
-def inference(model: nn.Module, args: argparse.Namespace, images: Tensor) -> float:
-    """Images/s of eval-mode forward passes."""
+def inference(model: nn.Module, args: argparse.Namespace, images: Tensor, compiled: bool) -> Run:
+    """Eval-mode forward passes."""
     model = model.to(args.device).eval()
+    forward: Callable[[Tensor], Tensor] = torch.compile(model) if compiled else model
     images = images.to(args.device)
-    sync = _sync(args.device)
+    clock = Clock(args.device, args.warmup, args.steps, images.shape[0])
+    _reset_peak(args.device)
     for step in range(args.warmup + args.steps):
-        if step == args.warmup:
-            sync()
-            start = time.perf_counter()
+        clock.mark(step)
         with _autocast(args):
-            model(images)
-    sync()
-    return args.steps * images.shape[0] / (time.perf_counter() - start)
+            forward(images)
+    clock.mark(args.warmup + args.steps)
+    return clock.run()
 
 
-def _autocast(args: argparse.Namespace) -> torch.autocast | nullcontext:
-    if args.precision == "bf16-mixed":
-        return torch.autocast(args.device.type, dtype=torch.bfloat16)
-    return nullcontext()
+def _settings(args: argparse.Namespace) -> None:
+    """Fill in sizes and the precision, memory format and autotuning of the device."""
+    gpu = args.device.type == "cuda"
+    if args.tiny:
+        args.models, args.width, args.steps, args.warmup = ["inception_v3"], 0.125, 2, 2
+        args.modes, args.repeats = ["eager"], 1  # compiling takes minutes on a 2-core CPU
+        args.num_classes, args.image_size, args.batch_size = 10, 75, 4
+    args.image_size = args.image_size or (299 if gpu else 128)
+    args.batch_size = args.batch_size or (256 if gpu else 16)
+    apply_gpu_config(args, gpu)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+
+
+def _mib(run: Run) -> str:
+    return "-" if run.peak_mib is None else f"{run.peak_mib:,.0f}"
 
 
 def main() -> None:
-    """Parse arguments, run every model and print a table."""
+    """Parse arguments, run every model in every mode and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument(
-        "--models",
-        nargs="+",
-        default=["inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2"],
+        "--modes", nargs="+", choices=["eager", "compiled"], default=["eager", "compiled"]
     )
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (>= 2)")
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--num-classes", type=int, default=1000)
-    parser.add_argument("--compile", action="store_true", help="torch.compile both sides")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per side; the best counts")
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run for CI")
     args = parser.parse_args()
     args.device = torch.device(args.device)
-    gpu = args.device.type == "cuda"
-    if args.tiny:
-        args.models, args.width, args.steps, args.warmup = ["inception_v3"], 0.125, 2, 1
-        args.num_classes = 10
-    args.image_size = args.image_size or (299 if gpu else 128)
-    args.batch_size = args.batch_size or (256 if gpu else 16)
-    args.image_size = 75 if args.tiny else args.image_size
-    args.batch_size = 4 if args.tiny else args.batch_size
-    args.precision = "bf16-mixed" if gpu else "32-true"
-    args.channels_last = gpu
+    _settings(args)
+    if args.warmup < 2:
+        parser.error("--warmup must be at least 2: step 1 is timed apart as the first step")
     print(
         f"device={args.device} image={args.image_size} batch={args.batch_size} "
-        f"precision={args.precision} channels_last={args.channels_last} compile={args.compile} "
-        f"steps={args.steps} (after {args.warmup} warm-up) torch={torch.__version__}"
+        f"precision={args.precision} channels_last={args.channels_last} "
+        f"cudnn.benchmark={args.cudnn_benchmark} steps={args.steps} (after {args.warmup}), "
+        f"best of {args.repeats} "
+        f"torch={torch.__version__} timm={timm.__version__}"
     )
-    header = (
-        f"{'model':<22}{'ours img/s':>12}{'ref img/s':>12}{'ratio':>8}"
-        f"{'ours inf':>11}{'ref inf':>11}{'ratio':>8}{'peak MiB':>10}"
+    print(
+        f"{'model':<21}{'mode':<10}{'train: ours':>12}{'ref':>9}{'ratio':>7}{'vs eager':>9}"
+        f"{'infer: ours':>12}{'ref':>9}{'ratio':>7}{'peak MiB ours':>14}{'ref':>8}"
     )
-    print(header)
-    torch.manual_seed(0)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    torch.manual_seed(0)
+    compile_lines = []
     for name in args.models:
         images = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
         images = images.contiguous(memory_format=memory_format)
         labels = torch.randint(0, args.num_classes, (args.batch_size,))
-        _reset_peak(args.device)
-        ours = ours_train(name, args, (images, labels))
-        peak = _peak_mib(args.device)
+        ref_eager_rate = None
         reference = reference_model(name, args).to(memory_format=memory_format)
-        ref = reference_train(reference, args, (images, labels))
         ours_net = create_model(
             name, num_classes=args.num_classes, aux_head=False, width=args.width
         ).to(memory_format=memory_format)
-        ours_inf = inference(ours_net, args, images)
-        ref_inf = inference(reference, args, images)
-        print(
-            f"{name:<22}{ours:>12,.1f}{ref:>12,.1f}{ours / ref:>8.2f}"
-            f"{ours_inf:>11,.1f}{ref_inf:>11,.1f}{ours_inf / ref_inf:>8.2f}{peak:>10}"
-        )
+        for mode in args.modes:
+            compiled = mode == "compiled"
+            runs: dict[str, list[Run]] = {"ours": [], "ref": [], "ours_inf": [], "ref_inf": []}
+            measures = {
+                "ours": partial(ours_train, name, args, (images, labels), compiled),
+                "ref": partial(reference_train, reference, args, (images, labels), compiled),
+                "ours_inf": partial(inference, ours_net, args, images, compiled),
+                "ref_inf": partial(inference, reference, args, images, compiled),
+            }
+            for repeat in range(args.repeats):
+                # alternate who goes first: the first run of a process pays for warm-ups
+                order = list(measures) if repeat % 2 == 0 else list(reversed(measures))
+                for key in order:
+                    runs[key].append(measures[key]())
+            ours, ref, ours_inf, ref_inf = (best_of(runs[key]) for key in measures)
+            ref_eager_rate = ref.rate if mode == "eager" else ref_eager_rate
+            vs_eager = "" if ref_eager_rate is None else f"{ours.rate / ref_eager_rate:.2f}"
+            print(
+                f"{name:<21}{mode:<10}{ours.rate:>12,.1f}{ref.rate:>9,.1f}"
+                f"{ours.rate / ref.rate:>7.2f}{vs_eager:>9}{ours_inf.rate:>12,.1f}"
+                f"{ref_inf.rate:>9,.1f}{ours_inf.rate / ref_inf.rate:>7.2f}"
+                f"{_mib(ours):>14}{_mib(ref):>8}"
+            )
+            if compiled:
+                compile_lines.append(
+                    f"compile time {name}: training ours {ours.compile_s:.1f} s, ref "
+                    f"{ref.compile_s:.1f} s; inference ours {ours_inf.compile_s:.1f} s, ref "
+                    f"{ref_inf.compile_s:.1f} s"
+                )
+    print("\n".join(compile_lines))
 
 
 if __name__ == "__main__":
