@@ -12,16 +12,20 @@ from torch.autograd.profiler_util import FunctionEvent
 from torch.profiler import ProfilerActivity, profile
 from typing_extensions import override
 
-# Operators that make the host wait for the device, whatever the device they run on: the CPU
-# profile of a run finds the syncs its GPU run would have.
+# On a GPU the audit counts the CUDA runtime calls that block the host: exact, and they also
+# catch .cpu(), .tolist() and .numpy(). On the CPU, where nothing blocks, it counts the operators
+# that would block on a GPU, so a CPU run finds the syncs its GPU run would have.
+SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 SYNC_OPS = {
     "aten::_local_scalar_dense": "a tensor read as a Python number (.item(), float(), bool(), if)",
     "aten::nonzero": "an output whose size depends on values (nonzero, boolean mask indexing)",
     "aten::_unique2": "an output whose size depends on values (unique)",
     "aten::unique_consecutive": "an output whose size depends on values (unique_consecutive)",
 }
-# CUDA runtime calls that block the host; on a GPU they also catch .cpu(), .tolist(), .numpy().
-SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+# torch's optimisers keep their step counts on the host (unless capturable or fused) and read
+# them with .item(): a CPU run with `stacks` on leaves out reads made in their code, since a GPU
+# run would not sync on them (without stacks they are counted).
+HOST_STATE_CODE = "torch/optim/"
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,10 @@ class HostSyncAudit(Callback):
 
     Each step from ``first_step`` to ``first_step + num_steps - 1`` is profiled on its own, from
     its ``on_train_batch_start`` to the next one (or to the validation or the end of training),
-    so the hooks, the logging and the progress bar of the step are covered. A sync is an
-    operator of `SYNC_OPS` or, on a GPU, a blocking CUDA runtime call, with the Python frames
-    (outside torch) that led to it.
+    so the hooks, the logging and the progress bar of the step are covered. A sync is, on a
+    GPU, a blocking CUDA runtime call (`SYNC_CALLS`) and, on the CPU, an operator that would
+    block on a GPU (`SYNC_OPS`; see `HOST_STATE_CODE` for an exception), kept with the Python
+    frames (outside torch) that led to it when ``stacks`` is on.
 
     Reading logged values on the steps where Lightning writes its logs (every
     ``trainer.log_every_n_steps``) is expected; at the end of training the audit warns, naming
@@ -140,35 +145,46 @@ class HostSyncAudit(Callback):
         if self._profiler is None:
             return
         self._profiler.stop()
+        gpu = ProfilerActivity.CUDA in self._profiler.activities
+        is_sync = _blocks_on_gpu if gpu else _would_block_on_gpu
         self.syncs[self._step] = [
-            HostSync(self._step, event.name, _frames(event))
+            HostSync(self._step, _operator(event), _frames(event))
             for event in self._profiler.events()
-            if _is_sync(event)
+            if is_sync(event)
         ]
         self._profiler = None
 
 
-def _is_sync(event: FunctionEvent) -> bool:
-    """A sync operator, or a blocking runtime call that no sync operator already counts."""
-    if event.name in SYNC_OPS:
-        return True
-    if event.name not in SYNC_CALLS:
-        return False
-    parent = event.cpu_parent
+def _ancestors(event: FunctionEvent) -> list[FunctionEvent]:
+    chain, parent = [], event.cpu_parent
     while parent is not None:
-        if parent.name in SYNC_OPS:
-            return False
+        chain.append(parent)
         parent = parent.cpu_parent
-    return True
+    return chain
+
+
+def _blocks_on_gpu(event: FunctionEvent) -> bool:
+    """A CUDA runtime call that blocks the host."""
+    return event.name in SYNC_CALLS
+
+
+def _would_block_on_gpu(event: FunctionEvent) -> bool:
+    """A sync operator, unless torch's optimiser code reads its host state (`HOST_STATE_CODE`)."""
+    if event.name not in SYNC_OPS:
+        return False
+    code = (p.name.split("site-packages/")[-1] for p in _ancestors(event) if ".py(" in p.name)
+    return not next(code, "").startswith(HOST_STATE_CODE)
+
+
+def _operator(event: FunctionEvent) -> str:
+    """The event's name, after the innermost operator above it for a runtime call."""
+    if event.name not in SYNC_CALLS:
+        return event.name
+    ops = [parent.name for parent in _ancestors(event) if parent.name.startswith("aten::")]
+    return f"{ops[0]} ({event.name})" if ops else event.name
 
 
 def _frames(event: FunctionEvent, depth: int = 4) -> tuple[str, ...]:
     """The innermost `depth` Python frames above `event` that are not torch's own."""
-    frames = []
-    parent = event.cpu_parent
-    while parent is not None and len(frames) < depth:
-        path = parent.name.split("site-packages/")[-1]
-        if ".py(" in path and not path.startswith("torch/"):
-            frames.append(path)
-        parent = parent.cpu_parent
-    return tuple(frames)
+    paths = (parent.name.split("site-packages/")[-1] for parent in _ancestors(event))
+    return tuple(p for p in paths if ".py(" in p and not p.startswith("torch/"))[:depth]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -44,9 +45,12 @@ def _fit(
     return audit
 
 
-def _module() -> InceptionClassifier:
+def _module(**kwargs: object) -> InceptionClassifier:
     return InceptionClassifier(
-        "inception_resnet_v1", num_classes=4, model_kwargs={"width": 0.0625, "aux_head": False}
+        "inception_resnet_v1",
+        num_classes=4,
+        model_kwargs={"width": 0.0625, "aux_head": False},
+        **kwargs,
     )
 
 
@@ -69,6 +73,13 @@ def test_default_training_syncs_only_on_logging_steps(tmp_path: Path) -> None:
     for step in audit.logging_steps:
         ops = {sync.op for sync in audit.syncs[step]}
         assert "aten::_local_scalar_dense" in ops
+
+
+def test_host_state_reads_of_torch_optimisers_are_not_syncs(tmp_path: Path) -> None:
+    # AdamW reads its step counts, kept on the host, with .item() in every step
+    module = _module(optimizer=partial(torch.optim.AdamW, lr=1e-3))
+    audit = _fit(module, HostSyncAudit(first_step=0, num_steps=2), tmp_path)
+    assert audit.unexpected == []
 
 
 class ReadsTheLoss(InceptionClassifier):
