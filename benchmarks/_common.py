@@ -6,8 +6,12 @@ import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
+import lightning.pytorch as pl
 import yaml
 from torch import Tensor
+
+from inception_lightning.ema import InceptionEMA
+from inception_lightning.module import InceptionClassifier
 
 GPU_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "trainer" / "gpu.yaml"
 
@@ -35,3 +39,43 @@ def apply_gpu_config(args: argparse.Namespace, gpu: bool) -> None:
     args.precision = config.get("trainer", {}).get("precision", "32-true")
     args.cudnn_benchmark = config.get("trainer", {}).get("benchmark", False)
     args.channels_last = config.get("model", {}).get("channels_last", False)
+
+
+def fit_classifier(
+    args: argparse.Namespace,
+    model: str,
+    batch: tuple[Tensor, Tensor],
+    steps: int,
+    compiled: bool,
+    callbacks: list[pl.Callback],
+    **trainer_kwargs: object,
+) -> None:
+    """Train `InceptionClassifier` (no aux head) on `batch` for `steps` steps through the Trainer.
+
+    A full step each: forward, backward, RMSpropTF, clipping at 2.0 and an EMA update, in the
+    precision, memory format and cuDNN setting of `args` (see `apply_gpu_config`); no logger,
+    checkpoint, progress bar or validation.
+    """
+    module = InceptionClassifier(
+        model=model,
+        num_classes=args.num_classes,
+        model_kwargs={"aux_head": False, "width": args.width},
+        channels_last=args.channels_last,
+        compile_model=compiled,
+    )
+    trainer = pl.Trainer(
+        accelerator=args.accelerator,
+        devices=1,
+        precision=args.precision,
+        benchmark=args.cudnn_benchmark,
+        max_steps=steps,
+        gradient_clip_val=2.0,
+        callbacks=[InceptionEMA(decay=0.9999), *callbacks],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        **trainer_kwargs,
+    )
+    trainer.fit(module, train_dataloaders=RepeatBatch(batch, steps))

@@ -24,14 +24,13 @@ import argparse
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
 from functools import partial
 
 import lightning.pytorch as pl
 import torch
+from _common import RepeatBatch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, IterableDataset
 from torch.utils.hooks import RemovableHandle
 
 from inception_lightning import iter_branches, iter_residual_blocks
@@ -41,19 +40,6 @@ from inception_lightning.callbacks.branch_stats import BranchActivationStats
 from inception_lightning.callbacks.dying_residual import DyingResidualDetector
 from inception_lightning.ema import InceptionEMA
 from inception_lightning.module import InceptionClassifier
-
-
-class RepeatedBatch(IterableDataset):
-    """One random batch, `length` times: no data loading in the timings."""
-
-    def __init__(self, batch: int, size: int, classes: int, length: int) -> None:
-        self.images = torch.randn(batch, 3, size, size)
-        self.labels = torch.randint(0, classes, (batch,))
-        self.length = length
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for _ in range(self.length):
-            yield self.images, self.labels
 
 
 class StepTimer(pl.Callback):
@@ -152,8 +138,8 @@ def run(args: argparse.Namespace, mode: str, root: str) -> tuple[dict[int, float
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    data = RepeatedBatch(args.batch, args.size, 4, args.steps + 2)
-    trainer.fit(module, DataLoader(data, batch_size=None))
+    batch = (torch.randn(args.batch, 3, args.size, args.size), torch.randint(0, 4, (args.batch,)))
+    trainer.fit(module, RepeatBatch(batch, args.steps + 2))  # one batch: no loading timed
     return timer.durations, timer.epoch_end
 
 

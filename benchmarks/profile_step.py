@@ -22,15 +22,13 @@ import argparse
 
 import lightning.pytorch as pl
 import torch
-from _common import RepeatBatch, apply_gpu_config
+from _common import apply_gpu_config, fit_classifier
 from lightning.pytorch.profilers import Profiler
 from torch.autograd.profiler import record_function
 from torch.autograd.profiler_util import FunctionEventAvg
 from torch.profiler import ProfilerActivity, profile
 
 from inception_lightning.callbacks import HostSyncAudit
-from inception_lightning.ema import InceptionEMA
-from inception_lightning.module import InceptionClassifier
 
 
 class RangeProfiler(Profiler):
@@ -72,33 +70,18 @@ class ProfileSteps(pl.Callback):
 
 def fit(args: argparse.Namespace, callback: pl.Callback, ranges: bool) -> None:
     """Train `warmup + steps` steps with EMA and `callback`."""
-    module = InceptionClassifier(
-        model=args.model,
-        num_classes=args.num_classes,
-        model_kwargs={"aux_head": False, "width": args.width},
-        channels_last=args.channels_last,
-        compile_model=args.compile,
-    )
     images = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
     labels = torch.randint(0, args.num_classes, (args.batch_size,))
-    steps = args.warmup + args.steps
-    trainer = pl.Trainer(
-        accelerator=args.device,
-        devices=1,
-        precision=args.precision,
-        benchmark=args.cudnn_benchmark,
-        max_steps=steps,
+    fit_classifier(
+        args,
+        args.model,
+        (images, labels),
+        args.warmup + args.steps,
+        args.compile,
+        [callback],
         log_every_n_steps=args.log_every,
-        gradient_clip_val=2.0,
-        callbacks=[InceptionEMA(decay=0.9999), callback],
         profiler=RangeProfiler() if ranges else None,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
     )
-    trainer.fit(module, train_dataloaders=RepeatBatch((images, labels), steps))
 
 
 def _device_us(event: FunctionEventAvg, self_time: bool) -> float:
@@ -162,7 +145,7 @@ def main() -> None:
     args.image_size = args.image_size or (299 if gpu else 128)
     args.batch_size = args.batch_size or (256 if gpu else 16)
     apply_gpu_config(args, gpu)
-    args.device = "gpu" if gpu else "cpu"
+    args.accelerator = "gpu" if gpu else "cpu"
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
     window = ProfileSteps(args.warmup, args.steps, activities)

@@ -33,13 +33,11 @@ from functools import partial
 import lightning.pytorch as pl
 import timm
 import torch
-from _common import RepeatBatch, apply_gpu_config
+from _common import apply_gpu_config, fit_classifier
 from timm.optim import RMSpropTF
 from torch import Tensor, nn
 
 from inception_lightning import create_model
-from inception_lightning.ema import InceptionEMA
-from inception_lightning.module import InceptionClassifier
 from inception_lightning.registry import get_entry
 
 MODELS = ["inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2"]
@@ -121,31 +119,10 @@ def ours_train(
     name: str, args: argparse.Namespace, batch: tuple[Tensor, Tensor], compiled: bool
 ) -> Run:
     """InceptionClassifier trained through the Trainer."""
-    module = InceptionClassifier(
-        model=name,
-        num_classes=args.num_classes,
-        model_kwargs={"aux_head": False, "width": args.width},
-        channels_last=args.channels_last,
-        compile_model=compiled,
-    )
     clock = Clock(args.device, args.warmup, args.steps, batch[0].shape[0])
-    trainer = pl.Trainer(
-        accelerator=args.device.type,
-        devices=1,
-        precision=args.precision,
-        benchmark=args.cudnn_benchmark,
-        max_steps=args.warmup + args.steps,
-        gradient_clip_val=2.0,
-        callbacks=[InceptionEMA(decay=0.9999), ClockCallback(clock)],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-    )
     _reset_peak(args.device)
-    trainer.fit(module, train_dataloaders=RepeatBatch(batch, args.warmup + args.steps))
+    steps = args.warmup + args.steps
+    fit_classifier(args, name, batch, steps, compiled, [ClockCallback(clock)])
     return clock.run()
 
 
@@ -231,6 +208,7 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run for CI")
     args = parser.parse_args()
     args.device = torch.device(args.device)
+    args.accelerator = args.device.type
     _settings(args)
     if args.warmup < 2:
         parser.error("--warmup must be at least 2: step 1 is timed apart as the first step")

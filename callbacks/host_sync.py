@@ -168,12 +168,17 @@ def _blocks_on_gpu(event: FunctionEvent) -> bool:
     return event.name in SYNC_CALLS
 
 
+def _code(event: FunctionEvent) -> list[str]:
+    """The Python frames above `event`, innermost first, as `package/file.py(line): function`."""
+    return [p.name.split("site-packages/")[-1] for p in _ancestors(event) if ".py(" in p.name]
+
+
 def _would_block_on_gpu(event: FunctionEvent) -> bool:
     """A sync operator, unless torch's optimiser code reads its host state (`HOST_STATE_CODE`)."""
     if event.name not in SYNC_OPS:
         return False
-    code = (p.name.split("site-packages/")[-1] for p in _ancestors(event) if ".py(" in p.name)
-    return not next(code, "").startswith(HOST_STATE_CODE)
+    code = _code(event)
+    return not (code and code[0].startswith(HOST_STATE_CODE))
 
 
 def _operator(event: FunctionEvent) -> str:
@@ -186,5 +191,4 @@ def _operator(event: FunctionEvent) -> str:
 
 def _frames(event: FunctionEvent, depth: int = 4) -> tuple[str, ...]:
     """The innermost `depth` Python frames above `event` that are not torch's own."""
-    paths = (parent.name.split("site-packages/")[-1] for parent in _ancestors(event))
-    return tuple(p for p in paths if ".py(" in p and not p.startswith("torch/"))[:depth]
+    return tuple(path for path in _code(event) if not path.startswith("torch/"))[:depth]
