@@ -12,6 +12,8 @@ from torch.autograd.profiler_util import FunctionEvent
 from torch.profiler import ProfilerActivity, profile
 from typing_extensions import override
 
+from inception_lightning.cadence import writes_logs
+
 # On a GPU the audit counts the CUDA runtime calls that block the host: exact, and they also
 # catch .cpu(), .tolist() and .numpy(). On the CPU, where nothing blocks, it counts the operators
 # that would block on a GPU, so a CPU run finds the syncs its GPU run would have.
@@ -103,8 +105,7 @@ class HostSyncAudit(Callback):
         step = trainer.global_step
         if step in self.syncs or not self.first_step <= step < self.first_step + self.num_steps:
             return  # outside the window, or a later micro-batch of an accumulated step
-        # private, but the exact test Lightning uses to decide that this step writes logs
-        if trainer._logger_connector.should_update_logs:
+        if writes_logs(trainer):
             self.logging_steps.add(step)
         activities = [ProfilerActivity.CPU]
         if pl_module.device.type == "cuda":

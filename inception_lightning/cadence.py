@@ -1,6 +1,8 @@
-"""When a step-wise callback acts: on the steps Lightning writes its logs."""
+"""When a step-wise callback acts: on the steps Lightning writes its logs, and which those are."""
 
 from __future__ import annotations
+
+import lightning.pytorch as pl
 
 
 def is_due(step: int, every_n_steps: int) -> bool:
@@ -11,3 +13,9 @@ def is_due(step: int, every_n_steps: int) -> bool:
     syncs anyway to write its logs, when both use the same cadence (50 by default).
     """
     return (step + 1) % every_n_steps == 0
+
+
+def writes_logs(trainer: pl.Trainer) -> bool:
+    """Whether the current (or, from `on_train_batch_start`, the coming) step writes logs."""
+    # private, but the exact test Lightning itself uses before it reads the logged values
+    return trainer._logger_connector.should_update_logs

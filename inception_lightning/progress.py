@@ -8,6 +8,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.callbacks.progress.rich_progress import RichProgressBarTheme
 
+from inception_lightning.cadence import writes_logs
+
 
 class LoggingStepProgressBar(RichProgressBar):
     """Lightning's rich bar, reading the training metrics it shows only on logging steps.
@@ -43,8 +45,7 @@ class LoggingStepProgressBar(RichProgressBar):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> dict[str, int | str | float | dict[str, float]]:
         """Lightning's bar metrics plus ``show``, read on logging steps (one sync there)."""
-        # private, but the exact test Lightning uses to decide that this step writes logs
-        if trainer.training and trainer._logger_connector.should_update_logs:
+        if trainer.training and writes_logs(trainer):
             values = trainer.callback_metrics
             self._shown = {name: float(values[name]) for name in self.show if name in values}
         return {**super().get_metrics(trainer, pl_module), **self._shown}
