@@ -10,8 +10,8 @@ import lightning.pytorch as pl
 import yaml
 from torch import Tensor
 
-from inception_lightning.ema import InceptionEMA
-from inception_lightning.module import InceptionClassifier
+from inception_lightning.training.ema import InceptionEMA
+from inception_lightning.training.module import InceptionClassifier
 
 GPU_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "trainer" / "gpu.yaml"
 

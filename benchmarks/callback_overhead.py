@@ -34,12 +34,11 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from inception_lightning import iter_branches, iter_residual_blocks
-from inception_lightning.activation_stats import activation_sums
-from inception_lightning.cadence import is_due
+from inception_lightning.callbacks._probe import activation_sums, is_due
 from inception_lightning.callbacks.branch_stats import BranchActivationStats
 from inception_lightning.callbacks.dying_residual import DyingResidualDetector
-from inception_lightning.ema import InceptionEMA
-from inception_lightning.module import InceptionClassifier
+from inception_lightning.training.ema import InceptionEMA
+from inception_lightning.training.module import InceptionClassifier
 
 
 class StepTimer(pl.Callback):

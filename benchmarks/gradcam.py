@@ -19,11 +19,11 @@ from collections.abc import Callable
 import lightning.pytorch as pl
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
-from torch.utils.data import DataLoader, TensorDataset
 
-from inception_lightning.callbacks.grad_cam import GradCam
+from inception_lightning.callbacks import GradCam
+from inception_lightning.data import SyntheticDataModule
 from inception_lightning.explain import GradCAM
-from inception_lightning.module import InceptionClassifier
+from inception_lightning.training import InceptionClassifier
 
 
 def median_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
@@ -89,8 +89,13 @@ def main() -> None:
     print(f"GradCAM       : {args.images / t_wrapped:8.1f} images/s")
     print(f"ratio         : {t_direct / t_wrapped:8.3f} (target >= 0.90)")
 
-    data = TensorDataset(x.cpu(), torch.tensor(targets))
-    loader = DataLoader(data, batch_size=args.batch_size)
+    data = SyntheticDataModule(
+        num_classes=8,
+        image_size=args.size,
+        num_samples=2 * args.images,
+        val_fraction=0.5,
+        batch_size=args.batch_size,
+    )
     callback = GradCam(per_class=args.images, max_samples=args.images, steps=args.steps)
     runs = []
     with tempfile.TemporaryDirectory() as root:
@@ -104,7 +109,7 @@ def main() -> None:
                 enable_model_summary=False,
                 logger=pl.loggers.TensorBoardLogger(root),
             )
-            runs.append(lambda t=trainer: t.validate(module, loader, verbose=False))
+            runs.append(lambda t=trainer: t.validate(module, datamodule=data, verbose=False))
         without, with_cam = median_times(runs, args.repeats)
     explained = len(next(iter(callback.last.values())).indices)
     print(f"val epoch     : {without:8.3f} s without GradCam, {with_cam:.3f} s with")

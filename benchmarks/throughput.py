@@ -38,7 +38,7 @@ from timm.optim import RMSpropTF
 from torch import Tensor, nn
 
 from inception_lightning import create_model
-from inception_lightning.registry import get_entry
+from inception_lightning.models.registry import get_entry
 
 MODELS = ["inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2"]
 

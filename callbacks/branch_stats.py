@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import lightning.pytorch as pl
 import numpy as np
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from matplotlib.figure import Figure
 from typing_extensions import override
 
-from inception_lightning.activation_stats import (
-    ActivationProbe,
+from inception_lightning.callbacks._checks import positive_int
+from inception_lightning.callbacks._probe import (
     ActivationSummary,
+    ProbeCallback,
     Tap,
+    is_due,
     norm_ratio,
     short_name,
     tensorboard_writers,
 )
-from inception_lightning.blocks import iter_blocks, iter_residual_blocks
-from inception_lightning.cadence import is_due
+from inception_lightning.models import InceptionNet, iter_blocks, iter_residual_blocks
 
 HEATMAP_STATS = {"energy_share": "energy share", "dead_fraction": "dead channels"}
 
 
-class BranchActivationStats(Callback):
+class BranchActivationStats(ProbeCallback):
     r"""Log activation statistics of every branch of every Inception block, and of each residual.
 
     Every ``every_n_steps`` training steps, the first forward pass of the step is observed:
@@ -72,22 +70,14 @@ class BranchActivationStats(Callback):
         histogram_every_n_steps: int | None = None,
         histogram_samples: int = 4096,
     ) -> None:
-        for name, value in (
-            ("every_n_steps", every_n_steps),
-            ("histogram_every_n_steps", histogram_every_n_steps),
-            ("histogram_samples", histogram_samples),
-        ):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.every_n_steps = every_n_steps
+        positive_int("every_n_steps", every_n_steps)
+        positive_int("histogram_every_n_steps", histogram_every_n_steps, allow_none=True)
+        positive_int("histogram_samples", histogram_samples)
+        super().__init__(every_n_steps)
         self.histogram_every_n_steps = histogram_every_n_steps
         self.histogram_samples = histogram_samples
-        self._probe = ActivationProbe()
-        self._taps: list[Tap] = []
         self._branches: dict[str, list[str]] = {}
         self._residuals: list[str] = []
-        self._last_step = -1
-        self._scalars_due = False
         self._heatmap: dict[str, dict[str, dict[str, float]]] = {}
         self._heatmap_step = 0
 
@@ -97,54 +87,40 @@ class BranchActivationStats(Callback):
             raise MisconfigurationException(
                 "Cannot use `BranchActivationStats` callback with `Trainer` that has no logger."
             )
-        self._taps, self._branches, self._residuals = [], {}, []
-        for dotted, block in iter_blocks(pl_module):
+        super().on_fit_start(trainer, pl_module)
+
+    @override
+    def taps(self, network: InceptionNet) -> list[Tap]:
+        taps, self._branches, self._residuals = [], {}, []
+        for dotted, block in iter_blocks(network):
             name = short_name(dotted)
             self._branches[name] = list(block.branches)
-            self._taps += [Tap(f"branch/{name}/{b}", m) for b, m in block.branches.items()]
-        for dotted, block in iter_residual_blocks(pl_module):
+            taps += [Tap(f"branch/{name}/{b}", m) for b, m in block.branches.items()]
+        for dotted, block in iter_residual_blocks(network):
             name = short_name(dotted)
             self._residuals.append(name)
-            self._taps += [
+            taps += [
                 Tap(f"residual/{name}", block.residual),
                 Tap(f"shortcut/{name}", block, "input"),
             ]
-        self._last_step = -1
+        return taps
 
     @override
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        step = trainer.global_step
-        if step == self._last_step:  # a later micro-batch of an accumulated step
-            return
-        self._last_step = step
-        self._scalars_due = is_due(step, self.every_n_steps)
-        histograms_due = self.histogram_every_n_steps is not None and is_due(
-            step, self.histogram_every_n_steps
-        )
-        if self._scalars_due or histograms_due:
-            self._probe.arm(self._taps, self.histogram_samples if histograms_due else 0)
+    def samples_for(self, step: int) -> int | None:
+        every = self.histogram_every_n_steps
+        if every is not None and is_due(step, every):
+            return self.histogram_samples
+        return super().samples_for(step)
 
     @override
-    def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        if not self._probe.armed:
-            return
-        summaries = self._probe.collect(trainer)
-        if self._scalars_due and summaries:
+    def observed(self, trainer: pl.Trainer, summaries: dict[str, ActivationSummary]) -> None:
+        if summaries and is_due(self._step, self.every_n_steps):
             metrics = self._metrics(summaries)
             for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=self._last_step)
+                logger.log_metrics(metrics, step=self._step)
         for writer in tensorboard_writers(trainer):
             for key, values in self._probe.samples.items():
-                writer.add_histogram(f"{key}/activation", values, self._last_step)
+                writer.add_histogram(f"{key}/activation", values, self._step)
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -155,16 +131,6 @@ class BranchActivationStats(Callback):
         figure = heatmap_figure(heatmap, self._heatmap_step)
         for writer in writers:
             writer.add_figure("branch/heatmap", figure, self._heatmap_step)
-
-    @override
-    def on_exception(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
-    ) -> None:
-        self._probe.disarm()
-
-    @override
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._probe.disarm()
 
     def _metrics(self, summaries: dict[str, ActivationSummary]) -> dict[str, float]:
         metrics: dict[str, float] = {}
@@ -183,7 +149,7 @@ class BranchActivationStats(Callback):
                 "norm_ratio": norm_ratio(residual, summaries[f"shortcut/{block}"])
             }
             metrics |= {f"residual/{block}/{k}": v for k, v in stats.items()}
-        self._heatmap_step = self._last_step
+        self._heatmap_step = self._step
         return metrics
 
 

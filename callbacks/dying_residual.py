@@ -8,22 +8,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
-from torch import nn
 from typing_extensions import override
 
-from inception_lightning.activation_stats import (
-    ActivationProbe,
+from inception_lightning._compat import callback_state_key
+from inception_lightning.callbacks._checks import in_range, one_of, positive_int
+from inception_lightning.callbacks._probe import (
     ActivationSummary,
+    ProbeCallback,
     Tap,
     norm_ratio,
     short_name,
     tensorboard_writers,
 )
-from inception_lightning.blocks import ResidualInceptionBlock, iter_residual_blocks
-from inception_lightning.cadence import is_due
-from inception_lightning.net import InceptionNet
+from inception_lightning.models import InceptionNet, ResidualInceptionBlock, iter_residual_blocks
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +32,7 @@ class DyingResidualError(RuntimeError):
     """Raised by `DyingResidualDetector(policy="raise")` when the network is dying."""
 
 
-class DyingResidualDetector(Callback):
+class DyingResidualDetector(ProbeCallback):
     r"""Detect that an Inception-ResNet is "dying" and warn, stop or raise.
 
     The Inception-v4 paper (sect. 3.3) reports that residual variants with more than about 1000
@@ -73,9 +71,8 @@ class DyingResidualDetector(Callback):
         every_n_steps: check one training step in this many (optimizer steps).
         policy: ``"warn"``, ``"stop"`` or ``"raise"``.
         dirpath: where ``"stop"`` writes its checkpoint; ``None`` for ``trainer.log_dir``.
-        pre_pool: dotted name, in the LightningModule, of the module whose first input is the
-            pre-pool feature map; ``None`` for the ``head`` of the first
-            :class:`~inception_lightning.InceptionNet` found.
+        pre_pool: dotted name, in the network, of the module whose first input is the pre-pool
+            feature map; ``None`` for its ``head``.
 
     Raises:
         ValueError: for an argument out of range or an unknown policy.
@@ -96,67 +93,43 @@ class DyingResidualDetector(Callback):
         dirpath: str | Path | None = None,
         pre_pool: str | None = None,
     ) -> None:
-        if not 0.0 <= threshold < 1.0:
-            raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
-        for name, value in (("patience", patience), ("every_n_steps", every_n_steps)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        in_range("threshold", threshold, 0.0, 1.0, high_open=True)
+        positive_int("patience", patience)
+        positive_int("every_n_steps", every_n_steps)
+        one_of("policy", policy, POLICIES)
+        super().__init__(every_n_steps)
         self.threshold = threshold
         self.patience = patience
-        self.every_n_steps = every_n_steps
         self.policy = policy
         self.dirpath = dirpath
         self.pre_pool = pre_pool
         self.window: deque[float] = deque(maxlen=patience)
         self.streak = 0
         self.fired_steps: list[int] = []
-        self._probe = ActivationProbe()
-        self._taps: list[Tap] = []
         self._blocks: dict[str, ResidualInceptionBlock] = {}
-        self._step = -1
 
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(threshold=self.threshold, patience=self.patience)
+        return callback_state_key(self, threshold=self.threshold, patience=self.patience)
 
     @override
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._taps = [Tap("pre_pool", self._pre_pool_module(pl_module), "input")]
+    def taps(self, network: InceptionNet) -> list[Tap]:
+        pre_pool = network.head if self.pre_pool is None else network.get_submodule(self.pre_pool)
+        taps = [Tap("pre_pool", pre_pool, "input")]
         self._blocks = {}
-        for dotted, block in iter_residual_blocks(pl_module):
+        for dotted, block in iter_residual_blocks(network):
             name = short_name(dotted)
             self._blocks[name] = block
-            self._taps += [
+            taps += [
                 Tap(f"shortcut/{name}", block, "input"),
                 Tap(f"residual/{name}", block.residual),
                 Tap(f"output/{name}", block),
             ]
-        self._step = -1
+        return taps
 
     @override
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        step = trainer.global_step
-        if step != self._step and is_due(step, self.every_n_steps):
-            self._step = step
-            self._probe.arm(self._taps)
-
-    @override
-    def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        if not self._probe.armed:
-            return
-        summaries = self._probe.collect(trainer)
+    def observed(self, trainer: pl.Trainer, summaries: dict[str, ActivationSummary]) -> None:
         if not summaries:
             return
         metrics = self._metrics(summaries)
@@ -169,16 +142,6 @@ class DyingResidualDetector(Callback):
             self._act(trainer, metrics)
 
     @override
-    def on_exception(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
-    ) -> None:
-        self._probe.disarm()
-
-    @override
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._probe.disarm()
-
-    @override
     def state_dict(self) -> dict[str, Any]:
         return {"window": list(self.window), "streak": self.streak, "fired_steps": self.fired_steps}
 
@@ -187,17 +150,6 @@ class DyingResidualDetector(Callback):
         self.window = deque(state_dict["window"], maxlen=self.patience)
         self.streak = state_dict["streak"]
         self.fired_steps = list(state_dict["fired_steps"])
-
-    def _pre_pool_module(self, pl_module: pl.LightningModule) -> nn.Module:
-        if self.pre_pool is not None:
-            return pl_module.get_submodule(self.pre_pool)
-        for module in pl_module.modules():
-            if isinstance(module, InceptionNet):
-                return module.head
-        raise MisconfigurationException(
-            "DyingResidualDetector found no InceptionNet in the LightningModule; pass `pre_pool`,"
-            " the dotted name of the module whose first input is the pre-pool feature map."
-        )
 
     def _metrics(self, summaries: dict[str, ActivationSummary]) -> dict[str, float]:
         if "pre_pool" not in summaries:

@@ -13,19 +13,11 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
-from torch import nn
 from typing_extensions import override
 
-from inception_lightning.blocks import iter_blocks
-from inception_lightning.explain.analysis import (
-    Explanation,
-    balanced_sample,
-    dataset_labels,
-    explain,
-    load,
-    predict,
-    summarize,
-)
+from inception_lightning.callbacks._checks import non_negative_int, one_of, positive_int
+from inception_lightning.callbacks._probe import short_name
+from inception_lightning.explain.explainer import Explainer, Explanation, load, summarize
 from inception_lightning.explain.gradcam import (
     INTERPOLATIONS,
     SIGN_MODES,
@@ -33,10 +25,11 @@ from inception_lightning.explain.gradcam import (
     Interpolation,
     SignMode,
     default_layer,
-    layer_grids,
 )
-from inception_lightning.explain.render import caption, grid, overlay
+from inception_lightning.explain.render import explanation_grid
 from inception_lightning.explain.report import write_report
+from inception_lightning.models import InceptionNet, iter_blocks
+from inception_lightning.training.contract import network_of
 
 MIN_GRID = 7
 
@@ -98,23 +91,20 @@ class GradCam(Callback):
         names = [layers] if isinstance(layers, str) else layers
         if names is not None and (not names or not all(isinstance(n, str) and n for n in names)):
             raise ValueError(f"layers must be a module name or a non-empty list of them: {layers}")
-        positive = {
-            "every_n_epochs": every_n_epochs,
-            "per_class": per_class,
-            "max_samples": max_samples,
-            "steps": steps,
-            "batch_size": batch_size,
-            "report_per_class": report_per_class,
-        }
-        for key, value in positive.items():
-            if value < 1:
-                raise ValueError(f"{key} must be positive, got {value}")
-        if min(max_misclassified, misclassified_search, tolerance or 0) < 0:
-            raise ValueError("max_misclassified, misclassified_search and tolerance must be >= 0")
-        if sign not in SIGN_MODES:
-            raise ValueError(f"sign must be one of {SIGN_MODES}, got {sign!r}")
-        if interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}: {interpolation!r}")
+        for name, value in (
+            ("every_n_epochs", every_n_epochs),
+            ("per_class", per_class),
+            ("max_samples", max_samples),
+            ("steps", steps),
+            ("batch_size", batch_size),
+            ("report_per_class", report_per_class),
+        ):
+            positive_int(name, value)
+        non_negative_int("max_misclassified", max_misclassified)
+        non_negative_int("misclassified_search", misclassified_search)
+        non_negative_int("tolerance", tolerance, allow_none=True)
+        one_of("sign", sign, SIGN_MODES)
+        one_of("interpolation", interpolation, INTERPOLATIONS)
         self.layers = None if names is None else list(names)
         self.every_n_epochs = every_n_epochs
         self.per_class = per_class
@@ -159,16 +149,14 @@ class GradCam(Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.report_dir is None or not trainer.is_global_zero:
             return
-        dataset = _dataset(trainer, "val")
-        labels = dataset_labels(dataset)
-        indices = balanced_sample(labels, self.report_per_class, self.seed)
-        images, targets, masks = load(dataset, indices)
-        cam = self._cams(pl_module)[0]
+        explainer = self._explainers(trainer, pl_module, "val")[0]
+        indices = explainer.sample(self.report_per_class)
         with trainer.precision_plugin.forward_context():
-            expl = explain(cam, images, targets, masks, indices, self.steps, self.tolerance)
+            expl = explainer.explain(indices)
+        network = explainer.cam.model
         info = {
-            "model": getattr(cam.model, "name", type(cam.model).__name__),
-            "layer": cam.layer,
+            "model": network.name,
+            "layer": explainer.cam.layer,
             "sign": self.sign,
             "interpolation": self.interpolation,
             "epochs": trainer.current_epoch,
@@ -176,7 +164,8 @@ class GradCam(Callback):
             "best checkpoint": getattr(trainer.checkpoint_callback, "best_model_path", "") or "-",
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
         }
-        write_report(self.report_dir, expl, _classes(dataset, expl), info, self.report_per_class)
+        classes = explainer.dataset.classes
+        write_report(self.report_dir, expl, classes, info, self.report_per_class)
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -187,98 +176,69 @@ class GradCam(Callback):
         self.samples = {k: list(v) for k, v in state_dict["samples"].items()}
 
     def _cams(self, pl_module: pl.LightningModule) -> list[GradCAM]:
-        model = getattr(pl_module, "model", None)
-        if not isinstance(model, nn.Module):
-            raise ValueError("GradCam needs the network as `pl_module.model`")
-        names = self.layers or [default_layer(model)]
+        network = network_of(pl_module)
+        names = self.layers or [default_layer(network)]
         args = (self.sign, self.interpolation, self.batch_size)
-        return [GradCAM(model, name, *args) for name in names]
+        return [GradCAM(network, name, *args) for name in names]
+
+    def _explainers(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
+    ) -> list[Explainer]:
+        dataset = _dataset(trainer, stage)
+        return [
+            Explainer(cam, dataset, self.steps, self.tolerance, self.seed)
+            for cam in self._cams(pl_module)
+        ]
 
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not trainer.is_global_zero:
             return
-        dataset = _dataset(trainer, stage)
+        explainers = self._explainers(trainer, pl_module, stage)
+        first = explainers[0]
         if stage not in self.samples:
-            labels = dataset_labels(dataset)
-            self.samples[stage] = balanced_sample(
-                labels, self.per_class, self.seed, self.max_samples
-            )
+            self.samples[stage] = first.sample(self.per_class, self.max_samples)
         sample = self.samples[stage]
-        cams = self._cams(pl_module)
-        images, labels, _ = load(dataset, sample[:1])
-        self._check_grid(cams, tuple(images.shape[-2:]))
+        self._check_grid(explainers, sample[0])
         with trainer.precision_plugin.forward_context():
-            extra = self._misclassified(cams[0], dataset, set(sample))
-            indices = sample + extra
-            images, labels, masks = load(dataset, indices)
-            self.last = {
-                cam.layer: explain(cam, images, labels, masks, indices, self.steps, self.tolerance)
-                for cam in cams
-            }
-        in_sample = torch.arange(len(indices)) < len(sample)
+            extra = first.misclassified(sample, self.max_misclassified, self.misclassified_search)
+            self.last = {e.cam.layer: e.explain(sample + extra) for e in explainers}
+        in_sample = torch.arange(len(sample) + len(extra)) < len(sample)
+        classes = first.dataset.classes
         self.last_metrics = {}
         for layer, expl in self.last.items():
-            prefix = "gradcam/" if len(cams) == 1 else f"gradcam/{layer}/"
-            overall = summarize(expl, _classes(dataset, expl), in_sample)["overall"]
+            prefix = "gradcam/" if len(explainers) == 1 else f"gradcam/{layer}/"
+            overall = summarize(expl, classes, in_sample)["overall"]
             self.last_metrics.update({prefix + k: overall[k] for k in expl.scores})
-            self._log_grid(trainer, prefix + "overlays", expl, _classes(dataset, expl))
+            self._log_grid(trainer, prefix + "overlays", expl, classes)
         for logger in trainer.loggers:
             logger.log_metrics(self.last_metrics, step=trainer.global_step)
 
-    def _misclassified(self, cam: GradCAM, dataset: Any, taken: set[int]) -> list[int]:
-        if self.max_misclassified == 0:
-            return []
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.seed))
-        pool = [i for i in order.tolist() if i not in taken][: self.misclassified_search]
-        found: list[int] = []
-        for start in range(0, len(pool), self.batch_size):
-            chunk = pool[start : start + self.batch_size]
-            images, labels, _ = load(dataset, chunk)
-            wrong = (predict(cam, images).argmax(dim=1) != labels).tolist()
-            found += [i for i, w in zip(chunk, wrong, strict=True) if w]
-            if len(found) >= self.max_misclassified:
-                break
-        return found[: self.max_misclassified]
-
-    def _check_grid(self, cams: list[GradCAM], size: tuple[int, int]) -> None:
+    def _check_grid(self, explainers: list[Explainer], index: int) -> None:
         if self._warned:
             return
         self._warned = True
-        model = cams[0].model
-        blocks = [name for name, _ in iter_blocks(model)]
-        grids = layer_grids(model, [*blocks, *(c.layer for c in cams)], size)
-        fine = [name for name in blocks if min(grids[name]) >= MIN_GRID]
-        for cam in cams:
-            if min(grids[cam.layer]) < MIN_GRID:
+        images = load(explainers[0].dataset, [index]).images
+        size = tuple(images.shape[-2:])
+        network: InceptionNet = explainers[0].cam.model
+        stages = network.spatial_sizes(size[0])
+        fine = [
+            name for name, _ in iter_blocks(network) if min(stages[short_name(name)]) >= MIN_GRID
+        ]
+        for cam in (e.cam for e in explainers):
+            grid = cam.grid(images)
+            if min(grid) < MIN_GRID:
                 earlier = f"an earlier layer such as {fine[-1]!r}" if fine else "an earlier layer"
                 rank_zero_warn(
-                    f"GradCam: layer {cam.layer!r} gives a {grids[cam.layer][0]}x"
-                    f"{grids[cam.layer][1]} map at {size[0]}x{size[1]} input, coarser than "
-                    f"{MIN_GRID}x{MIN_GRID}, so it locates little. Use the low-resolution stem "
+                    f"GradCam: layer {cam.layer!r} gives a {grid[0]}x{grid[1]} map at "
+                    f"{size[0]}x{size[1]} input, coarser than {MIN_GRID}x{MIN_GRID}, so it "
+                    f"locates little. Use the low-resolution stem "
                     f"(create_model(..., stem='79')) or {earlier}."
                 )
 
     def _log_grid(
         self, trainer: pl.Trainer, tag: str, expl: Explanation, classes: Sequence[str]
     ) -> None:
-        tiles, captions = [], []
-        for i, (label, pred) in enumerate(
-            zip(expl.labels.tolist(), expl.preds.tolist(), strict=True)
-        ):
-            prob = float(expl.probs[i, pred])
-            if label == pred:
-                tiles.append(overlay(expl.images[i], expl.maps[i]))
-                captions.append(caption(classes[label], classes[pred], prob))
-                continue
-            tiles += [
-                overlay(expl.images[i], expl.pred_maps[i]),
-                overlay(expl.images[i], expl.maps[i]),
-            ]
-            captions += [
-                caption(classes[label], classes[pred], prob, classes[pred]),
-                caption(classes[label], classes[pred], prob, classes[label]),
-            ]
-        picture = grid(tiles, captions)
+        picture = explanation_grid(expl, classes)
         for logger in trainer.loggers:
             add_image = getattr(logger.experiment, "add_image", None)
             if add_image is not None:
@@ -292,11 +252,6 @@ def _dataset(trainer: pl.Trainer, stage: str) -> Any:
     if loaders is None:
         raise ValueError(f"GradCam needs a {stage} dataloader")
     return loaders.dataset
-
-
-def _classes(dataset: Any, expl: Explanation) -> list[str]:
-    classes = getattr(dataset, "classes", None)
-    return list(classes) if classes else [str(c) for c in range(expl.probs.shape[1])]
 
 
 __all__ = ["GradCam"]

@@ -12,7 +12,7 @@ from torch.autograd.profiler_util import FunctionEvent
 from torch.profiler import ProfilerActivity, profile
 from typing_extensions import override
 
-from inception_lightning.cadence import writes_logs
+from inception_lightning._compat import writes_logs
 
 # On a GPU the audit counts the CUDA runtime calls that block the host: exact, and they also
 # catch .cpu(), .tolist() and .numpy(). On the CPU, where nothing blocks, it counts the operators

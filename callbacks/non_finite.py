@@ -12,8 +12,9 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from inception_lightning.cadence import is_due
-from inception_lightning.net import InceptionNet
+from inception_lightning.callbacks._checks import one_of, positive_int
+from inception_lightning.callbacks._probe import is_due
+from inception_lightning.training.contract import network_of
 
 POLICIES = ("stop", "skip")
 
@@ -68,12 +69,8 @@ class NonFiniteGuard(Callback):
     def __init__(
         self, policy: Literal["stop", "skip"] = "stop", check_every_n_steps: int = 1
     ) -> None:
-        if policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
-        if isinstance(check_every_n_steps, bool) or not isinstance(check_every_n_steps, int):
-            raise ValueError(f"check_every_n_steps must be an integer, got {check_every_n_steps!r}")
-        if check_every_n_steps < 1:
-            raise ValueError(f"check_every_n_steps must be positive, got {check_every_n_steps}")
+        one_of("policy", policy, POLICIES)
+        positive_int("check_every_n_steps", check_every_n_steps)
         self.policy = policy
         self.check_every_n_steps = check_every_n_steps
         self.skipped = 0
@@ -94,10 +91,12 @@ class NonFiniteGuard(Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        self._batch, self._batch_idx = batch, batch_idx
         step = trainer.global_step
+        if not self._checks(step):
+            return
+        self._batch, self._batch_idx = batch, batch_idx
         # the first micro-batch of a checked step saves the buffers its forward passes change
-        if self._checks(step) and step != self._saved_step and self._buffers:
+        if step != self._saved_step and self._buffers:
             torch._foreach_copy_(self._saved_buffers, self._buffers)
             self._saved_step = step
 
@@ -119,19 +118,9 @@ class NonFiniteGuard(Callback):
         params = [p for group in optimizer.param_groups for p in group["params"]]
         if not self._all_finite(trainer, loss_finite, params):
             self._on_non_finite(trainer, pl_module, params)
+        self._batch = None  # kept for the stage search only: not past the step
         if self.policy == "skip":
             pl_module.log("train/skipped_nonfinite", float(self.skipped))
-
-    @override
-    def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        self._batch = None
 
     @override
     def on_exception(
@@ -209,8 +198,11 @@ class NonFiniteGuard(Callback):
 
     def _first_non_finite(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> str:
         """Re-run the batch forward with a hook per stage; name the first non-finite output."""
-        network = getattr(pl_module, "model", None)
-        if not isinstance(network, InceptionNet) or self._batch is None:
+        try:
+            network = network_of(pl_module)
+        except TypeError:
+            return "the non-finite block is not known"
+        if self._batch is None:
             return "the non-finite block is not known"
         images = self._batch[0] if isinstance(self._batch, list | tuple) else self._batch
         if not isinstance(images, Tensor):

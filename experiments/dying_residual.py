@@ -21,7 +21,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from inception_lightning.callbacks import DyingResidualDetector
 from inception_lightning.data import SyntheticDataModule
-from inception_lightning.module import InceptionClassifier
+from inception_lightning.training.module import InceptionClassifier
 
 CURVES = ("residual/pre_pool/dead_fraction", "train/loss_main", "val/acc1")
 

@@ -1,15 +1,32 @@
-"""Train, watch and explain Inception-family image classifiers with PyTorch Lightning."""
+"""Train, watch and explain Inception-family image classifiers with PyTorch Lightning.
 
-from inception_lightning import models as _models  # noqa: F401  (registers the variants)
-from inception_lightning.blocks import (
+The networks import eagerly and need no Lightning. The Lightning pieces (`InceptionClassifier`,
+`InceptionEMA`, the datamodules, ...) load on first use, so `from inception_lightning import
+create_model` never pays for importing Lightning.
+"""
+
+from inception_lightning._lazy import lazy_getattr
+from inception_lightning.models import (
     InceptionBlock,
+    InceptionNet,
+    InputTooSmallError,
     ResidualInceptionBlock,
+    create_model,
     iter_blocks,
     iter_branches,
     iter_residual_blocks,
+    list_models,
 )
-from inception_lightning.net import InceptionNet, InputTooSmallError
-from inception_lightning.registry import create_model, list_models
+
+_LAZY = {
+    "InceptionClassifier": "inception_lightning.training",
+    "InceptionEMA": "inception_lightning.training",
+    "FineTuning": "inception_lightning.training",
+    "InceptionRMSprop": "inception_lightning.training",
+    "InceptionStepDecay": "inception_lightning.training",
+    "ImageFolderDataModule": "inception_lightning.data",
+    "SyntheticDataModule": "inception_lightning.data",
+}
 
 __all__ = [
     "InceptionBlock",
@@ -21,4 +38,7 @@ __all__ = [
     "iter_branches",
     "iter_residual_blocks",
     "list_models",
+    *_LAZY,
 ]
+
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -19,23 +19,26 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from inception_lightning import InceptionNet, iter_branches, iter_residual_blocks
 from inception_lightning.callbacks.branch_stats import BranchActivationStats
-from inception_lightning.module import InceptionClassifier
-from inception_lightning.net import Architecture
-from inception_lightning.specs import Conv, Stage
+from inception_lightning.models.net import Architecture
+from inception_lightning.models.specs import Conv, Stage
+from inception_lightning.training import InceptionClassifier
+
+IR_V1 = {"width": 0.125, "stem": "299", "aux_head": False}
 
 
-def classifier(model: InceptionNet | None = None) -> InceptionClassifier:
-    """The project's module on the tiny IR-v1, or on `model`: plain cross-entropy and SGD."""
-    module = InceptionClassifier(
-        "inception_resnet_v1",
-        num_classes=2,
-        model_kwargs={"width": 0.125, "stem": "299", "aux_head": False},
-        label_smoothing=0.0,
-        optimizer=partial(torch.optim.SGD, lr=0.01),
-    )
-    if model is not None:
-        module.model = model
-    return module
+@pytest.fixture
+def ir_v1(classifier: Callable[..., InceptionClassifier]) -> Callable[..., InceptionClassifier]:
+    """`ir_v1(model=None)`: the module on the tiny IR-v1, or on `model`: plain CE and SGD."""
+
+    def make(model: InceptionNet | None = None) -> InceptionClassifier:
+        module = classifier(
+            "inception_resnet_v1", num_classes=2, model_kwargs=IR_V1, label_smoothing=0.0, sgd=0.01
+        )
+        if model is not None:
+            module.model = model
+        return module
+
+    return make
 
 
 class Fixed(nn.Module):
@@ -49,25 +52,21 @@ class Fixed(nn.Module):
         return self.value.clone()
 
 
-def fit(
-    module: pl.LightningModule,
-    callbacks: list[pl.Callback],
-    images: Tensor,
-    root: Path,
-    max_steps: int,
-) -> pl.Trainer:
-    labels = torch.arange(len(images)) % 2
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=max_steps,
-        callbacks=callbacks,
-        logger=TensorBoardLogger(root, name="tb"),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, DataLoader(TensorDataset(images, labels), batch_size=4))
-    return trainer
+@pytest.fixture
+def fit(trainer: Callable[..., pl.Trainer], tmp_path: Path) -> Callable[..., pl.Trainer]:
+    """`fit(module, callbacks, images, max_steps)`: a TensorBoard-logged run on `images`."""
+
+    def run(
+        module: pl.LightningModule, callbacks: list[pl.Callback], images: Tensor, max_steps: int
+    ) -> pl.Trainer:
+        labels = torch.arange(len(images)) % 2
+        logged = trainer(
+            max_steps=max_steps, callbacks=callbacks, logger=TensorBoardLogger(tmp_path, name="tb")
+        )
+        logged.fit(module, DataLoader(TensorDataset(images, labels), batch_size=4))
+        return logged
+
+    return run
 
 
 def events(trainer: pl.Trainer) -> EventAccumulator:
@@ -106,7 +105,7 @@ def controlled_model() -> InceptionNet:
 
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_statistics_match_hand_computed_values(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ranks: int
+    ir_v1: Callable, fit: Callable, monkeypatch: pytest.MonkeyPatch, ranks: int
 ) -> None:
     reduced = []
 
@@ -121,7 +120,7 @@ def test_statistics_match_hand_computed_values(
     monkeypatch.setattr(SingleDeviceStrategy, "reduce", reduce)
     images = torch.full((2, 2, 2, 2), 2.0)  # the shortcut: squared norm 64
     callback = BranchActivationStats(every_n_steps=1)
-    trainer = fit(classifier(controlled_model()), [callback], images, tmp_path, 1)
+    trainer = fit(ir_v1(controlled_model()), [callback], images, 1)
 
     assert reduced == [(4 + 5 + 5 + 5, "sum")]  # one call: 3 sums and a count per channel
     scalars = events(trainer)
@@ -152,11 +151,11 @@ def test_statistics_match_hand_computed_values(
     assert "branch/heatmap" in scalars.Tags()["images"]
 
 
-def test_every_block_is_logged_at_the_cadence(tmp_path: Path) -> None:
-    module = classifier()
+def test_every_block_is_logged_at_the_cadence(ir_v1: Callable, fit: Callable) -> None:
+    module = ir_v1()
     model = module.model
     callback = BranchActivationStats(every_n_steps=2, histogram_every_n_steps=4)
-    trainer = fit(module, [callback], torch.randn(4, 3, 75, 75), tmp_path, 5)
+    trainer = fit(module, [callback], torch.randn(4, 3, 75, 75), 5)
 
     scalars = events(trainer)
     tags = scalars.Tags()
@@ -192,13 +191,13 @@ def count_hooks(module: nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules())
 
 
-def test_no_hook_survives_teardown_on_module_or_ema_copy(tmp_path: Path) -> None:
-    module = classifier()
+def test_no_hook_survives_teardown_on_module_or_ema_copy(ir_v1: Callable, fit: Callable) -> None:
+    module = ir_v1()
     model = module.model
     ema = EMAWeightAveraging(decay=0.9)
     counter = HookCounter(ema)
     callbacks = [ema, BranchActivationStats(every_n_steps=2), counter]
-    fit(module, callbacks, torch.randn(4, 3, 75, 75), tmp_path, 3)
+    fit(module, callbacks, torch.randn(4, 3, 75, 75), 3)
 
     taps = sum(1 for _ in iter_branches(model)) + 2 * 20  # branches; residual and shortcut
     assert counter.counts == [(0, 0), (taps, 0), (0, 0)]  # armed on step 1 only
@@ -220,18 +219,20 @@ def test_bad_arguments_are_rejected(kwargs: dict[str, object]) -> None:
         BranchActivationStats(**kwargs)
 
 
-def test_needs_a_logger(tmp_path: Path) -> None:
+def test_needs_a_logger(tmp_path: Path, ir_v1: Callable) -> None:
     trainer = pl.Trainer(
         default_root_dir=tmp_path, logger=False, max_steps=1, callbacks=[BranchActivationStats()]
     )
     images = torch.full((2, 2, 2, 2), 2.0)
     loader = DataLoader(TensorDataset(images, torch.zeros(2, dtype=torch.long)), batch_size=2)
     with pytest.raises(MisconfigurationException, match="no logger"):
-        trainer.fit(classifier(controlled_model()), loader)
+        trainer.fit(ir_v1(controlled_model()), loader)
 
 
-def test_no_hook_survives_an_exception(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    module = classifier(controlled_model())
+def test_no_hook_survives_an_exception(
+    ir_v1: Callable, fit: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = ir_v1(controlled_model())
     training_step = module.training_step
 
     def failing(batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -243,5 +244,5 @@ def test_no_hook_survives_an_exception(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(module, "training_step", failing)
     images = torch.full((2, 2, 2, 2), 2.0)
     with pytest.raises(RuntimeError, match="boom"):
-        fit(module, [BranchActivationStats(every_n_steps=1)], images, tmp_path, 3)
+        fit(module, [BranchActivationStats(every_n_steps=1)], images, 3)
     assert count_hooks(module) == 0

@@ -15,8 +15,7 @@ from lightning.pytorch.callbacks import ProgressBar
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from inception_lightning.cli import InceptionCLI, main
-from inception_lightning.module import InceptionClassifier
-from inception_lightning.progress import LoggingStepProgressBar
+from inception_lightning.training import InceptionClassifier, LoggingStepProgressBar
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -95,7 +94,7 @@ def _tiny_config(tmp_path: Path, **model: object) -> Path:
                 "init_args": {"save_dir": str(tmp_path / "runs"), "name": "tiny"},
             },
             "callbacks": [
-                {"class_path": "inception_lightning.ema.InceptionEMA"},
+                {"class_path": "inception_lightning.training.InceptionEMA"},
                 {
                     "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                     "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True},
@@ -214,15 +213,15 @@ def test_checkpoint_for_other_classes_proposes_fine_tuning(tmp_path: Path) -> No
 
 
 def test_summary_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
-    main(["summary", "inception_v3", "--aux-head"])
+    main(["summary", "--model", "inception_v3", "--aux_head", "true"])
     out = capsys.readouterr().out
     assert "mixed_7c" in out and "27,161,264" in out
 
 
 def test_make_dataset_then_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "shapes"
-    main(["make-dataset", "--out", str(data), "--num-classes", "3", "--num-samples", "30",
-          "--image-size", "79"])  # fmt: skip
+    main(["make-dataset", "--out", str(data), "--num_classes", "3", "--num_samples", "30",
+          "--image_size", "79"])  # fmt: skip
     assert {p.name for p in (data / "val").iterdir()} == {"circle", "square", "triangle"}
     module = InceptionClassifier(
         model="inception_v3",
@@ -231,8 +230,8 @@ def test_make_dataset_then_report(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     ckpt = _save_checkpoint(module, tmp_path / "model.ckpt")
     out = tmp_path / "report"
-    main(["report", "--ckpt", str(ckpt), "--data", str(data), "--boxes",
-          str(data / "boxes.json"), "--out", str(out), "--per-class", "2"])  # fmt: skip
+    main(["report", "--ckpt_path", str(ckpt), "--data", str(data), "--boxes_file",
+          str(data / "boxes.json"), "--out", str(out), "--per_class", "2"])  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     assert "pointing_game" in json.dumps(summary)
     assert (out / "index.html").read_text().count("<img") >= 6
@@ -243,14 +242,23 @@ def test_report_on_a_missing_checkpoint_names_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit):
-        main(["report", "--ckpt", str(tmp_path / "gone.ckpt"), "--data", str(tmp_path),
+        main(["report", "--ckpt_path", str(tmp_path / "gone.ckpt"), "--data", str(tmp_path),
               "--out", str(tmp_path / "r")])  # fmt: skip
     assert "gone.ckpt" in capsys.readouterr().err
 
 
 def test_python_dash_m_is_the_same_command() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "inception_lightning", "summary", "inception_v4", "--width", "0.5"],
+        [
+            sys.executable,
+            "-m",
+            "inception_lightning",
+            "summary",
+            "--model",
+            "inception_v4",
+            "--width",
+            "0.5",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

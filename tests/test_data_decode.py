@@ -27,8 +27,8 @@ from inception_lightning.data import (
 from inception_lightning.data import images as images_module
 from inception_lightning.data.evaluation import evaluation_dataset
 from inception_lightning.data.loading import default_num_workers
-from inception_lightning.explain.analysis import load
-from inception_lightning.module import InceptionClassifier
+from inception_lightning.explain import load
+from inception_lightning.training.module import InceptionClassifier
 
 
 def _photo(size: tuple[int, int] = (64, 48), seed: int = 0) -> Image.Image:
@@ -243,10 +243,11 @@ def test_evaluation_dataset_items_are_normalised_by_load(tmp_path) -> None:
     root = _jpeg_tree(tmp_path)
     dataset = evaluation_dataset(root, image_size=32)
     raw, _ = dataset[0]
-    images, labels, masks = load(dataset, [0, 1])
-    assert raw.dtype == torch.uint8 and images.dtype == torch.float32
-    assert torch.equal(images[0], dataset.normalize(raw)) and masks is None
-    assert labels.tolist() == [dataset.records[0].label, dataset.records[1].label]
+    batch = load(dataset, [0, 1])
+    assert raw.dtype == torch.uint8 and batch.images.dtype == torch.float32
+    assert torch.equal(batch.images[0], dataset.normalize(raw)) and batch.masks is None
+    assert torch.equal(batch.pixels[0], raw)
+    assert batch.labels.tolist() == [dataset.records[0].label, dataset.records[1].label]
 
 
 def test_default_workers_share_the_cpus_and_leave_one_per_process() -> None:

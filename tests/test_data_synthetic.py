@@ -36,8 +36,11 @@ def test_sample_does_not_depend_on_dataset_size() -> None:
 def test_items_and_masks() -> None:
     ds = SyntheticDataset("train", 8, **SMALL)
     image, label = ds[5]
-    assert image.shape == (3, 32, 32) and image.dtype == torch.float32
-    assert image.min() >= -1.0 and image.max() <= 1.0
+    assert image.shape == (3, 32, 32) and image.dtype == torch.uint8
+    assert torch.equal(image, ds.images[5])
+    normalised = ds.normalize(image)  # Inception's mean and std of 0.5: [-1, 1]
+    torch.testing.assert_close(normalised, image.float() / 127.5 - 1.0)
+    assert ds.has_masks and ds.labels[5] == label
     assert isinstance(label, int) and label == 5 % 4
     assert ds.classes == ["circle", "plus", "square", "triangle"]
     for i in range(len(ds)):

@@ -22,8 +22,8 @@ SCRIPT = textwrap.dedent(
     import torch
     from lightning.pytorch import Trainer
     from torch.utils.data import DataLoader, TensorDataset
-    from inception_lightning.ema import InceptionEMA
-    from inception_lightning.module import InceptionClassifier
+    from inception_lightning.training.ema import InceptionEMA
+    from inception_lightning.training.module import InceptionClassifier
 
     torch.manual_seed(0)
     images, labels = torch.randn(16, 3, 75, 75), torch.arange(16) % 4
@@ -58,7 +58,7 @@ DIAGNOSTICS_SCRIPT = textwrap.dedent(
     from lightning.pytorch.loggers import TensorBoardLogger
     from inception_lightning.callbacks import BranchActivationStats, DyingResidualDetector, GradCam
     from inception_lightning.data import SyntheticDataModule
-    from inception_lightning.module import InceptionClassifier
+    from inception_lightning.training.module import InceptionClassifier
 
     data = SyntheticDataModule(num_classes=4, image_size=75, num_samples=48, batch_size=4)
     module = InceptionClassifier(

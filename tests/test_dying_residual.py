@@ -4,61 +4,61 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
+from conftest import random_loader
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from inception_lightning import iter_residual_blocks
 from inception_lightning.callbacks.dying_residual import DyingResidualDetector, DyingResidualError
-from inception_lightning.module import InceptionClassifier
+from inception_lightning.training import InceptionClassifier
+
+IR_V1 = {"width": 0.125, "stem": "299", "aux_head": False}
 
 
-def classifier(dying: bool = False) -> InceptionClassifier:
-    """The project's module on the tiny IR-v1, plain cross-entropy and SGD.
+@pytest.fixture
+def ir_v1(classifier: Callable[..., InceptionClassifier]) -> Callable[..., InceptionClassifier]:
+    """`ir_v1(dying=False)`: the module on the tiny IR-v1, plain cross-entropy and SGD.
 
     `dying` drives the last block's output, the pre-pool map, to zero.
     """
-    module = InceptionClassifier(
-        "inception_resnet_v1",
-        num_classes=2,
-        model_kwargs={"width": 0.125, "stem": "299", "aux_head": False},
-        label_smoothing=0.0,
-        optimizer=partial(torch.optim.SGD, lr=0.01),
-    )
-    if dying:  # block8_5 computes relu(x + 0.2 * (W b - 1e4)): zero, and no gradient revives it
-        nn.init.constant_(module.model.features.block8_5.project.bias, -1e4)
-    return module
+
+    def make(dying: bool = False) -> InceptionClassifier:
+        module = classifier(
+            "inception_resnet_v1", num_classes=2, model_kwargs=IR_V1, label_smoothing=0.0, sgd=0.01
+        )
+        if dying:  # block8_5 computes relu(x + 0.2 * (W b - 1e4)): zero, no gradient revives it
+            nn.init.constant_(module.model.features.block8_5.project.bias, -1e4)
+        return module
+
+    return make
 
 
-def fit(
-    module: pl.LightningModule,
-    callbacks: list[pl.Callback],
-    root: Path,
-    max_steps: int,
-    ckpt_path: Path | None = None,
-) -> pl.Trainer:
-    images = torch.randn(8, 3, 75, 75, generator=torch.Generator().manual_seed(0))
-    loader = DataLoader(TensorDataset(images, torch.arange(8) % 2), batch_size=4)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=max_steps,
-        callbacks=callbacks,
-        logger=TensorBoardLogger(root, name="tb"),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, loader, ckpt_path=ckpt_path)
-    return trainer
+@pytest.fixture
+def fit(trainer: Callable[..., pl.Trainer]) -> Callable[..., pl.Trainer]:
+    """`fit(module, callbacks, root, max_steps, ckpt_path=None)`: a TensorBoard-logged run."""
+
+    def run(
+        module: pl.LightningModule,
+        callbacks: list[pl.Callback],
+        root: Path,
+        max_steps: int,
+        ckpt_path: Path | None = None,
+    ) -> pl.Trainer:
+        logged = trainer(
+            max_steps=max_steps, callbacks=callbacks, logger=TensorBoardLogger(root, name="tb")
+        )
+        logged.fit(module, random_loader(classes=2), ckpt_path=ckpt_path)
+        return logged
+
+    return run
 
 
 def events(trainer: pl.Trainer) -> EventAccumulator:
@@ -68,11 +68,11 @@ def events(trainer: pl.Trainer) -> EventAccumulator:
 
 
 def test_fires_within_patience_on_a_dying_run(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, ir_v1: Callable, fit: Callable, caplog: pytest.LogCaptureFixture
 ) -> None:
     detector = DyingResidualDetector(every_n_steps=1, patience=2)
     with caplog.at_level(logging.WARNING):
-        trainer = fit(classifier(dying=True), [detector], tmp_path, 4)
+        trainer = fit(ir_v1(dying=True), [detector], tmp_path, 4)
 
     assert detector.fired_steps == [1]  # the second check completes the window; once per episode
     (record,) = [r for r in caplog.records if "dying" in r.getMessage()]
@@ -89,9 +89,9 @@ def test_fires_within_patience_on_a_dying_run(
         assert len(scalars.Scalars(f"residual/{block}/output_zero_fraction")) == 4
 
 
-def test_never_fires_on_a_healthy_run(tmp_path: Path) -> None:
+def test_never_fires_on_a_healthy_run(tmp_path: Path, ir_v1: Callable, fit: Callable) -> None:
     detector = DyingResidualDetector(every_n_steps=1, patience=2)
-    trainer = fit(classifier(), [detector], tmp_path, 6)
+    trainer = fit(ir_v1(), [detector], tmp_path, 6)
 
     assert detector.fired_steps == []
     assert detector.streak == 0
@@ -99,9 +99,11 @@ def test_never_fires_on_a_healthy_run(tmp_path: Path) -> None:
     assert len(dead) == 6 and max(dead) < 0.5
 
 
-def test_stop_policy_stops_and_leaves_a_resumable_checkpoint(tmp_path: Path) -> None:
+def test_stop_policy_stops_and_leaves_a_resumable_checkpoint(
+    tmp_path: Path, ir_v1: Callable, fit: Callable
+) -> None:
     detector = DyingResidualDetector(every_n_steps=1, patience=2, policy="stop", dirpath=tmp_path)
-    module = classifier(dying=True)
+    module = ir_v1(dying=True)
     trainer = fit(module, [detector], tmp_path, 10)
 
     assert trainer.global_step == 2
@@ -110,14 +112,16 @@ def test_stop_policy_stops_and_leaves_a_resumable_checkpoint(tmp_path: Path) -> 
     assert state["global_step"] == 2
     assert state["callbacks"][detector.state_key]["fired_steps"] == [1]
     resumed = DyingResidualDetector(every_n_steps=1, patience=2)
-    fit(classifier(), [resumed], tmp_path / "resumed", 3, ckpt_path=checkpoint)
+    fit(ir_v1(), [resumed], tmp_path / "resumed", 3, ckpt_path=checkpoint)
     assert resumed.fired_steps == [1]  # restored; the still-dead weights keep the episode open
     assert resumed.streak == 3
 
 
-def test_raise_policy_raises_and_leaves_no_hook(tmp_path: Path) -> None:
+def test_raise_policy_raises_and_leaves_no_hook(
+    tmp_path: Path, ir_v1: Callable, fit: Callable
+) -> None:
     detector = DyingResidualDetector(every_n_steps=1, patience=1, policy="raise")
-    module = classifier(dying=True)
+    module = ir_v1(dying=True)
     with pytest.raises(DyingResidualError, match="residual_scale"):
         fit(module, [detector], tmp_path, 4)
     assert count_hooks(module) == 0
@@ -127,8 +131,10 @@ def count_hooks(module: nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules())
 
 
-def test_no_hook_survives_teardown_on_module_or_ema_copy(tmp_path: Path) -> None:
-    module = classifier()
+def test_no_hook_survives_teardown_on_module_or_ema_copy(
+    tmp_path: Path, ir_v1: Callable, fit: Callable
+) -> None:
+    module = ir_v1()
     ema = EMAWeightAveraging(decay=0.9)
     fit(module, [ema, DyingResidualDetector(every_n_steps=1)], tmp_path, 2)
 
@@ -162,8 +168,8 @@ def test_bad_arguments_are_rejected(kwargs: dict[str, object], match: str) -> No
         DyingResidualDetector(**kwargs)
 
 
-def test_needs_an_inception_net_or_pre_pool(tmp_path: Path) -> None:
-    module = classifier()
+def test_needs_an_inception_net(tmp_path: Path, ir_v1: Callable, fit: Callable) -> None:
+    module = ir_v1()
     # not an InceptionNet; the conv is named `features`, where the module's optimiser looks
     module.model = nn.Sequential(
         OrderedDict(
@@ -173,5 +179,5 @@ def test_needs_an_inception_net_or_pre_pool(tmp_path: Path) -> None:
             fc=nn.Linear(2, 2),
         )
     )
-    with pytest.raises(MisconfigurationException, match="pass `pre_pool`"):
+    with pytest.raises(TypeError, match="does not train an InceptionNet"):
         fit(module, [DyingResidualDetector()], tmp_path, 1)

@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from copy import deepcopy
 from types import SimpleNamespace
 
 import pytest
 import torch
-from lightning.pytorch import Callback, Trainer
+from conftest import random_loader
+from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import FSDPStrategy
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
 
 from inception_lightning import create_model
-from inception_lightning.ema import InceptionEMA
-from inception_lightning.module import InceptionClassifier
+from inception_lightning.training import InceptionClassifier, InceptionEMA, export
 
 TINY = {"width": 0.0625, "stem": "299", "aux_head": False, "drop_rate": 0.0}
-
-
-def make_loader(n: int = 8, batch_size: int = 4) -> DataLoader:
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randn(n, 3, 75, 75, generator=generator)
-    return DataLoader(TensorDataset(images, torch.arange(n) % 4), batch_size=batch_size)
-
-
-def make_trainer(**kwargs) -> Trainer:
-    kwargs.setdefault("enable_checkpointing", False)
-    return Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **kwargs,
-    )
 
 
 class RecordRaw(Callback):
@@ -44,17 +27,17 @@ class RecordRaw(Callback):
         self.states: list[dict[str, Tensor]] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.states.append(deepcopy(pl_module.state_dict()))
+        self.states.append(deepcopy(pl_module.model.state_dict()))
 
 
-def test_ema_after_k_steps_equals_hand_rolled_ema_with_warmup() -> None:
+def test_ema_after_k_steps_equals_hand_rolled_ema_with_warmup(trainer) -> None:
     torch.manual_seed(0)
     module = InceptionClassifier(num_classes=4, model_kwargs=TINY)
-    initial = deepcopy(module.state_dict())
+    initial = deepcopy(module.model.state_dict())
     ema, record = InceptionEMA(decay=0.25), RecordRaw()
 
-    make_trainer(max_steps=4, limit_val_batches=0, callbacks=[record, ema]).fit(
-        module, make_loader(16)
+    trainer(max_steps=4, limit_val_batches=0, callbacks=[record, ema]).fit(
+        module, random_loader(16)
     )
 
     hand = {k: v.clone() for k, v in initial.items()}
@@ -69,53 +52,55 @@ def test_ema_after_k_steps_equals_hand_rolled_ema_with_warmup() -> None:
         torch.testing.assert_close(average[key], value, rtol=1e-5, atol=1e-6)
     assert ema._average_model.num_updates == 4
     assert int(ema._average_model.n_averaged) == 4
-    torch.testing.assert_close(module.state_dict(), average)  # copied in at the end of fit
+    torch.testing.assert_close(module.model.state_dict(), average)  # copied in at the end of fit
 
 
-def test_average_is_validated_beside_raw_only_after_its_first_update() -> None:
+def test_average_is_validated_beside_raw_only_after_its_first_update(trainer) -> None:
     module = InceptionClassifier(num_classes=4, model_kwargs=TINY)
     late = InceptionEMA(update_starting_at_step=100)
-    trainer = make_trainer(max_steps=2, callbacks=[late])
-    trainer.fit(module, make_loader(), make_loader())
+    run = trainer(max_steps=2, callbacks=[late])
+    run.fit(module, random_loader(), random_loader())
 
-    assert "val/acc1" in trainer.callback_metrics
-    assert not any(key.startswith("val_ema/") for key in trainer.callback_metrics)
+    assert "val/acc1" in run.callback_metrics
+    assert not any(key.startswith("val_ema/") for key in run.callback_metrics)
     assert late.average_network() is None
     initial = late._average_model.module.state_dict()
-    changed = [not torch.equal(v, initial[k]) for k, v in module.state_dict().items()]
+    changed = [not torch.equal(v, initial[k]) for k, v in module.model.state_dict().items()]
     assert any(changed)  # the never-updated average was not copied over the trained weights
 
     module = InceptionClassifier(num_classes=4, model_kwargs=TINY)
-    trainer = make_trainer(max_steps=2, callbacks=[InceptionEMA()])
-    trainer.fit(module, make_loader(), make_loader())
+    run = trainer(max_steps=2, callbacks=[InceptionEMA()])
+    run.fit(module, random_loader(), random_loader())
     for name in ("loss", "acc1", "acc5", "ece"):
-        assert f"val_ema/{name}" in trainer.callback_metrics
+        assert f"val_ema/{name}" in run.callback_metrics
 
 
-def fit_with_ema(max_steps: int, tmp_path, ckpt_path=None) -> tuple[InceptionEMA, RecordRaw]:
+def fit_with_ema(
+    trainer, max_steps: int, tmp_path, ckpt_path=None
+) -> tuple[InceptionEMA, RecordRaw]:
     torch.manual_seed(0)
     module = InceptionClassifier(num_classes=4, model_kwargs=TINY)
     ema, record = InceptionEMA(decay=0.5), RecordRaw()
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_top_k=-1, save_on_train_epoch_end=True)
-    trainer = make_trainer(
+    run = trainer(
         max_steps=max_steps,
         limit_val_batches=0,
         enable_checkpointing=True,
         callbacks=[record, ema, checkpoint],
     )
-    trainer.fit(module, make_loader(), ckpt_path=ckpt_path, weights_only=True)
+    run.fit(module, random_loader(), ckpt_path=ckpt_path, weights_only=True)
     return ema, record
 
 
-def test_resume_restores_both_weight_sets_and_continues_the_ema(tmp_path) -> None:
-    straight, straight_raw = fit_with_ema(3, tmp_path / "straight")
-    fit_with_ema(2, tmp_path / "first")
+def test_resume_restores_both_weight_sets_and_continues_the_ema(tmp_path, trainer) -> None:
+    straight, straight_raw = fit_with_ema(trainer, 3, tmp_path / "straight")
+    fit_with_ema(trainer, 2, tmp_path / "first")
     ckpt = tmp_path / "first" / "epoch=0-step=2.ckpt"
     saved = torch.load(ckpt, weights_only=True)
     assert saved["averaging_state"]["n_averaged"] == 2
     assert set(saved["current_model_state"]) == set(saved["state_dict"])
 
-    resumed, resumed_raw = fit_with_ema(3, tmp_path / "resumed", ckpt_path=ckpt)
+    resumed, resumed_raw = fit_with_ema(trainer, 3, tmp_path / "resumed", ckpt_path=ckpt)
 
     assert resumed._average_model.num_updates == 3
     torch.testing.assert_close(
@@ -124,35 +109,33 @@ def test_resume_restores_both_weight_sets_and_continues_the_ema(tmp_path) -> Non
     torch.testing.assert_close(resumed_raw.states[-1], straight_raw.states[-1])
 
 
-def test_export_writes_ema_and_raw_state_dicts_that_load_without_trainer(tmp_path) -> None:
+def test_export_writes_ema_and_raw_state_dicts_that_load_without_trainer(tmp_path, trainer) -> None:
     module = InceptionClassifier(num_classes=4, model_kwargs=TINY)
     checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="last")
-    trainer = make_trainer(
+    run = trainer(
         max_steps=2,
         limit_val_batches=0,
         enable_checkpointing=True,
         callbacks=[InceptionEMA()],
         default_root_dir=tmp_path,
     )
-    trainer.callbacks.append(checkpoint)
-    trainer.fit(module, make_loader())
+    run.callbacks.append(checkpoint)
+    run.fit(module, random_loader())
     saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
 
     for weights, key in (("ema", "state_dict"), ("raw", "current_model_state")):
-        out = InceptionClassifier.export(
-            tmp_path / "last.ckpt", tmp_path / f"{weights}.pt", weights
-        )
+        out = export(tmp_path / "last.ckpt", tmp_path / f"{weights}.pt", weights)
         net = create_model("inception_v3", num_classes=4, checkpoint_path=out, **TINY)
         for name, value in net.state_dict().items():
             assert torch.equal(value, saved[key][f"model.{name}"])
     ema_w = torch.load(tmp_path / "ema.pt")["head.fc.weight"]
     assert not torch.equal(ema_w, torch.load(tmp_path / "raw.pt")["head.fc.weight"])
 
-    plain = make_trainer(max_steps=1, limit_val_batches=0)
-    plain.fit(InceptionClassifier(num_classes=4, model_kwargs=TINY), make_loader())
+    plain = trainer(max_steps=1, limit_val_batches=0)
+    plain.fit(InceptionClassifier(num_classes=4, model_kwargs=TINY), random_loader())
     plain.save_checkpoint(tmp_path / "plain.ckpt")
     with pytest.raises(ValueError, match="no EMA weights"):
-        InceptionClassifier.export(tmp_path / "plain.ckpt", tmp_path / "x.pt", "ema")
+        export(tmp_path / "plain.ckpt", tmp_path / "x.pt", "ema")
 
 
 def test_sharded_strategies_are_refused() -> None:
@@ -160,3 +143,23 @@ def test_sharded_strategies_are_refused() -> None:
     trainer = SimpleNamespace(strategy=FSDPStrategy())
     with pytest.raises(ValueError, match="FSDPStrategy"):
         InceptionEMA().setup(trainer, module, "fit")
+
+
+class LockedFactory:
+    """An optimiser factory that cannot be deep-copied, as jsonargparse's can hold a lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def __call__(self, params):
+        return torch.optim.SGD(params, lr=0.01)
+
+
+def test_the_average_copies_the_network_not_the_module_and_its_factories(trainer) -> None:
+    module = InceptionClassifier(num_classes=4, model_kwargs=TINY, optimizer=LockedFactory())
+    with pytest.raises(TypeError, match="lock"):
+        deepcopy(module)
+    ema = InceptionEMA()
+    trainer(max_steps=2, limit_val_batches=0, callbacks=[ema]).fit(module, random_loader())
+    assert type(ema._average_model.module) is type(module.model)
+    assert ema._average_model.num_updates == 2

@@ -6,7 +6,7 @@ from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
 from inception_lightning import create_model
-from inception_lightning.explain import GradCAM, eval_mode, layer_grids
+from inception_lightning.explain import GradCAM, eval_mode
 
 
 class TinyNet(nn.Module):
@@ -133,11 +133,14 @@ def test_channels_last_and_bf16_autocast() -> None:
     assert corr > 0.9
 
 
-def test_layer_grids_and_bad_arguments() -> None:
+def test_grids_and_bad_arguments() -> None:
     model = tiny_inception()
-    grids = layer_grids(model, ["features.mixed_6e", "features.mixed_7c"], (47, 47))
-    assert grids == {"features.mixed_6e": (9, 9), "features.mixed_7c": (4, 4)}
-    assert GradCAM(model).grid((79, 79)) == (8, 8)
+    x = torch.randn(2, 3, 47, 47)
+    assert GradCAM(model, "features.mixed_6e").grid(x) == (9, 9)
+    assert GradCAM(model, "features.mixed_7c").grid(x) == (4, 4)
+    assert GradCAM(model).grid(torch.randn(1, 3, 79, 79)) == (8, 8)
+    sizes = model.spatial_sizes(47)  # the stage grids the callback suggests layers from
+    assert (sizes["mixed_6e"], sizes["mixed_7c"]) == ((9, 9), (4, 4))
     assert hooks(model) == 0
     with pytest.raises(ValueError, match="no submodule"):
         GradCAM(model, "features.nope")

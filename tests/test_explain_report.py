@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from inception_lightning import create_model
-from inception_lightning.explain import GradCAM, explain, predict, safe_name, write_report
+from inception_lightning.data import Normalize
+from inception_lightning.explain import Batch, GradCAM, explain, predict, safe_name, write_report
 from inception_lightning.explain.report import write_atomic
 
 EVIL = ["<script>alert(1)</script>", "../../evil", "plain"]
@@ -34,13 +35,14 @@ class Collector(HTMLParser):
 def make_explanation() -> tuple:
     torch.manual_seed(0)
     model = create_model("inception_v3", num_classes=3, width=0.125, stem="79", aux_head=False)
-    images = torch.randn(6, 3, 39, 39)
+    pixels = torch.randint(0, 256, (6, 3, 39, 39), dtype=torch.uint8)
+    images = Normalize((0.5,) * 3, (0.5,) * 3)(pixels)
     cam = GradCAM(model)
     preds = predict(cam, images).argmax(dim=1)
     labels = torch.where(torch.arange(6) % 2 == 0, preds, (preds + 1) % 3)  # half wrong
     masks = torch.zeros(6, 39, 39, dtype=torch.bool)
     masks[:, 10:30, 10:30] = True
-    return explain(cam, images, labels, masks, indices=range(100, 106), steps=2)
+    return explain(cam, Batch(list(range(100, 106)), pixels, images, labels, masks), steps=2)
 
 
 def test_report_files_html_and_escaping(tmp_path: Path) -> None:

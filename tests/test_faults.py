@@ -16,10 +16,11 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import TensorDataset
 
-from inception_lightning.checkpoint_io import AtomicCheckpointIO
+from inception_lightning import files
 from inception_lightning.data.resumable import ResumableDataLoader
 from inception_lightning.explain import report
-from inception_lightning.loggers import ExclusiveTensorBoardLogger
+from inception_lightning.training.checkpoints import AtomicCheckpointIO
+from inception_lightning.training.loggers import ExclusiveTensorBoardLogger
 
 CLI = str(Path(sys.executable).parent / "inception-lightning")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -36,7 +37,7 @@ trainer:
     class_path: lightning.pytorch.loggers.CSVLogger
     init_args: {save_dir: logs, name: run}
   callbacks+:
-    - class_path: inception_lightning.ema.InceptionEMA
+    - class_path: inception_lightning.training.ema.InceptionEMA
       init_args: {decay: 0.9}
     - class_path: lightning.pytorch.callbacks.ModelCheckpoint
       init_args: {dirpath: ckpt, every_n_train_steps: 2, save_last: true, save_top_k: 0}
@@ -58,7 +59,7 @@ trainer:
   enable_checkpointing: false
   enable_model_summary: false
   logger:
-    class_path: inception_lightning.loggers.ExclusiveTensorBoardLogger
+    class_path: inception_lightning.training.loggers.ExclusiveTensorBoardLogger
     init_args: {save_dir: logs, name: run}
 model:
   model: inception_v3
@@ -210,7 +211,7 @@ def test_report_write_failing_half_way_keeps_the_previous_file(
 ) -> None:
     report.write_atomic(tmp_path, "summary.json", b'{"old": true}')
     real_fdopen = os.fdopen
-    monkeypatch.setattr(report.os, "fdopen", lambda *a: _HalfWrite(real_fdopen(*a)))
+    monkeypatch.setattr(files.os, "fdopen", lambda *a: _HalfWrite(real_fdopen(*a)))
     with pytest.raises(OSError, match="No space"):
         report.write_atomic(
             tmp_path, "summary.json", b'{"new": true, "long": "' + b"x" * 99 + b'"}'

@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
     """
     from lightning.pytorch import Trainer
     from inception_lightning.data import SyntheticDataModule
-    from inception_lightning.module import InceptionClassifier
+    from inception_lightning.training.module import InceptionClassifier
 
     class FailingOnRank1(InceptionClassifier):
         def training_step(self, batch, batch_idx):

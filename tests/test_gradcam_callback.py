@@ -1,5 +1,6 @@
 """GradCam callback: TensorBoard output, equality with Captum, inference mode, ranks, report."""
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -10,32 +11,39 @@ from captum.attr import LayerAttribution, LayerGradCam
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from inception_lightning.callbacks.grad_cam import GradCam
-from inception_lightning.module import InceptionClassifier
+from inception_lightning.data import Normalize
+from inception_lightning.training import InceptionClassifier
 
 SIZE = 47
 METRICS = ["deletion_auc", "insertion_auc", "pointing_game", "energy_pointing_game"]
 
 
 class Squares(Dataset):
-    """A bright square of the class's colour channel on noise; `mask` is the square."""
+    """A bright square of the class's colour channel on noise; `mask` is the square.
+
+    A `LabelledImages`: uint8 items that `normalize` makes model input, like the package's own.
+    """
 
     def __init__(self, n: int = 18) -> None:
         self.classes = ["red", "green", "<script>alert(1)</script>"]
+        self.normalize = Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
         g = torch.Generator().manual_seed(0)
-        self.images = torch.randn(n, 3, SIZE, SIZE, generator=g) * 0.2
-        self.targets = [i % 3 for i in range(n)]
+        noise = torch.randn(n, 3, SIZE, SIZE, generator=g) * 13 + 128
+        self.labels = [i % 3 for i in range(n)]
         self.corners = torch.randint(0, SIZE - 16, (n, 2), generator=g).tolist()
         for i, (y, x) in enumerate(self.corners):
-            self.images[i, self.targets[i], y : y + 16, x : x + 16] += 2.0
+            noise[i, self.labels[i], y : y + 16, x : x + 16] += 127
+        self.images = noise.round().clamp(0, 255).to(torch.uint8)
+        self.has_masks = True
 
     def __len__(self) -> int:
-        return len(self.targets)
+        return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.images[i], self.targets[i]
+        return self.images[i], self.labels[i]
 
     def mask(self, i: int) -> torch.Tensor:
         y, x = self.corners[i]
@@ -44,16 +52,11 @@ class Squares(Dataset):
         return m
 
 
-def classifier() -> InceptionClassifier:
+@pytest.fixture
+def v3(classifier: Callable[..., InceptionClassifier]) -> Callable[[], InceptionClassifier]:
     """The project's module on a seeded tiny Inception-v3, plain cross-entropy and SGD."""
-    torch.manual_seed(0)
-    return InceptionClassifier(
-        "inception_v3",
-        num_classes=3,
-        model_kwargs={"width": 0.125, "stem": "79", "aux_head": False},
-        label_smoothing=0.0,
-        optimizer=partial(torch.optim.SGD, lr=0.01),
-    )
+    kwargs = {"width": 0.125, "stem": "79", "aux_head": False}
+    return partial(classifier, num_classes=3, model_kwargs=kwargs, label_smoothing=0.0, sgd=0.01)
 
 
 class Probe(Callback):
@@ -80,24 +83,20 @@ class Probe(Callback):
             self.flags = []
 
 
-def loader(dataset: Dataset) -> DataLoader:
-    return DataLoader(dataset, batch_size=6)
+@pytest.fixture
+def logged(trainer: Callable[..., pl.Trainer]) -> Callable[..., pl.Trainer]:
+    """`logged(root, callbacks, **kwargs)`: a trainer logging to TensorBoard in `root/tb`."""
+
+    def make(root: Path, callbacks: list[Callback], **kwargs) -> pl.Trainer:
+        logger = TensorBoardLogger(root, name="tb", version=0)
+        return trainer(logger=logger, callbacks=callbacks, num_sanity_val_steps=0, **kwargs)
+
+    return make
 
 
-def trainer(tmp_path: Path, callbacks: list[Callback], **kwargs) -> pl.Trainer:
-    return pl.Trainer(
-        default_root_dir=tmp_path,
-        logger=TensorBoardLogger(tmp_path, name="tb", version=0),
-        callbacks=callbacks,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        **kwargs,
-    )
-
-
-def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(tmp_path: Path) -> None:
+def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(
+    tmp_path: Path, v3: Callable, logged: Callable, datamodule: Callable
+) -> None:
     data = Squares()
     cam = GradCam(
         "features.mixed_6e",
@@ -109,9 +108,9 @@ def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(tmp_path: Path
         report_per_class=2,
     )
     probe = Probe()
-    module = classifier()
-    fit = trainer(tmp_path, [probe, cam, probe], max_epochs=2, limit_train_batches=1)
-    fit.fit(module, loader(data), loader(data))
+    module = v3()
+    fit = logged(tmp_path, [probe, cam, probe], max_epochs=2, limit_train_batches=1)
+    fit.fit(module, datamodule=datamodule(data))
 
     events = EventAccumulator(str(tmp_path / "tb" / "version_0"))
     events.Reload()
@@ -122,7 +121,7 @@ def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(tmp_path: Path
 
     expl = cam.last["features.mixed_6e"]
     assert len(cam.samples["val"]) == 6 and expl.indices[:6].tolist() == cam.samples["val"]
-    assert sorted(data.targets[i] for i in cam.samples["val"]) == [0, 0, 1, 1, 2, 2]
+    assert sorted(data.labels[i] for i in cam.samples["val"]) == [0, 0, 1, 1, 2, 2]
     model = module.model.eval()
     captum = LayerGradCam(model, model.features.mixed_6e)
     for maps, targets in ((expl.maps, expl.labels), (expl.pred_maps, expl.preds)):
@@ -140,35 +139,41 @@ def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(tmp_path: Path
     assert resumed.samples == cam.samples
 
 
-def test_validate_and_test_get_gradients_under_inference_mode(tmp_path: Path) -> None:
+def test_validate_and_test_get_gradients_under_inference_mode(
+    tmp_path: Path, v3: Callable, logged: Callable, datamodule: Callable
+) -> None:
     data = Squares()
     cam = GradCam(steps=2, max_misclassified=0)
     probe = Probe()
-    run = trainer(tmp_path, [probe, cam, probe])
+    run = logged(tmp_path, [probe, cam, probe])
     with pytest.warns(UserWarning, match=r"4x4 map.*coarser than 7x7.*stem='79'.*mixed_6e"):
-        run.validate(classifier(), loader(data))
+        run.validate(v3(), datamodule=datamodule(data))
     assert probe.checked == 1 and probe.contexts == [(True, False)]
     assert set(cam.last) == {"features.mixed_7c"}
     assert set(cam.last_metrics) == {f"gradcam/{name}" for name in METRICS}
-    run.test(classifier(), loader(data))
+    run.test(v3(), datamodule=datamodule(data, test=data))
     assert set(cam.samples) == {"val", "test"}
 
 
 def test_several_layers_tag_by_layer_and_other_ranks_do_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    v3: Callable,
+    logged: Callable,
+    datamodule: Callable,
 ) -> None:
     layers = ["features.mixed_6d", "features.mixed_6e"]
     cam = GradCam(layers, steps=2, max_misclassified=0)
-    trainer(tmp_path, [cam]).validate(classifier(), loader(Squares(6)))
+    logged(tmp_path, [cam]).validate(v3(), datamodule=datamodule(Squares(6)))
     assert {k.rsplit("/", 1)[0] for k in cam.last_metrics} == {f"gradcam/{n}" for n in layers}
 
     other = GradCam(layers, steps=2)
     monkeypatch.setattr(pl.Trainer, "is_global_zero", property(lambda self: False))
-    trainer(tmp_path / "rank1", [other]).validate(classifier(), loader(Squares(6)))
+    logged(tmp_path / "rank1", [other]).validate(v3(), datamodule=datamodule(Squares(6)))
     assert other.last == {} and other.samples == {}
 
 
-def test_bad_arguments() -> None:
+def test_bad_arguments(v3: Callable) -> None:
     with pytest.raises(ValueError, match="every_n_epochs"):
         GradCam(every_n_epochs=0)
     with pytest.raises(ValueError, match="layers"):
@@ -176,4 +181,4 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="sign"):
         GradCam(sign="up")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="no submodule"):
-        GradCam("features.nope").setup(pl.Trainer(logger=False), classifier(), "fit")
+        GradCam("features.nope").setup(pl.Trainer(logger=False), v3(), "fit")

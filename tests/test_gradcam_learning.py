@@ -8,9 +8,8 @@ import lightning.pytorch as pl
 import torch
 
 from inception_lightning.data import SyntheticDataModule
-from inception_lightning.explain import GradCAM
-from inception_lightning.explain.analysis import balanced_sample, dataset_labels, explain, load
-from inception_lightning.module import InceptionClassifier
+from inception_lightning.explain import Explainer, GradCAM
+from inception_lightning.training.module import InceptionClassifier
 
 
 def _random_point_hit_rate(masks: torch.Tensor) -> float:
@@ -38,11 +37,9 @@ def test_pointing_game_after_training_beats_a_random_point() -> None:
         gradient_clip_val=2.0,
     )
     trainer.fit(module, data)
-    dataset = data.val_dataset
-    indices = balanced_sample(dataset_labels(dataset), per_class=6, seed=0)
-    images, labels, masks = load(dataset, indices)
-    expl = explain(GradCAM(module.model), images, labels, masks, indices, tolerance=0)
+    explainer = Explainer(GradCAM(module.model), data.val_dataset, tolerance=0)
+    expl = explainer.explain(explainer.sample(per_class=6))
     hit_rate = expl.scores["pointing_game"].mean().item()
-    chance = _random_point_hit_rate(masks)
+    chance = _random_point_hit_rate(expl.masks)
     assert chance < 0.2
     assert hit_rate > 2.5 * chance, (hit_rate, chance)  # measured: 0.54 against 0.17

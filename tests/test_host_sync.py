@@ -18,9 +18,9 @@ from inception_lightning.callbacks import (
     DyingResidualDetector,
     HostSyncAudit,
 )
-from inception_lightning.ema import InceptionEMA
-from inception_lightning.module import InceptionClassifier
-from inception_lightning.progress import LoggingStepProgressBar
+from inception_lightning.training.ema import InceptionEMA
+from inception_lightning.training.module import InceptionClassifier
+from inception_lightning.training.progress import LoggingStepProgressBar
 
 STEPS, LOG_EVERY = 4, 2
 

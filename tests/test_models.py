@@ -14,7 +14,7 @@ from inception_lightning import (
     iter_residual_blocks,
     list_models,
 )
-from inception_lightning.summary import format_summary, summarize
+from inception_lightning.models.summary import format_summary, summarize
 
 VARIANTS = ["inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2"]
 

@@ -1,4 +1,4 @@
-"""InceptionClassifier: loss, metrics, BN policy, backbone freezing, fine-tuning, checkpoints."""
+"""InceptionClassifier and FineTuning: loss, metrics, BN policy, freezing, checkpoints."""
 
 from __future__ import annotations
 
@@ -8,33 +8,15 @@ from functools import partial
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY, random_loader
 from lightning.pytorch import Callback, Trainer, seed_everything
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils.data import DataLoader, TensorDataset
 
 from inception_lightning import create_model
-from inception_lightning.data.synthetic import SyntheticDataset
-from inception_lightning.module import InceptionClassifier
+from inception_lightning.data import SyntheticDataModule
+from inception_lightning.training import FineTuning, InceptionClassifier
 
-TINY = {"width": 0.0625, "stem": "299", "aux_head": False}
 TINY_AUX = {"width": 0.0625, "stem": "79", "aux_head": True}
-
-
-def make_loader(n: int = 8, size: int = 75, batch_size: int = 4) -> DataLoader:
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randn(n, 3, size, size, generator=generator)
-    return DataLoader(TensorDataset(images, torch.arange(n) % 4), batch_size=batch_size)
-
-
-def make_trainer(**kwargs) -> Trainer:
-    return Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **kwargs,
-    )
 
 
 def smoothed_ce(logits: list[float], target: int, eps: float) -> float:
@@ -65,13 +47,13 @@ def test_loss_matches_hand_computation_with_aux_term() -> None:
     assert total.item() == pytest.approx(main_hand, rel=1e-6)
 
 
-def test_fit_logs_losses_and_validates_in_eval_mode_on_main_logits() -> None:
+def test_fit_logs_losses_and_validates_in_eval_mode_on_main_logits(trainer) -> None:
     module = InceptionClassifier(num_classes=4, model_kwargs=TINY_AUX)
-    val = make_loader(size=79, batch_size=8)
-    trainer = make_trainer(max_epochs=1)
-    trainer.fit(module, make_loader(size=79), val)
+    val = random_loader(size=79, batch_size=8)
+    run = trainer(max_epochs=1)
+    run.fit(module, random_loader(size=79), val)
 
-    metrics = trainer.callback_metrics
+    metrics = run.callback_metrics
     for key in ("train/loss", "train/loss_main", "train/loss_aux", "val/acc1", "val/acc5"):
         assert key in metrics
     assert not any(key.startswith("val_ema/") for key in metrics)
@@ -86,8 +68,8 @@ def test_fit_logs_losses_and_validates_in_eval_mode_on_main_logits() -> None:
     assert 0.0 <= metrics["val/ece"].item() <= 1.0
 
 
-def test_frozen_bn_statistics_do_not_move() -> None:
-    module = InceptionClassifier(num_classes=4, model_kwargs=TINY, bn_policy="frozen")
+def test_frozen_bn_statistics_do_not_move(trainer) -> None:
+    module = InceptionClassifier(num_classes=4, model_kwargs=TINY)
     bn_before = {
         k: v.clone()
         for k, v in module.model.state_dict().items()
@@ -95,14 +77,23 @@ def test_frozen_bn_statistics_do_not_move() -> None:
     }
     conv_before = module.model.features[0].conv.weight.detach().clone()
 
-    make_trainer(max_steps=3, limit_val_batches=0).fit(module, make_loader())
+    policy = FineTuning(bn_policy="frozen")
+    run = trainer(max_steps=3, limit_val_batches=0, callbacks=[policy])
+    run.fit(module, random_loader())
 
     bn_after = module.model.state_dict()
     assert bn_before
     assert all(torch.equal(v, bn_after[k]) for k, v in bn_before.items())
     assert not torch.equal(conv_before, module.model.features[0].conv.weight)
+    # whatever train() calls happen, a frozen BN layer runs on its running statistics
     module.train()
+    policy.on_fit_start(run, module)
+    with torch.no_grad():
+        module.model(next(iter(random_loader()))[0])
     assert all(not m.training for m in module.model.modules() if isinstance(m, _BatchNorm))
+    assert all(torch.equal(v, module.model.state_dict()[k]) for k, v in bn_before.items())
+    policy.teardown(run, module, "fit")
+    assert not any(m._forward_pre_hooks for m in module.model.modules())
 
 
 class RecordBackbone(Callback):
@@ -114,14 +105,14 @@ class RecordBackbone(Callback):
         self.snapshots.append((net.features[0].conv.weight.clone(), net.head.fc.weight.clone()))
 
 
-def test_backbone_frozen_for_first_epochs_then_trained() -> None:
-    module = InceptionClassifier(num_classes=4, model_kwargs=TINY, freeze_backbone_epochs=1)
+def test_backbone_frozen_for_first_epochs_then_trained(trainer) -> None:
+    module = InceptionClassifier(num_classes=4, model_kwargs=TINY)
     conv0, fc0 = module.model.features[0].conv.weight.clone(), module.model.head.fc.weight.clone()
     record = RecordBackbone()
 
-    make_trainer(max_epochs=2, limit_train_batches=1, limit_val_batches=0, callbacks=[record]).fit(
-        module, make_loader()
-    )
+    callbacks = [FineTuning(freeze_backbone_epochs=1), record]
+    run = trainer(max_epochs=2, limit_train_batches=1, limit_val_batches=0, callbacks=callbacks)
+    run.fit(module, random_loader())
 
     (conv1, fc1), (conv2, _) = record.snapshots
     assert torch.equal(conv1, conv0)
@@ -144,11 +135,11 @@ def test_fine_tune_from_local_checkpoint_replaces_heads(tmp_path) -> None:
     assert "checkpoint_path" not in module.hparams
 
 
-def test_load_from_checkpoint_rebuilds_without_config(tmp_path) -> None:
+def test_load_from_checkpoint_rebuilds_without_config(tmp_path, trainer) -> None:
     module = InceptionClassifier(num_classes=4, model_kwargs=TINY, label_smoothing=0.2)
-    trainer = make_trainer(max_steps=1, limit_val_batches=0)
-    trainer.fit(module, make_loader())
-    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    run = trainer(max_steps=1, limit_val_batches=0)
+    run.fit(module, random_loader())
+    run.save_checkpoint(tmp_path / "last.ckpt")
 
     loaded = InceptionClassifier.load_from_checkpoint(tmp_path / "last.ckpt", weights_only=True)
 
@@ -158,7 +149,7 @@ def test_load_from_checkpoint_rebuilds_without_config(tmp_path) -> None:
         assert torch.equal(loaded.state_dict()[name], value)
 
 
-def test_channels_last_and_compile_options_train(monkeypatch) -> None:
+def test_channels_last_and_compile_options_train(monkeypatch, trainer) -> None:
     compiled = []
 
     def fake_compile(fn, **options):  # compiling takes minutes on 2 CPU cores; check the wiring
@@ -169,8 +160,8 @@ def test_channels_last_and_compile_options_train(monkeypatch) -> None:
     module = InceptionClassifier(
         num_classes=4, model_kwargs=TINY, channels_last=True, compile_model={"dynamic": False}
     )
-    make_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1).fit(
-        module, make_loader(), make_loader()
+    trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1).fit(
+        module, random_loader(), random_loader()
     )
 
     assert module.model.features[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
@@ -178,9 +169,11 @@ def test_channels_last_and_compile_options_train(monkeypatch) -> None:
     assert "val/acc1" in module.trainer.callback_metrics
 
 
-def test_tiny_model_learns_the_synthetic_dataset() -> None:
-    train = SyntheticDataset("train", 256, num_classes=4, image_size=79, difficulty=0.0)
-    val = SyntheticDataset("val", 64, num_classes=4, image_size=79, difficulty=0.0)
+def test_tiny_model_learns_the_synthetic_dataset(trainer) -> None:
+    data = SyntheticDataModule(
+        num_classes=4, image_size=79, num_samples=320, val_fraction=0.2, difficulty=0.0,
+        batch_size=16,
+    )  # fmt: skip
     seed_everything(0)
     module = InceptionClassifier(
         num_classes=4,
@@ -188,14 +181,10 @@ def test_tiny_model_learns_the_synthetic_dataset() -> None:
         optimizer=partial(torch.optim.AdamW, lr=3e-3, weight_decay=0.0),
         scheduler=partial(torch.optim.lr_scheduler.ConstantLR, factor=1.0),
     )
-    trainer = make_trainer(max_epochs=4, num_sanity_val_steps=0)
-    trainer.fit(
-        module,
-        DataLoader(train, batch_size=16, shuffle=True),
-        DataLoader(val, batch_size=64),
-    )
+    run = trainer(max_epochs=4, num_sanity_val_steps=0)
+    run.fit(module, datamodule=data)
 
-    assert trainer.callback_metrics["val/acc1"].item() >= 0.5  # chance is 0.25
+    assert run.callback_metrics["val/acc1"].item() >= 0.5  # chance is 0.25
 
 
 def test_integer_images_are_refused_with_the_fix() -> None:

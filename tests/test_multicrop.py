@@ -9,8 +9,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from inception_lightning import create_model
-from inception_lightning.module import InceptionClassifier
-from inception_lightning.multicrop import average_probs, crop_views
+from inception_lightning.training.evaluation import average_probs, crop_views
+from inception_lightning.training.module import InceptionClassifier
 
 TINY = {"width": 0.0625, "stem": "299", "aux_head": False}
 

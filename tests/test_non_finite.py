@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 from typing_extensions import override
 
 from inception_lightning.callbacks.non_finite import NonFiniteError, NonFiniteGuard
-from inception_lightning.module import InceptionClassifier
+from inception_lightning.training import InceptionClassifier
 
 BATCH = 4
 
@@ -57,14 +58,19 @@ class InjectInf(Callback):
             self.handle = None
 
 
-def _module(momentum: float = 0.0) -> InceptionClassifier:
-    torch.manual_seed(0)
-    return InceptionClassifier(
-        model="inception_v3",
-        num_classes=4,
-        model_kwargs={"width": 0.0625, "aux_head": False, "drop_rate": 0.0},
-        optimizer=functools.partial(torch.optim.SGD, lr=0.01, momentum=momentum),
-    )
+@pytest.fixture
+def sgd_classifier(
+    classifier: Callable[..., InceptionClassifier],
+) -> Callable[..., InceptionClassifier]:
+    """`sgd_classifier(momentum=0.0)`: the tiny v3 without dropout, trained by SGD."""
+
+    def make(momentum: float = 0.0) -> InceptionClassifier:
+        return classifier(
+            model_kwargs={"width": 0.0625, "aux_head": False, "drop_rate": 0.0},
+            optimizer=functools.partial(torch.optim.SGD, lr=0.01, momentum=momentum),
+        )
+
+    return make
 
 
 def _data(batches: int, nan_batches: tuple[int, ...] = ()) -> DataLoader:
@@ -76,17 +82,14 @@ def _data(batches: int, nan_batches: tuple[int, ...] = ()) -> DataLoader:
     return DataLoader(TensorDataset(images, target), batch_size=BATCH)
 
 
-def _trainer(max_steps: int, callbacks: list[Callback], **kwargs: Any) -> Trainer:
-    kwargs.setdefault("enable_checkpointing", False)
-    kwargs.setdefault("accelerator", "cpu")
-    return Trainer(
-        max_steps=max_steps,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=callbacks,
-        **kwargs,
-    )
+@pytest.fixture
+def steps_trainer(trainer: Callable[..., Trainer]) -> Callable[..., Trainer]:
+    """`steps_trainer(max_steps, callbacks, **kwargs)`: a quiet CPU trainer."""
+
+    def make(max_steps: int, callbacks: list[Callback], **kwargs: Any) -> Trainer:
+        return trainer(max_steps=max_steps, callbacks=callbacks, **kwargs)
+
+    return make
 
 
 def _all_finite(state: dict[str, Tensor]) -> bool:
@@ -107,9 +110,11 @@ def test_bad_arguments_are_refused(kwargs: dict[str, Any], match: str) -> None:
         NonFiniteGuard(**kwargs)
 
 
-def test_stop_names_step_loss_parts_and_stage() -> None:
-    module = _module()
-    trainer = _trainer(6, [InjectInf("features.mixed_6a", {2}), NonFiniteGuard()])
+def test_stop_names_step_loss_parts_and_stage(
+    sgd_classifier: Callable, steps_trainer: Callable
+) -> None:
+    module = sgd_classifier()
+    trainer = steps_trainer(6, [InjectInf("features.mixed_6a", {2}), NonFiniteGuard()])
     with pytest.raises(NonFiniteError) as error:
         trainer.fit(module, _data(6))
     message = str(error.value)
@@ -121,10 +126,12 @@ def test_stop_names_step_loss_parts_and_stage() -> None:
     assert not any(m._forward_hooks for m in module.modules())  # the probes are gone
 
 
-def test_stop_keeps_last_good_checkpoint_and_state(tmp_path: Path) -> None:
-    module = _module(momentum=0.9)
+def test_stop_keeps_last_good_checkpoint_and_state(
+    tmp_path: Path, sgd_classifier: Callable, steps_trainer: Callable
+) -> None:
+    module = sgd_classifier(momentum=0.9)
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True, every_n_train_steps=1)
-    trainer = _trainer(6, [NonFiniteGuard(), checkpoint], enable_checkpointing=True)
+    trainer = steps_trainer(6, [NonFiniteGuard(), checkpoint], enable_checkpointing=True)
     with pytest.raises(NonFiniteError, match=r"global step 3 .*input batch itself"):
         trainer.fit(module, _data(6, nan_batches=(3,)))
     last = torch.load(tmp_path / "last.ckpt", weights_only=True)
@@ -136,11 +143,13 @@ def test_stop_keeps_last_good_checkpoint_and_state(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch=0-step=3.ckpt", "last.ckpt"]
 
 
-def test_skip_equals_a_run_without_the_bad_batches(tmp_path: Path) -> None:
+def test_skip_equals_a_run_without_the_bad_batches(
+    tmp_path: Path, sgd_classifier: Callable, steps_trainer: Callable
+) -> None:
     guard = NonFiniteGuard(policy="skip")
-    faulty = _module(momentum=0.9)
+    faulty = sgd_classifier(momentum=0.9)
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    trainer = _trainer(
+    trainer = steps_trainer(
         5,
         [InjectInf("features.mixed_5c", {3}), guard, checkpoint],
         enable_checkpointing=True,
@@ -155,8 +164,8 @@ def test_skip_equals_a_run_without_the_bad_batches(tmp_path: Path) -> None:
     assert trainer.callback_metrics["train/skipped_nonfinite"] == 2
 
     good = Subset(_data(5).dataset, [i for i in range(5 * BATCH) if i // BATCH in (0, 2, 4)])
-    clean = _module(momentum=0.9)
-    reference = _trainer(3, [])
+    clean = sgd_classifier(momentum=0.9)
+    reference = steps_trainer(3, [])
     reference.fit(clean, DataLoader(good, batch_size=BATCH))
 
     assert _all_finite(faulty.state_dict())
@@ -170,13 +179,15 @@ def test_skip_equals_a_run_without_the_bad_batches(tmp_path: Path) -> None:
     saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert saved["callbacks"][guard.state_key] == {"skipped": 2}
     resumed = NonFiniteGuard(policy="skip")
-    _trainer(6, [resumed]).fit(_module(), _data(6), ckpt_path=tmp_path / "last.ckpt")
+    steps_trainer(6, [resumed]).fit(sgd_classifier(), _data(6), ckpt_path=tmp_path / "last.ckpt")
     assert resumed.skipped == 2
 
 
-def test_check_every_n_steps_catches_an_unchecked_fault_later() -> None:
-    module = _module()
-    trainer = _trainer(
+def test_check_every_n_steps_catches_an_unchecked_fault_later(
+    sgd_classifier: Callable, steps_trainer: Callable
+) -> None:
+    module = sgd_classifier()
+    trainer = steps_trainer(
         6, [InjectInf("features.mixed_6a", {2}), NonFiniteGuard(check_every_n_steps=2)]
     )
     with pytest.raises(NonFiniteError, match="global step 3 "):  # checks steps 1, 3, 5
@@ -191,13 +202,15 @@ def test_state_dict_round_trip() -> None:
     assert other.skipped == 3
 
 
-def test_fp16_scaler_overflow_is_not_a_fault_but_a_nan_loss_is() -> None:
+def test_fp16_scaler_overflow_is_not_a_fault_but_a_nan_loss_is(
+    sgd_classifier: Callable, steps_trainer: Callable
+) -> None:
     def fit(nan_batches: tuple[int, ...]) -> GradScaler:
         # a huge initial scale overflows the fp16 gradients: the scaler skips those steps itself
         scaler = GradScaler("cpu", init_scale=2.0**40)
         plugin = MixedPrecision("16-mixed", "cpu", scaler=scaler)
-        trainer = _trainer(4, [NonFiniteGuard()], plugins=[plugin])
-        trainer.fit(_module(), _data(4, nan_batches))
+        trainer = steps_trainer(4, [NonFiniteGuard()], plugins=[plugin])
+        trainer.fit(sgd_classifier(), _data(4, nan_batches))
         assert trainer.global_step == 4
         return scaler
 

@@ -11,8 +11,8 @@ from lightning.pytorch import Callback, LightningDataModule, Trainer
 from timm.optim import RMSpropTF
 from torch.utils.data import DataLoader, TensorDataset
 
-from inception_lightning.module import InceptionClassifier
-from inception_lightning.optim import InceptionRMSprop, InceptionStepDecay
+from inception_lightning.training.module import InceptionClassifier
+from inception_lightning.training.optim import InceptionRMSprop, InceptionStepDecay
 
 TINY = {"width": 0.0625, "stem": "299", "aux_head": False}
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from inception_lightning import create_model
-from inception_lightning.weights import UnsafeCheckpointError, read_state_dict
+from inception_lightning.models.weights import UnsafeCheckpointError, read_state_dict
 
 TIMM_VARIANTS = ["inception_v3", "inception_v4", "inception_resnet_v2"]
 

@@ -1,15 +1,22 @@
-"""Data: the built-in shapes dataset and custom class-per-folder images."""
+"""Data: the built-in shapes dataset and custom class-per-folder images.
 
+The datasets, transforms and files import without Lightning; the datamodules load on first use.
+"""
+
+from inception_lightning._lazy import lazy_getattr
 from inception_lightning.data.boxes import Annotation, read_boxes, write_boxes
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.export import BOXES_FILE, write_dataset
 from inception_lightning.data.folder import ImageFolderDataset, MaskedImageFolderDataset
-from inception_lightning.data.folder_datamodule import ImageFolderDataModule
 from inception_lightning.data.images import decode_rgb, load_rgb
+from inception_lightning.data.protocol import LabelledImages
 from inception_lightning.data.scan import BadFile, ImageRecord, check_image
 from inception_lightning.data.shapes import SHAPES
-from inception_lightning.data.synthetic import SyntheticDataset, synthetic_classes
-from inception_lightning.data.synthetic_datamodule import SyntheticDataModule
+from inception_lightning.data.synthetic import (
+    SyntheticDataset,
+    synthetic_classes,
+    synthetic_preprocessing,
+)
 from inception_lightning.data.transforms import (
     INCEPTION_MEAN,
     INCEPTION_STD,
@@ -20,7 +27,14 @@ from inception_lightning.data.transforms import (
     train_geometry,
 )
 
+_LAZY = {
+    "ImageDataModule": "inception_lightning.data.datamodule",
+    "ImageFolderDataModule": "inception_lightning.data.folder_datamodule",
+    "SyntheticDataModule": "inception_lightning.data.synthetic_datamodule",
+}
+
 __all__ = [
+    *_LAZY,
     "BOXES_FILE",
     "INCEPTION_MEAN",
     "INCEPTION_STD",
@@ -28,13 +42,12 @@ __all__ = [
     "Annotation",
     "BadFile",
     "DatasetError",
-    "ImageFolderDataModule",
     "ImageFolderDataset",
     "ImageRecord",
+    "LabelledImages",
     "MaskedImageFolderDataset",
     "Normalize",
     "Preprocessing",
-    "SyntheticDataModule",
     "SyntheticDataset",
     "check_image",
     "decode_rgb",
@@ -43,7 +56,10 @@ __all__ = [
     "read_boxes",
     "resolve_preprocessing",
     "synthetic_classes",
+    "synthetic_preprocessing",
     "train_geometry",
     "write_boxes",
     "write_dataset",
 ]
+
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -31,9 +31,10 @@ def write_dataset(
     seed: int = 0,
     val_fraction: float = 0.1,
 ) -> Path:
-    """Render the built-in dataset into `out` (see the module docstring) and return `out`.
+    """Write the built-in shapes dataset as train/ and val/ class folders plus boxes.json.
 
-    The images are those `SyntheticDataModule` renders with the same arguments.
+    The images are those `SyntheticDataModule` renders with the same arguments; the boxes file
+    (object boxes and masks, see `data.boxes`) scores attribution reports. Returns `out`.
 
     Args:
         out: destination folder, created if missing.

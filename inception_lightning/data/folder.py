@@ -22,7 +22,7 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
 
     Items are not normalised: `normalize` turns them, or batches of them, into model input.
     `ImageFolderDataModule` applies it on the device after each batch's transfer; code that
-    reads items directly applies it itself (`explain.analysis.load` does).
+    reads items directly applies it itself (the explainers do). A `data.protocol.LabelledImages`.
 
     Args:
         records: the images, from `scan_files`.
@@ -43,6 +43,16 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         self.transform = transform
         self.normalize = normalize
 
+    @property
+    def labels(self) -> list[int]:
+        """Every item's class index, from the scan (no image is decoded)."""
+        return [record.label for record in self.records]
+
+    @property
+    def has_masks(self) -> bool:
+        """False: without a boxes file no object is known."""
+        return False
+
     def __len__(self) -> int:
         return len(self.records)
 
@@ -50,15 +60,16 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         record = self.records[index]
         return self.transform(decode_rgb(record.path)), record.label
 
+    def mask(self, index: int) -> Tensor:
+        """No object is known without a boxes file."""
+        raise KeyError(f"no boxes file: the object in {self.records[index].path} is unknown")
+
 
 class MaskedImageFolderDataset(ImageFolderDataset):
     """An `ImageFolderDataset` whose images have known objects (from a boxes file).
 
     Args:
-        records: the images, from `scan_files`.
-        classes: class names.
-        transform: uint8 image -> uint8 crop (the geometry).
-        normalize: uint8 images -> normalised float model input.
+        records, classes, transform, normalize: as for `ImageFolderDataset`.
         root: the folder the boxes file's paths are relative to.
         annotations: root-relative image path -> its object.
         geometry: the evaluation resize and crop, applied to masks.
@@ -78,6 +89,11 @@ class MaskedImageFolderDataset(ImageFolderDataset):
         self.root = root
         self.annotations = annotations
         self.geometry = geometry
+
+    @property
+    def has_masks(self) -> bool:
+        """True: the boxes file says where the objects are."""
+        return True
 
     def mask(self, index: int) -> Tensor:
         """The object's mask, bool [H, W], in the coordinates of the evaluation-transformed image.

@@ -11,10 +11,8 @@ Classes are the folder names under the training tree, sorted, as in torchvision'
 `bad_files="skip"` the bad ones are left out, and their list is written to `bad_files.txt` in the
 trainer's log directory, or in the current directory when no trainer is attached.
 
-Loader workers decode and crop to uint8; `on_after_batch_transfer` normalises each batch on the
-device, as timm's `PrefetchLoader` does. Batches reach the model normalised only through a
-Trainer given this datamodule (`trainer.fit(model, datamodule=dm)`, as LightningCLI does); the
-loaders on their own yield uint8 images, which `self.normalize` turns into model input.
+Loader workers decode and crop to uint8; batches are normalised on the device (see
+`data.datamodule.ImageDataModule`).
 """
 
 from __future__ import annotations
@@ -22,17 +20,15 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_warn
-from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from inception_lightning.data.boxes import Annotation, read_boxes
+from inception_lightning.data.datamodule import ImageDataModule
 from inception_lightning.data.errors import DatasetError, printable
 from inception_lightning.data.folder import ImageFolderDataset, MaskedImageFolderDataset
-from inception_lightning.data.loading import default_num_workers, make_loader
 from inception_lightning.data.scan import (
     BadFile,
     ImageRecord,
@@ -41,7 +37,6 @@ from inception_lightning.data.scan import (
     scan_files,
 )
 from inception_lightning.data.transforms import (
-    Normalize,
     eval_geometry,
     resolve_preprocessing,
     train_geometry,
@@ -50,7 +45,7 @@ from inception_lightning.data.transforms import (
 Splits = dict[str, list[ImageRecord]]
 
 
-class ImageFolderDataModule(LightningDataModule):
+class ImageFolderDataModule(ImageDataModule):
     """Class-per-folder images with Inception (or timm pretrained) preprocessing.
 
     Args:
@@ -90,13 +85,11 @@ class ImageFolderDataModule(LightningDataModule):
         num_workers: int | None = None,
         pin_memory: bool | None = None,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.root = Path(root).expanduser()
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
         if bad_files not in ("error", "skip"):
             raise ValueError(f"bad_files must be 'error' or 'skip', got {bad_files!r}")
+        self.root = Path(root).expanduser()
         self.split_dirs = {
             split: self.root / split
             for split in ("train", "val", "test")
@@ -107,23 +100,21 @@ class ImageFolderDataModule(LightningDataModule):
             raise DatasetError(f"{self.root} has {found} but no train/ folder")
         if not self.split_dirs:
             self.split_dirs = {"train": self.root}
-        self.classes = find_classes(self.split_dirs["train"])
-        self.preprocessing = resolve_preprocessing(pretrained_cfg, image_size, crop_pct)
-        self.train_transform = (
-            train_geometry(self.preprocessing, min_scale, hflip)
-            if augment
-            else eval_geometry(self.preprocessing)
+        preprocessing = resolve_preprocessing(pretrained_cfg, image_size, crop_pct)
+        super().__init__(
+            find_classes(self.split_dirs["train"]),
+            preprocessing,
+            batch_size,
+            num_workers,
+            pin_memory,
         )
-        self.eval_transform = eval_geometry(self.preprocessing)
-        self.normalize = Normalize(self.preprocessing.mean, self.preprocessing.std)
-        self.train_dataset: ImageFolderDataset | None = None
-        self.val_dataset: ImageFolderDataset | None = None
-        self.test_dataset: ImageFolderDataset | None = None
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes, known before `setup`."""
-        return len(self.classes)
+        self.save_hyperparameters()
+        self.train_transform = (
+            train_geometry(preprocessing, min_scale, hflip)
+            if augment
+            else eval_geometry(preprocessing)
+        )
+        self.eval_transform = eval_geometry(preprocessing)
 
     def setup(self, stage: str | None = None) -> None:
         """Scan every split once, apply the bad-file policy and build the datasets."""
@@ -149,22 +140,9 @@ class ImageFolderDataModule(LightningDataModule):
         if "test" in splits:
             self.test_dataset = self._dataset(splits["test"], train=False, annotations=annotations)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        if "test" not in self.split_dirs:
-            raise DatasetError(f"no test split: {self.root / 'test'} does not exist")
-        return self._loader(self.test_dataset, train=False)
-
     @override
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Normalise the batch's uint8 images where they now are: on the device."""
-        images, labels = batch
-        return [self.normalize(images), labels]
+    def missing_split(self, split: str) -> str:
+        return f"no {split} split: {self.root / split} does not exist"
 
     def _handle_bad_files(self, bad: list[BadFile]) -> None:
         listing = "\n".join(f"  {b.line()}" for b in bad)
@@ -226,17 +204,6 @@ class ImageFolderDataModule(LightningDataModule):
         return MaskedImageFolderDataset(
             records, self.classes, transform, self.normalize, self.root, annotations, geometry
         )
-
-    def _loader(self, dataset: ImageFolderDataset | None, train: bool) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError("call setup() before asking for a dataloader")
-        hp = self.hparams
-        if hp.num_workers is None:
-            workers = default_num_workers(self.trainer.num_devices if self.trainer else 1)
-        else:
-            workers = hp.num_workers
-        drop_last = train and len(dataset) > hp.batch_size
-        return make_loader(dataset, hp.batch_size, train, workers, hp.pin_memory, drop_last)
 
 
 def _hold_out(

@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from inception_lightning.data.shapes import SHAPES
+from inception_lightning.data.transforms import Normalize, Preprocessing
 
 Split = Literal["train", "val"]
 _SPLIT_IDS: dict[str, int] = {"train": 0, "val": 1}
@@ -73,10 +74,16 @@ def render_sample(
     return np.clip(pixels, 0, 255).astype(np.uint8), np.asarray(mask_image) > 0
 
 
-class SyntheticDataset(Dataset[tuple[Tensor, int]]):
-    """Pre-rendered split of the built-in dataset; items are `(image [3, H, W], label)`.
+def synthetic_preprocessing(image_size: int) -> Preprocessing:
+    """The built-in images' preprocessing: rendered at the input size (no crop), Inception's
+    mean and std of 0.5, so normalised pixels lie in [-1, 1]."""
+    return Preprocessing(image_size=image_size, crop_pct=1.0)
 
-    Images are normalised with Inception's mean and std of 0.5, so pixel values lie in [-1, 1].
+
+class SyntheticDataset(Dataset[tuple[Tensor, int]]):
+    """Pre-rendered split of the built-in dataset; items are `(uint8 image [3, H, W], label)`.
+
+    A `data.protocol.LabelledImages`: `normalize` makes items model input.
 
     Args:
         split: "train" or "val"; the splits are drawn from disjoint seeds.
@@ -110,12 +117,19 @@ class SyntheticDataset(Dataset[tuple[Tensor, int]]):
         self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
         """uint8 [N, 3, H, W], the images before normalisation."""
         self.masks = torch.from_numpy(masks)
+        preprocessing = synthetic_preprocessing(image_size)
+        self.normalize = Normalize(preprocessing.mean, preprocessing.std)
+
+    @property
+    def has_masks(self) -> bool:
+        """Always: every rendered object's mask is known."""
+        return True
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        return self.images[index].float().div_(127.5).sub_(1.0), self.labels[index]
+        return self.images[index], self.labels[index]
 
     def mask(self, index: int) -> Tensor:
         """The object's mask, bool [H, W]; the images need no evaluation transform."""

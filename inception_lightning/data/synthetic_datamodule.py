@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader
+from inception_lightning.data.datamodule import ImageDataModule
+from inception_lightning.data.synthetic import (
+    SyntheticDataset,
+    synthetic_classes,
+    synthetic_preprocessing,
+)
 
-from inception_lightning.data.loading import make_loader
-from inception_lightning.data.synthetic import SyntheticDataset, synthetic_classes
 
-
-class SyntheticDataModule(LightningDataModule):
+class SyntheticDataModule(ImageDataModule):
     """Train and val splits of the built-in shapes dataset (see `data.synthetic`).
 
     Args:
@@ -36,18 +37,16 @@ class SyntheticDataModule(LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            synthetic_classes(num_classes),
+            synthetic_preprocessing(image_size),
+            batch_size,
+            num_workers,
+            pin_memory,
+        )
         self.save_hyperparameters()
-        self.classes = synthetic_classes(num_classes)
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
-        self.train_dataset: SyntheticDataset | None = None
-        self.val_dataset: SyntheticDataset | None = None
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes, known before `setup`."""
-        return len(self.classes)
 
     def setup(self, stage: str | None = None) -> None:
         """Render both splits once."""
@@ -63,16 +62,3 @@ class SyntheticDataModule(LightningDataModule):
         )
         self.train_dataset = SyntheticDataset("train", hp.num_samples - num_val, **common)
         self.val_dataset = SyntheticDataset("val", num_val, **common)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, train=False)
-
-    def _loader(self, dataset: SyntheticDataset | None, train: bool) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError("call setup() before asking for a dataloader")
-        hp = self.hparams
-        drop_last = train and len(dataset) > hp.batch_size
-        return make_loader(dataset, hp.batch_size, train, hp.num_workers, hp.pin_memory, drop_last)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torchvision.transforms import InterpolationMode, v2
 
-from inception_lightning.registry import get_entry, list_models
+from inception_lightning.models.registry import get_entry, list_models
 
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
@@ -109,6 +109,12 @@ class Normalize:
             raise TypeError(f"Normalize takes uint8 images, got {images.dtype}")
         mean, std = _channel_stats(self.mean, self.std, images.device)
         return images.to(torch.float32).mul_(1.0 / 255).sub_(mean).div_(std)
+
+    def invert(self, inputs: Tensor) -> Tensor:
+        """Model input back to uint8 images in their true colours (rounded, clipped)."""
+        mean, std = _channel_stats(self.mean, self.std, inputs.device)
+        pixels = (inputs.detach().float() * std + mean) * 255
+        return pixels.round_().clamp_(0, 255).to(torch.uint8)
 
 
 @functools.cache

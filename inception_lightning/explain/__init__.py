@@ -1,15 +1,16 @@
-"""Grad-CAM maps, attribution metrics and attribution reports."""
+"""Attribution maps, their metrics, the explainer pipeline and reports. Imports no Lightning."""
 
-from inception_lightning.explain.analysis import (
+from inception_lightning.explain.explainer import (
+    Batch,
+    Explainer,
     Explanation,
     balanced_sample,
-    dataset_labels,
     explain,
     load,
     predict,
     summarize,
 )
-from inception_lightning.explain.gradcam import GradCAM, default_layer, eval_mode, layer_grids
+from inception_lightning.explain.gradcam import GradCAM, default_layer, eval_mode
 from inception_lightning.explain.metrics import (
     auc,
     blur,
@@ -24,20 +25,20 @@ from inception_lightning.explain.metrics import (
 from inception_lightning.explain.report import safe_name, write_report
 
 __all__ = [
+    "Batch",
+    "Explainer",
     "Explanation",
     "GradCAM",
     "auc",
     "balanced_sample",
     "blur",
     "boxes_to_masks",
-    "dataset_labels",
     "default_layer",
     "deletion_auc",
     "energy_pointing_game",
     "eval_mode",
     "explain",
     "insertion_auc",
-    "layer_grids",
     "load",
     "perturbation_curve",
     "pointing_game",

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from captum.attr import LayerGradCam
 from torch import Tensor, nn
 
-from inception_lightning.blocks import iter_blocks
+from inception_lightning.models.blocks import iter_blocks
 
 SignMode = Literal["relu", "abs", "signed"]
 Interpolation = Literal["bilinear", "bicubic", "nearest"]
@@ -37,28 +37,6 @@ def default_layer(model: nn.Module) -> str:
     if not names:
         raise ValueError("the model has no Inception block; name a target layer explicitly")
     return names[-1]
-
-
-def layer_grids(model: nn.Module, names: Sequence[str], size: tuple[int, int]) -> dict[str, tuple]:
-    """Spatial output size of each named layer for a `size` input (one forward on zeros)."""
-    grids: dict[str, tuple] = {}
-    handles = []
-    try:
-        for name in names:
-            module = model.get_submodule(name)
-
-            def hook(_m: nn.Module, _i: object, out: Tensor, name: str = name) -> None:
-                grids[name] = tuple(out.shape[2:])
-
-            handles.append(module.register_forward_hook(hook))
-        param = next(model.parameters())
-        x = torch.zeros(1, 3, *size, device=param.device, dtype=param.dtype)
-        with eval_mode(model), torch.no_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return grids
 
 
 class GradCAM:
@@ -112,9 +90,9 @@ class GradCAM:
         self.interpolation = interpolation
         self.batch_size = batch_size
 
-    def grid(self, size: tuple[int, int]) -> tuple[int, int]:
-        """The coarse map's size for an input of `size`."""
-        return layer_grids(self.model, [self.layer], size)[self.layer]
+    def grid(self, inputs: Tensor) -> tuple[int, int]:
+        """The coarse map's size for inputs like `inputs` (one image is attributed)."""
+        return tuple(self.attribute(inputs[:1], [0], upsample=False).shape[-2:])
 
     def attribute(
         self, inputs: Tensor, targets: Tensor | Sequence[int], upsample: bool = True

@@ -12,17 +12,16 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
-
-def to_rgb(image: Tensor) -> np.ndarray:
-    """A `[3, H, W]` model input as `uint8 [H, W, 3]`, min-max stretched to show any
-    normalised input."""
-    x = image.detach().float().cpu()
-    x = (x - x.min()) / (x.max() - x.min()).clamp(min=1e-12)
-    return (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+from inception_lightning.explain.explainer import Explanation
 
 
-def overlay(image: Tensor, cam: Tensor, alpha: float = 0.5) -> np.ndarray:
-    """The map blended over the image, `uint8 [H, W, 3]`.
+def to_rgb(pixels: Tensor) -> np.ndarray:
+    """A uint8 `[3, H, W]` image as `uint8 [H, W, 3]`, its colours as stored."""
+    return pixels.detach().cpu().permute(1, 2, 0).numpy()
+
+
+def overlay(pixels: Tensor, cam: Tensor, alpha: float = 0.5) -> np.ndarray:
+    """The map blended over the uint8 `[3, H, W]` image, `uint8 [H, W, 3]`.
 
     Non-negative maps are scaled by their maximum and drawn with "jet"; maps with negative
     values are scaled by their largest magnitude and drawn with the diverging "RdBu_r",
@@ -36,7 +35,7 @@ def overlay(image: Tensor, cam: Tensor, alpha: float = 0.5) -> np.ndarray:
         m = m / m.max().clamp(min=1e-12)
         cmap = colormaps["jet"]
     heat = cmap(m.numpy())[..., :3]
-    blend = (1 - alpha) * to_rgb(image) / 255.0 + alpha * heat
+    blend = (1 - alpha) * to_rgb(pixels) / 255.0 + alpha * heat
     return (np.clip(blend, 0, 1) * 255).round().astype(np.uint8)
 
 
@@ -70,3 +69,21 @@ def caption(true: str, pred: str, prob: float, target: str | None = None) -> str
     """`true / pred (prob)`, with the map's class when it is neither the default."""
     text = f"true: {true}\npred: {pred} ({prob:.2f})"
     return text if target is None else f"{text}\nmap: {target}"
+
+
+def explanation_grid(expl: Explanation, classes: Sequence[str]) -> np.ndarray:
+    """Every explained image's overlay, captioned; a mistake shows the maps of the predicted
+    class and of the true class side by side."""
+    tiles, captions = [], []
+    for i, (label, pred) in enumerate(zip(expl.labels.tolist(), expl.preds.tolist(), strict=True)):
+        prob = float(expl.probs[i, pred])
+        if label == pred:
+            tiles.append(overlay(expl.pixels[i], expl.maps[i]))
+            captions.append(caption(classes[label], classes[pred], prob))
+            continue
+        tiles += [overlay(expl.pixels[i], expl.pred_maps[i]), overlay(expl.pixels[i], expl.maps[i])]
+        captions += [
+            caption(classes[label], classes[pred], prob, classes[pred]),
+            caption(classes[label], classes[pred], prob, classes[label]),
+        ]
+    return grid(tiles, captions)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader
 
-from inception_lightning.explain.analysis import Explanation, summarize
+from inception_lightning.explain.explainer import Explanation, summarize
 from inception_lightning.explain.render import overlay, png_bytes, to_rgb
+from inception_lightning.files import atomic_write
 
 _ENV = Environment(
     loader=PackageLoader("inception_lightning.explain", "templates"), autoescape=True
@@ -26,21 +25,13 @@ def safe_name(text: str, limit: int = 40) -> str:
 
 
 def write_atomic(out: Path, relative: str, data: bytes) -> str:
-    """Write `data` to `out / relative` through a temp file and a rename; refuse any path
+    """Write `data` to `out / relative` atomically (`files.atomic_write`); refuse any path
     that resolves outside `out`. Returns `relative`."""
     root = out.resolve()
     target = (root / relative).resolve()
     if not target.is_relative_to(root):
         raise ValueError(f"refusing to write {relative!r} outside {root}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(target, data)
     return relative
 
 
@@ -86,7 +77,7 @@ def write_report(
 def _item(out: Path, expl: Explanation, classes: Sequence[str], i: int) -> dict[str, Any]:
     index, label, pred = int(expl.indices[i]), int(expl.labels[i]), int(expl.preds[i])
     stem = f"img/{index:06d}-{safe_name(classes[label])}"
-    image = expl.images[i]
+    image = expl.pixels[i]
     files = {
         "original": write_atomic(out, f"{stem}-original.png", png_bytes(to_rgb(image))),
         "overlay": write_atomic(out, f"{stem}-true.png", png_bytes(overlay(image, expl.maps[i]))),

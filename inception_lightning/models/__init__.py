@@ -1,11 +1,33 @@
-"""The registered variants."""
+"""The networks: declarative specs, generic blocks, the four registered variants. No Lightning."""
 
+from inception_lightning.models.blocks import (
+    InceptionBlock,
+    ResidualInceptionBlock,
+    iter_blocks,
+    iter_branches,
+    iter_residual_blocks,
+)
 from inception_lightning.models.inception_resnet import INCEPTION_RESNET_V1, INCEPTION_RESNET_V2
 from inception_lightning.models.inception_v3 import INCEPTION_V3
 from inception_lightning.models.inception_v4 import INCEPTION_V4
-from inception_lightning.registry import register_model
+from inception_lightning.models.net import Architecture, InceptionNet, InputTooSmallError
+from inception_lightning.models.registry import create_model, list_models, register_model
 
 register_model("inception_v3", INCEPTION_V3, timm_name="inception_v3.tf_in1k")
 register_model("inception_v4", INCEPTION_V4, timm_name="inception_v4.tf_in1k")
 register_model("inception_resnet_v1", INCEPTION_RESNET_V1)
 register_model("inception_resnet_v2", INCEPTION_RESNET_V2, timm_name="inception_resnet_v2.tf_in1k")
+
+__all__ = [
+    "Architecture",
+    "InceptionBlock",
+    "InceptionNet",
+    "InputTooSmallError",
+    "ResidualInceptionBlock",
+    "create_model",
+    "iter_blocks",
+    "iter_branches",
+    "iter_residual_blocks",
+    "list_models",
+    "register_model",
+]

@@ -6,10 +6,11 @@ the paper's Figs. 7 and 10-14.
 
 from __future__ import annotations
 
+from inception_lightning.models.inception_v3 import STEM as V3_STEM
 from inception_lightning.models.inception_v3 import STEMS as V3_STEMS
 from inception_lightning.models.inception_v4 import reduction_a
-from inception_lightning.net import Architecture, low_resolution_stems
-from inception_lightning.specs import BlockSpec, Conv, Pool, Stage
+from inception_lightning.models.net import Architecture, low_resolution_stems
+from inception_lightning.models.specs import BlockSpec, Conv, Pool, Stage
 
 # The paper's residual scales per grid (sect. 3.3, as TF-slim sets them).
 SCALE_35, SCALE_17, SCALE_8 = 0.17, 0.10, 0.20
@@ -73,15 +74,8 @@ def mixed_5b() -> BlockSpec:
     }
 
 
-V1_STEM = (  # Fig. 14
-    Stage("conv2d_1a_3x3", Conv(32, 3, stride=2)),
-    Stage("conv2d_2a_3x3", Conv(32, 3)),
-    Stage("conv2d_2b_3x3", Conv(64, 3, padding=1)),
-    Stage("maxpool_3a_3x3", MAX),
-    Stage("conv2d_3b_1x1", Conv(80)),
-    Stage("conv2d_4a_3x3", Conv(192, 3)),
-    Stage("conv2d_4b_3x3", Conv(256, 3, stride=2)),
-)
+# Fig. 14: v3's stem, with a stride-2 conv to 256 channels in place of its last max pool.
+V1_STEM = (*V3_STEM[:-1], Stage("conv2d_4b_3x3", Conv(256, 3, stride=2)))
 
 INCEPTION_RESNET_V1 = Architecture(
     stems=low_resolution_stems(V1_STEM, first_pool="maxpool_3a_3x3"),

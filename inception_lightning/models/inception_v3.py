@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from inception_lightning.net import Architecture, low_resolution_stems
-from inception_lightning.specs import BlockSpec, Conv, Fork, Pool, Stage
+from inception_lightning.models.net import Architecture, low_resolution_stems
+from inception_lightning.models.specs import BlockSpec, Conv, Fork, Pool, Stage
 
 # timm (from torchvision) pads its branch avg pools with zeros that count in the mean,
 # where TF-slim's SAME pooling does not; we follow timm so its weights give the same logits.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from inception_lightning.net import Architecture
-from inception_lightning.specs import BlockSpec, Conv, Fork, Pool, Stage
+from inception_lightning.models.net import Architecture
+from inception_lightning.models.specs import BlockSpec, Conv, Fork, Pool, Stage
 
 AVG = Pool("avg", 3, stride=1, padding=1, count_include_pad=False)  # TF-slim's SAME avg pool
 MAX = Pool("max", 3, stride=2)

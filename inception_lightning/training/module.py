@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -12,16 +11,15 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities.parsing import lightning_getattr
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 from typing_extensions import override
 
-from inception_lightning.ema import InceptionEMA
-from inception_lightning.multicrop import SCHEMES, average_probs
-from inception_lightning.net import InceptionNet
-from inception_lightning.optim import InceptionRMSprop, InceptionStepDecay
-from inception_lightning.registry import create_model
+from inception_lightning.models.net import InceptionNet
+from inception_lightning.models.registry import create_model
+from inception_lightning.training.contract import NetworkProvider
+from inception_lightning.training.evaluation import SCHEMES, average_probs, load_ensemble
+from inception_lightning.training.optim import InceptionRMSprop, InceptionStepDecay
 
 Batch = tuple[Tensor, Tensor]
 
@@ -38,11 +36,12 @@ class InceptionClassifier(LightningModule):
     on the main logits and log `loss`, `acc1`, `acc5` and `ece` (expected calibration error)
     under `val/` and `test/`.
 
-    EMA: with the `InceptionEMA` callback, each validation epoch also evaluates the averaged
-    weights (once they have been updated) and logs them under `val_ema/`.
+    Further networks are evaluated beside the trained one through `add_eval_network`: the
+    `InceptionEMA` callback adds its averaged weights, logged under `val_ema/` once updated.
 
     The recipe's other half lives in the Trainer: gradient-norm clipping at 2.0 is
-    `Trainer(gradient_clip_val=2.0)` (conf/fit.yaml), mixed precision is `Trainer(precision=...)`.
+    `Trainer(gradient_clip_val=2.0)` (conf/fit.yaml), mixed precision is `Trainer(precision=...)`;
+    fine-tuning's frozen backbone and BatchNorm statistics are the `FineTuning` callback's.
 
     Args:
         model: a name from `list_models()`.
@@ -63,11 +62,7 @@ class InceptionClassifier(LightningModule):
         checkpoint_path: start from a local state dict (ours, a Lightning checkpoint, or timm's).
         trust_pickle: let `checkpoint_path` unpickle arbitrary objects (refused by default:
             only for files you made yourself).
-        freeze_backbone_epochs: train only the heads for this many epochs. Under DDP use
-            `strategy: ddp_find_unused_parameters_true`, since frozen parameters get no gradient.
         backbone_lr_scale: the backbone group's lr relative to the heads'.
-        bn_policy: "train" updates BN statistics in training; "frozen" keeps every BN layer in
-            eval mode, so running statistics never move (their affine weights still train).
         channels_last: use the channels-last memory format for the network and the images.
         compile_model: `torch.compile` the network; a dict gives `torch.compile` arguments.
         test_crops: evaluate the test set on 1, 12 or 144 views per image (see `multicrop`).
@@ -92,9 +87,7 @@ class InceptionClassifier(LightningModule):
         pretrained: bool = False,
         checkpoint_path: str | None = None,
         trust_pickle: bool = False,
-        freeze_backbone_epochs: int = 0,
         backbone_lr_scale: float = 1.0,
-        bn_policy: Literal["train", "frozen"] = "train",
         channels_last: bool = False,
         compile_model: bool | dict[str, Any] = False,
         test_crops: int = 1,
@@ -102,8 +95,6 @@ class InceptionClassifier(LightningModule):
         ensemble_checkpoints: list[str] | None = None,
     ) -> None:
         super().__init__()
-        if bn_policy not in ("train", "frozen"):
-            raise ValueError(f"bn_policy must be 'train' or 'frozen', got {bn_policy!r}")
         if test_crops not in SCHEMES:
             raise ValueError(f"test_crops must be one of {SCHEMES}, got {test_crops}")
         # Initial weights and optimiser factories stay out: the checkpoint holds the weights,
@@ -132,11 +123,22 @@ class InceptionClassifier(LightningModule):
         self.scheduler = scheduler or InceptionStepDecay
         self.ensemble_checkpoints = list(ensemble_checkpoints or [])
         self.metrics = nn.ModuleDict(
-            {stage: _metrics(num_classes, stage) for stage in ("val", "val_ema", "test")}
+            {stage: _metrics(num_classes, stage) for stage in ("val", "test")}
         )
         self._compiled_forward: Callable[[Tensor], tuple[Tensor, Tensor | None]] | None = None
-        self._ema_network: nn.Module | None = None
+        self._eval_providers: dict[str, NetworkProvider] = {}
+        self._eval_networks: dict[str, nn.Module] = {}
         self._ensemble: list[nn.Module] = []
+
+    def add_eval_network(self, name: str, provider: NetworkProvider) -> None:
+        """Evaluate `provider()` beside `model` in every validation epoch, as `val_<name>/...`.
+
+        The provider is called at the start of each validation epoch; None skips that epoch.
+        """
+        stage = f"val_{name}"
+        self._eval_providers[name] = provider
+        if stage not in self.metrics:
+            self.metrics[stage] = _metrics(self.hparams.num_classes, stage).to(self.device)
 
     @override
     def forward(self, x: Tensor) -> Tensor:
@@ -174,8 +176,8 @@ class InceptionClassifier(LightningModule):
         images, target = batch
         images = self._model_input(images)
         self._evaluate(self.model(images), target, "val")
-        if self._ema_network is not None:
-            self._evaluate(self._ema_network(images), target, "val_ema")
+        for name, network in self._eval_networks.items():
+            self._evaluate(network(images), target, f"val_{name}")
 
     @override
     def test_step(self, batch: Batch, batch_idx: int) -> None:
@@ -219,31 +221,22 @@ class InceptionClassifier(LightningModule):
             self.model.compile(**options)
 
     @override
-    def on_train_epoch_start(self) -> None:
-        self._apply_bn_policy()
-        if self.hparams.freeze_backbone_epochs > 0:
-            trainable = self.current_epoch >= self.hparams.freeze_backbone_epochs
-            self.model.features.requires_grad_(trainable)
-
-    @override
     def on_validation_epoch_start(self) -> None:
-        ema = next((cb for cb in self.trainer.callbacks if isinstance(cb, InceptionEMA)), None)
-        self._ema_network = None if ema is None else ema.average_network()
+        networks = {name: provider() for name, provider in self._eval_providers.items()}
+        self._eval_networks = {name: net for name, net in networks.items() if net is not None}
 
     @override
     def on_validation_epoch_end(self) -> None:
-        self._ema_network = None
+        self._eval_networks = {}
 
     @override
     def on_test_start(self) -> None:
-        kwargs = self.hparams.model_kwargs or {}
+        hp = self.hparams
         self._ensemble = [
-            create_model(
-                self.hparams.model, self.hparams.num_classes, checkpoint_path=path, **kwargs
+            network.to(self.device, memory_format=self._memory_format)
+            for network in load_ensemble(
+                self.ensemble_checkpoints, hp.model, hp.num_classes, hp.model_kwargs or {}
             )
-            .to(self.device, memory_format=self._memory_format)
-            .eval()
-            for path in self.ensemble_checkpoints
         ]
 
     @override
@@ -264,21 +257,6 @@ class InceptionClassifier(LightningModule):
     @property
     def _memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.hparams.channels_last else torch.contiguous_format
-
-    @override
-    def train(self, mode: bool = True) -> Self:
-        """Set the train/eval mode; with `bn_policy="frozen"` BN layers always stay in eval."""
-        super().train(mode)
-        if mode:
-            self._apply_bn_policy()
-        return self
-
-    def _apply_bn_policy(self) -> None:
-        # Lightning never calls train() at fit start, so on_train_epoch_start applies it too.
-        if self.hparams.bn_policy == "frozen":
-            for module in self.model.modules():
-                if isinstance(module, _BatchNorm):
-                    module.eval()
 
     @override
     def configure_optimizers(self) -> dict[str, Any]:
@@ -312,33 +290,6 @@ class InceptionClassifier(LightningModule):
         trainer = self.trainer
         global_batch = batch_size * trainer.world_size * trainer.accumulate_grad_batches
         return global_batch / reference
-
-    @staticmethod
-    def export(ckpt: str | Path, out: str | Path, weights: Literal["ema", "raw"] = "ema") -> Path:
-        """Write the network's weights from a Lightning checkpoint as a plain state dict.
-
-        `create_model(name, ..., checkpoint_path=out)` loads the file without a Trainer.
-
-        Args:
-            ckpt: a checkpoint written while training this module.
-            out: the `.pt` file to write.
-            weights: "ema" (the averaged weights) or "raw" (the optimiser's weights).
-        """
-        if weights not in ("ema", "raw"):
-            raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
-        checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
-        has_ema = "current_model_state" in checkpoint
-        if weights == "ema" and not has_ema:
-            raise ValueError(
-                f"{ckpt} holds no EMA weights (trained without InceptionEMA, or saved before its "
-                "first update); export weights='raw'"
-            )
-        state = checkpoint["current_model_state" if weights == "raw" and has_ema else "state_dict"]
-        network = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(network, out)
-        return out
 
 
 def _metrics(num_classes: int, stage: str) -> MetricCollection:

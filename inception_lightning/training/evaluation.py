@@ -1,4 +1,6 @@
-"""Multi-crop evaluation (GoogLeNet paper sect. 10) and checkpoint ensembles, averaging softmax.
+"""Test-time evaluation: multi-crop (GoogLeNet paper sect. 10) and checkpoint ensembles.
+
+Both average softmax probabilities.
 
 144 crops: the image resized to 4 scales (shorter side 256, 288, 320 and 352 for a 224 crop,
 here scaled to `crop_size`), 3 squares per scale (left, centre, right; top, centre, bottom for
@@ -13,9 +15,12 @@ v3 and v4 papers report 12-crop results without defining them; this is the sub-s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
+from inception_lightning.models.registry import create_model
 
 SCALE_RATIOS = (256 / 224, 288 / 224, 320 / 224, 352 / 224)
 SCHEMES = (1, 12, 144)
@@ -70,6 +75,19 @@ def average_probs(
     if total is None:
         raise ValueError("average_probs needs at least one network")
     return total / count
+
+
+def load_ensemble(
+    paths: Sequence[str], name: str, num_classes: int, model_kwargs: dict[str, Any]
+) -> list[nn.Module]:
+    """Networks of one architecture from checkpoints or state dicts, in eval mode, on the CPU.
+
+    Lightning checkpoints give their `state_dict`: the EMA weights when the run kept them.
+    """
+    return [
+        create_model(name, num_classes, checkpoint_path=path, **model_kwargs).eval()
+        for path in paths
+    ]
 
 
 def _resize_shorter(images: Tensor, size: int) -> Tensor:

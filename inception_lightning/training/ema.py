@@ -9,9 +9,13 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 from typing_extensions import override
+
+from inception_lightning.training.checkpoints import network_state, store_average, stored_average
+from inception_lightning.training.contract import network_of
 
 SHARDED_STRATEGIES = (FSDPStrategy, ModelParallelStrategy, DeepSpeedStrategy)
 
@@ -28,7 +32,7 @@ class WarmupEMAModel(AveragedModel):
     so an update costs no Python step per tensor and no host-device sync.
 
     Args:
-        model: the LightningModule to average (deep-copied).
+        model: the network to average (deep-copied).
         decay: the decay after the warm-up.
         device: where the average lives; by default the model's device.
         use_buffers: average BN statistics too (TF averaged its moving averages); if False
@@ -105,23 +109,27 @@ class WarmupEMAModel(AveragedModel):
 
 
 class InceptionEMA(EMAWeightAveraging):
-    """EMA weights kept beside the raw ones, for evaluating both in one validation epoch.
+    """EMA of the network's weights, evaluated beside the raw ones in every validation epoch.
 
-    Departures from Lightning's `EMAWeightAveraging`:
+    Departures from Lightning's `EMAWeightAveraging`, whose update schedule (`should_update`)
+    and state (`state_dict`) it keeps:
 
+    - it averages the network alone (`pl_module.model`), not the whole LightningModule, whose
+      deep copy would take its optimiser factories along (which cannot always be copied, e.g.
+      those jsonargparse builds from a YAML `optimizer:` under DDP) and its metrics;
     - the update is `WarmupEMAModel`'s: TF's decay warm-up and `torch._foreach` kernels;
-    - validation does not swap the average into the module. `InceptionClassifier` evaluates the
-      raw model and `average_network()` in the same `validation_step`, logging `val/...` and
-      `val_ema/...`; `average_network()` is None until the first update, so an average that was
-      never updated is never evaluated (Lightning swaps it in regardless);
-    - at the end of training the average is copied into the module (as Lightning does) only if
+    - validation does not swap the average into the module: the module evaluates it beside the
+      raw network, through `add_eval_network("ema", ...)`, and logs `val_ema/...`;
+      `average_network()` is None until the first update, so an average that was never updated
+      is never evaluated (Lightning swaps it in regardless);
+    - at the end of training the average is copied into the network (as Lightning does) only if
       it was ever updated;
     - sharded strategies (FSDP, DeepSpeed, ModelParallel) are refused: the average is a deep copy
-      of the unsharded module, which does not exist on any one rank.
+      of the unsharded network, which does not exist on any one rank.
 
-    Checkpoints keep Lightning's layout: `state_dict` holds the EMA weights (what
-    `load_from_checkpoint` and `read_state_dict` see), `current_model_state` the raw weights and
-    `averaging_state` the update count; resuming restores both and continues the warm-up.
+    Checkpoints keep Lightning's layout (see `training.checkpoints`): `state_dict` holds the EMA
+    weights, `current_model_state` the raw ones and `averaging_state` the update count;
+    resuming restores both and continues the warm-up.
 
     Args:
         decay: the decay after the warm-up (TF-slim's Inception training: 0.9999).
@@ -147,12 +155,13 @@ class InceptionEMA(EMAWeightAveraging):
         )
         self.decay = decay
         self._average_model: WarmupEMAModel | None = None
+        self._network: nn.Module | None = None
 
     def average_network(self) -> nn.Module | None:
-        """The averaged `pl_module.model` (in eval mode), or None before the first update."""
+        """The averaged network (in eval mode), or None before the first update."""
         if self._average_model is None or self._average_model.num_updates == 0:
             return None
-        return self._average_model.module.model
+        return self._average_model.module
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -161,13 +170,40 @@ class InceptionEMA(EMAWeightAveraging):
         if isinstance(trainer.strategy, SHARDED_STRATEGIES):
             raise ValueError(
                 f"EMA weights cannot be kept under {type(trainer.strategy).__name__}: the average "
-                "is a deep copy of the whole module, and a sharded module has no rank holding "
+                "is a deep copy of the whole network, and a sharded network has no rank holding "
                 "all its parameters. Remove the EMA callback, or train with strategy=ddp."
             )
+        self._network = network_of(pl_module)
         self._average_model = WarmupEMAModel(
-            pl_module, self.decay, self._device or pl_module.device, self._use_buffers
+            self._network, self.decay, self._device, self._use_buffers
         )
         self._average_model.eval()
+        pl_module.add_eval_network("ema", self.average_network)
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Follow the network to the device the strategy moved it to after `setup`."""
+        if self._device is None and self._average_model is not None:
+            self._average_model.to(next(self._network.parameters()).device)
+
+    @override
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Lightning's update rule, applied to the network."""
+        step = trainer.global_step
+        if step > self._latest_update_step and self.should_update(step_idx=step - 1):
+            self._average_model.update_parameters(self._network)
+            self._latest_update_step = step
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """No epoch-wise updates: the average follows optimiser steps."""
 
     @override
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -178,14 +214,37 @@ class InceptionEMA(EMAWeightAveraging):
         """Nothing was swapped, so nothing is swapped back."""
 
     @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        average = self.average_network()
+        if average is not None:
+            self._network.load_state_dict(average.state_dict())
+
+    @override
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         """Lightning's layout once the average exists; before that, the raw weights alone."""
-        if self.average_network() is not None:
-            super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        average = self.average_network()
+        if average is not None:
+            counts = {"n_averaged": self._average_model.n_averaged}
+            store_average(checkpoint, average.state_dict(), counts)
 
     @override
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.average_network() is not None:
-            super().on_train_end(trainer, pl_module)
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """Restore the average and the raw weights; a checkpoint without an average seeds both."""
+        if self._average_model is None:  # validate / test / predict: nothing to restore
+            return
+        stored = stored_average(checkpoint)
+        if stored is None:
+            rank_zero_warn(
+                "the checkpoint holds no EMA weights: the average starts from its weights"
+            )
+            self._average_model.module.load_state_dict(network_state(checkpoint, "raw"))
+            return
+        average, counts, raw = stored
+        self._average_model.load_state_dict(
+            {**{f"module.{k}": v for k, v in average.items()}, **counts}
+        )
+        pl_module.load_state_dict(raw)

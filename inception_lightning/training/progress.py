@@ -8,7 +8,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.callbacks.progress.rich_progress import RichProgressBarTheme
 
-from inception_lightning.cadence import writes_logs
+from inception_lightning._compat import writes_logs
 
 
 class LoggingStepProgressBar(RichProgressBar):

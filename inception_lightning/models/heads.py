@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from inception_lightning.layers import ConvBNAct
-from inception_lightning.specs import Conv, Pool, out_size, scale_chs
+from inception_lightning.models.layers import ConvBNAct
+from inception_lightning.models.specs import Conv, Pool, out_size, scale_chs
 
 
 class ClassifierHead(nn.Module):

@@ -6,6 +6,7 @@ import logging
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -20,24 +21,22 @@ class UnsafeCheckpointError(RuntimeError):
     """A file needs arbitrary unpickling, which is refused unless explicitly allowed."""
 
 
-def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, Tensor]:
-    """Read a state dict from a `.pt`/`.pth`/`.ckpt` or `.safetensors` file.
+# A Lightning checkpoint keeps the LightningModule's weights under this key, and the network's
+# own under the prefix of `InceptionClassifier.model`; `training.checkpoints` builds on both.
+STATE_DICT_KEY = "state_dict"
+NETWORK_PREFIX = "model."
 
-    Lightning checkpoints are unwrapped (`state_dict`, without the `model.` prefix).
 
-    Args:
-        path: the file.
-        trust_pickle: allow arbitrary unpickling; only for files you made yourself.
+def load_file(path: str | Path, trust_pickle: bool = False) -> Any:
+    """`torch.load` a file onto the CPU, with `weights_only=True` unless `trust_pickle`.
+
+    Raises `FileNotFoundError` or `UnsafeCheckpointError` naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist or is not a file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(
             f"{path} holds objects that only arbitrary unpickling can rebuild, which could run "
@@ -45,11 +44,29 @@ def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, T
             "(CLI: --model.trust_pickle true). Loader said: "
             f"{str(err).splitlines()[0]}"
         ) from None
-    if isinstance(obj, Mapping) and "state_dict" in obj:
-        obj = obj["state_dict"]
+
+
+def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, Tensor]:
+    """Read a network's state dict from a `.pt`/`.pth`/`.ckpt` or `.safetensors` file.
+
+    Lightning checkpoints are unwrapped: their `state_dict` without the `model.` prefix (the EMA
+    weights when the run kept them; `training.checkpoints.network_state` picks either set).
+
+    Args:
+        path: the file.
+        trust_pickle: allow arbitrary unpickling; only for files you made yourself.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors" and path.is_file():
+        from safetensors.torch import load_file as load_safetensors
+
+        return load_safetensors(path)
+    obj = load_file(path, trust_pickle)
+    if isinstance(obj, Mapping) and STATE_DICT_KEY in obj:
+        obj = obj[STATE_DICT_KEY]
     if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
-    return {k.removeprefix("model."): v for k, v in obj.items()}
+    return {k.removeprefix(NETWORK_PREFIX): v for k, v in obj.items()}
 
 
 def is_native(state: Mapping[str, Tensor]) -> bool:

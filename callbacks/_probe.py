@@ -1,8 +1,14 @@
-"""Activation statistics reduced on the device, shared by the diagnostic callbacks."""
+"""The diagnostic callbacks' shared hook lifecycle: arm on due steps, collect, disarm.
+
+`ActivationProbe` registers forward hooks that reduce activations to a few sums on the device;
+`ProbeCallback` arms it on the steps a callback observes (those on which Lightning writes its
+logs), collects after the step and disarms on an exception or at teardown.
+"""
 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -10,9 +16,14 @@ from typing import Any, Literal, NamedTuple
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
+from typing_extensions import override
+
+from inception_lightning.models.net import InceptionNet
+from inception_lightning.training.contract import network_of
 
 STATS = ("mean", "std", "zero_fraction", "dead_fraction")
 
@@ -174,3 +185,82 @@ class ActivationProbe:
             flat = x.detach().reshape(-1)
             stride = max(1, flat.numel() // samples)
             self.samples[key] = flat[::stride][:samples].to(torch.float32, copy=True)
+
+
+def is_due(step: int, every_n_steps: int) -> bool:
+    """Whether the 0-based optimiser step `step` is the last of a window of `every_n_steps`.
+
+    Lightning's `log_every_n_steps` picks the same steps (n-1, 2n-1, ...). A callback that reads
+    device tensors on them (a host-device sync) therefore syncs only on steps on which Lightning
+    syncs anyway to write its logs, when both use the same cadence (50 by default).
+    """
+    return (step + 1) % every_n_steps == 0
+
+
+class ProbeCallback(Callback, ABC):
+    """A callback that observes activations on due training steps through an `ActivationProbe`.
+
+    Subclasses name their taps (`taps`) and handle the summaries of each observed step
+    (`observed`); the hooks exist only from the start of an observed step to its end, and
+    never outlive an exception or the run.
+
+    Args:
+        every_n_steps: observe the last step of every `every_n_steps` optimiser steps.
+    """
+
+    def __init__(self, every_n_steps: int) -> None:
+        self.every_n_steps = every_n_steps
+        self._probe = ActivationProbe()
+        self._taps: list[Tap] = []
+        self._step = -1
+
+    @abstractmethod
+    def taps(self, network: InceptionNet) -> list[Tap]:
+        """The activations to watch in `network`."""
+
+    def samples_for(self, step: int) -> int | None:
+        """Histogram samples to keep on `step`: None skips the step, 0 keeps none."""
+        return 0 if is_due(step, self.every_n_steps) else None
+
+    @abstractmethod
+    def observed(self, trainer: pl.Trainer, summaries: dict[str, ActivationSummary]) -> None:
+        """Use the summaries (summed over ranks) of the observed step `self._step`."""
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._taps = self.taps(network_of(pl_module))
+        self._step = -1
+
+    @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        if step == self._step:  # a later micro-batch of an accumulated step
+            return
+        samples = self.samples_for(step)
+        if samples is not None:
+            self._step = step
+            self._probe.arm(self._taps, samples)
+
+    @override
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if self._probe.armed:
+            self.observed(trainer, self._probe.collect(trainer))
+
+    @override
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self._probe.disarm()
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._probe.disarm()

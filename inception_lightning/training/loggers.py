@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
-from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import TensorBoardLogger
 from typing_extensions import override
+
+from inception_lightning._compat import is_local_path
 
 
 class ExclusiveTensorBoardLogger(TensorBoardLogger):
@@ -23,7 +24,7 @@ class ExclusiveTensorBoardLogger(TensorBoardLogger):
     @override
     def _get_next_version(self) -> int:
         version = super()._get_next_version()
-        if rank_zero_only.rank != 0 or not _is_local_file_protocol(self.root_dir):
+        if rank_zero_only.rank != 0 or not is_local_path(self.root_dir):
             return version
         os.makedirs(self.root_dir, exist_ok=True)
         while True:

@@ -8,10 +8,10 @@ from dataclasses import dataclass, replace
 
 from torch import Tensor, nn
 
-from inception_lightning.blocks import InceptionBlock, ResidualInceptionBlock
-from inception_lightning.heads import AuxHead, ClassifierHead
-from inception_lightning.layers import layer_out_size, make_layer
-from inception_lightning.specs import Conv, Pool, Stage
+from inception_lightning.models.blocks import InceptionBlock, ResidualInceptionBlock
+from inception_lightning.models.heads import AuxHead, ClassifierHead
+from inception_lightning.models.layers import layer_out_size, make_layer
+from inception_lightning.models.specs import Conv, Pool, Stage
 
 STEMS = ("299", "151", "79")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from inception_lightning.specs import Conv, Fork, Op, Pool, out_size, scale_chs
+from inception_lightning.models.specs import Conv, Fork, Op, Pool, out_size, scale_chs
 
 BN_EPS = 1e-3  # TF-slim's batch-norm epsilon, as timm uses for these models
 

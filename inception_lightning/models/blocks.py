@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from inception_lightning.layers import Branch, layer_out_size
-from inception_lightning.specs import BlockSpec
+from inception_lightning.models.layers import Branch, layer_out_size
+from inception_lightning.models.specs import BlockSpec
 
 
 class InceptionBlock(nn.Module):

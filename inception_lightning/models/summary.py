@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from inception_lightning.net import InceptionNet
+from inception_lightning.models.net import InceptionNet
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,11 @@ def summarize(model: InceptionNet, input_size: int = 299) -> list[StageRow]:
         model.train(was_training)
         for handle in handles:
             handle.remove()
+    sizes = model.spatial_sizes(input_size)
     rows = []
     for stage, module in stages.items():
         out = outputs[stage]
-        size = tuple(out.shape[-2:]) if out.dim() == 4 else (1, 1)
+        size = sizes.get(stage, (1, 1))  # the heads output vectors
         params = sum(p.numel() for p in module.parameters())
         rows.append(StageRow(stage, size, out.shape[1], params, macs[stage]))
     return rows

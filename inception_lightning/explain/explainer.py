@@ -1,14 +1,19 @@
-"""Explain a set of dataset images: predictions, Grad-CAM maps and per-image metric scores."""
+"""Explaining dataset images: sample them, attribute the model's decision, score the maps.
+
+`Explainer` is the one pipeline behind the GradCam callback and the report command: a seeded,
+class-balanced sample of a `data.protocol.LabelledImages` dataset (plus images the model gets
+wrong), their predictions and Grad-CAM maps, and a score per image and metric.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
+from inception_lightning.data.protocol import LabelledImages
 from inception_lightning.explain.gradcam import GradCAM, eval_mode
 from inception_lightning.explain.metrics import (
     deletion_auc,
@@ -24,7 +29,8 @@ class Explanation:
 
     Args:
         indices: dataset indices `[N]`.
-        images: `[N, 3, H, W]` model inputs.
+        pixels: the images as stored, uint8 `[N, 3, H, W]` (what the pictures show).
+        images: `[N, 3, H, W]` model inputs (the pixels normalised).
         labels: true classes `[N]`.
         probs: softmax probabilities `[N, C]`.
         maps: Grad-CAM maps of the true class `[N, H, W]`.
@@ -34,6 +40,7 @@ class Explanation:
     """
 
     indices: Tensor
+    pixels: Tensor
     images: Tensor
     labels: Tensor
     probs: Tensor
@@ -53,6 +60,17 @@ class Explanation:
         return self.preds != self.labels
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Dataset items ready to explain: pixels, model inputs, labels and masks (None if unknown)."""
+
+    indices: list[int]
+    pixels: Tensor
+    images: Tensor
+    labels: Tensor
+    masks: Tensor | None
+
+
 def balanced_sample(
     labels: Sequence[int], per_class: int, seed: int = 0, limit: int | None = None
 ) -> list[int]:
@@ -64,10 +82,9 @@ def balanced_sample(
         seed: seeds the order, so the same labels always give the same sample.
         limit: the most images in all (the classes seen first in the order fill it).
     """
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     counts: dict[int, int] = {}
     chosen: list[int] = []
-    for i in order.tolist():
+    for i in seeded_order(len(labels), seed):
         if limit is not None and len(chosen) >= limit:
             break
         label = int(labels[i])
@@ -77,28 +94,20 @@ def balanced_sample(
     return sorted(chosen)
 
 
-def dataset_labels(dataset: Any) -> list[int]:
-    """Every item's label: the dataset's `targets` if it has them, else read item by item."""
-    targets = getattr(dataset, "targets", None)
-    if targets is not None:
-        return [int(t) for t in targets]
-    return [int(dataset[i][1]) for i in range(len(dataset))]
+def seeded_order(count: int, seed: int) -> list[int]:
+    """`range(count)` in a random order that depends on `seed` only."""
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
 
 
-def load(dataset: Any, indices: Sequence[int]) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Model inputs `[N, 3, H, W]`, labels `[N]` and masks `[N, H, W]` (None without `mask`).
-
-    Images go through the dataset's `normalize` when it has one (folder datasets yield uint8).
-    """
+def load(dataset: LabelledImages, indices: Sequence[int]) -> Batch:
+    """The dataset's items at `indices`, with model inputs made by its `normalize`."""
     items = [dataset[i] for i in indices]
-    images = torch.stack([torch.as_tensor(x) for x, _ in items])
-    normalize = getattr(dataset, "normalize", None)
-    if normalize is not None:
-        images = normalize(images)
-    labels = torch.tensor([int(y) for _, y in items])
-    if not hasattr(dataset, "mask"):
-        return images, labels, None
-    return images, labels, torch.stack([torch.as_tensor(dataset.mask(i)) for i in indices])
+    pixels = torch.stack([image for image, _ in items])
+    masks = None
+    if dataset.has_masks:
+        masks = torch.stack([torch.as_tensor(dataset.mask(i)) for i in indices])
+    labels = torch.tensor([int(label) for _, label in items])
+    return Batch(list(indices), pixels, dataset.normalize(pixels), labels, masks)
 
 
 def predict(cam: GradCAM, images: Tensor) -> Tensor:
@@ -113,15 +122,9 @@ def predict(cam: GradCAM, images: Tensor) -> Tensor:
 
 
 def explain(
-    cam: GradCAM,
-    images: Tensor,
-    labels: Tensor,
-    masks: Tensor | None = None,
-    indices: Sequence[int] | None = None,
-    steps: int = 16,
-    tolerance: int | None = None,
+    cam: GradCAM, batch: Batch, steps: int = 16, tolerance: int | None = None
 ) -> Explanation:
-    """Predict, map and score `images`.
+    """Predict, map and score a batch.
 
     The pointing games score the true class's map (does the model look at the object?, as
     Zhang et al. 2016 do); deletion and insertion score the predicted class's map (is the map
@@ -129,13 +132,11 @@ def explain(
 
     Args:
         cam: the Grad-CAM of the model and layer.
-        images: `[N, 3, H, W]`.
-        labels: true classes `[N]`.
-        masks: object masks `[N, H, W]`, if known.
-        indices: dataset indices, kept for the record (default `0..N-1`).
+        batch: the images, from `load`.
         steps: deletion/insertion steps.
         tolerance: pointing-game tolerance in pixels (None: 15 px at 224 px, scaled).
     """
+    images, labels, masks = batch.images, batch.labels, batch.masks
     probs = predict(cam, images)
     preds = probs.argmax(dim=1)
     maps = cam.attribute(images, labels).cpu()
@@ -153,8 +154,66 @@ def explain(
     if masks is not None:
         result["pointing_game"] = pointing_game(maps, masks, tolerance)
         result["energy_pointing_game"] = energy_pointing_game(maps, masks)
-    index = torch.arange(len(images)) if indices is None else torch.as_tensor(list(indices))
-    return Explanation(index, images.cpu(), labels, probs, maps, pred_maps, masks, result)
+    indices = torch.as_tensor(batch.indices)
+    return Explanation(
+        indices, batch.pixels, images.cpu(), labels, probs, maps, pred_maps, masks, result
+    )
+
+
+class Explainer:
+    """One attribution method on one dataset: sample, find mistakes, explain.
+
+    Args:
+        cam: the Grad-CAM of the model and layer.
+        dataset: the images, labels and (optionally) object masks.
+        steps: deletion/insertion steps.
+        tolerance: pointing-game tolerance in pixels (None: Zhang et al.'s, scaled).
+        seed: seeds the sample and the search for mistakes.
+    """
+
+    def __init__(
+        self,
+        cam: GradCAM,
+        dataset: LabelledImages,
+        steps: int = 16,
+        tolerance: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(dataset, LabelledImages):
+            raise TypeError(
+                f"{type(dataset).__name__} is not a LabelledImages dataset (classes, labels, "
+                "normalize, has_masks, mask); use the package's datamodules or datasets"
+            )
+        self.cam = cam
+        self.dataset = dataset
+        self.steps = steps
+        self.tolerance = tolerance
+        self.seed = seed
+
+    def sample(self, per_class: int, limit: int | None = None) -> list[int]:
+        """A seeded, class-balanced sample of the dataset's indices."""
+        return balanced_sample(self.dataset.labels, per_class, self.seed, limit)
+
+    def misclassified(self, exclude: Sequence[int], limit: int, search: int) -> list[int]:
+        """Up to `limit` images the model gets wrong, among the first `search` of the seeded
+        order that are not in `exclude`."""
+        if limit == 0:
+            return []
+        taken = set(exclude)
+        pool = [i for i in seeded_order(len(self.dataset), self.seed) if i not in taken]
+        pool = pool[:search]
+        found: list[int] = []
+        for start in range(0, len(pool), self.cam.batch_size):
+            batch = load(self.dataset, pool[start : start + self.cam.batch_size])
+            wrong = (predict(self.cam, batch.images).argmax(dim=1) != batch.labels).tolist()
+            found += [i for i, w in zip(batch.indices, wrong, strict=True) if w]
+            if len(found) >= limit:
+                break
+        return found[:limit]
+
+    def explain(self, indices: Sequence[int]) -> Explanation:
+        """Predictions, maps and scores of the images at `indices`."""
+        return explain(self.cam, load(self.dataset, indices), self.steps, self.tolerance)
 
 
 def summarize(expl: Explanation, classes: Sequence[str], subset: Tensor | None = None) -> dict:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inception_lightning.net import Architecture, InceptionNet
-from inception_lightning.weights import load_into, read_state_dict
+from inception_lightning.models.net import Architecture, InceptionNet
+from inception_lightning.models.weights import load_into, read_state_dict
 
 
 @dataclass(frozen=True)

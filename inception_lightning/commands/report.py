@@ -1,0 +1,64 @@
+"""`inception-lightning report`: an attribution report for a checkpoint on an image folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from inception_lightning.data.errors import DatasetError
+from inception_lightning.data.evaluation import evaluation_dataset
+from inception_lightning.explain import Explainer, GradCAM, write_report
+from inception_lightning.training.checkpoints import Weights, load_network
+
+
+def report(
+    ckpt_path: str,
+    data: str,
+    out: str,
+    boxes_file: str | None = None,
+    image_size: int | None = None,
+    per_class: int = 8,
+    seed: int = 0,
+    layer: str | None = None,
+    weights: Weights | None = None,
+) -> Path:
+    """Write a static Grad-CAM attribution report: index.html, PNG overlays, summary.json.
+
+    A seeded, class-balanced sample of the folder is explained with the checkpoint's network.
+
+    Args:
+        ckpt_path: a checkpoint written while training InceptionClassifier.
+        data: a class-per-folder tree (its val/ split when it has one).
+        out: the report folder (created; nothing is written outside it).
+        boxes_file: object boxes or masks (make-dataset's boxes.json), for the pointing games.
+        image_size: the input size; null: the size the network's stem is built for.
+        per_class: images explained per class.
+        seed: seeds the sample.
+        layer: dotted module name of the Grad-CAM layer; null: the last Inception block.
+        weights: "ema" (the averaged weights) or "raw"; null: those the checkpoint's
+            state_dict holds (the average, when the run kept one).
+    """
+    loaded = load_network(ckpt_path, weights)
+    network, checkpoint = loaded.network, loaded.checkpoint
+    size = image_size or int(network.stem)
+    dataset = evaluation_dataset(data, size, boxes_file)
+    if len(dataset.classes) != network.num_classes:
+        raise DatasetError(
+            f"{data} has {len(dataset.classes)} classes but {Path(ckpt_path).name} was trained "
+            f"on {network.num_classes}; point --data at a folder with the training classes"
+        )
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    explainer = Explainer(GradCAM(network.to(device), layer=layer), dataset, seed=seed)
+    expl = explainer.explain(explainer.sample(per_class))
+    info = {
+        "checkpoint": str(ckpt_path),
+        "model": network.name,
+        "epoch": checkpoint.get("epoch"),
+        "global_step": checkpoint.get("global_step"),
+        "weights": loaded.weights,
+        "data": str(data),
+        "image_size": size,
+        "layer": explainer.cam.layer,
+    }
+    return write_report(out, expl, dataset.classes, info, per_class=per_class)

@@ -1,0 +1,81 @@
+"""`FineTuning`: train the new heads on a frozen backbone first, and keep BatchNorm statistics."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.hooks import RemovableHandle
+from typing_extensions import override
+
+from inception_lightning.training.contract import network_of
+
+BN_POLICIES = ("train", "frozen")
+
+
+class FineTuning(Callback):
+    """The fine-tuning half of a recipe: a frozen backbone at first, frozen BN statistics.
+
+    The backbone is the network's `features`; the heads (classifier and aux) always train. Its
+    learning rate relative to the heads' is the module's `backbone_lr_scale`.
+
+    Args:
+        freeze_backbone_epochs: train only the heads for this many epochs. Under DDP use
+            `strategy: ddp_find_unused_parameters_true`, since frozen parameters get no gradient.
+        bn_policy: "train" updates BatchNorm statistics in training; "frozen" runs every BN
+            layer as in eval mode, so running statistics never move (their affine weights still
+            train), whatever `train()` calls happen.
+    """
+
+    def __init__(
+        self, freeze_backbone_epochs: int = 0, bn_policy: Literal["train", "frozen"] = "train"
+    ) -> None:
+        if isinstance(freeze_backbone_epochs, bool) or freeze_backbone_epochs < 0:
+            raise ValueError(
+                "freeze_backbone_epochs must be a non-negative integer, "
+                f"got {freeze_backbone_epochs!r}"
+            )
+        if bn_policy not in BN_POLICIES:
+            raise ValueError(f"bn_policy must be one of {BN_POLICIES}, got {bn_policy!r}")
+        self.freeze_backbone_epochs = freeze_backbone_epochs
+        self.bn_policy = bn_policy
+        self._handles: list[RemovableHandle] = []
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.bn_policy == "frozen":
+            self._handles = [
+                module.register_forward_pre_hook(_as_in_eval)
+                for module in network_of(pl_module).modules()
+                if isinstance(module, _BatchNorm)
+            ]
+
+    @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.freeze_backbone_epochs > 0:
+            trainable = trainer.current_epoch >= self.freeze_backbone_epochs
+            network_of(pl_module).features.requires_grad_(trainable)
+
+    @override
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self._remove_hooks()
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._remove_hooks()
+
+    def _remove_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+def _as_in_eval(module: nn.Module, args: tuple[Any, ...]) -> tuple[Tensor, ...] | None:
+    """A BatchNorm forward pre-hook: run on the running statistics, never update them."""
+    module.training = False
+    return None

@@ -1,0 +1,77 @@
+"""The layout's rules: who imports whom, and what importing the networks costs."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "inception_lightning"
+TABLES = {
+    "inception_lightning.models.inception_v3",
+    "inception_lightning.models.inception_v4",
+    "inception_lightning.models.inception_resnet",
+}
+TABLE_NAMES = {"INCEPTION_V3", "INCEPTION_V4", "INCEPTION_RESNET_V1", "INCEPTION_RESNET_V2"}
+# Each folder imports only from the ones below it:
+# callbacks -> training / explain / data -> models; cli and commands sit on top.
+ALLOWED = {
+    "models": {"models"},
+    "data": {"data", "models", "files", "_lazy", "console"},
+    "explain": {"explain", "data", "models", "files", "console"},
+    "training": {"training", "models", "files", "_compat", "console"},
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every `inception_lightning...` module a file imports, and the names it takes from them."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in found if name.startswith("inception_lightning")}
+
+
+@pytest.mark.parametrize("package", ["inception_lightning.models", "inception_lightning.explain"])
+def test_networks_and_explanations_import_without_lightning(package: str) -> None:
+    code = (
+        f"import sys, {package}\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('lightning', 'pytorch_lightning', 'lightning_fabric'))\n"
+        "assert not loaded, loaded[:5]\n"
+        "import inception_lightning\n"
+        "assert 'lightning' not in sys.modules, 'the package __init__ loads lightning'\n"
+        "assert inception_lightning.InceptionClassifier.__name__ == 'InceptionClassifier'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, f"importing {package} loads Lightning:\n{result.stderr[-2000:]}"
+
+
+def test_callbacks_know_no_architecture_table() -> None:
+    offenders = {
+        f"{path.name}: {name}"
+        for path in (ROOT / "callbacks").glob("*.py")
+        for name in imported_modules(path)
+        if name in TABLES
+        or name.rsplit(".", 1)[-1] in TABLE_NAMES
+        or name.rsplit(".", 1)[0] in TABLES
+    }
+    assert not offenders, f"callbacks must work on any InceptionNet, not import tables: {offenders}"
+
+
+@pytest.mark.parametrize("folder", sorted(ALLOWED))
+def test_each_folder_imports_only_from_below(folder: str) -> None:
+    offenders = set()
+    for path in (PACKAGE / folder).rglob("*.py"):
+        for name in imported_modules(path):
+            top = name.split(".")[1] if name.count(".") else ""
+            if top and top not in ALLOWED[folder]:
+                offenders.add(f"{path.relative_to(ROOT)}: {name}")
+    assert not offenders, f"{folder}/ may import only from {sorted(ALLOWED[folder])}: {offenders}"
