@@ -54,3 +54,11 @@ def test_the_package_commands_join_lightnings_subcommands(capsys: pytest.Capture
     with pytest.raises(SystemExit):  # add_subcommand runs while the parser is set up
         InceptionCLI(InceptionClassifier, LightningDataModule, args=["--help"])
     assert "make-dataset" in capsys.readouterr().out, UPGRADE % ("add_subcommand", "jsonargparse")
+
+
+def test_subcommand_help_can_be_replaced(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        InceptionCLI(InceptionClassifier, LightningDataModule, args=["--help"])
+    out = capsys.readouterr().out
+    expected = "Evaluate a model once on the test set"
+    assert expected in out, UPGRADE % ("set_subcommand_help", "jsonargparse's _choices_actions")
