@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from inception_lightning.callbacks._checks import non_negative_int, one_of, positive_int
@@ -26,8 +26,8 @@ from inception_lightning.explain.gradcam import (
     SignMode,
     default_layer,
 )
-from inception_lightning.explain.render import explanation_grid
-from inception_lightning.explain.report import write_report
+from inception_lightning.explain.render import class_grids
+from inception_lightning.explain.report import safe_name, write_report
 from inception_lightning.models import InceptionNet, iter_blocks
 from inception_lightning.training.contract import network_of
 
@@ -35,23 +35,31 @@ MIN_GRID = 7
 
 
 class GradCam(Callback):
-    """Log Grad-CAM overlays and `gradcam/<metric>` scalars for a fixed validation sample.
+    """Log Grad-CAM overlays and `gradcam/<stage>/<metric>` scalars for a fixed sample.
 
     Every `every_n_epochs` validation epochs of `fit` (and at every `validate` / `test`), on
     global rank 0 only, the callback explains a class-balanced sample of the validation (test)
     set, drawn once with `seed`, plus up to `max_misclassified` currently misclassified images
-    found among the next `misclassified_search` images of the same seeded order. It logs:
+    found among the next `misclassified_search` images of the same seeded order. Under the
+    stage (`val` or `test`) it logs:
 
-    - `gradcam/overlays`: a grid of overlays captioned with true class, predicted class and
-      its probability; misclassified images show maps for both predicted and true class;
-    - `gradcam/deletion_auc` (lower is better), `gradcam/insertion_auc` (higher is better) and,
-      when the dataset has `mask(index)`, `gradcam/pointing_game` and
-      `gradcam/energy_pointing_game` (higher is better), averaged over the fixed sample only.
+    - `gradcam/<stage>/overlays/<class>`: one picture per true class, a tile per image
+      captioned with the prediction and its probability; a mistake shows the maps of the
+      predicted and of the true class side by side;
+    - `gradcam/<stage>/deletion_auc` (lower is better), `.../insertion_auc` (higher is better)
+      and, when the dataset has `mask(index)`, `.../pointing_game` and
+      `.../energy_pointing_game` (higher is better), averaged over the fixed sample only.
 
-    With several layers, tags become `gradcam/<layer>/...`. Maps are computed on
-    `pl_module.model` under the trainer's precision context, with gradients even inside
-    Lightning's `torch.inference_mode` loops, and the module's train/eval flags are restored.
-    Ranks other than 0 do nothing and make no collective call, so none waits on another.
+    The scalars go through `pl_module.log`, so `ModelCheckpoint` and `EarlyStopping` can
+    monitor them (e.g. `monitor: gradcam/val/pointing_game`); rank 0 broadcasts them, so every
+    rank logs the same figures and decides alike. With several layers, tags become
+    `gradcam/<stage>/<layer>/...`. Maps are computed on `pl_module.model` under the trainer's
+    precision context, with gradients even inside Lightning's `torch.inference_mode` loops,
+    and the module's train/eval flags are restored.
+
+    At the end of `fit`, an attribution report (`explain.write_report`) is written beside the
+    run, in `<trainer.log_dir>/report` by default, with a progress bar unless the trainer's
+    bar is off.
 
     Args:
         layers: dotted module name(s) of `pl_module.model`; None: its last Inception block.
@@ -67,7 +75,9 @@ class GradCam(Callback):
             224 px to the input size.
         batch_size: images per forward/backward pass.
         seed: seeds the sample.
-        report_dir: write an attribution report there at the end of `fit` (first layer).
+        report: write an attribution report at the end of `fit` (first layer).
+        report_dir: the report's folder; None: `report/` in the run's log directory (beside
+            its TensorBoard files), so two runs never share one.
         report_per_class: report images per class.
     """
 
@@ -85,6 +95,7 @@ class GradCam(Callback):
         tolerance: int | None = None,
         batch_size: int = 32,
         seed: int = 0,
+        report: bool = True,
         report_dir: str | Path | None = None,
         report_per_class: int = 8,
     ) -> None:
@@ -117,6 +128,7 @@ class GradCam(Callback):
         self.tolerance = tolerance
         self.batch_size = batch_size
         self.seed = seed
+        self.report = report
         self.report_dir = None if report_dir is None else Path(report_dir)
         self.report_per_class = report_per_class
         self.samples: dict[str, list[int]] = {}
@@ -147,9 +159,11 @@ class GradCam(Callback):
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.report_dir is None or not trainer.is_global_zero:
+        if not (self.report and trainer.is_global_zero):
             return
+        out = self.report_dir or Path(trainer.log_dir or trainer.default_root_dir) / "report"
         explainer = self._explainers(trainer, pl_module, "val")[0]
+        explainer.progress = None if trainer.progress_bar_callback is not None else False
         indices = explainer.sample(self.report_per_class)
         with trainer.precision_plugin.forward_context():
             expl = explainer.explain(indices)
@@ -165,7 +179,8 @@ class GradCam(Callback):
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
         }
         classes = explainer.dataset.classes
-        write_report(self.report_dir, expl, classes, info, self.report_per_class)
+        index = write_report(out, expl, classes, info, self.report_per_class)
+        rank_zero_info(f"GradCam: attribution report in {index}")
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -191,8 +206,16 @@ class GradCam(Callback):
         ]
 
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if not trainer.is_global_zero:
-            return
+        metrics = self._explain(trainer, pl_module, stage) if trainer.is_global_zero else None
+        # One broadcast: every rank logs rank 0's figures, so monitoring callbacks agree.
+        metrics = trainer.strategy.broadcast(metrics, src=0)
+        if metrics:
+            pl_module.log_dict(metrics)
+
+    def _explain(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
+    ) -> dict[str, float]:
+        """Explain the stage's sample, log its pictures, and return its scalars."""
         explainers = self._explainers(trainer, pl_module, stage)
         first = explainers[0]
         if stage not in self.samples:
@@ -206,12 +229,11 @@ class GradCam(Callback):
         classes = first.dataset.classes
         self.last_metrics = {}
         for layer, expl in self.last.items():
-            prefix = "gradcam/" if len(explainers) == 1 else f"gradcam/{layer}/"
+            prefix = f"gradcam/{stage}/" + ("" if len(explainers) == 1 else f"{layer}/")
             overall = summarize(expl, classes, in_sample)["overall"]
             self.last_metrics.update({prefix + k: overall[k] for k in expl.scores})
-            self._log_grid(trainer, prefix + "overlays", expl, classes)
-        for logger in trainer.loggers:
-            logger.log_metrics(self.last_metrics, step=trainer.global_step)
+            self._log_overlays(trainer, prefix + "overlays", expl, classes)
+        return self.last_metrics
 
     def _check_grid(self, explainers: list[Explainer], index: int) -> None:
         if self._warned:
@@ -235,14 +257,16 @@ class GradCam(Callback):
                     f"(create_model(..., stem='79')) or {earlier}."
                 )
 
-    def _log_grid(
+    def _log_overlays(
         self, trainer: pl.Trainer, tag: str, expl: Explanation, classes: Sequence[str]
     ) -> None:
-        picture = explanation_grid(expl, classes)
+        """One picture per class, as `<tag>/<index>_<name>` (in class order in TensorBoard)."""
+        pictures = class_grids(expl, classes)
         for logger in trainer.loggers:
             add_image = getattr(logger.experiment, "add_image", None)
-            if add_image is not None:
-                add_image(tag, picture, trainer.global_step, dataformats="HWC")
+            for label, picture in pictures.items() if add_image is not None else ():
+                name = f"{tag}/{label}_{safe_name(classes[label])}"
+                add_image(name, picture, trainer.global_step, dataformats="HWC")
 
 
 def _dataset(trainer: pl.Trainer, stage: str) -> Any:

@@ -10,7 +10,7 @@ training loop; rich's `track` lacks the count and the rate, hence the columns he
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from rich.progress import (
@@ -52,6 +52,7 @@ def track(
     total: int | None = None,
     unit: str = "items",
     enabled: bool | None = None,
+    size: Callable[[T], int] | None = None,
 ) -> Iterator[T]:
     """Yield `items`, showing progress while they are consumed (see the module docstring).
 
@@ -61,6 +62,7 @@ def track(
         total: how many items; None takes `len(items)`.
         unit: what an item is, for the rate.
         enabled: force the bar on or off; None: on for a terminal.
+        size: how many units an item holds (a batch's images); None: one each.
     """
     if not progress_enabled(enabled):
         yield from items
@@ -77,4 +79,4 @@ def track(
         task = progress.add_task(description, total=total)
         for item in items:
             yield item
-            progress.advance(task)
+            progress.advance(task, 1 if size is None else size(item))

@@ -1,5 +1,6 @@
 """GradCam callback: TensorBoard output, equality with Captum, inference mode, ranks, report."""
 
+import io
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -8,7 +9,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import Dataset
@@ -114,9 +115,12 @@ def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(
 
     events = EventAccumulator(str(tmp_path / "tb" / "version_0"))
     events.Reload()
-    assert "gradcam/overlays" in events.Tags()["images"]
-    for name in METRICS:
-        assert [e.step for e in events.Scalars(f"gradcam/{name}")] == [fit.global_step]
+    overlays = [t for t in events.Tags()["images"] if t.startswith("gradcam/val/overlays/")]
+    assert overlays == ["gradcam/val/overlays/0_red", "gradcam/val/overlays/1_green",
+                        "gradcam/val/overlays/2_script_alert_1_script"]  # fmt: skip
+    val_steps = [e.step for e in events.Scalars("val/acc1")][1:]  # epoch 2 only: every 2
+    for name in METRICS:  # logged by Lightning with the epoch's validation metrics
+        assert [e.step for e in events.Scalars(f"gradcam/val/{name}")] == val_steps
     assert probe.checked == 2 and probe.contexts == [(False, False)] * 2  # fit: no_grad
 
     expl = cam.last["features.mixed_6e"]
@@ -150,9 +154,12 @@ def test_validate_and_test_get_gradients_under_inference_mode(
         run.validate(v3(), datamodule=datamodule(data))
     assert probe.checked == 1 and probe.contexts == [(True, False)]
     assert set(cam.last) == {"features.mixed_7c"}
-    assert set(cam.last_metrics) == {f"gradcam/{name}" for name in METRICS}
+    assert set(cam.last_metrics) == {f"gradcam/val/{name}" for name in METRICS}
+    assert set(cam.last_metrics) <= set(run.callback_metrics)  # through Lightning's logging
     run.test(v3(), datamodule=datamodule(data, test=data))
     assert set(cam.samples) == {"val", "test"}
+    assert set(cam.last_metrics) == {f"gradcam/test/{name}" for name in METRICS}
+    assert set(cam.last_metrics) <= set(run.callback_metrics)
 
 
 def test_several_layers_tag_by_layer_and_other_ranks_do_nothing(
@@ -165,7 +172,7 @@ def test_several_layers_tag_by_layer_and_other_ranks_do_nothing(
     layers = ["features.mixed_6d", "features.mixed_6e"]
     cam = GradCam(layers, steps=2, max_misclassified=0)
     logged(tmp_path, [cam]).validate(v3(), datamodule=datamodule(Squares(6)))
-    assert {k.rsplit("/", 1)[0] for k in cam.last_metrics} == {f"gradcam/{n}" for n in layers}
+    assert {k.rsplit("/", 1)[0] for k in cam.last_metrics} == {f"gradcam/val/{n}" for n in layers}
 
     other = GradCam(layers, steps=2)
     monkeypatch.setattr(pl.Trainer, "is_global_zero", property(lambda self: False))
@@ -182,3 +189,40 @@ def test_bad_arguments(v3: Callable) -> None:
         GradCam(sign="up")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="no submodule"):
         GradCam("features.nope").setup(pl.Trainer(logger=False), v3(), "fit")
+
+
+def test_checkpoints_monitor_grad_cam_scalars(
+    tmp_path: Path, v3: Callable, logged: Callable, datamodule: Callable
+) -> None:
+    cam = GradCam(steps=2, max_misclassified=0, report=False)
+    best = ModelCheckpoint(tmp_path / "ckpt", monitor="gradcam/val/insertion_auc", mode="max")
+    fit = logged(
+        tmp_path, [cam, best], max_epochs=2, limit_train_batches=1, enable_checkpointing=True
+    )
+    fit.fit(v3(), datamodule=datamodule(Squares(6)))
+    events = EventAccumulator(str(tmp_path / "tb" / "version_0"))
+    events.Reload()
+    logged_values = [e.value for e in events.Scalars("gradcam/val/insertion_auc")]
+    assert len(logged_values) == 2
+    assert float(best.best_model_score) == pytest.approx(max(logged_values))
+    assert Path(best.best_model_path).is_file()
+
+
+def test_reports_land_beside_their_runs_with_progress_unless_the_bar_is_off(
+    tmp_path: Path, terminal_progress: io.StringIO, v3: Callable, datamodule: Callable
+) -> None:
+    shown = terminal_progress
+    for bar in (True, False):
+        cam = GradCam(
+            steps=2, max_misclassified=0, every_n_epochs=5, report_per_class=1, batch_size=1
+        )
+        pl.Trainer(
+            accelerator="cpu", max_epochs=1, limit_train_batches=1, num_sanity_val_steps=0,
+            logger=TensorBoardLogger(tmp_path, name="tb"), enable_checkpointing=False,
+            enable_progress_bar=bar, enable_model_summary=False, callbacks=[cam],
+        ).fit(v3(), datamodule=datamodule(Squares(6)))  # fmt: skip
+        text, _ = shown.getvalue(), shown.truncate(0)
+        assert ("deletion/insertion" in text and "3/3" in text and "images/s" in text) == bar
+    for version in (0, 1):  # two runs, two reports
+        report = tmp_path / "tb" / f"version_{version}" / "report"
+        assert (report / "index.html").is_file() and (report / "summary.json").is_file()

@@ -49,7 +49,8 @@ def report(
             f"on {network.num_classes}; point --data at a folder with the training classes"
         )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    explainer = Explainer(GradCAM(network.to(device), layer=layer), dataset, seed=seed)
+    cam = GradCAM(network.to(device), layer=layer)
+    explainer = Explainer(cam, dataset, seed=seed, progress=None)  # a bar on terminals
     expl = explainer.explain(explainer.sample(per_class))
     info = {
         "checkpoint": str(ckpt_path),

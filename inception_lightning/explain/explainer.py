@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from inception_lightning.console import track
 from inception_lightning.data.protocol import LabelledImages
 from inception_lightning.explain.gradcam import GradCAM, eval_mode
 from inception_lightning.explain.metrics import (
@@ -122,7 +123,11 @@ def predict(cam: GradCAM, images: Tensor) -> Tensor:
 
 
 def explain(
-    cam: GradCAM, batch: Batch, steps: int = 16, tolerance: int | None = None
+    cam: GradCAM,
+    batch: Batch,
+    steps: int = 16,
+    tolerance: int | None = None,
+    progress: bool | None = False,
 ) -> Explanation:
     """Predict, map and score a batch.
 
@@ -135,6 +140,8 @@ def explain(
         batch: the images, from `load`.
         steps: deletion/insertion steps.
         tolerance: pointing-game tolerance in pixels (None: 15 px at 224 px, scaled).
+        progress: show a bar over the deletion/insertion batches, most of the time taken
+            (None: on a terminal; see `console.track`).
     """
     images, labels, masks = batch.images, batch.labels, batch.masks
     probs = predict(cam, images)
@@ -145,8 +152,12 @@ def explain(
     if wrong.any():
         pred_maps[wrong] = cam.attribute(images[wrong], preds[wrong]).cpu()
     scores: dict[str, list[Tensor]] = {"deletion_auc": [], "insertion_auc": []}
-    for start in range(0, len(images), cam.batch_size):
-        part = slice(start, start + cam.batch_size)
+    n, step = len(images), cam.batch_size
+    starts = track(
+        range(0, n, step), "deletion/insertion", n, "images", progress, lambda i: min(step, n - i)
+    )
+    for start in starts:
+        part = slice(start, start + step)
         args = (cam.model, images[part], pred_maps[part], preds[part], steps)
         scores["deletion_auc"].append(deletion_auc(*args).cpu())
         scores["insertion_auc"].append(insertion_auc(*args).cpu())
@@ -169,6 +180,7 @@ class Explainer:
         steps: deletion/insertion steps.
         tolerance: pointing-game tolerance in pixels (None: Zhang et al.'s, scaled).
         seed: seeds the sample and the search for mistakes.
+        progress: show progress while explaining (None: on a terminal; see `console.track`).
     """
 
     def __init__(
@@ -178,6 +190,7 @@ class Explainer:
         steps: int = 16,
         tolerance: int | None = None,
         seed: int = 0,
+        progress: bool | None = False,
     ) -> None:
         if not isinstance(dataset, LabelledImages):
             raise TypeError(
@@ -189,6 +202,7 @@ class Explainer:
         self.steps = steps
         self.tolerance = tolerance
         self.seed = seed
+        self.progress = progress
 
     def sample(self, per_class: int, limit: int | None = None) -> list[int]:
         """A seeded, class-balanced sample of the dataset's indices."""
@@ -213,7 +227,8 @@ class Explainer:
 
     def explain(self, indices: Sequence[int]) -> Explanation:
         """Predictions, maps and scores of the images at `indices`."""
-        return explain(self.cam, load(self.dataset, indices), self.steps, self.tolerance)
+        batch = load(self.dataset, indices)
+        return explain(self.cam, batch, self.steps, self.tolerance, self.progress)
 
 
 def summarize(expl: Explanation, classes: Sequence[str], subset: Tensor | None = None) -> dict:

@@ -1,4 +1,4 @@
-"""Pictures of maps: overlays on the image, and a captioned grid of them."""
+"""Pictures of maps: overlays on the image, and captioned pictures of them per class."""
 
 from __future__ import annotations
 
@@ -46,44 +46,53 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def grid(tiles: Sequence[np.ndarray], captions: Sequence[str], columns: int = 6) -> np.ndarray:
-    """The tiles in a captioned grid, rendered to `uint8 [H, W, 3]`.
+def class_grids(expl: Explanation, classes: Sequence[str]) -> dict[int, np.ndarray]:
+    """One captioned picture per true class that has explained images, by class index.
 
-    Captions are drawn as plain text (no mathtext), since class names may hold anything.
+    Two large tiles a row with large captions, so that they stay legible when TensorBoard
+    shrinks the picture to its card (about 400 px wide): right predictions two a row, each
+    with the map of its class; a mistake a row, the map of the predicted class beside that of
+    the true class.
     """
-    rows = max(1, -(-len(tiles) // columns))
-    cols = max(1, min(columns, len(tiles)))
-    fig = Figure(figsize=(2.2 * cols, 2.5 * rows), dpi=80)
+    pictures = {}
+    for label in dict.fromkeys(expl.labels.tolist()):
+        rows: list[list[tuple[np.ndarray, str]]] = []
+        right: list[tuple[np.ndarray, str]] = []
+        for i in (expl.labels == label).nonzero()[:, 0].tolist():
+            pred = int(expl.preds[i])
+            prob = float(expl.probs[i, pred])
+            if pred == label:
+                right.append((overlay(expl.pixels[i], expl.maps[i]), f"right, {prob:.2f}"))
+                continue
+            predicted = overlay(expl.pixels[i], expl.pred_maps[i])
+            true = overlay(expl.pixels[i], expl.maps[i])
+            rows.append(
+                [
+                    (predicted, f"pred {_short(classes[pred])}, {prob:.2f}"),
+                    (true, f"true {_short(classes[label])}"),
+                ]
+            )
+        rows = [right[j : j + 2] for j in range(0, len(right), 2)] + rows
+        pictures[label] = _rows_figure(rows, f"true class: {classes[label]}")
+    return pictures
+
+
+def _short(name: str, limit: int = 14) -> str:
+    """`name`, cut to `limit` characters with an ellipsis, so that captions fit their tile."""
+    return name if len(name) <= limit else name[: limit - 1] + "\u2026"
+
+
+def _rows_figure(rows: Sequence[Sequence[tuple[np.ndarray, str]]], title: str) -> np.ndarray:
+    """Captioned tiles, two columns, rendered to `uint8 [H, W, 3]` (400 px wide)."""
+    fig = Figure(figsize=(4.0, 2.2 * len(rows) + 0.4), dpi=100)
     canvas = FigureCanvasAgg(fig)
-    for i, (tile, caption) in enumerate(zip(tiles, captions, strict=True)):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        ax.imshow(tile)
-        ax.set_title(caption, fontsize=7, parse_math=False)
-        ax.axis("off")
+    for r, row in enumerate(rows):
+        for c, (tile, text) in enumerate(row):
+            ax = fig.add_subplot(len(rows), 2, 2 * r + c + 1)
+            ax.imshow(tile, interpolation="nearest")
+            ax.set_title(text, fontsize=12, parse_math=False)
+            ax.axis("off")
+    fig.suptitle(title, fontsize=13, parse_math=False)
     fig.tight_layout()
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
-def caption(true: str, pred: str, prob: float, target: str | None = None) -> str:
-    """`true / pred (prob)`, with the map's class when it is neither the default."""
-    text = f"true: {true}\npred: {pred} ({prob:.2f})"
-    return text if target is None else f"{text}\nmap: {target}"
-
-
-def explanation_grid(expl: Explanation, classes: Sequence[str]) -> np.ndarray:
-    """Every explained image's overlay, captioned; a mistake shows the maps of the predicted
-    class and of the true class side by side."""
-    tiles, captions = [], []
-    for i, (label, pred) in enumerate(zip(expl.labels.tolist(), expl.preds.tolist(), strict=True)):
-        prob = float(expl.probs[i, pred])
-        if label == pred:
-            tiles.append(overlay(expl.pixels[i], expl.maps[i]))
-            captions.append(caption(classes[label], classes[pred], prob))
-            continue
-        tiles += [overlay(expl.pixels[i], expl.pred_maps[i]), overlay(expl.pixels[i], expl.maps[i])]
-        captions += [
-            caption(classes[label], classes[pred], prob, classes[pred]),
-            caption(classes[label], classes[pred], prob, classes[label]),
-        ]
-    return grid(tiles, captions)
