@@ -18,6 +18,7 @@ from inception_lightning.callbacks._probe import (
     short_name,
     tensorboard_writers,
 )
+from inception_lightning.callbacks._sections import HEATMAP, block_tag, branch_tag, grids
 from inception_lightning.models import InceptionNet, iter_blocks, iter_residual_blocks
 
 HEATMAP_STATS = {"energy_share": "energy share", "dead_fraction": "dead channels"}
@@ -28,18 +29,21 @@ class BranchActivationStats(ProbeCallback):
 
     Every ``every_n_steps`` training steps, the first forward pass of the step is observed:
 
-    - each branch output gives ``branch/<block>/<branch>/<stat>`` with ``mean``, ``std``,
-      ``zero_fraction`` (elements exactly zero), ``dead_fraction`` (channels that are zero for
-      every sample and position of the batch) and ``energy_share`` (the branch's squared norm
-      over the sum across the block's branches);
+    - each branch output gives ``watch.branch.<stat>.<grid>/<block>/<branch>`` with ``mean``,
+      ``std``, ``zero_fraction`` (elements exactly zero), ``dead_fraction`` (channels that are
+      zero for every sample and position of the batch) and ``energy_share`` (the branch's
+      squared norm over the sum across the block's branches); ``<grid>`` is the block's output
+      grid, e.g. ``17x17``;
     - each residual block's scaled residual (just before the add) gives the same statistics,
-      the energy share excepted, as ``residual/<block>/<stat>``, plus ``norm_ratio``,
+      the energy share excepted, as ``watch.residual.<stat>/<block>``, plus ``norm_ratio``,
       ``||scale * residual|| / ||shortcut||`` (the shortcut is the block's input).
 
     Every ``histogram_every_n_steps``, histograms of the same activations and of the shortcuts go
-    to TensorBoard as ``branch/<block>/<branch>/activation``, ``residual/<block>/activation`` and
-    ``shortcut/<block>/activation``; at each epoch end a heat map of blocks x branches (energy
-    share, dead channels) of the last observed step is logged as the figure ``branch/heatmap``.
+    to TensorBoard as ``watch.branch.activation.<grid>/<block>/<branch>``,
+    ``watch.residual.activation/<block>`` and ``watch.shortcut.activation/<block>``; at each
+    epoch end a heat map of blocks x branches (energy share, dead channels) of the last observed
+    step, the overview, is logged as the figure ``watch.branch/heatmap``. These sections come
+    after the loss and accuracy and hold at most 43 cards each (see ``_sections``).
 
     The forward hooks exist only during observed steps: registered when such a step starts,
     removed when it ends (cheaper than hooks that stay and check a flag: see
@@ -78,6 +82,8 @@ class BranchActivationStats(ProbeCallback):
         self.histogram_samples = histogram_samples
         self._branches: dict[str, list[str]] = {}
         self._residuals: list[str] = []
+        self._grids: dict[str, str] = {}
+        self._histogram_tags: dict[str, str] = {}
         self._heatmap: dict[str, dict[str, dict[str, float]]] = {}
         self._heatmap_step = 0
 
@@ -92,6 +98,7 @@ class BranchActivationStats(ProbeCallback):
     @override
     def taps(self, network: InceptionNet) -> list[Tap]:
         taps, self._branches, self._residuals = [], {}, []
+        self._grids = grids(network)
         for dotted, block in iter_blocks(network):
             name = short_name(dotted)
             self._branches[name] = list(block.branches)
@@ -103,7 +110,14 @@ class BranchActivationStats(ProbeCallback):
                 Tap(f"residual/{name}", block.residual),
                 Tap(f"shortcut/{name}", block, "input"),
             ]
+        self._histogram_tags = {tap.key: self._histogram_tag(tap.key) for tap in taps}
         return taps
+
+    def _histogram_tag(self, key: str) -> str:
+        kind, block, *branch = key.split("/")
+        if kind == "branch":
+            return branch_tag("activation", self._grids[block], block, branch[0])
+        return block_tag(kind, "activation", block)
 
     @override
     def samples_for(self, step: int) -> int | None:
@@ -120,7 +134,7 @@ class BranchActivationStats(ProbeCallback):
                 logger.log_metrics(metrics, step=self._step)
         for writer in tensorboard_writers(trainer):
             for key, values in self._probe.samples.items():
-                writer.add_histogram(f"{key}/activation", values, self._step)
+                writer.add_histogram(self._histogram_tags[key], values, self._step)
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -130,7 +144,7 @@ class BranchActivationStats(ProbeCallback):
             return
         figure = heatmap_figure(heatmap, self._heatmap_step)
         for writer in writers:
-            writer.add_figure("branch/heatmap", figure, self._heatmap_step)
+            writer.add_figure(HEATMAP, figure, self._heatmap_step)
 
     def _metrics(self, summaries: dict[str, ActivationSummary]) -> dict[str, float]:
         metrics: dict[str, float] = {}
@@ -141,14 +155,15 @@ class BranchActivationStats(ProbeCallback):
             self._heatmap[block] = {}
             for branch, part in parts.items():
                 stats = part.stats() | {"energy_share": part.energy / total if total else 0.0}
-                metrics |= {f"branch/{block}/{branch}/{k}": v for k, v in stats.items()}
+                grid = self._grids[block]
+                metrics |= {branch_tag(k, grid, block, branch): v for k, v in stats.items()}
                 self._heatmap[block][branch] = {k: stats[k] for k in HEATMAP_STATS}
         for block in self._residuals:
             residual = summaries[f"residual/{block}"]
             stats = residual.stats() | {
                 "norm_ratio": norm_ratio(residual, summaries[f"shortcut/{block}"])
             }
-            metrics |= {f"residual/{block}/{k}": v for k, v in stats.items()}
+            metrics |= {block_tag("residual", k, block): v for k, v in stats.items()}
         self._heatmap_step = self._step
         return metrics
 

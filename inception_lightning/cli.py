@@ -33,6 +33,7 @@ from inception_lightning.training import (
     CheckpointMismatchError,
     InceptionClassifier,
     LoggingStepProgressBar,
+    TensorBoardDashboards,
 )
 
 TRAINER_DEFAULTS = {
@@ -65,8 +66,9 @@ USER_ERRORS = (
 
 
 class InceptionCLI(LightningCLI):
-    """LightningCLI with `num_classes` linked from the data, a sync-free bar, an lr monitor and
-    the package's own commands in its `--help`."""
+    """LightningCLI with `num_classes` linked from the data, a sync-free bar, an lr monitor,
+    TensorBoard's hparams and custom-scalars tabs, and the package's own commands in its
+    `--help`."""
 
     def setup_parser(
         self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]
@@ -86,6 +88,7 @@ class InceptionCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
         parser.add_lightning_class_args(LoggingStepProgressBar, "progress_bar")
+        parser.add_lightning_class_args(TensorBoardDashboards, "dashboards")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Lightning's, leaving the bar out under `trainer.enable_progress_bar: false`."""

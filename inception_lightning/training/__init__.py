@@ -8,6 +8,7 @@ from inception_lightning.training.checkpoints import (
     network_state,
 )
 from inception_lightning.training.contract import NetworkModule, network_of
+from inception_lightning.training.dashboards import TensorBoardDashboards
 from inception_lightning.training.ema import InceptionEMA, WarmupEMAModel
 from inception_lightning.training.finetuning import FineTuning
 from inception_lightning.training.loggers import ExclusiveTensorBoardLogger
@@ -27,6 +28,7 @@ __all__ = [
     "LoadedNetwork",
     "LoggingStepProgressBar",
     "NetworkModule",
+    "TensorBoardDashboards",
     "WarmupEMAModel",
     "export",
     "load_network",

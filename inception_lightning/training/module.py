@@ -277,7 +277,11 @@ class InceptionClassifier(LightningModule):
         scheduler = self.scheduler(optimizer)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": self.hparams.scheduler_interval,
+                "name": "train/lr",  # LearningRateMonitor's tags: train/lr/{backbone,head}
+            },
         }
 
     def _batch_scale(self) -> float:
