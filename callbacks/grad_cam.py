@@ -26,6 +26,7 @@ from inception_lightning.explain.gradcam import (
     SignMode,
     default_layer,
 )
+from inception_lightning.explain.predictions import predict_dataset
 from inception_lightning.explain.render import class_grids
 from inception_lightning.explain.report import safe_name, write_report
 from inception_lightning.models import InceptionNet, iter_blocks
@@ -167,6 +168,7 @@ class GradCam(Callback):
         indices = explainer.sample(self.report_per_class)
         with trainer.precision_plugin.forward_context():
             expl = explainer.explain(indices)
+            predictions = predict_dataset(explainer.cam, explainer.dataset, explainer.progress)
         network = explainer.cam.model
         info = {
             "model": network.name,
@@ -179,7 +181,7 @@ class GradCam(Callback):
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
         }
         classes = explainer.dataset.classes
-        index = write_report(out, expl, classes, info, self.report_per_class)
+        index = write_report(out, expl, classes, info, self.report_per_class, predictions)
         rank_zero_info(f"GradCam: attribution report in {index}")
 
     @override

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -220,11 +221,15 @@ def test_summary_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert "mixed_7c" in out and "27,161,264" in out
 
 
-def test_make_dataset_then_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_make_dataset_then_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], terminal_progress: io.StringIO
+) -> None:
     data = tmp_path / "shapes"
     main(["make-dataset", "--out", str(data), "--num_classes", "3", "--num_samples", "30",
           "--image_size", "79"])  # fmt: skip
     assert {p.name for p in (data / "val").iterdir()} == {"circle", "square", "triangle"}
+    shown = terminal_progress.getvalue()
+    assert "writing train images" in shown and "27/27" in shown and "images/s" in shown
     module = InceptionClassifier(
         model="inception_v3",
         num_classes=3,
@@ -236,8 +241,13 @@ def test_make_dataset_then_report(tmp_path: Path, capsys: pytest.CaptureFixture[
           str(data / "boxes.json"), "--out", str(out), "--per_class", "2"])  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     assert "pointing_game" in json.dumps(summary)
+    assert summary["evaluation"]["images"] == 3  # every val image predicted
     assert (out / "index.html").read_text().count("<img") >= 6
-    assert list(out.rglob("*.png"))
+    assert {p.name for p in (out / "plots").iterdir()} == {
+        "curves.png", "reliability.png", "confusion.png"
+    }  # fmt: skip
+    shown = terminal_progress.getvalue()
+    assert "deletion/insertion" in shown and "predicting" in shown
 
 
 def test_report_on_a_missing_checkpoint_names_it(

@@ -8,7 +8,7 @@ import torch
 
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.evaluation import evaluation_dataset
-from inception_lightning.explain import Explainer, GradCAM, write_report
+from inception_lightning.explain import Explainer, GradCAM, predict_dataset, write_report
 from inception_lightning.training.checkpoints import Weights, load_network
 
 
@@ -25,7 +25,9 @@ def report(
 ) -> Path:
     """Write a static Grad-CAM attribution report: index.html, PNG overlays, summary.json.
 
-    A seeded, class-balanced sample of the folder is explained with the checkpoint's network.
+    A seeded, class-balanced sample of the folder is explained with the checkpoint's network;
+    every image of the folder is predicted for the accuracy per class, the confusion matrix
+    and the reliability diagram.
 
     Args:
         ckpt_path: a checkpoint written while training InceptionClassifier.
@@ -52,6 +54,7 @@ def report(
     cam = GradCAM(network.to(device), layer=layer)
     explainer = Explainer(cam, dataset, seed=seed, progress=None)  # a bar on terminals
     expl = explainer.explain(explainer.sample(per_class))
+    predictions = predict_dataset(cam, dataset, progress=None)
     info = {
         "checkpoint": str(ckpt_path),
         "model": network.name,
@@ -62,4 +65,4 @@ def report(
         "image_size": size,
         "layer": explainer.cam.layer,
     }
-    return write_report(out, expl, dataset.classes, info, per_class=per_class)
+    return write_report(out, expl, dataset.classes, info, per_class, predictions)

@@ -8,7 +8,7 @@ wrong), their predictions and Grad-CAM maps, and a score per image and metric.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -17,9 +17,10 @@ from inception_lightning.console import track
 from inception_lightning.data.protocol import LabelledImages
 from inception_lightning.explain.gradcam import GradCAM, eval_mode
 from inception_lightning.explain.metrics import (
-    deletion_auc,
+    auc,
+    deletion_curve,
     energy_pointing_game,
-    insertion_auc,
+    insertion_curve,
     pointing_game,
 )
 
@@ -38,6 +39,8 @@ class Explanation:
         pred_maps: maps of the predicted class `[N, H, W]` (the same as `maps` where right).
         masks: object masks `[N, H, W]`, or None when the dataset has none.
         scores: per-image metric values `[N]` by metric name.
+        curves: per-image deletion and insertion curves `[N, steps + 1]` (the target's
+            probability as pixels move, most salient first), by "deletion" / "insertion".
     """
 
     indices: Tensor
@@ -49,6 +52,7 @@ class Explanation:
     pred_maps: Tensor
     masks: Tensor | None
     scores: dict[str, Tensor]
+    curves: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def preds(self) -> Tensor:
@@ -151,7 +155,7 @@ def explain(
     wrong = preds != labels
     if wrong.any():
         pred_maps[wrong] = cam.attribute(images[wrong], preds[wrong]).cpu()
-    scores: dict[str, list[Tensor]] = {"deletion_auc": [], "insertion_auc": []}
+    curves: dict[str, list[Tensor]] = {"deletion": [], "insertion": []}
     n, step = len(images), cam.batch_size
     starts = track(
         range(0, n, step), "deletion/insertion", n, "images", progress, lambda i: min(step, n - i)
@@ -159,15 +163,16 @@ def explain(
     for start in starts:
         part = slice(start, start + step)
         args = (cam.model, images[part], pred_maps[part], preds[part], steps)
-        scores["deletion_auc"].append(deletion_auc(*args).cpu())
-        scores["insertion_auc"].append(insertion_auc(*args).cpu())
-    result = {name: torch.cat(values) for name, values in scores.items()}
+        curves["deletion"].append(deletion_curve(*args).cpu())
+        curves["insertion"].append(insertion_curve(*args).cpu())
+    curve = {name: torch.cat(values) for name, values in curves.items()}
+    result = {f"{name}_auc": auc(values) for name, values in curve.items()}
     if masks is not None:
         result["pointing_game"] = pointing_game(maps, masks, tolerance)
         result["energy_pointing_game"] = energy_pointing_game(maps, masks)
     indices = torch.as_tensor(batch.indices)
     return Explanation(
-        indices, batch.pixels, images.cpu(), labels, probs, maps, pred_maps, masks, result
+        indices, batch.pixels, images.cpu(), labels, probs, maps, pred_maps, masks, result, curve
     )
 
 

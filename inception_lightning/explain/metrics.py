@@ -90,8 +90,7 @@ def deletion_auc(
         steps: number of deletion steps; RISE uses one per 224 pixels.
         baseline: value of a deleted pixel (RISE: 0, the dataset mean after normalisation).
     """
-    end = torch.full_like(inputs, baseline)
-    return auc(perturbation_curve(model, inputs, end, maps, targets, steps))
+    return auc(deletion_curve(model, inputs, maps, targets, steps, baseline))
 
 
 def insertion_auc(
@@ -115,8 +114,33 @@ def insertion_auc(
         steps: number of insertion steps.
         substrate: start images; None takes RISE's Gaussian blur (kernel 11, sigma 5).
     """
+    return auc(insertion_curve(model, inputs, maps, targets, steps, substrate))
+
+
+def deletion_curve(
+    model: nn.Module,
+    inputs: Tensor,
+    maps: Tensor,
+    targets: Tensor | Sequence[int],
+    steps: int = 16,
+    baseline: float = 0.0,
+) -> Tensor:
+    """The curves `[N, steps + 1]` under `deletion_auc` (same arguments)."""
+    end = torch.full_like(inputs, baseline)
+    return perturbation_curve(model, inputs, end, maps, targets, steps)
+
+
+def insertion_curve(
+    model: nn.Module,
+    inputs: Tensor,
+    maps: Tensor,
+    targets: Tensor | Sequence[int],
+    steps: int = 16,
+    substrate: Tensor | None = None,
+) -> Tensor:
+    """The curves `[N, steps + 1]` under `insertion_auc` (same arguments)."""
     start = blur(inputs) if substrate is None else substrate
-    return auc(perturbation_curve(model, inputs, start, maps, targets, steps, insert=True))
+    return perturbation_curve(model, inputs, start, maps, targets, steps, insert=True)
 
 
 def perturbation_curve(
