@@ -27,7 +27,7 @@ from inception_lightning.explain.gradcam import (
     default_layer,
 )
 from inception_lightning.explain.predictions import predict_dataset
-from inception_lightning.explain.render import class_grids
+from inception_lightning.explain.render import overlay_pictures
 from inception_lightning.explain.report import safe_name, write_report
 from inception_lightning.models import InceptionNet, iter_blocks
 from inception_lightning.training.contract import network_of
@@ -44,9 +44,9 @@ class GradCam(Callback):
     found among the next `misclassified_search` images of the same seeded order. Under the
     stage (`val` or `test`) it logs:
 
-    - `gradcam/<stage>/overlays/<class>`: one picture per true class, a tile per image
-      captioned with the prediction and its probability; a mistake shows the maps of the
-      predicted and of the true class side by side;
+    - `gradcam/<stage>/overlays/<class>/<index>`: a picture per explained image, legible at
+      TensorBoard's default card size: the image and the map of its class, captioned with the
+      probability; for a mistake, the maps of the predicted and of the true class;
     - `gradcam/<stage>/deletion_auc` (lower is better), `.../insertion_auc` (higher is better)
       and, when the dataset has `mask(index)`, `.../pointing_game` and
       `.../energy_pointing_game` (higher is better), averaged over the fixed sample only.
@@ -262,12 +262,16 @@ class GradCam(Callback):
     def _log_overlays(
         self, trainer: pl.Trainer, tag: str, expl: Explanation, classes: Sequence[str]
     ) -> None:
-        """One picture per class, as `<tag>/<index>_<name>` (in class order in TensorBoard)."""
-        pictures = class_grids(expl, classes)
+        """A picture per image, as `<tag>/<class index>_<class>/<dataset index>` (grouped by
+        class in TensorBoard's order)."""
+        pictures = overlay_pictures(expl, classes)
+        names = [
+            f"{tag}/{label}_{safe_name(classes[label])}/{index}"
+            for label, index in zip(expl.labels.tolist(), expl.indices.tolist(), strict=True)
+        ]
         for logger in trainer.loggers:
             add_image = getattr(logger.experiment, "add_image", None)
-            for label, picture in pictures.items() if add_image is not None else ():
-                name = f"{tag}/{label}_{safe_name(classes[label])}"
+            for name, picture in zip(names, pictures, strict=True) if add_image else ():
                 add_image(name, picture, trainer.global_step, dataformats="HWC")
 
 

@@ -116,8 +116,13 @@ def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(
     events = EventAccumulator(str(tmp_path / "tb" / "version_0"))
     events.Reload()
     overlays = [t for t in events.Tags()["images"] if t.startswith("gradcam/val/overlays/")]
-    assert overlays == ["gradcam/val/overlays/0_red", "gradcam/val/overlays/1_green",
-                        "gradcam/val/overlays/2_script_alert_1_script"]  # fmt: skip
+    expl = cam.last["features.mixed_6e"]
+    assert sorted(overlays) == sorted(
+        f"gradcam/val/overlays/{label}_{['red', 'green', 'script_alert_1_script'][label]}/{i}"
+        for label, i in zip(expl.labels.tolist(), expl.indices.tolist(), strict=True)
+    )  # a picture per explained image, grouped by class
+    (picture,) = events.Images(overlays[0])
+    assert (picture.width, picture.height) == (400, 270)  # legible in a TensorBoard card
     val_steps = [e.step for e in events.Scalars("val/acc1")][1:]  # epoch 2 only: every 2
     for name in METRICS:  # logged by Lightning with the epoch's validation metrics
         assert [e.step for e in events.Scalars(f"gradcam/val/{name}")] == val_steps

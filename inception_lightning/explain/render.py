@@ -46,34 +46,33 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def class_grids(expl: Explanation, classes: Sequence[str]) -> dict[int, np.ndarray]:
-    """One captioned picture per true class that has explained images, by class index.
+def overlay_pictures(expl: Explanation, classes: Sequence[str]) -> list[np.ndarray]:
+    """One captioned picture per explained image, in the order of `expl`.
 
-    Two large tiles a row with large captions, so that they stay legible when TensorBoard
-    shrinks the picture to its card (about 400 px wide): right predictions two a row, each
-    with the map of its class; a mistake a row, the map of the predicted class beside that of
-    the true class.
+    Two large tiles side by side, about 400 x 290 px, so that TensorBoard's image cards (about
+    340 px wide by default, shrinking taller pictures further) keep the captions legible: a
+    right prediction shows the image and the map of its class; a mistake shows the map of the
+    predicted class beside that of the true class.
     """
-    pictures = {}
-    for label in dict.fromkeys(expl.labels.tolist()):
-        rows: list[list[tuple[np.ndarray, str]]] = []
-        right: list[tuple[np.ndarray, str]] = []
-        for i in (expl.labels == label).nonzero()[:, 0].tolist():
-            pred = int(expl.preds[i])
-            prob = float(expl.probs[i, pred])
-            if pred == label:
-                right.append((overlay(expl.pixels[i], expl.maps[i]), f"right, {prob:.2f}"))
-                continue
-            predicted = overlay(expl.pixels[i], expl.pred_maps[i])
-            true = overlay(expl.pixels[i], expl.maps[i])
-            rows.append(
-                [
-                    (predicted, f"pred {_short(classes[pred])}, {prob:.2f}"),
-                    (true, f"true {_short(classes[label])}"),
-                ]
-            )
-        rows = [right[j : j + 2] for j in range(0, len(right), 2)] + rows
-        pictures[label] = _rows_figure(rows, f"true class: {classes[label]}")
+    pictures = []
+    for i in range(len(expl.labels)):
+        label, pred = int(expl.labels[i]), int(expl.preds[i])
+        prob = float(expl.probs[i, pred])
+        title = f"#{int(expl.indices[i])}: {_short(classes[label], 24)}"
+        if pred == label:
+            tiles = [
+                (to_rgb(expl.pixels[i]), "image"),
+                (overlay(expl.pixels[i], expl.maps[i]), f"right, {prob:.2f}"),
+            ]
+        else:
+            tiles = [
+                (
+                    overlay(expl.pixels[i], expl.pred_maps[i]),
+                    f"pred {_short(classes[pred])}, {prob:.2f}",
+                ),
+                (overlay(expl.pixels[i], expl.maps[i]), f"true {_short(classes[label])}"),
+            ]
+        pictures.append(_row_figure(tiles, title))
     return pictures
 
 
@@ -82,16 +81,15 @@ def _short(name: str, limit: int = 14) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "\u2026"
 
 
-def _rows_figure(rows: Sequence[Sequence[tuple[np.ndarray, str]]], title: str) -> np.ndarray:
-    """Captioned tiles, two columns, rendered to `uint8 [H, W, 3]` (400 px wide)."""
-    fig = Figure(figsize=(4.0, 2.2 * len(rows) + 0.4), dpi=100)
+def _row_figure(tiles: Sequence[tuple[np.ndarray, str]], title: str) -> np.ndarray:
+    """Captioned tiles in a row under a title, rendered to `uint8 [H, W, 3]`."""
+    fig = Figure(figsize=(2.0 * len(tiles), 2.7), dpi=100)
     canvas = FigureCanvasAgg(fig)
-    for r, row in enumerate(rows):
-        for c, (tile, text) in enumerate(row):
-            ax = fig.add_subplot(len(rows), 2, 2 * r + c + 1)
-            ax.imshow(tile, interpolation="nearest")
-            ax.set_title(text, fontsize=12, parse_math=False)
-            ax.axis("off")
+    for c, (tile, text) in enumerate(tiles):
+        ax = fig.add_subplot(1, len(tiles), c + 1)
+        ax.imshow(tile, interpolation="nearest")
+        ax.set_title(text, fontsize=12, parse_math=False)
+        ax.axis("off")
     fig.suptitle(title, fontsize=13, parse_math=False)
     fig.tight_layout()
     canvas.draw()
