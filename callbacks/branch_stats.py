@@ -142,7 +142,7 @@ class BranchActivationStats(ProbeCallback):
         writers = tensorboard_writers(trainer)
         if not (heatmap and writers and trainer.is_global_zero):
             return
-        figure = heatmap_figure(heatmap, self._heatmap_step)
+        figure = heatmap_figure(heatmap, self._heatmap_step, self._grids)
         for writer in writers:
             writer.add_figure(HEATMAP, figure, self._heatmap_step)
 
@@ -168,30 +168,43 @@ class BranchActivationStats(ProbeCallback):
         return metrics
 
 
-def heatmap_figure(stats: dict[str, dict[str, dict[str, float]]], step: int) -> Figure:
-    """Blocks x branches heat maps of `HEATMAP_STATS`; blank where a block lacks a branch.
+def heatmap_figure(
+    stats: dict[str, dict[str, dict[str, float]]], step: int, grids: dict[str, str]
+) -> Figure:
+    """Branches x blocks heat maps of `HEATMAP_STATS`, one above the other; blank where a block
+    lacks a branch.
+
+    Sized for a TensorBoard card (about 340 px wide): the branch names and the grids (white
+    lines between them, named on top) stay legible there even for IR-v2's 43 blocks; the
+    block names, small, need the card enlarged.
 
     Args:
         stats: block -> branch -> stat name -> value.
         step: the training step shown in the title.
+        grids: block -> its grid, e.g. "17x17" ("" when unknown).
     """
     blocks = list(stats)
     branches = list(dict.fromkeys(b for per_block in stats.values() for b in per_block))
-    figure = Figure(
-        figsize=(3 + 1.6 * len(branches), 1.5 + 0.25 * len(blocks)), layout="constrained"
-    )
-    for ax, (stat, title) in zip(
-        figure.subplots(1, 2, sharey=True), HEATMAP_STATS.items(), strict=True
-    ):
-        grid = np.full((len(blocks), len(branches)), np.nan)
+    starts = [i for i, block in enumerate(blocks) if i == 0 or grids[block] != grids[blocks[i - 1]]]
+    ends = [*starts[1:], len(blocks)]
+    figure = Figure(figsize=(5.0, 4.0), dpi=100, layout="constrained")
+    axes = figure.subplots(2, 1, sharex=True)
+    for ax, (stat, title) in zip(axes, HEATMAP_STATS.items(), strict=True):
+        grid = np.full((len(branches), len(blocks)), np.nan)
         for i, block in enumerate(blocks):
             for j, branch in enumerate(branches):
                 if branch in stats[block]:
-                    grid[i, j] = stats[block][branch][stat]
+                    grid[j, i] = stats[block][branch][stat]
         image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(len(branches)), branches, rotation=45, ha="right")
-        ax.set_yticks(range(len(blocks)), blocks)
-        ax.set_title(title)
-        figure.colorbar(image, ax=ax)
-    figure.suptitle(f"step {step}")
+        ax.set_yticks(range(len(branches)), branches, fontsize=8)
+        ax.set_ylabel(title, fontsize=10)
+        for start in starts[1:]:
+            ax.axvline(start - 0.5, color="white", linewidth=1.5)
+        figure.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+    axes[-1].set_xticks(range(len(blocks)), blocks, rotation=90, fontsize=5)
+    top = axes[0].secondary_xaxis("top")
+    centres = [(a + b - 1) / 2 for a, b in zip(starts, ends, strict=True)]
+    top.set_xticks(centres, [grids[blocks[a]] for a in starts], fontsize=9)
+    top.tick_params(length=0)
+    figure.suptitle(f"branches by block, step {step}", fontsize=10)
     return figure

@@ -24,11 +24,10 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parents[1]
 # name -> (TensorBoard page, window width,height)
 VIEWS = {
-    "tensorboard_scalars": ("timeseries", "^(train|val|val_ema)/", "1400,1000"),
-    "tensorboard_sections": ("timeseries", "", "1400,1000"),
-    "tensorboard_overlays": ("timeseries", "gradcam/val/overlays", "1400,1100"),
-    "tensorboard_heatmap": ("timeseries", "heatmap", "1400,900"),
-    "tensorboard_hparams": ("hparams", "", "1400,600"),
+    "tensorboard_scalars": ("timeseries", "^(train|val|val_ema)/", "1600,1000"),
+    "tensorboard_overlays": ("timeseries", "gradcam/val/overlays", "1600,1000"),
+    "tensorboard_heatmap": ("images", "heatmap", "1300,1000"),  # at its size
+    "tensorboard_hparams": ("hparams", "", "2000,400"),
     "tensorboard_custom_scalars": ("custom_scalars", "", "1400,800"),
 }
 
@@ -44,15 +43,17 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     tensorboard = Path(sys.executable).parent / "tensorboard"
+    spec = f"{run.parent.name}/{run.name}:{run}"  # the run's name in TensorBoard
     server = subprocess.Popen(
-        [str(tensorboard), "--logdir_spec", f"{run.parent.name}/{run.name}:{run}", "--port", str(port), "--host", "127.0.0.1"],
+        [str(tensorboard), "--logdir_spec", spec, "--port", str(port), "--host", "127.0.0.1"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         wait_for(f"http://127.0.0.1:{port}/data/plugins_listing")
         for name, (page, tags, window) in VIEWS.items():
-            url = f"http://127.0.0.1:{port}/?darkMode=false&forceSVG=true&tagFilter={quote(tags)}#{page}"
+            query = f"?darkMode=false&forceSVG=true&tagFilter={quote(tags)}"
+            url = f"http://127.0.0.1:{port}/{query}#{page}&tagFilter={quote(tags)}"
             shoot(args.browser, url, args.out / f"{name}.png", window)
     finally:
         server.terminate()

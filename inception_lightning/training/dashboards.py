@@ -25,9 +25,9 @@ LAYOUT = {
 class TensorBoardDashboards(Callback):
     """Fill TensorBoard's hparams and custom-scalars tabs, and log the best validation scores.
 
-    When training starts, every TensorBoard logger gets one hparams entry: the model and how it
-    is built, the optimiser's class and (head) lr, the scheduler, the batch size, the data
-    (a folder's root, else the datamodule's class) and the run's length and precision; its
+    When training starts, every TensorBoard logger gets one hparams entry: the model, its width
+    and stem, the optimiser's class and (head) lr, the scheduler, the batch size and the data
+    (a folder's root, else the datamodule's class); its
     metrics are `<name>_best` for each name in `best`, logged after every validation as the
     highest value so far. Lightning's own entry would hold every hyperparameter of the module
     (`_instantiator` included) but no optimiser, and a placeholder `hp_metric`:
@@ -93,7 +93,4 @@ def run_hyperparameters(trainer: pl.Trainer, pl_module: pl.LightningModule) -> d
     data = trainer.datamodule
     params["batch_size"] = getattr(data, "batch_size", None)
     params["data"] = str(getattr(data, "root", None) or type(data).__name__ if data else "loaders")
-    params["label_smoothing"] = hp.get("label_smoothing")
-    params["max_epochs"] = trainer.max_epochs
-    params["precision"] = str(trainer.precision)
     return {k: "none" if v is None else v for k, v in params.items()}
