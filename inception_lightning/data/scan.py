@@ -7,6 +7,9 @@ checks PNG chunk checksums through the end chunk (so a truncated PNG fails) but 
 JPEG, so for JPEG the scan also requires the end-of-image marker (FF D9) in the file's last KiB;
 a truncated JPEG ends inside its entropy-coded data, where that byte pair cannot occur. A
 truncated file of another format passes the scan and fails when decoded, with an error naming it.
+
+`check_files` keeps the results in a `data.scan_cache.ScanCache`, so a later scan of the same
+folder checks only the files whose size or mtime changed.
 """
 
 from __future__ import annotations
@@ -142,8 +145,8 @@ def gc_paused() -> Iterator[None]:
     """Hold the cyclic garbage collector back while a scan builds its objects.
 
     A scan makes a few objects per file (a path, a stat, a record), none of them in a cycle; the
-    collector's full passes over the whole heap, which that many allocations trigger, took half
-    of a cached scan's time (`benchmarks/scan.py`). It runs again as before afterwards.
+    collector's full passes over the whole heap, which that many allocations trigger, took about
+    half of a cached scan's CPU time (20,000 files on 2 cores). It runs as before afterwards.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -187,14 +190,11 @@ def check_files(
 
 
 def scan_files(
-    files: dict[str, list[FileStat]],
-    classes: list[str],
-    cache: ScanCache | None = None,
-    progress: bool | None = None,
+    files: dict[str, list[FileStat]], classes: list[str]
 ) -> tuple[list[ImageRecord], list[BadFile]]:
-    """Check every file (see `check_files`); returns the readable and the bad ones."""
+    """Check every file, without a cache; returns the readable and the bad ones."""
     listed = [file for stats in files.values() for file in stats]
-    return sort_results(files, classes, check_files(listed, cache, progress)[0])
+    return sort_results(files, classes, check_files(listed)[0])
 
 
 def sort_results(
