@@ -16,6 +16,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
 from inception_lightning.callbacks._checks import non_negative_int, one_of, positive_int
+from inception_lightning.callbacks._loggers import has_logger
 from inception_lightning.callbacks._probe import short_name
 from inception_lightning.explain.explainer import Explainer, Explanation, load, summarize
 from inception_lightning.explain.gradcam import (
@@ -132,6 +133,7 @@ class GradCam(Callback):
                 "ModelParallel) cannot do; use DDP or a single device"
             )
         self._cams(pl_module)  # checks the layer names only: no hook is registered here
+        has_logger(trainer, self, "its overlays and scores are not logged")
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

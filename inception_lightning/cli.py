@@ -70,12 +70,15 @@ class InceptionCLI(LightningCLI):
         parser.add_lightning_class_args(LoggingStepProgressBar, "progress_bar")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """Lightning's, leaving the bar out under `trainer.enable_progress_bar: false`."""
-        # LightningCLI would pass the bar along regardless, and the Trainer refuses a bar
-        # callback with the bar disabled.
+        """Lightning's, leaving the bar out under `trainer.enable_progress_bar: false` and the
+        lr monitor out under `trainer.logger: false`."""
+        # LightningCLI would pass both along regardless: the Trainer refuses a bar callback with
+        # the bar disabled, and the monitor raises at the start of training without a logger.
         config, callbacks = cli_trainer_parts(self, **kwargs)
         if config.get("enable_progress_bar") is False:
             callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
+        if config.get("logger") in (False, []):
+            callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
         return build_cli_trainer(self, config, callbacks)
 
     def instantiate_classes(self) -> None:

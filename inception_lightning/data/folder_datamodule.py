@@ -9,7 +9,10 @@ Two layouts are accepted under `root`:
 Classes are the folder names under the training tree, sorted, as in torchvision's
 `ImageFolder`. Every file is checked at `setup`, before training starts (see `data.scan`); with
 `bad_files="skip"` the bad ones are left out, and their list is written to `bad_files.txt` in the
-trainer's log directory, or in the current directory when no trainer is attached.
+trainer's log directory, or in the current directory when no trainer is attached. The checks'
+results are cached (`data.scan_cache`), so a later start checks only the files that changed;
+under DDP, local rank 0 of each node scans while the node's other ranks wait, then read its
+cache (`data.per_node`).
 
 Loader workers decode and crop to uint8; batches are normalised on the device (see
 `data.datamodule.ImageDataModule`).
@@ -22,20 +25,24 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Literal
 
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from inception_lightning.data.boxes import Annotation, read_boxes
 from inception_lightning.data.datamodule import ImageDataModule
 from inception_lightning.data.errors import DatasetError, printable
 from inception_lightning.data.folder import ImageFolderDataset, MaskedImageFolderDataset
+from inception_lightning.data.per_node import first_on_each_node
 from inception_lightning.data.scan import (
     BadFile,
     ImageRecord,
+    check_files,
     find_classes,
+    gc_paused,
     list_files,
-    scan_files,
+    sort_results,
 )
+from inception_lightning.data.scan_cache import FileStat, Result, ScanCache
 from inception_lightning.data.transforms import (
     eval_geometry,
     resolve_preprocessing,
@@ -43,6 +50,7 @@ from inception_lightning.data.transforms import (
 )
 
 Splits = dict[str, list[ImageRecord]]
+Listing = dict[str, dict[str, list[FileStat]]]  # split -> class -> files
 
 
 class ImageFolderDataModule(ImageDataModule):
@@ -63,6 +71,9 @@ class ImageFolderDataModule(ImageDataModule):
         min_scale: smallest share of the image area a training crop covers.
         hflip: probability of a horizontal flip in training.
         bad_files: "error" lists every bad file and stops; "skip" leaves them out.
+        scan_cache_dir: where the scan's results are cached; None: beside the data
+            (`root/.inception-lightning-scan.json`), or in the user cache folder
+            (`$XDG_CACHE_HOME/inception-lightning/scan`) when `root` is read-only.
         num_workers: loader processes; None: `default_num_workers` for the trainer's devices
             on this node.
         pin_memory: None pins when CUDA is available.
@@ -82,6 +93,7 @@ class ImageFolderDataModule(ImageDataModule):
         min_scale: float = 0.08,
         hflip: float = 0.5,
         bad_files: Literal["error", "skip"] = "error",
+        scan_cache_dir: str | None = None,
         num_workers: int | None = None,
         pin_memory: bool | None = None,
     ) -> None:
@@ -120,12 +132,13 @@ class ImageFolderDataModule(ImageDataModule):
         """Scan every split once, apply the bad-file policy and build the datasets."""
         if self.train_dataset is not None:
             return
-        files = {split: list_files(d, self.classes) for split, d in self.split_dirs.items()}
-        splits: Splits = {}
-        bad: list[BadFile] = []
-        for split, split_files in files.items():
-            splits[split], split_bad = scan_files(split_files, self.classes)
-            bad += split_bad
+        with gc_paused():
+            files, results = first_on_each_node(self.trainer, self._scan)
+            splits: Splits = {}
+            bad: list[BadFile] = []
+            for split, split_files in files.items():
+                splits[split], split_bad = sort_results(split_files, self.classes, results)
+                bad += split_bad
         if bad:
             self._handle_bad_files(bad)
         self._check_not_emptied(files, splits)
@@ -139,6 +152,23 @@ class ImageFolderDataModule(ImageDataModule):
         self.val_dataset = self._dataset(splits["val"], train=False, annotations=annotations)
         if "test" in splits:
             self.test_dataset = self._dataset(splits["test"], train=False, annotations=annotations)
+
+    def _scan(self) -> tuple[Listing, dict[str, Result]]:
+        """List every split and check its files through the scan cache."""
+        files = {
+            split: list_files(folder, self.classes, self.root)
+            for split, folder in self.split_dirs.items()
+        }
+        listed = [file for split in files.values() for stats in split.values() for file in stats]
+        cache = ScanCache(self.root, self.hparams.scan_cache_dir)
+        trainer = self.trainer
+        quiet = trainer is not None and (
+            trainer.progress_bar_callback is None or not trainer.is_global_zero
+        )
+        results, checked = check_files(listed, cache, progress=False if quiet else None)
+        where = f"scan cache: {cache.path}" if cache.path else "no scan cache"
+        rank_zero_info(f"checked {checked:,} of {len(listed):,} images under {self.root} ({where})")
+        return files, results
 
     @override
     def missing_split(self, split: str) -> str:
@@ -159,7 +189,7 @@ class ImageFolderDataModule(ImageDataModule):
             path.write_text("".join(b.line(separator="\t") + "\n" for b in bad))
         rank_zero_warn(f"skipped {len(bad)} bad image files under {self.root}; list in {path}")
 
-    def _check_not_emptied(self, files: dict[str, dict[str, list[Path]]], splits: Splits) -> None:
+    def _check_not_emptied(self, files: Listing, splits: Splits) -> None:
         for split, split_files in files.items():
             kept = {self.classes[r.label] for r in splits[split]}
             for name in split_files.keys() - kept:
@@ -175,15 +205,15 @@ class ImageFolderDataModule(ImageDataModule):
                 f"{len(small)} images are smaller than the {size} px crop and are upscaled: {shown}"
             )
 
-    def _read_boxes(self, files: dict[str, dict[str, list[Path]]]) -> dict[str, Annotation] | None:
+    def _read_boxes(self, files: Listing) -> dict[str, Annotation] | None:
         if self.hparams.boxes_file is None:
             return None
         annotations = read_boxes(self.hparams.boxes_file)
         known = {
-            path.relative_to(self.root).as_posix()
+            file.key  # the path relative to root
             for split_files in files.values()
-            for paths in split_files.values()
-            for path in paths
+            for stats in split_files.values()
+            for file in stats
         }
         unknown = sorted(annotations.keys() - known)
         if unknown:
