@@ -84,6 +84,23 @@ def find_classes(split_dir: Path) -> list[str]:
     return classes
 
 
+def label_space(found: list[str], classes: list[str] | None, where: Path | str) -> list[str]:
+    """The classes to label by: `found` (the data's), or a model's `classes` that include them.
+
+    A dataset whose classes are a subset of a model's is labelled by the model's indices, by
+    name; any class the model does not know is an error naming it.
+    """
+    if classes is None:
+        return found
+    unknown = [name for name in found if name not in classes]
+    if unknown:
+        raise DatasetError(
+            f"{where} has classes {unknown} that the model does not know (its classes: "
+            f"{list(classes)}): use a folder of the model's classes (a subset is fine)"
+        )
+    return list(classes)
+
+
 def list_files(split_dir: Path, classes: list[str]) -> dict[str, list[Path]]:
     """Every non-hidden file under each class folder of `split_dir`, sorted.
 
@@ -111,15 +128,31 @@ def scan_files(
 ) -> tuple[list[ImageRecord], list[BadFile]]:
     """Check every file's header in parallel threads; returns the readable and the bad ones."""
     jobs = [(path, classes.index(name)) for name, paths in files.items() for path in paths]
+    return scan_paths([path for path, _ in jobs], [label for _, label in jobs])
+
+
+def scan_paths(paths: list[Path], labels: list[int]) -> tuple[list[ImageRecord], list[BadFile]]:
+    """Check the files' headers in parallel threads; readable ones keep their label, in order."""
     with ThreadPoolExecutor(min(32, 4 * (os.cpu_count() or 1))) as pool:
-        results = list(pool.map(check_image, [path for path, _ in jobs]))
+        results = list(pool.map(check_image, paths))
     records, bad = [], []
-    for (path, label), result in zip(jobs, results, strict=True):
+    for path, label, result in zip(paths, labels, results, strict=True):
         if isinstance(result, str):
             bad.append(BadFile(path, result))
         else:
             records.append(ImageRecord(path, label, result))
     return records, bad
+
+
+def list_tree(root: Path) -> list[Path]:
+    """Every non-hidden file under `root`, at any depth, sorted by path."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder does not exist or is a file: {root}")
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(_hidden(part) for part in p.relative_to(root).parts)
+    )
 
 
 def _hidden(name: str) -> bool:
