@@ -88,7 +88,7 @@ class PredictionWriter(BasePredictionWriter):
                 for record in csv.reader(io.StringIO(part.read_text())):
                     rows.setdefault(int(record[0]), record[1:])
                 part.unlink()
-            self._write(sorted(rows.items()))
+            self._write(list(rows.items()))
         trainer.strategy.barrier("prediction_writer_merged")
 
     def _write(self, rows: list[Row]) -> None:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from conftest import TINY, write_image, write_tree
-from lightning.pytorch import Trainer
+from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from inception_lightning import create_model
-from inception_lightning.cli import main
+from inception_lightning.cli import InceptionCLI, main
 from inception_lightning.data import SyntheticDataModule, synthetic_classes
 from inception_lightning.training import InceptionClassifier, InceptionEMA, load_network
 from inception_lightning.training.checkpoints import (
@@ -204,3 +205,34 @@ def test_read_description_of_the_trained_checkpoint_needs_no_warning(
     description = read_description(read_checkpoint(trained), trained)
     assert description.classes == CLASSES and description.num_classes == 4
     assert not [w for w in recwarn if "does not say" in str(w.message)]
+
+
+def test_a_subset_of_the_classes_is_mapped_by_name_and_other_classes_are_refused(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    subset = [CLASSES[3], CLASSES[1]]  # two of the four, in another order
+    folder = write_tree(tmp_path / "subset", subset, ("train", "val"), n=2, size=(75, 75))
+    cli = InceptionCLI(
+        InceptionClassifier, LightningDataModule, subclass_mode_data=True,
+        args=["validate", "--data", "inception_lightning.data.ImageFolderDataModule",
+              "--data.root", str(folder), "--data.num_workers", "0", "--ckpt_path", str(trained),
+              "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"],
+    )  # fmt: skip
+    assert cli.datamodule.classes == CLASSES and cli.model.hparams.num_classes == 4
+    assert "val_ema/acc1" in cli.trainer.callback_metrics
+    names = [CLASSES[label] for label in cli.datamodule.val_dataset.labels]
+    assert names == [path.parent.name for path in map(cli.datamodule.val_dataset.path, range(4))]
+    assert sorted(set(names)) == sorted(subset)
+
+    main(["report", "--ckpt_path", str(trained), "--data", str(folder), "--out", "report",
+          "--per_class", "1"])  # fmt: skip
+    summary = json.loads((tmp_path / "report/summary.json").read_text())
+    assert sorted(summary["per_class"]) == sorted(subset)
+    assert all(image["true"] in subset for image in summary["images"])
+
+    strange = write_tree(tmp_path / "strange", [CLASSES[0], "zebra"], ("val",), n=1)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--ckpt_path", str(trained), "--data", str(strange), "--out", "r2"])
+    message = str(exit_info.value.code)
+    assert "['zebra'] that the model does not know" in message and "\n" not in message

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.parsing import lightning_getattr
@@ -248,7 +248,8 @@ class InceptionClassifier(LightningModule):
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Describe the checkpoint: classes and preprocessing (the datamodule's), model, weights."""
-        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        trainer = self._attached_trainer()
+        datamodule = trainer.datamodule if trainer is not None else None
         preprocessing = getattr(datamodule, "preprocessing", None)
         if dataclasses.is_dataclass(preprocessing):
             preprocessing = dataclasses.asdict(preprocessing)
@@ -277,7 +278,8 @@ class InceptionClassifier(LightningModule):
                 f"{self.hparams.model} ({found[1]}): pass a checkpoint of this model, or the "
                 "model config it was trained with"
             )
-        fitting = self._trainer is not None and self._trainer.state.fn == TrainerFn.FITTING
+        trainer = self._attached_trainer()
+        fitting = trainer is not None and trainer.state.fn == TrainerFn.FITTING
         if not fitting:
             self._evaluated = weights
             for stage in ("val", "test"):
@@ -288,8 +290,16 @@ class InceptionClassifier(LightningModule):
             )
 
     def _checkpoint_name(self) -> str:
-        path = self._trainer.ckpt_path if self._trainer is not None else None
+        trainer = self._attached_trainer()
+        path = trainer.ckpt_path if trainer is not None else None
         return str(path) if path else "the checkpoint"
+
+    def _attached_trainer(self) -> Trainer | None:
+        """The trainer, or None for a module used alone (`load_from_checkpoint`, ...)."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
 
     @override
     def setup(self, stage: str) -> None:
