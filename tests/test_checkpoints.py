@@ -66,10 +66,13 @@ def test_every_checkpoint_describes_itself_in_plain_values(trained: Path, tmp_pa
 
 
 def test_an_older_checkpoint_loads_with_a_warning_naming_what_it_lacks(
-    trained: Path, tmp_path: Path
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # where validate writes its config
     checkpoint = torch.load(trained, map_location="cpu", weights_only=True)
     del checkpoint[DESCRIPTION_KEY]
+    # what the module saved before multi-crop moved to the data
+    checkpoint["hyper_parameters"].update(test_crops=1, test_crop_size=299)
     old = tmp_path / "old.ckpt"
     torch.save(checkpoint, old)
 
@@ -84,6 +87,18 @@ def test_an_older_checkpoint_loads_with_a_warning_naming_what_it_lacks(
     torch.testing.assert_close(
         loaded.network.state_dict(), load_network(trained).network.state_dict()
     )
+
+    # the console script still evaluates it: the data's classes and preprocessing are used
+    config = {"trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False},
+              "data": {"class_path": "inception_lightning.data.SyntheticDataModule",
+                       "init_args": {**DATA, "num_samples": 16}}}  # fmt: skip
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(config))
+    with pytest.warns(UserWarning, match=r"old\.ckpt does not say"):
+        cli = InceptionCLI(
+            InceptionClassifier, LightningDataModule, subclass_mode_data=True,
+            args=["validate", "-c", str(tmp_path / "data.yaml"), "--ckpt_path", str(old)],
+        )  # fmt: skip
+    assert "val_ema/acc1" in cli.trainer.callback_metrics
 
 
 def test_a_plain_state_dict_is_not_taken_for_a_checkpoint(tmp_path: Path) -> None:

@@ -80,6 +80,9 @@ class InceptionClassifier(LightningModule):
         compile_model: `torch.compile` the network; a dict gives `torch.compile` arguments.
         ensemble_checkpoints: further checkpoints of the same architecture whose softmax the
             test step averages with this model's (their EMA weights, when they have them).
+        test_crops: no longer the module's (multi-crop views are cut from whole images by the
+            data: `--data.init_args.test_crops`); older checkpoints hold it, so 1 is accepted.
+        test_crop_size: likewise: the view size is the data's input size now.
     """
 
     def __init__(
@@ -102,8 +105,15 @@ class InceptionClassifier(LightningModule):
         channels_last: bool = False,
         compile_model: bool | dict[str, Any] = False,
         ensemble_checkpoints: list[str] | None = None,
+        test_crops: int = 1,
+        test_crop_size: int | None = None,
     ) -> None:
         super().__init__()
+        if test_crops != 1:
+            raise ValueError(
+                f"test_crops is set on the data now, which cuts the views from whole images: "
+                f"--data.init_args.test_crops {test_crops} instead of --model.test_crops"
+            )
         # Initial weights and optimiser factories stay out: the checkpoint holds the weights,
         # and callables cannot be loaded with weights_only=True.
         self.save_hyperparameters(
@@ -114,6 +124,8 @@ class InceptionClassifier(LightningModule):
                 "checkpoint_path",
                 "trust_pickle",
                 "ensemble_checkpoints",
+                "test_crops",
+                "test_crop_size",
             ]
         )
         self.model: InceptionNet = create_model(
@@ -152,12 +164,13 @@ class InceptionClassifier(LightningModule):
         self._add_metrics(f"val_{name}")
 
     def saved_network(self) -> tuple[str, nn.Module]:
-        """`(name, network)` of the weights a checkpoint written now would hold."""
+        """`(name, network)` of the weights a checkpoint written now would hold: a saved
+        provider's, else `model`'s (named "ema" when restored from an average to evaluate)."""
         if self._saved_provider is not None:
             network = self._eval_providers[self._saved_provider]()
             if network is not None:
                 return self._saved_provider, network
-        return "raw", self.model
+        return self._evaluated, self.model
 
     def skip_step(self) -> None:
         """Mark the current optimiser step as skipped (by `NonFiniteGuard`)."""
