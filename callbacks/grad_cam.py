@@ -18,6 +18,7 @@ from typing_extensions import override
 from inception_lightning.callbacks._checks import non_negative_int, one_of, positive_int
 from inception_lightning.callbacks._loggers import has_logger
 from inception_lightning.callbacks._probe import short_name
+from inception_lightning.data.protocol import LabelledImages
 from inception_lightning.explain.explainer import Explainer, Explanation, load, summarize
 from inception_lightning.explain.gradcam import (
     INTERPOLATIONS,
@@ -30,7 +31,7 @@ from inception_lightning.explain.gradcam import (
 from inception_lightning.explain.render import explanation_grid
 from inception_lightning.explain.report import write_report
 from inception_lightning.models import InceptionNet, iter_blocks
-from inception_lightning.training.contract import network_of
+from inception_lightning.training.contract import saved_network_of
 
 MIN_GRID = 7
 
@@ -49,8 +50,10 @@ class GradCam(Callback):
       when the dataset has `mask(index)`, `gradcam/pointing_game` and
       `gradcam/energy_pointing_game` (higher is better), averaged over the fixed sample only.
 
-    With several layers, tags become `gradcam/<layer>/...`. Maps are computed on
-    `pl_module.model` under the trainer's precision context, with gradients even inside
+    With several layers, tags become `gradcam/<layer>/...`. Maps are computed on the weights a
+    checkpoint written now would hold (`contract.saved_network_of`: the EMA weights once
+    `InceptionEMA` has updated them, else `pl_module.model`), which the grid's title and the
+    report name, under the trainer's precision context, with gradients even inside
     Lightning's `torch.inference_mode` loops, and the module's train/eval flags are restored.
     Ranks other than 0 do nothing and make no collective call, so none waits on another.
 
@@ -123,6 +126,8 @@ class GradCam(Callback):
         self.samples: dict[str, list[int]] = {}
         self.last: dict[str, Explanation] = {}
         self.last_metrics: dict[str, float] = {}
+        self.last_weights = "raw"
+        """The weight set ("ema" or "raw") of the last explanations."""
         self._warned = False
 
     @override
@@ -158,6 +163,7 @@ class GradCam(Callback):
         network = explainer.cam.model
         info = {
             "model": network.name,
+            "weights": self.last_weights,
             "layer": explainer.cam.layer,
             "sign": self.sign,
             "interpolation": self.interpolation,
@@ -178,7 +184,7 @@ class GradCam(Callback):
         self.samples = {k: list(v) for k, v in state_dict["samples"].items()}
 
     def _cams(self, pl_module: pl.LightningModule) -> list[GradCAM]:
-        network = network_of(pl_module)
+        self.last_weights, network = saved_network_of(pl_module)
         names = self.layers or [default_layer(network)]
         args = (self.sign, self.interpolation, self.batch_size)
         return [GradCAM(network, name, *args) for name in names]
@@ -194,6 +200,12 @@ class GradCam(Callback):
 
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not trainer.is_global_zero:
+            return
+        if not isinstance(_dataset(trainer, stage), LabelledImages):
+            rank_zero_warn(
+                f"GradCam: the {stage} set yields multi-crop views (test_crops > 1), not images; "
+                "nothing is explained"
+            )
             return
         explainers = self._explainers(trainer, pl_module, stage)
         first = explainers[0]
@@ -240,7 +252,7 @@ class GradCam(Callback):
     def _log_grid(
         self, trainer: pl.Trainer, tag: str, expl: Explanation, classes: Sequence[str]
     ) -> None:
-        picture = explanation_grid(expl, classes)
+        picture = explanation_grid(expl, classes, f"Grad-CAM of the {self.last_weights} weights")
         for logger in trainer.loggers:
             add_image = getattr(logger.experiment, "add_image", None)
             if add_image is not None:

@@ -7,12 +7,13 @@ Two layouts are accepted under `root`:
 - `root/<class>/*`: one tree, of which a seeded, per-class `val_fraction` is held out.
 
 Classes are the folder names under the training tree, sorted, as in torchvision's
-`ImageFolder`. Every file is checked at `setup`, before training starts (see `data.scan`); with
-`bad_files="skip"` the bad ones are left out, and their list is written to `bad_files.txt` in the
-trainer's log directory, or in the current directory when no trainer is attached. The checks'
-results are cached (`data.scan_cache`), so a later start checks only the files that changed;
-under DDP, local rank 0 of each node scans while the node's other ranks wait, then read its
-cache (`data.per_node`).
+`ImageFolder`; given `classes` (a trained model's), the folders must be among them and are
+labelled by their index there. Every file is checked at `setup`, before training starts (see
+`data.scan`); with `bad_files="skip"` the bad ones are left out, and their list is written to
+`bad_files.txt` in the trainer's log directory, or in the current directory when no trainer is
+attached. The checks' results are cached (`data.scan_cache`), so a later start checks only the
+files that changed; under DDP, local rank 0 of each node scans while the node's other ranks
+wait, then read its cache (`data.per_node`).
 
 Loader workers decode and crop to uint8; batches are normalised on the device (see
 `data.datamodule.ImageDataModule`).
@@ -23,13 +24,13 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from pathlib import Path
-from typing import Literal
 
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torchvision.transforms import v2
 from typing_extensions import override
 
 from inception_lightning.data.boxes import Annotation, read_boxes
-from inception_lightning.data.datamodule import ImageDataModule
+from inception_lightning.data.datamodule import BadFiles, ImageDataModule
 from inception_lightning.data.errors import DatasetError, printable
 from inception_lightning.data.folder import ImageFolderDataset, MaskedImageFolderDataset
 from inception_lightning.data.per_node import first_on_each_node
@@ -39,11 +40,13 @@ from inception_lightning.data.scan import (
     check_files,
     find_classes,
     gc_paused,
+    label_space,
     list_files,
     sort_results,
 )
 from inception_lightning.data.scan_cache import FileStat, Result, ScanCache
 from inception_lightning.data.transforms import (
+    Preprocessing,
     eval_geometry,
     resolve_preprocessing,
     train_geometry,
@@ -74,6 +77,12 @@ class ImageFolderDataModule(ImageDataModule):
         scan_cache_dir: where the scan's results are cached; None: beside the data
             (`root/.inception-lightning-scan.json`), or in the user cache folder
             (`$XDG_CACHE_HOME/inception-lightning/scan`) when `root` is read-only.
+        test_crops: views per test image: 1 (the evaluation crop), 12 or 144 (`data.multicrop`).
+        classes: the class names to label by (a trained model's; the CLI passes a
+            checkpoint's); the folders must be among them. None: the folders' names.
+        preprocessing: the preprocessing to start from (a trained model's; the CLI passes a
+            checkpoint's), which `image_size` and `crop_pct` may still override; not with
+            `pretrained_cfg`. None: `pretrained_cfg`'s or Inception's.
         num_workers: loader processes; None: `default_num_workers` for the trainer's devices
             on this node.
         pin_memory: None pins when CUDA is available.
@@ -92,8 +101,11 @@ class ImageFolderDataModule(ImageDataModule):
         augment: bool = True,
         min_scale: float = 0.08,
         hflip: float = 0.5,
-        bad_files: Literal["error", "skip"] = "error",
+        bad_files: BadFiles = "error",
         scan_cache_dir: str | None = None,
+        test_crops: int = 1,
+        classes: list[str] | None = None,
+        preprocessing: Preprocessing | None = None,
         num_workers: int | None = None,
         pin_memory: bool | None = None,
     ) -> None:
@@ -112,21 +124,27 @@ class ImageFolderDataModule(ImageDataModule):
             raise DatasetError(f"{self.root} has {found} but no train/ folder")
         if not self.split_dirs:
             self.split_dirs = {"train": self.root}
-        preprocessing = resolve_preprocessing(pretrained_cfg, image_size, crop_pct)
+        preprocessing = resolve_preprocessing(pretrained_cfg, image_size, crop_pct, preprocessing)
+        train_dir = self.split_dirs["train"]
         super().__init__(
-            find_classes(self.split_dirs["train"]),
+            label_space(find_classes(train_dir), classes, train_dir),
             preprocessing,
             batch_size,
             num_workers,
             pin_memory,
+            test_crops,
         )
-        self.save_hyperparameters()
+        # plain values only: checkpoints keep them and load with weights_only=True (the
+        # preprocessing is in the checkpoint's description)
+        self.save_hyperparameters(ignore=["preprocessing"])
         self.train_transform = (
             train_geometry(preprocessing, min_scale, hflip)
             if augment
             else eval_geometry(preprocessing)
         )
         self.eval_transform = eval_geometry(preprocessing)
+        # multi-crop cuts its views from the whole image (`ImageDataModule.test_dataloader`)
+        self.test_transform = v2.Identity() if test_crops > 1 else self.eval_transform
 
     def setup(self, stage: str | None = None) -> None:
         """Scan every split once, apply the bad-file policy and build the datasets."""
@@ -140,7 +158,7 @@ class ImageFolderDataModule(ImageDataModule):
                 splits[split], split_bad = sort_results(split_files, self.classes, results)
                 bad += split_bad
         if bad:
-            self._handle_bad_files(bad)
+            self.handle_bad_files(bad, self.hparams.bad_files, self.root)
         self._check_not_emptied(files, splits)
         self._warn_small(splits)
         if "val" not in splits:
@@ -151,7 +169,9 @@ class ImageFolderDataModule(ImageDataModule):
         self.train_dataset = self._dataset(splits["train"], train=True, annotations=annotations)
         self.val_dataset = self._dataset(splits["val"], train=False, annotations=annotations)
         if "test" in splits:
-            self.test_dataset = self._dataset(splits["test"], train=False, annotations=annotations)
+            self.test_dataset = self._dataset(
+                splits["test"], train=False, annotations=annotations, transform=self.test_transform
+            )
 
     def _scan(self) -> tuple[Listing, dict[str, Result]]:
         """List every split and check its files through the scan cache."""
@@ -173,21 +193,6 @@ class ImageFolderDataModule(ImageDataModule):
     @override
     def missing_split(self, split: str) -> str:
         return f"no {split} split: {self.root / split} does not exist"
-
-    def _handle_bad_files(self, bad: list[BadFile]) -> None:
-        listing = "\n".join(f"  {b.line()}" for b in bad)
-        if self.hparams.bad_files == "error":
-            raise DatasetError(
-                f"{len(bad)} bad image files under {self.root} "
-                f"(pass bad_files='skip' to leave them out):\n{listing}"
-            )
-        trainer = self.trainer
-        log_dir = Path(trainer.log_dir) if trainer is not None and trainer.log_dir else Path.cwd()
-        path = log_dir / "bad_files.txt"
-        if trainer is None or trainer.is_global_zero:
-            log_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(b.line(separator="\t") + "\n" for b in bad))
-        rank_zero_warn(f"skipped {len(bad)} bad image files under {self.root}; list in {path}")
 
     def _check_not_emptied(self, files: Listing, splits: Splits) -> None:
         for split, split_files in files.items():
@@ -225,9 +230,14 @@ class ImageFolderDataModule(ImageDataModule):
         return annotations
 
     def _dataset(
-        self, records: list[ImageRecord], train: bool, annotations: dict[str, Annotation] | None
+        self,
+        records: list[ImageRecord],
+        train: bool,
+        annotations: dict[str, Annotation] | None,
+        transform: v2.Transform | None = None,
     ) -> ImageFolderDataset:
-        transform = self.train_transform if train else self.eval_transform
+        if transform is None:
+            transform = self.train_transform if train else self.eval_transform
         if annotations is None:
             return ImageFolderDataset(records, self.classes, transform, self.normalize)
         geometry = eval_geometry(self.preprocessing)

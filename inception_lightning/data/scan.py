@@ -93,6 +93,23 @@ def find_classes(split_dir: Path) -> list[str]:
     return classes
 
 
+def label_space(found: list[str], classes: list[str] | None, where: Path | str) -> list[str]:
+    """The classes to label by: `found` (the data's), or a model's `classes` that include them.
+
+    A dataset whose classes are a subset of a model's is labelled by the model's indices, by
+    name; any class the model does not know is an error naming it.
+    """
+    if classes is None:
+        return found
+    unknown = [name for name in found if name not in classes]
+    if unknown:
+        raise DatasetError(
+            f"{where} has classes {unknown} that the model does not know (its classes: "
+            f"{list(classes)}): use a folder of the model's classes (a subset is fine)"
+        )
+    return list(classes)
+
+
 def list_files(
     split_dir: Path, classes: list[str], root: Path | None = None
 ) -> dict[str, list[FileStat]]:
@@ -178,15 +195,32 @@ def check_files(
             todo.append(file)
         else:
             results[file.key] = result
-    if todo:
-        with ThreadPoolExecutor(min(32, 4 * (os.cpu_count() or 1))) as pool:
-            checked = pool.map(check_image, [file.path for file in todo])
-            shown = track(checked, "checking images", len(todo), unit="files", enabled=progress)
-            for file, result in zip(todo, shown, strict=True):
-                results[file.key] = result
+    for file, result in zip(todo, check_paths([f.path for f in todo], progress), strict=True):
+        results[file.key] = result
     if cache is not None and (todo or len(known) != len(files)):  # changed, added or removed
         cache.save(files, [results[file.key] for file in files], started)
     return results, len(todo)
+
+
+def check_paths(paths: Sequence[Path], progress: bool | None = None) -> Iterator[Result]:
+    """`check_image` of each path, in order, checked in parallel threads (`console.track` shows
+    the progress; None: on a terminal)."""
+    if not paths:
+        return
+    with ThreadPoolExecutor(min(32, 4 * (os.cpu_count() or 1))) as pool:
+        checked = pool.map(check_image, paths)
+        yield from track(checked, "checking images", len(paths), unit="files", enabled=progress)
+
+
+def scan_paths(paths: list[Path], labels: list[int]) -> tuple[list[ImageRecord], list[BadFile]]:
+    """Check the files without a cache; readable ones keep their label, in order."""
+    records, bad = [], []
+    for path, label, result in zip(paths, labels, check_paths(paths), strict=True):
+        if isinstance(result, str):
+            bad.append(BadFile(path, result))
+        else:
+            records.append(ImageRecord(path, label, result))
+    return records, bad
 
 
 def scan_files(
@@ -211,6 +245,17 @@ def sort_results(
             else:
                 records.append(ImageRecord(file.path, label, result))
     return records, bad
+
+
+def list_tree(root: Path) -> list[Path]:
+    """Every non-hidden file under `root`, at any depth, sorted by path."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder does not exist or is a file: {root}")
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(_hidden(part) for part in p.relative_to(root).parts)
+    )
 
 
 def _hidden(name: str) -> bool:
