@@ -16,7 +16,9 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from inception_lightning.callbacks._checks import non_negative_int, one_of, positive_int
+from inception_lightning.callbacks._loggers import has_logger
 from inception_lightning.callbacks._probe import short_name
+from inception_lightning.data.protocol import LabelledImages
 from inception_lightning.explain.explainer import Explainer, Explanation, load, summarize
 from inception_lightning.explain.gradcam import (
     INTERPOLATIONS,
@@ -30,7 +32,7 @@ from inception_lightning.explain.predictions import predict_dataset
 from inception_lightning.explain.render import overlay_pictures
 from inception_lightning.explain.report import safe_name, write_report
 from inception_lightning.models import InceptionNet, iter_blocks
-from inception_lightning.training.contract import network_of
+from inception_lightning.training.contract import saved_network_of
 
 MIN_GRID = 7
 
@@ -54,9 +56,11 @@ class GradCam(Callback):
     The scalars go through `pl_module.log`, so `ModelCheckpoint` and `EarlyStopping` can
     monitor them (e.g. `monitor: gradcam/val/pointing_game`); rank 0 broadcasts them, so every
     rank logs the same figures and decides alike. With several layers, tags become
-    `gradcam/<stage>/<layer>/...`. Maps are computed on `pl_module.model` under the trainer's
-    precision context, with gradients even inside Lightning's `torch.inference_mode` loops,
-    and the module's train/eval flags are restored.
+    `gradcam/<stage>/<layer>/...`. Maps are computed on the weights a checkpoint written now
+    would hold (`contract.saved_network_of`: the EMA weights once `InceptionEMA` has updated
+    them, else `pl_module.model`), which the pictures' titles and the report name, under the
+    trainer's precision context, with gradients even inside Lightning's `torch.inference_mode`
+    loops, and the module's train/eval flags are restored.
 
     At the end of `fit`, an attribution report (`explain.write_report`) is written beside the
     run, in `<trainer.log_dir>/report` by default, with a progress bar unless the trainer's
@@ -135,6 +139,8 @@ class GradCam(Callback):
         self.samples: dict[str, list[int]] = {}
         self.last: dict[str, Explanation] = {}
         self.last_metrics: dict[str, float] = {}
+        self.last_weights = "raw"
+        """The weight set ("ema" or "raw") of the last explanations."""
         self._warned = False
 
     @override
@@ -145,6 +151,7 @@ class GradCam(Callback):
                 "ModelParallel) cannot do; use DDP or a single device"
             )
         self._cams(pl_module)  # checks the layer names only: no hook is registered here
+        has_logger(trainer, self, "its overlays and scores are not logged")
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -172,6 +179,7 @@ class GradCam(Callback):
         network = explainer.cam.model
         info = {
             "model": network.name,
+            "weights": self.last_weights,
             "layer": explainer.cam.layer,
             "sign": self.sign,
             "interpolation": self.interpolation,
@@ -193,7 +201,7 @@ class GradCam(Callback):
         self.samples = {k: list(v) for k, v in state_dict["samples"].items()}
 
     def _cams(self, pl_module: pl.LightningModule) -> list[GradCAM]:
-        network = network_of(pl_module)
+        self.last_weights, network = saved_network_of(pl_module)
         names = self.layers or [default_layer(network)]
         args = (self.sign, self.interpolation, self.batch_size)
         return [GradCAM(network, name, *args) for name in names]
@@ -208,6 +216,12 @@ class GradCam(Callback):
         ]
 
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not isinstance(_dataset(trainer, stage), LabelledImages):
+            rank_zero_warn(
+                f"GradCam: the {stage} set yields multi-crop views (test_crops > 1), not images; "
+                "nothing is explained"
+            )
+            return  # on every rank alike: none waits on the broadcast below
         metrics = self._explain(trainer, pl_module, stage) if trainer.is_global_zero else None
         # One broadcast: every rank logs rank 0's figures, so monitoring callbacks agree.
         metrics = trainer.strategy.broadcast(metrics, src=0)
@@ -264,7 +278,7 @@ class GradCam(Callback):
     ) -> None:
         """A picture per image, as `<tag>/<class index>_<class>/<dataset index>` (grouped by
         class in TensorBoard's order)."""
-        pictures = overlay_pictures(expl, classes)
+        pictures = overlay_pictures(expl, classes, f"{self.last_weights} weights")
         names = [
             f"{tag}/{label}_{safe_name(classes[label])}/{index}"
             for label, index in zip(expl.labels.tolist(), expl.indices.tolist(), strict=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -149,3 +151,16 @@ def terminal_progress(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     monkeypatch.setattr(console, "Progress", Captured)
     monkeypatch.setattr(console, "progress_enabled", lambda enabled=None: enabled is not False)
     return shown
+
+
+def age(where: Path, seconds: float = 3600) -> Path:
+    """Date the file `where`, or every file under it, `seconds` back.
+
+    The scan cache keeps no result of a file modified in the 2 s before the scan
+    (`data.scan_cache.RACY_NS`); tests that expect cached results date their files back.
+    """
+    past = time.time() - seconds
+    for path in [where] if where.is_file() else where.rglob("*"):
+        if path.is_file():
+            os.utime(path, (past, past))
+    return where

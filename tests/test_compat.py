@@ -6,6 +6,7 @@ import lightning
 import pytest
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.strategies import DDPStrategy
 
 from inception_lightning import _compat
 from inception_lightning.cli import InceptionCLI
@@ -62,3 +63,13 @@ def test_subcommand_help_can_be_replaced(capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out
     expected = "Evaluate a model once on the test set"
     assert expected in out, UPGRADE % ("set_subcommand_help", "jsonargparse's _choices_actions")
+
+
+def test_find_unused_parameters_sets_what_the_named_ddp_strategy_sets() -> None:
+    strategy = DDPStrategy()
+    _compat.find_unused_parameters(strategy)
+    named = DDPStrategy(find_unused_parameters=True)
+    assert strategy._ddp_kwargs == named._ddp_kwargs, UPGRADE % (
+        "find_unused_parameters",
+        "DDPStrategy._ddp_kwargs",
+    )

@@ -46,8 +46,11 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def overlay_pictures(expl: Explanation, classes: Sequence[str]) -> list[np.ndarray]:
-    """One captioned picture per explained image, in the order of `expl`.
+def overlay_pictures(
+    expl: Explanation, classes: Sequence[str], note: str | None = None
+) -> list[np.ndarray]:
+    """One captioned picture per explained image, in the order of `expl`; `note` ends each
+    title (which weights, ...).
 
     Two large tiles side by side, about 400 x 290 px, so that TensorBoard's image cards (about
     340 px wide by default, shrinking taller pictures further) keep the captions legible: a
@@ -58,7 +61,8 @@ def overlay_pictures(expl: Explanation, classes: Sequence[str]) -> list[np.ndarr
     for i in range(len(expl.labels)):
         label, pred = int(expl.labels[i]), int(expl.preds[i])
         prob = float(expl.probs[i, pred])
-        title = f"#{int(expl.indices[i])}: {_short(classes[label], 24)}"
+        title = f"#{int(expl.indices[i])}: {_short(classes[label], 20)}"
+        title += f" ({note})" if note else ""
         if pred == label:
             tiles = [
                 (to_rgb(expl.pixels[i]), "image"),
