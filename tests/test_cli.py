@@ -255,6 +255,21 @@ def test_make_dataset_then_report(
     assert "deletion/insertion" in shown and "predicting" in shown
 
 
+def test_export_shows_its_steps_on_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], terminal_progress: io.StringIO
+) -> None:
+    module = InceptionClassifier(
+        model="inception_v3", num_classes=3, model_kwargs={"width": 0.0625, "stem": "79"}
+    )
+    ckpt = _save_checkpoint(module, tmp_path / "model.ckpt")
+    main(["export", "--ckpt_path", str(ckpt), "--out", str(tmp_path / "model.pt")])
+    assert f"wrote {tmp_path / 'model.pt'}" in capsys.readouterr().out
+    shown = terminal_progress.getvalue()
+    assert "writing the state dict" in shown and "2/2" in shown and "steps/s" in shown
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert state.keys() == module.model.state_dict().keys()
+
+
 def test_report_on_a_missing_checkpoint_names_it(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["report", "--ckpt_path", str(tmp_path / "gone.ckpt"), "--data", str(tmp_path),

@@ -65,14 +65,18 @@ def _subcommand_parsers() -> dict[str, ArgumentParser]:
 def test_help_lists_every_subcommand_with_a_one_line_description() -> None:
     result = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    listing = result.stdout.split("Available subcommands:")[1]
-    described = dict(re.findall(r"^ {4}(\S+) +(\S.*)$", listing, flags=re.MULTILINE))
+    described: dict[str, str] = {}
+    for line in result.stdout.split("Available subcommands:")[1].splitlines():
+        entry = re.fullmatch(r" {4}(\S+) +(\S.*)", line)
+        if entry:
+            name, described[entry[1]] = entry[1], entry[2]
+        elif described and line.startswith(" " * 20):  # a wrapped description goes on
+            described[name] += " " + line.strip()
     assert sorted(described) == sorted(SUBCOMMANDS)
     assert "Inception" in result.stdout.split("options:")[0]  # the tool's own description
-    # Lightning's own lines for test and predict stop mid-sentence; ours end with a period.
-    for name in SUBCOMMANDS:
-        sentence = described[name] + listing.split(described[name])[1].split("\n    ")[0]
-        assert sentence.rstrip().endswith("."), (name, sentence)
+    # one sentence each: Lightning's own lines for test and predict stop mid-sentence
+    for name, sentence in described.items():
+        assert sentence.endswith(".") and sentence.count(". ") == 0, (name, sentence)
 
 
 @pytest.mark.parametrize("name", SUBCOMMANDS)
