@@ -1,8 +1,12 @@
 """The console script's argument parser: LightningCLI's, with errors on one line.
 
-jsonargparse reports a bad value over several lines and prints the whole usage first (hundreds
-of lines for `fit`), which buries the error; an unknown key is named without the valid ones.
-Here the error is one line naming the key, what was wrong, and what the key's group accepts.
+jsonargparse prints the whole usage before an error (hundreds of lines for `fit`), reports a
+bad value over several lines, and names an unknown key without the valid ones. Its exceptions
+hold text only, no fields, but each level of a nested value raises from the level below: the
+first line of each exception in the `__cause__` chain names one level of the key
+(`Parser key "data":`, `Problem with given class_path '...':`) and the innermost one says what
+was wrong. Here those become one line naming the key, the reason and, for an unknown key, the
+keys its group takes.
 """
 
 from __future__ import annotations
@@ -18,21 +22,15 @@ from jsonargparse.typing import import_object
 from lightning.pytorch.cli import LightningArgumentParser
 
 _NOT_OPTIONS = {"help", "config", "print_config", "print_shtab"}
-_CLASS_OPTION = re.compile(
-    r'Parser key "([^"]+)":.*class_path \'([^\']+)\':\s*Option \'([^\']+)\' is not accepted', re.S
-)
-_UNKNOWN = (
-    re.compile(r"does not accept option '([^']+)'"),
-    re.compile(r"unrecognized arguments: (.+)"),
-    re.compile(r"""Key "([^"]+)" is not expected"""),
-)
-_PRETTY = (
-    (re.compile(r"Expected a typing\.Literal\[(.*?)\]\."), r"expected one of \1;"),
-    (re.compile(r"Expected a <class '(\w+)'>\."), r"expected \1;"),
-    (re.compile(r"Got value: "), "got "),
-)
 _KEY = re.compile(r'Parser key "([^"]+)":')
-_CLASS = re.compile(r"Problem with given class_path '[^']+':")
+_CLASS_PATH = re.compile(r"Problem with given class_path '([^']+)':")
+_QUOTED = re.compile(r"'([^']+)'")
+# jsonargparse's wording of a type error -> ours
+_PRETTY = (
+    (re.compile(r"Expected a typing\.Literal\[(.*?)\]\.?"), r"expected one of \1"),
+    (re.compile(r"Expected a <class '(\w+)'>\.?"), r"expected \1"),
+    (re.compile(r"\s*Got value: "), "; got "),
+)
 
 
 class InceptionArgumentParser(LightningArgumentParser):
@@ -44,63 +42,46 @@ class InceptionArgumentParser(LightningArgumentParser):
             super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
         prog = parser.prog.replace(" [options]", "")
-        sys.stderr.write(f"{prog}: error: {one_line(message, parser)}\n")
+        sys.stderr.write(f"{prog}: error: {one_line(message, ex, parser)}\n")
         self.exit(2)
 
 
-def one_line(message: str, parser: ArgumentParser) -> str:
-    """jsonargparse's error message on one line; an unknown key gets its group's options."""
-    found = _CLASS_OPTION.search(message)
-    if found:
-        key, class_path, name = found.groups()
-        return _not_an_option(f"{key}.init_args", name, _parameters(class_path))
-    for pattern in _UNKNOWN:
-        found = pattern.search(message)
-        if found:
-            keys = [word.lstrip("-") for word in found.group(1).split() if word.startswith("-")]
-            return "; ".join(_unknown_key(key, parser) for key in keys or [found.group(1)])
-    keys, words = [], []
-    for line in (line.strip() for line in _without_union(message)):
-        key, nested = _KEY.fullmatch(line), _CLASS.fullmatch(line)
-        if key or nested:  # the path to the value, one line per level
-            keys.append(key.group(1) if key else "init_args")
-        elif line:
-            words.append(line)
-    text = " ".join(words)
+def one_line(message: str, ex: BaseException | None, parser: ArgumentParser) -> str:
+    """The error as `KEY: reason`; an unknown key gets the keys its group takes."""
+    if message.startswith("unrecognized arguments:"):  # argparse's own, for flags
+        flags = [word.lstrip("-") for word in message.split()[2:] if word.startswith("--")]
+        return "; ".join(_unknown_key(flag, parser) for flag in flags)
+    chain = []
+    while ex is not None:
+        chain.append(ex)
+        ex = ex.__cause__
+    path: list[str] = []
+    class_path = None  # of the innermost class, when no key of it follows
+    for head in (str(err).partition("\n")[0] for err in chain):
+        if (found := _KEY.match(head)) and path[-1:] != [found[1]]:  # (re-raised as is)
+            path += ["init_args", found[1]] if class_path else [found[1]]
+            class_path = None
+        elif found := _CLASS_PATH.match(head):
+            class_path = found[1]
+    if chain and isinstance(chain[-1], KeyError):  # jsonargparse's NSKeyError: an unknown key
+        quoted = _QUOTED.findall(str(chain[-1]))
+        name = ".".join(quoted) if str(chain[-1]).startswith("Group") else quoted[-1]
+        if not path:
+            return _unknown_key(name, parser)
+        options = _parameters(class_path) if class_path else []
+        return _not_an_option(".".join([*path, "init_args"]), name, options)
+    reason = " ".join(str(chain[-1] if chain else message).split())
     for pattern, replacement in _PRETTY:
-        text = pattern.sub(replacement, text)
-    text = text.strip(" ;")
-    return f"{'.'.join(keys)}: {text}" if keys else text
-
-
-def _without_union(message: str) -> list[str]:
-    """The lines of `message`; of a failed `X | None`, only the reason X failed."""
-    lines = message.splitlines()
-    if "Union subtypes" not in message or not any(ln.strip() == "Errors:" for ln in lines):
-        return lines
-    start = next(i for i, ln in enumerate(lines) if ln.strip() == "Errors:") + 1
-    bullets: list[list[str]] = []
-    indent = len(lines[start]) - len(lines[start].lstrip())
-    for line in lines[start:]:
-        depth = len(line) - len(line.lstrip())
-        if depth < indent:
-            break
-        if depth == indent or not bullets:
-            bullets.append([line.strip().removeprefix("- ")])
-        else:
-            bullets[-1].append(line.strip())
-    reasons = [b for b in bullets if b[0] != "Expected a <class 'NoneType'>"]
-    if not reasons:
-        return lines
-    reason = reasons[0]
-    given = [ln.strip().replace("Given value:", "Got value:") for ln in lines[start:]]
-    if len(reason) == 1 and reason[0].startswith("Expected"):  # a bare type: name the value
-        reason = [f"{reason[0]}.", *(ln for ln in given if ln.startswith("Got value:"))]
-    return [line for line in lines[:1] if line.startswith("Parser key")] + reason
+        reason = pattern.sub(replacement, reason)
+    if class_path:
+        reason = f"class_path {class_path}: {reason}"
+    return f"{'.'.join(path)}: {reason}" if path else reason
 
 
 def _unknown_key(key: str, parser: ArgumentParser) -> str:
     group, _, name = key.rpartition(".")
+    while group and not _options(parser, group):  # an unknown group: name the group instead
+        group, _, name = group.rpartition(".")
     return _not_an_option(group, name, _options(parser, group), parser.prog.split()[-1])
 
 

@@ -142,6 +142,10 @@ def test_a_typo_in_a_model_argument_is_one_line_naming_the_valid_ones(
         ("--model.label_smothing", "0.2", "did you mean model.label_smoothing?"),
         ("--data.init_args.num_sample", "9", "did you mean data.init_args.num_samples?"),
         ("--trainer.max_epochs", "many", "trainer.max_epochs: expected int; got many"),
+        ("--data.init_args.num_samples", "many", "data.init_args.num_samples: expected int; got"),
+        ("--model.optimizer.init_args.lrr", "3", "model.optimizer.init_args.lrr is not an option"),
+        ("--trainer.callbacks+", "foo.Bar", "trainer.callbacks: class_path foo.Bar: No module"),
+        ("--nonexist.key", "2", "nonexist is not an option; fit takes seed_everything, trainer"),
     ],
 )
 def test_a_wrong_value_or_key_is_one_line_naming_it(
@@ -149,6 +153,20 @@ def test_a_wrong_value_or_key_is_one_line_naming_it(
 ) -> None:
     line = _one_line_error(["fit", "-c", str(CONF / "quickstart.yaml"), flag, value], capsys)
     assert expected in line
+
+
+def test_a_typo_in_a_callbacks_arguments_names_the_callbacks_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "typo.yaml"
+    file.write_text(
+        "trainer:\n  callbacks:\n    - class_path: inception_lightning.callbacks.GradCam\n"
+        "      init_args:\n        every_n_epoch: 2\n"
+    )
+    line = _one_line_error(["fit", "-c", str(CONF / "quickstart.yaml"), "-c", str(file)], capsys)
+    assert "trainer.callbacks.init_args.every_n_epoch is not an option" in line
+    assert "(did you mean trainer.callbacks.init_args.every_n_epochs?)" in line
+    assert "takes layers, every_n_epochs, per_class" in line
 
 
 def test_a_typo_in_a_package_command_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
