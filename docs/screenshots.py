@@ -24,10 +24,14 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parents[1]
 # name -> (TensorBoard page, window width,height)
 VIEWS = {
-    "tensorboard_scalars": ("timeseries", "^(train|val|val_ema)/", "1600,1000"),
+    "tensorboard_scalars": (
+        "timeseries",
+        "^(train/loss|val/loss|val/acc1|val_ema/acc1)$",
+        "1600,1000",
+    ),
     "tensorboard_overlays": ("timeseries", "gradcam/val/overlays", "1600,1000"),
     "tensorboard_heatmap": ("images", "heatmap", "1300,1000"),  # at its size
-    "tensorboard_hparams": ("hparams", "", "2000,400"),
+    "tensorboard_hparams": ("hparams", "", "2200,700"),  # its left pane lists every hparam
     "tensorboard_custom_scalars": ("custom_scalars", "", "1400,800"),
 }
 

@@ -49,7 +49,11 @@ def reliability_png(reliability: Reliability) -> bytes:
     confidence = np.nan_to_num(reliability.confidence.numpy(), nan=0.0)
     top.bar(centres, accuracy, width, edgecolor="black", label="accuracy")
     gap = confidence - accuracy
-    top.bar(centres, gap, width, bottom=accuracy, color="tab:red", alpha=0.3, label="gap")
+    # hatched, not filled: over- and under-confidence both stay visible over the accuracy bars
+    top.bar(
+        centres, gap, width, bottom=accuracy, facecolor="none", edgecolor="tab:red", hatch="//",
+        label="gap to confidence",
+    )  # fmt: skip
     top.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
     top.set_title(f"Reliability: ECE {reliability.ece:.3f} ({bins} bins, as val/ece)")
