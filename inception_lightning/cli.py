@@ -13,10 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from jsonargparse.typing import Path_fr
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from inception_lightning._compat import add_subcommand, build_cli_trainer, cli_trainer_parts
 from inception_lightning.commands import COMMANDS
@@ -28,6 +30,7 @@ from inception_lightning.training import (
     InceptionClassifier,
     LoggingStepProgressBar,
 )
+from inception_lightning.training.precision import choose_cpu_recipe
 
 TRAINER_DEFAULTS = {
     # Claims its version_N folder atomically, so two runs started together never share one.
@@ -68,6 +71,46 @@ class InceptionCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
         parser.add_lightning_class_args(LoggingStepProgressBar, "progress_bar")
+        parser.add_argument(
+            "--cpu_recipe",
+            type=Path_fr | None,
+            default=None,
+            help="a config file composed first (so any other value wins) when the run is on the "
+            "CPU, sets no precision and the CPU has native bf16 (AMX or AVX512-BF16); in a "
+            "config file, relative to it. The quickstart names conf/trainer/cpu.yaml",
+        )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Lightning's parse; where `cpu_recipe` applies, the same words again with the recipe
+        composed first. A run with `cpu_recipe` says which precision it got, in one line."""
+        if isinstance(args, dict | Namespace):
+            super().parse_arguments(parser, args)
+            return
+        words = list(sys.argv[1:] if args is None else args)
+        self.config = parser.parse_args(_without_print_config(words))
+        recipe = self._subcommand_config().get("cpu_recipe")
+        if recipe is not None:
+            trainer = self._subcommand_config().trainer
+            choice = choose_cpu_recipe(trainer.precision, trainer.accelerator)
+            if choice.apply:
+                subcommand = self.config.get("subcommand")
+                at = words.index(subcommand) + 1 if subcommand else 0
+                words[at:at] = ["-c", recipe.absolute]
+                self.config = parser.parse_args(_without_print_config(words))
+            config = self._subcommand_config()
+            layout = "channels_last" if config.model.channels_last else "contiguous format"
+            source = f" (composed {recipe})" if choice.apply else ""
+            precision = config.trainer.precision or "32-true"
+            rank_zero_info(f"precision {precision}, {layout}{source}: {choice.reason}")
+            # Decided: the saved config.yaml records the outcome, not a path relative to here.
+            config.cpu_recipe = None
+        if _without_print_config(words) != words:
+            parser.parse_args(words)  # prints the configuration the run gets, and exits
+
+    def _subcommand_config(self) -> Namespace:
+        """The parsed configuration of the subcommand (all of it without subcommands)."""
+        subcommand = self.config.get("subcommand")
+        return self.config[subcommand] if subcommand else self.config
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Lightning's, leaving the bar out under `trainer.enable_progress_bar: false`."""
@@ -84,6 +127,11 @@ class InceptionCLI(LightningCLI):
             super().instantiate_classes()
         except (ValueError, FileNotFoundError) as err:
             self.parser.error(str(err))
+
+
+def _without_print_config(words: list[str]) -> list[str]:
+    """`words` less `--print_config[=...]`, with which jsonargparse prints and exits."""
+    return [word for word in words if not word.startswith("--print_config")]
 
 
 def one_line_help(command: Callable[..., Any]) -> str:

@@ -1,0 +1,169 @@
+"""The quickstart's precision: bf16 + channels_last where the CPU has native bf16, else fp32."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from inception_lightning.cli import main
+from inception_lightning.training.precision import native_bf16
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "conf" / "quickstart.yaml"
+CPU_RECIPE = ROOT / "conf" / "trainer" / "cpu.yaml"
+SCRIPT = Path(sys.executable).parent / "inception-lightning"
+
+
+def _cpuinfo_flags() -> set[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+@pytest.mark.skipif(
+    platform.system() != "Linux" or platform.machine() != "x86_64",
+    reason="/proc/cpuinfo's x86 flags are the independent witness",
+)
+def test_native_bf16_agrees_with_the_kernels_cpu_flags() -> None:
+    flags = _cpuinfo_flags()
+    expected = (
+        "AMX-BF16" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else None
+    )
+    assert native_bf16() == expected
+
+
+def _quickstart_choice(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, *extra: str
+) -> tuple[dict, str]:
+    """The quickstart's configuration as `--print_config` shows it, and the run's own line."""
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as exit_info:
+        main(["fit", "-c", str(QUICKSTART), *extra, "--print_config"])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code in (0, None), err
+    lines = [line for line in caplog.messages if line.startswith("precision ")]
+    assert len(lines) == 1, caplog.messages  # one line, every time
+    return yaml.safe_load(out), lines[0]
+
+
+def _no_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU like this one, less AMX-BF16 and AVX512-BF16 (an AVX2-era or Zen 3 server)."""
+    capabilities = {**torch.cpu.get_capabilities(), "amx_bf16": False, "avx512_bf16": False}
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+
+
+def test_quickstart_takes_the_cpu_recipe_where_bf16_is_native(
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config, line = _quickstart_choice(capsys, caplog)
+    feature = native_bf16()
+    recipe = yaml.safe_load(CPU_RECIPE.read_text())
+    if feature is not None:
+        assert config["trainer"]["precision"] == recipe["trainer"]["precision"] == "bf16-mixed"
+        assert config["model"]["channels_last"] is recipe["model"]["channels_last"] is True
+        assert line.startswith("precision bf16-mixed, channels_last") and feature in line
+    else:
+        assert config["trainer"]["precision"] is None and not config["model"]["channels_last"]
+        assert line.startswith("precision 32-true, contiguous format") and "no native bf16" in line
+
+
+def test_without_native_bf16_the_quickstart_stays_fp32(
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _no_native_bf16(monkeypatch)
+    config, line = _quickstart_choice(capsys, caplog)
+    assert config["trainer"]["precision"] is None  # Lightning's default: 32-true, as before
+    assert config["model"]["channels_last"] is False
+    assert line == (
+        "precision 32-true, contiguous format: no native bf16 on this CPU "
+        "(AMX or AVX512-BF16): fp32 is faster"
+    )
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+@pytest.mark.parametrize("native", [True, False], ids=["native-bf16", "no-bf16"])
+def test_an_explicit_precision_always_wins(
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    precision: str,
+    native: bool,
+) -> None:
+    if not native:
+        _no_native_bf16(monkeypatch)
+    config, line = _quickstart_choice(capsys, caplog, "--trainer.precision", precision)
+    assert config["trainer"]["precision"] == precision
+    assert config["model"]["channels_last"] is False  # the recipe was not composed
+    assert line.startswith(f"precision {precision}, contiguous format: as configured")
+
+
+def test_other_values_win_over_the_recipe(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    if native_bf16() is None:
+        pytest.skip("the recipe is composed on a CPU with native bf16 only")
+    config, _ = _quickstart_choice(capsys, caplog, "--model.channels_last", "false")
+    assert config["trainer"]["precision"] == "bf16-mixed"
+    assert config["model"]["channels_last"] is False  # composed first: the flag wins
+
+
+def test_the_recipe_is_for_cpu_runs(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    config, line = _quickstart_choice(capsys, caplog, "--trainer.accelerator", "cuda")
+    assert config["trainer"]["precision"] is None
+    assert "for accelerator cpu, not cuda" in line
+
+
+def test_console_script_trains_in_the_chosen_precision(tmp_path: Path) -> None:
+    """A short fit through the console script with the quickstart's key: the line comes first,
+    and the run trains, checkpoints and records what it chose."""
+    config = {
+        "seed_everything": 0,
+        "cpu_recipe": str(CPU_RECIPE),
+        "trainer": {
+            "accelerator": "cpu",
+            "max_epochs": 1,
+            "log_every_n_steps": 1,
+            "limit_val_batches": 1,
+            "default_root_dir": str(tmp_path),
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": str(tmp_path), "name": "run"},
+            },
+        },
+        "model": {"model": "inception_v3", "model_kwargs": {"width": 0.0625, "aux_head": False}},
+        "data": {
+            "class_path": "inception_lightning.data.SyntheticDataModule",
+            "init_args": {"num_classes": 4, "image_size": 75, "num_samples": 40, "batch_size": 8},
+        },
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [str(SCRIPT), "fit", "-c", str(path), "--trainer.enable_progress_bar", "false"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    said = [line for line in result.stderr.splitlines() if "warn" not in line.lower()]
+    native = native_bf16() is not None
+    expected = "precision bf16-mixed, channels_last" if native else "precision 32-true"
+    assert said[0].startswith(expected), said[:3]  # the first thing the run says
+    saved = yaml.safe_load((tmp_path / "run" / "version_0" / "config.yaml").read_text())
+    assert saved["trainer"]["precision"] == ("bf16-mixed" if native else None)
+    assert saved["model"]["channels_last"] is native
+    assert saved["cpu_recipe"] is None  # decided: the saved config reruns as this run ran
+    metrics = (tmp_path / "run" / "version_0" / "metrics.csv").read_text()
+    assert "val/acc1" in metrics and "train/loss" in metrics
