@@ -26,6 +26,7 @@ from inception_lightning.explain.gradcam import (
     SignMode,
     default_layer,
 )
+from inception_lightning.explain.precision import fp32
 from inception_lightning.explain.render import explanation_grid
 from inception_lightning.explain.report import write_report
 from inception_lightning.models import InceptionNet, iter_blocks
@@ -48,9 +49,10 @@ class GradCam(Callback):
       when the dataset has `mask(index)`, `gradcam/pointing_game` and
       `gradcam/energy_pointing_game` (higher is better), averaged over the fixed sample only.
 
-    With several layers, tags become `gradcam/<layer>/...`. Maps are computed on
-    `pl_module.model` under the trainer's precision context, with gradients even inside
-    Lightning's `torch.inference_mode` loops, and the module's train/eval flags are restored.
+    With several layers, tags become `gradcam/<layer>/...`. Maps and scores are computed on
+    `pl_module.model` in fp32 whatever the training precision (autocast off; an fp32 copy
+    under `bf16-true`), with gradients even inside Lightning's `torch.inference_mode` loops,
+    and the module's train/eval flags are restored.
     Ranks other than 0 do nothing and make no collective call, so none waits on another.
 
     Args:
@@ -131,7 +133,7 @@ class GradCam(Callback):
                 "GradCam runs the model on rank 0 alone, which sharded strategies (FSDP, "
                 "ModelParallel) cannot do; use DDP or a single device"
             )
-        self._cams(pl_module)  # checks the layer names only: no hook is registered here
+        self._cams(network_of(pl_module))  # checks the layer names: no hook is registered here
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -149,10 +151,9 @@ class GradCam(Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.report_dir is None or not trainer.is_global_zero:
             return
-        explainer = self._explainers(trainer, pl_module, "val")[0]
-        indices = explainer.sample(self.report_per_class)
-        with trainer.precision_plugin.forward_context():
-            expl = explainer.explain(indices)
+        with fp32(network_of(pl_module)) as network:
+            explainer = self._explainers(trainer, network, "val")[0]
+            expl = explainer.explain(explainer.sample(self.report_per_class))
         network = explainer.cam.model
         info = {
             "model": network.name,
@@ -175,31 +176,30 @@ class GradCam(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.samples = {k: list(v) for k, v in state_dict["samples"].items()}
 
-    def _cams(self, pl_module: pl.LightningModule) -> list[GradCAM]:
-        network = network_of(pl_module)
+    def _cams(self, network: InceptionNet) -> list[GradCAM]:
         names = self.layers or [default_layer(network)]
         args = (self.sign, self.interpolation, self.batch_size)
         return [GradCAM(network, name, *args) for name in names]
 
     def _explainers(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
+        self, trainer: pl.Trainer, network: InceptionNet, stage: str
     ) -> list[Explainer]:
         dataset = _dataset(trainer, stage)
         return [
             Explainer(cam, dataset, self.steps, self.tolerance, self.seed)
-            for cam in self._cams(pl_module)
+            for cam in self._cams(network)
         ]
 
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not trainer.is_global_zero:
             return
-        explainers = self._explainers(trainer, pl_module, stage)
-        first = explainers[0]
-        if stage not in self.samples:
-            self.samples[stage] = first.sample(self.per_class, self.max_samples)
-        sample = self.samples[stage]
-        self._check_grid(explainers, sample[0])
-        with trainer.precision_plugin.forward_context():
+        with fp32(network_of(pl_module)) as network:
+            explainers = self._explainers(trainer, network, stage)
+            first = explainers[0]
+            if stage not in self.samples:
+                self.samples[stage] = first.sample(self.per_class, self.max_samples)
+            sample = self.samples[stage]
+            self._check_grid(explainers, sample[0])
             extra = first.misclassified(sample, self.max_misclassified, self.misclassified_search)
             self.last = {e.cam.layer: e.explain(sample + extra) for e in explainers}
         in_sample = torch.arange(len(sample) + len(extra)) < len(sample)
