@@ -166,19 +166,20 @@ def reference_train(
     return clock.run()
 
 
-@torch.inference_mode()
 def inference(model: nn.Module, args: argparse.Namespace, images: Tensor, compiled: bool) -> Run:
-    """Eval-mode forward passes."""
+    """Eval-mode forward passes under `torch.inference_mode`."""
+    # the memory format is set outside inference mode: the model trains in later runs
     model = model.to(args.device, memory_format=_memory_format(args)).eval()
     forward: Callable[[Tensor], Tensor] = torch.compile(model) if compiled else model
     images = images.to(args.device, memory_format=_memory_format(args))
     clock = Clock(args.device, args.warmup, args.steps, images.shape[0])
     _reset_peak(args.device)
-    for step in range(args.warmup + args.steps):
-        clock.mark(step)
-        with _autocast(args):
-            forward(images)
-    clock.mark(args.warmup + args.steps)
+    with torch.inference_mode():
+        for step in range(args.warmup + args.steps):
+            clock.mark(step)
+            with _autocast(args):
+                forward(images)
+        clock.mark(args.warmup + args.steps)
     return clock.run()
 
 
