@@ -8,6 +8,8 @@ and each takes `-c FILE` and `--print_config`, with flags spelled as LightningCL
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -87,25 +89,36 @@ class InceptionCLI(LightningCLI):
             super().parse_arguments(parser, args)
             return
         words = list(sys.argv[1:] if args is None else args)
-        self.config = parser.parse_args(_without_print_config(words))
-        recipe = self._subcommand_config().get("cpu_recipe")
-        if recipe is not None:
-            trainer = self._subcommand_config().trainer
-            choice = choose_cpu_recipe(trainer.precision, trainer.accelerator)
-            if choice.apply:
-                subcommand = self.config.get("subcommand")
-                at = words.index(subcommand) + 1 if subcommand else 0
-                words[at:at] = ["-c", recipe.absolute]
-                self.config = parser.parse_args(_without_print_config(words))
-            config = self._subcommand_config()
-            layout = "channels_last" if config.model.channels_last else "contiguous format"
-            source = f" (composed {recipe})" if choice.apply else ""
-            precision = config.trainer.precision or "32-true"
-            rank_zero_info(f"precision {precision}, {layout}{source}: {choice.reason}")
-            # Decided: the saved config.yaml records the outcome, not a path relative to here.
-            config.cpu_recipe = None
-        if _without_print_config(words) != words:
-            parser.parse_args(words)  # prints the configuration the run gets, and exits
+        printing = _without_print_config(words) != words
+        config = _parse(parser, _without_print_config(words), quietly=printing)
+        if config is not None:
+            self.config = config
+            recipe = self._subcommand_config().get("cpu_recipe")
+            if recipe is not None:
+                words = self._compose_cpu_recipe(parser, words, recipe)
+        if printing:  # jsonargparse prints the configuration the run gets, and exits
+            parser.parse_args(words)
+
+    def _compose_cpu_recipe(
+        self, parser: LightningArgumentParser, words: list[str], recipe: Path_fr
+    ) -> list[str]:
+        """`words` with `-c RECIPE` after the subcommand where the recipe applies (parsed into
+        `self.config`); logs the run's precision and why."""
+        trainer = self._subcommand_config().trainer
+        choice = choose_cpu_recipe(trainer.precision, trainer.accelerator)
+        if choice.apply:
+            subcommand = self.config.get("subcommand")
+            at = words.index(subcommand) + 1 if subcommand else 0
+            words = [*words[:at], "-c", recipe.absolute, *words[at:]]
+            self.config = parser.parse_args(_without_print_config(words))
+        config = self._subcommand_config()
+        layout = "channels_last" if config.model.channels_last else "contiguous format"
+        source = f" (composed {recipe})" if choice.apply else ""
+        precision = config.trainer.precision or "32-true"
+        rank_zero_info(f"precision {precision}, {layout}{source}: {choice.reason}")
+        # Decided: the saved config.yaml records the outcome, not a path relative to here.
+        config.cpu_recipe = None
+        return words
 
     def _subcommand_config(self) -> Namespace:
         """The parsed configuration of the subcommand (all of it without subcommands)."""
@@ -132,6 +145,21 @@ class InceptionCLI(LightningCLI):
 def _without_print_config(words: list[str]) -> list[str]:
     """`words` less `--print_config[=...]`, with which jsonargparse prints and exits."""
     return [word for word in words if not word.startswith("--print_config")]
+
+
+def _parse(parser: ArgumentParser, words: list[str], quietly: bool) -> Namespace | None:
+    """`parser.parse_args(words)`; quietly: None, and no message, where it fails.
+
+    `--print_config` prints partial configurations (jsonargparse prints before it checks for
+    required values), which a strict parse refuses: those print as they are.
+    """
+    if not quietly:
+        return parser.parse_args(words)
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            return parser.parse_args(words)
+        except SystemExit:
+            return None
 
 
 def one_line_help(command: Callable[..., Any]) -> str:

@@ -1,7 +1,8 @@
-"""The quickstart's precision: bf16 + channels_last where the CPU has native bf16, else fp32."""
+"""bf16 where the CPU computes it natively: the quickstart's precision, the report's forwards."""
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import subprocess
@@ -12,7 +13,10 @@ import pytest
 import torch
 import yaml
 
+from inception_lightning import create_model
 from inception_lightning.cli import main
+from inception_lightning.explain import Batch, Bf16Forward, GradCAM, explain
+from inception_lightning.training import InceptionClassifier
 from inception_lightning.training.precision import native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,3 +171,71 @@ def test_console_script_trains_in_the_chosen_precision(tmp_path: Path) -> None:
     assert saved["cpu_recipe"] is None  # decided: the saved config reruns as this run ran
     metrics = (tmp_path / "run" / "version_0" / "metrics.csv").read_text()
     assert "val/acc1" in metrics and "train/loss" in metrics
+
+
+def _tiny_checkpoint(path: Path, num_classes: int) -> Path:
+    """A Lightning checkpoint of an untrained tiny Inception-v3 with the 79 px stem."""
+    module = InceptionClassifier(
+        "inception_v3",
+        num_classes=num_classes,
+        model_kwargs={"width": 0.0625, "aux_head": False, "stem": "79"},
+    )
+    checkpoint = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "pytorch-lightning_version": "2.6.6",
+    }
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_forward_only_work_runs_in_bf16_and_maps_stay_fp32() -> None:
+    network = create_model("inception_v3", 3, width=0.0625, aux_head=False, stem="79").eval()
+    cam = GradCAM(network, batch_size=4)
+    images = torch.randn(6, 3, 79, 79, generator=torch.Generator().manual_seed(0))
+    batch = Batch(list(range(6)), images, images, torch.tensor([0, 1, 2, 0, 1, 2]), None)
+    seen: list[torch.dtype] = []
+    conv = network.get_submodule("features.mixed_7c")
+    handle = conv.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+
+    fp32_result = explain(cam, batch, steps=4)
+    fp32_seen, seen[:] = list(seen), []
+    bf16_result = explain(cam, batch, steps=4, forward=Bf16Forward(network))
+    handle.remove()
+
+    assert set(fp32_seen) == {torch.float32}
+    # predictions and 2 x 5 curve forwards per batch in bf16; the maps' forwards in fp32
+    assert torch.bfloat16 in seen and torch.float32 in seen
+    torch.testing.assert_close(bf16_result.maps, fp32_result.maps, rtol=0, atol=0)
+    assert bf16_result.probs.dtype == torch.float32
+    torch.testing.assert_close(bf16_result.probs, fp32_result.probs, rtol=0, atol=0.02)
+    for name, values in fp32_result.scores.items():
+        torch.testing.assert_close(bf16_result.scores[name], values, rtol=0, atol=0.02)
+
+
+def test_report_chooses_bf16_forwards_where_the_cpu_has_native_bf16(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "shapes"
+    main(["make-dataset", "--out", str(data), "--num_classes", "3", "--num_samples", "30",
+          "--image_size", "79"])  # fmt: skip
+    ckpt = _tiny_checkpoint(tmp_path / "model.ckpt", 3)
+
+    def report(out: str) -> dict:
+        boxes = data / "boxes.json"
+        main(["report", "--ckpt_path", str(ckpt), "--data", str(data), "--boxes_file", str(boxes),
+              "--out", str(tmp_path / out), "--per_class", "2"])  # fmt: skip
+        return json.loads((tmp_path / out / "summary.json").read_text())
+
+    native = report("native")
+    expected = "bf16-mixed" if native_bf16() else "32-true"
+    assert native["info"]["forward-only precision"] == expected
+    _no_native_bf16(monkeypatch)
+    fp32 = report("fp32")
+    assert fp32["info"]["forward-only precision"] == "32-true"
+    assert native["overall"]["accuracy"] == fp32["overall"]["accuracy"]
+    curves = ("deletion_auc", "insertion_auc")
+    for name in (*curves, "pointing_game", "energy_pointing_game"):
+        assert native["overall"][name] == pytest.approx(fp32["overall"][name], abs=0.01), name
+    if expected == "bf16-mixed":  # the curves did run in bf16: close, but not bit-identical
+        assert any(native["overall"][name] != fp32["overall"][name] for name in curves)
