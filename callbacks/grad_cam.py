@@ -16,7 +16,9 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
 from inception_lightning.callbacks._checks import non_negative_int, one_of, positive_int
+from inception_lightning.callbacks._loggers import has_logger
 from inception_lightning.callbacks._probe import short_name
+from inception_lightning.data.protocol import LabelledImages
 from inception_lightning.explain.explainer import Explainer, Explanation, load, summarize
 from inception_lightning.explain.gradcam import (
     INTERPOLATIONS,
@@ -30,7 +32,7 @@ from inception_lightning.explain.precision import fp32
 from inception_lightning.explain.render import explanation_grid
 from inception_lightning.explain.report import write_report
 from inception_lightning.models import InceptionNet, iter_blocks
-from inception_lightning.training.contract import network_of
+from inception_lightning.training.contract import saved_network_of
 
 MIN_GRID = 7
 
@@ -49,10 +51,12 @@ class GradCam(Callback):
       when the dataset has `mask(index)`, `gradcam/pointing_game` and
       `gradcam/energy_pointing_game` (higher is better), averaged over the fixed sample only.
 
-    With several layers, tags become `gradcam/<layer>/...`. Maps and scores are computed on
-    `pl_module.model` in fp32 whatever the training precision (autocast off; an fp32 copy
-    under `bf16-true`), with gradients even inside Lightning's `torch.inference_mode` loops,
-    and the module's train/eval flags are restored.
+    With several layers, tags become `gradcam/<layer>/...`. Maps are computed on the weights a
+    checkpoint written now would hold (`contract.saved_network_of`: the EMA weights once
+    `InceptionEMA` has updated them, else `pl_module.model`), which the grid's title and the
+    report name, in fp32 whatever the training precision (autocast off; an fp32 copy under
+    `bf16-true`), with gradients even inside Lightning's `torch.inference_mode` loops, and the
+    module's train/eval flags are restored.
     Ranks other than 0 do nothing and make no collective call, so none waits on another.
 
     Args:
@@ -124,6 +128,8 @@ class GradCam(Callback):
         self.samples: dict[str, list[int]] = {}
         self.last: dict[str, Explanation] = {}
         self.last_metrics: dict[str, float] = {}
+        self.last_weights = "raw"
+        """The weight set ("ema" or "raw") of the last explanations."""
         self._warned = False
 
     @override
@@ -133,7 +139,8 @@ class GradCam(Callback):
                 "GradCam runs the model on rank 0 alone, which sharded strategies (FSDP, "
                 "ModelParallel) cannot do; use DDP or a single device"
             )
-        self._cams(network_of(pl_module))  # checks the layer names: no hook is registered here
+        self._cams(saved_network_of(pl_module)[1])  # checks the layer names: no hook registered
+        has_logger(trainer, self, "its overlays and scores are not logged")
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -151,12 +158,14 @@ class GradCam(Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.report_dir is None or not trainer.is_global_zero:
             return
-        with fp32(network_of(pl_module)) as network:
+        self.last_weights, saved = saved_network_of(pl_module)
+        with fp32(saved) as network:
             explainer = self._explainers(trainer, network, "val")[0]
             expl = explainer.explain(explainer.sample(self.report_per_class))
         network = explainer.cam.model
         info = {
             "model": network.name,
+            "weights": self.last_weights,
             "layer": explainer.cam.layer,
             "sign": self.sign,
             "interpolation": self.interpolation,
@@ -193,7 +202,14 @@ class GradCam(Callback):
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not trainer.is_global_zero:
             return
-        with fp32(network_of(pl_module)) as network:
+        if not isinstance(_dataset(trainer, stage), LabelledImages):
+            rank_zero_warn(
+                f"GradCam: the {stage} set yields multi-crop views (test_crops > 1), not images; "
+                "nothing is explained"
+            )
+            return
+        self.last_weights, saved = saved_network_of(pl_module)
+        with fp32(saved) as network:
             explainers = self._explainers(trainer, network, stage)
             first = explainers[0]
             if stage not in self.samples:
@@ -238,7 +254,7 @@ class GradCam(Callback):
     def _log_grid(
         self, trainer: pl.Trainer, tag: str, expl: Explanation, classes: Sequence[str]
     ) -> None:
-        picture = explanation_grid(expl, classes)
+        picture = explanation_grid(expl, classes, f"Grad-CAM of the {self.last_weights} weights")
         for logger in trainer.loggers:
             add_image = getattr(logger.experiment, "add_image", None)
             if add_image is not None:

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from inception_lightning.callbacks.grad_cam import GradCam
 from inception_lightning.data import Normalize
 from inception_lightning.explain import Explainer, GradCAM
-from inception_lightning.training import InceptionClassifier
+from inception_lightning.training import InceptionClassifier, InceptionEMA
 
 SIZE = 47
 METRICS = ["deletion_auc", "insertion_auc", "pointing_game", "energy_pointing_game"]
@@ -151,10 +151,30 @@ def test_validate_and_test_get_gradients_under_inference_mode(
     with pytest.warns(UserWarning, match=r"4x4 map.*coarser than 7x7.*stem='79'.*mixed_6e"):
         run.validate(v3(), datamodule=datamodule(data))
     assert probe.checked == 1 and probe.contexts == [(True, False)]
+    assert cam.last_weights == "raw"  # no average: the module's own weights
     assert set(cam.last) == {"features.mixed_7c"}
     assert set(cam.last_metrics) == {f"gradcam/{name}" for name in METRICS}
     run.test(v3(), datamodule=datamodule(data, test=data))
     assert set(cam.samples) == {"val", "test"}
+
+
+def test_fit_explains_the_ema_weights_the_checkpoint_will_hold(
+    tmp_path: Path, classifier: Callable, logged: Callable, datamodule: Callable
+) -> None:
+    kwargs = {"width": 0.125, "stem": "79", "aux_head": False}
+    module = classifier(num_classes=3, model_kwargs=kwargs, sgd=0.5)
+    ema = InceptionEMA(decay=0.5)
+    cam = GradCam(steps=2, max_misclassified=0, report_dir=tmp_path / "report")
+    fit = logged(tmp_path, [ema, cam], max_epochs=1, limit_train_batches=2)
+    fit.fit(module, datamodule=datamodule(Squares()))
+
+    assert cam.last_weights == "ema"
+    expl = cam.last["features.mixed_7c"]
+    with torch.no_grad():
+        average = ema.average_network()(expl.images).softmax(-1)
+    torch.testing.assert_close(expl.probs, average, rtol=0, atol=1e-6)
+    summary = (tmp_path / "report" / "summary.json").read_text()
+    assert '"weights": "ema"' in summary
 
 
 def test_several_layers_tag_by_layer_and_other_ranks_do_nothing(

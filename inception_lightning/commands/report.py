@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
@@ -9,6 +10,7 @@ import torch
 
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.evaluation import evaluation_dataset
+from inception_lightning.data.transforms import Preprocessing, resolve_preprocessing
 from inception_lightning.explain import Bf16Forward, Explainer, GradCAM, write_report
 from inception_lightning.training.checkpoints import Weights, load_network
 from inception_lightning.training.precision import native_bf16
@@ -20,6 +22,7 @@ def report(
     out: str,
     boxes_file: str | None = None,
     image_size: int | None = None,
+    crop_pct: float | None = None,
     per_class: int = 8,
     seed: int = 0,
     layer: str | None = None,
@@ -28,14 +31,17 @@ def report(
 ) -> Path:
     """Write a static Grad-CAM attribution report: index.html, PNG overlays, summary.json.
 
-    A seeded, class-balanced sample of the folder is explained with the checkpoint's network.
+    A seeded, class-balanced sample of the folder is explained with the checkpoint's network,
+    preprocessed as the checkpoint says it was trained, its classes mapped by name.
 
     Args:
         ckpt_path: a checkpoint written while training InceptionClassifier.
-        data: a class-per-folder tree (its val/ split when it has one).
+        data: a class-per-folder tree (its val/ split when it has one); its classes must be
+            among the checkpoint's (a subset is fine).
         out: the report folder (created; nothing is written outside it).
         boxes_file: object boxes or masks (make-dataset's boxes.json), for the pointing games.
-        image_size: the input size; null: the size the network's stem is built for.
+        image_size: overrides the checkpoint's input size.
+        crop_pct: overrides the checkpoint's centre-crop fraction.
         per_class: images explained per class.
         seed: seeds the sample.
         layer: dotted module name of the Grad-CAM layer; null: the last Inception block.
@@ -47,9 +53,13 @@ def report(
             0.004 and no top-1 class: benchmarks/bf16_forward.py).
     """
     loaded = load_network(ckpt_path, weights)
-    network, checkpoint = loaded.network, loaded.checkpoint
-    size = image_size or int(network.stem)
-    dataset = evaluation_dataset(data, size, boxes_file)
+    network, description = loaded.network, loaded.description
+    if description.preprocessing is None:  # an older checkpoint: Inception's, at the stem's size
+        trained = Preprocessing(image_size=int(network.stem))
+    else:
+        trained = Preprocessing.from_dict(description.preprocessing)
+    preprocessing = resolve_preprocessing(None, image_size, crop_pct, trained)
+    dataset = evaluation_dataset(data, preprocessing, boxes_file, description.classes)
     if len(dataset.classes) != network.num_classes:
         raise DatasetError(
             f"{data} has {len(dataset.classes)} classes but {Path(ckpt_path).name} was trained "
@@ -68,11 +78,11 @@ def report(
     info = {
         "checkpoint": str(ckpt_path),
         "model": network.name,
-        "epoch": checkpoint.get("epoch"),
-        "global_step": checkpoint.get("global_step"),
+        "epoch": loaded.checkpoint.get("epoch"),
+        "global_step": loaded.checkpoint.get("global_step"),
         "weights": loaded.weights,
         "data": str(data),
-        "image_size": size,
+        "preprocessing": asdict(preprocessing),
         "layer": explainer.cam.layer,
         "forward-only precision": precision,
     }
