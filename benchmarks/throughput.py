@@ -5,7 +5,8 @@ Both sides run in the same process on the same batch, precision and memory forma
 - ours: `InceptionClassifier` through the Lightning Trainer, a full step each (forward,
   backward, RMSpropTF, gradient clipping at 2.0, EMA update);
 - reference: timm's model of the same architecture in a plain PyTorch loop with RMSpropTF,
-  label smoothing and clipping (for IR-v1, which timm lacks, our own network in that loop).
+  label smoothing and clipping (for IR-v1, which timm lacks, our own network in that loop);
+  with `--ref-ema` also timm's `ModelEmaV3` (decay 0.9999), the EMA update ours does.
 
 Configurations: on a GPU, `conf/trainer/gpu.yaml` (bf16-mixed, channels_last, cuDNN
 autotuning); on the CPU, each `--precision`: `32-true` is fp32 in the contiguous format,
@@ -22,12 +23,15 @@ time less a steady step's) with the steps it takes a compiled run to win it back
 Examples:
     python benchmarks/throughput.py --tiny                 # CI: proves it runs
     python benchmarks/throughput.py --device cpu           # 128 px, batch 16, fp32 and bf16
+    OMP_NUM_THREADS=1 TORCHINDUCTOR_COMPILE_THREADS=1 \
+        python benchmarks/throughput.py --device cpu --cpu-time --ref-ema   # on a busy machine
     python benchmarks/throughput.py --device cuda          # 299 px, batch 256, gpu.yaml
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -41,6 +45,7 @@ import timm
 import torch
 from _common import CPU_CONFIG, GPU_CONFIG, apply_config, fit_classifier
 from timm.optim import RMSpropTF
+from timm.utils import ModelEmaV3
 from torch import Tensor, nn
 
 from inception_lightning import create_model
@@ -65,11 +70,25 @@ class Run:
         return self.first_step_s - self.step_s
 
 
-class Clock:
-    """Times steps 0 and 1 (the first step) and `warmup` to the end (the steady steps)."""
+def cpu_seconds() -> float:
+    """CPU time of this process and of the children it waited for (inductor's compiler runs)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
-    def __init__(self, device: torch.device, warmup: int, steps: int, batch: int) -> None:
+
+class Clock:
+    """Times steps 0 and 1 (the first step) and `warmup` to the end (the steady steps).
+
+    In wall time, or with `cpu_time` in CPU time (`cpu_seconds`): with one thread
+    (`OMP_NUM_THREADS=1`) and inductor compiling in this process (`TORCHINDUCTOR_COMPILE_THREADS=1`)
+    that is the work done, whatever else the machine runs.
+    """
+
+    def __init__(
+        self, device: torch.device, warmup: int, steps: int, batch: int, cpu_time: bool = False
+    ) -> None:
         self.device, self.warmup, self.steps, self.batch = device, warmup, steps, batch
+        self.timer = cpu_seconds if cpu_time else time.perf_counter
         self.marks: dict[int, float] = {}
 
     def mark(self, step: int) -> None:
@@ -77,7 +96,7 @@ class Clock:
         if step in (0, 1, self.warmup, self.warmup + self.steps):
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
-            self.marks[step] = time.perf_counter()
+            self.marks[step] = self.timer()
 
     def run(self) -> Run:
         """The figures of the marks recorded."""
@@ -126,7 +145,7 @@ def ours_train(
     name: str, args: argparse.Namespace, batch: tuple[Tensor, Tensor], compiled: bool
 ) -> Run:
     """InceptionClassifier trained through the Trainer."""
-    clock = Clock(args.device, args.warmup, args.steps, batch[0].shape[0])
+    clock = Clock(args.device, args.warmup, args.steps, batch[0].shape[0], args.cpu_time)
     _reset_peak(args.device)
     steps = args.warmup + args.steps
     images = batch[0].contiguous(memory_format=_memory_format(args))
@@ -145,14 +164,15 @@ def reference_model(name: str, args: argparse.Namespace) -> nn.Module:
 def reference_train(
     model: nn.Module, args: argparse.Namespace, batch: tuple[Tensor, Tensor], compiled: bool
 ) -> Run:
-    """A plain PyTorch training loop."""
+    """A plain PyTorch training loop (with timm's EMA under `--ref-ema`)."""
     model = model.to(args.device, memory_format=_memory_format(args)).train()
     step_model = torch.compile(model) if compiled else model
+    ema = ModelEmaV3(model, decay=0.9999) if args.ref_ema else None
     optimizer = RMSpropTF(model.parameters(), lr=0.045, alpha=0.9, eps=1.0, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     images, labels = batch[0].to(args.device, memory_format=_memory_format(args)), batch[1]
     labels = labels.to(args.device)
-    clock = Clock(args.device, args.warmup, args.steps, images.shape[0])
+    clock = Clock(args.device, args.warmup, args.steps, images.shape[0], args.cpu_time)
     _reset_peak(args.device)
     for step in range(args.warmup + args.steps):
         clock.mark(step)
@@ -162,6 +182,8 @@ def reference_train(
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 2.0)
         optimizer.step()
+        if ema is not None:
+            ema.update(model, step=step)
     clock.mark(args.warmup + args.steps)
     return clock.run()
 
@@ -172,7 +194,7 @@ def inference(model: nn.Module, args: argparse.Namespace, images: Tensor, compil
     model = model.to(args.device, memory_format=_memory_format(args)).eval()
     forward: Callable[[Tensor], Tensor] = torch.compile(model) if compiled else model
     images = images.to(args.device, memory_format=_memory_format(args))
-    clock = Clock(args.device, args.warmup, args.steps, images.shape[0])
+    clock = Clock(args.device, args.warmup, args.steps, images.shape[0], args.cpu_time)
     _reset_peak(args.device)
     with torch.inference_mode():
         for step in range(args.warmup + args.steps):
@@ -244,6 +266,17 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=2, help="runs per side; the best counts")
+    parser.add_argument(
+        "--ref-ema",
+        action="store_true",
+        help="the reference updates timm's ModelEmaV3 every step, as ours updates its EMA",
+    )
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="CPU time, not wall time: with OMP_NUM_THREADS=1 TORCHINDUCTOR_COMPILE_THREADS=1, "
+        "figures that hold on a busy machine",
+    )
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run for CI")
     args = parser.parse_args()
     args.device = torch.device(args.device)
@@ -259,7 +292,8 @@ def main() -> None:
         f"device={args.device} ({_device_name(args.device)}) image={args.image_size} "
         f"batch={args.batch_size} configurations={', '.join(configurations)} "
         f"steps={args.steps} (after {args.warmup}), best of {args.repeats} "
-        f"torch={torch.__version__} timm={timm.__version__} threads={torch.get_num_threads()}"
+        f"torch={torch.__version__} timm={timm.__version__} threads={torch.get_num_threads()} "
+        f"clock={'process CPU time' if args.cpu_time else 'wall'} ref_ema={args.ref_ema}"
     )
     print(
         f"{'model':<21}{'mode':<10}{'configuration':<20}{'train: ours':>12}{'ref':>9}{'ratio':>7}"
