@@ -28,6 +28,7 @@ from inception_lightning.explain.gradcam import (
     SignMode,
     default_layer,
 )
+from inception_lightning.explain.precision import fp32
 from inception_lightning.explain.render import explanation_grid
 from inception_lightning.explain.report import write_report
 from inception_lightning.models import InceptionNet, iter_blocks
@@ -53,8 +54,9 @@ class GradCam(Callback):
     With several layers, tags become `gradcam/<layer>/...`. Maps are computed on the weights a
     checkpoint written now would hold (`contract.saved_network_of`: the EMA weights once
     `InceptionEMA` has updated them, else `pl_module.model`), which the grid's title and the
-    report name, under the trainer's precision context, with gradients even inside
-    Lightning's `torch.inference_mode` loops, and the module's train/eval flags are restored.
+    report name, in fp32 whatever the training precision (autocast off; an fp32 copy under
+    `bf16-true`), with gradients even inside Lightning's `torch.inference_mode` loops, and the
+    module's train/eval flags are restored.
     Ranks other than 0 do nothing and make no collective call, so none waits on another.
 
     Args:
@@ -137,7 +139,7 @@ class GradCam(Callback):
                 "GradCam runs the model on rank 0 alone, which sharded strategies (FSDP, "
                 "ModelParallel) cannot do; use DDP or a single device"
             )
-        self._cams(pl_module)  # checks the layer names only: no hook is registered here
+        self._cams(saved_network_of(pl_module)[1])  # checks the layer names: no hook registered
         has_logger(trainer, self, "its overlays and scores are not logged")
 
     @override
@@ -156,10 +158,10 @@ class GradCam(Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.report_dir is None or not trainer.is_global_zero:
             return
-        explainer = self._explainers(trainer, pl_module, "val")[0]
-        indices = explainer.sample(self.report_per_class)
-        with trainer.precision_plugin.forward_context():
-            expl = explainer.explain(indices)
+        self.last_weights, saved = saved_network_of(pl_module)
+        with fp32(saved) as network:
+            explainer = self._explainers(trainer, network, "val")[0]
+            expl = explainer.explain(explainer.sample(self.report_per_class))
         network = explainer.cam.model
         info = {
             "model": network.name,
@@ -183,19 +185,18 @@ class GradCam(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.samples = {k: list(v) for k, v in state_dict["samples"].items()}
 
-    def _cams(self, pl_module: pl.LightningModule) -> list[GradCAM]:
-        self.last_weights, network = saved_network_of(pl_module)
+    def _cams(self, network: InceptionNet) -> list[GradCAM]:
         names = self.layers or [default_layer(network)]
         args = (self.sign, self.interpolation, self.batch_size)
         return [GradCAM(network, name, *args) for name in names]
 
     def _explainers(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
+        self, trainer: pl.Trainer, network: InceptionNet, stage: str
     ) -> list[Explainer]:
         dataset = _dataset(trainer, stage)
         return [
             Explainer(cam, dataset, self.steps, self.tolerance, self.seed)
-            for cam in self._cams(pl_module)
+            for cam in self._cams(network)
         ]
 
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -207,13 +208,14 @@ class GradCam(Callback):
                 "nothing is explained"
             )
             return
-        explainers = self._explainers(trainer, pl_module, stage)
-        first = explainers[0]
-        if stage not in self.samples:
-            self.samples[stage] = first.sample(self.per_class, self.max_samples)
-        sample = self.samples[stage]
-        self._check_grid(explainers, sample[0])
-        with trainer.precision_plugin.forward_context():
+        self.last_weights, saved = saved_network_of(pl_module)
+        with fp32(saved) as network:
+            explainers = self._explainers(trainer, network, stage)
+            first = explainers[0]
+            if stage not in self.samples:
+                self.samples[stage] = first.sample(self.per_class, self.max_samples)
+            sample = self.samples[stage]
+            self._check_grid(explainers, sample[0])
             extra = first.misclassified(sample, self.max_misclassified, self.misclassified_search)
             self.last = {e.cam.layer: e.explain(sample + extra) for e in explainers}
         in_sample = torch.arange(len(sample) + len(extra)) < len(sample)

@@ -22,10 +22,12 @@ from inception_lightning.explain.metrics import (
     pointing_game,
     scaled_tolerance,
 )
+from inception_lightning.explain.precision import Bf16Forward, fp32
 from inception_lightning.explain.report import safe_name, write_report
 
 __all__ = [
     "Batch",
+    "Bf16Forward",
     "Explainer",
     "Explanation",
     "GradCAM",
@@ -38,6 +40,7 @@ __all__ = [
     "energy_pointing_game",
     "eval_mode",
     "explain",
+    "fp32",
     "insertion_auc",
     "load",
     "perturbation_curve",

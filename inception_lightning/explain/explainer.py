@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from inception_lightning.data.protocol import LabelledImages
 from inception_lightning.explain.gradcam import GradCAM, eval_mode
@@ -110,19 +110,30 @@ def load(dataset: LabelledImages, indices: Sequence[int]) -> Batch:
     return Batch(list(indices), pixels, dataset.normalize(pixels), labels, masks)
 
 
-def predict(cam: GradCAM, images: Tensor) -> Tensor:
-    """Softmax probabilities `[N, C]` on the CPU, batched on the model's device."""
-    device = next(cam.model.parameters()).device
+def predict(cam: GradCAM, images: Tensor, forward: nn.Module | None = None) -> Tensor:
+    """Softmax probabilities `[N, C]` on the CPU, batched on the model's device.
+
+    Args:
+        cam: the Grad-CAM whose model and batch size are used.
+        images: the model inputs.
+        forward: runs the forward passes instead of `cam.model` (e.g. `Bf16Forward`).
+    """
+    model = cam.model if forward is None else forward
+    device = next(model.parameters()).device
     out = []
-    with torch.no_grad(), eval_mode(cam.model):
+    with torch.no_grad(), eval_mode(model):
         for start in range(0, len(images), cam.batch_size):
-            logits = cam.model(images[start : start + cam.batch_size].to(device))
+            logits = model(images[start : start + cam.batch_size].to(device))
             out.append(logits.float().softmax(dim=1).cpu())
     return torch.cat(out)
 
 
 def explain(
-    cam: GradCAM, batch: Batch, steps: int = 16, tolerance: int | None = None
+    cam: GradCAM,
+    batch: Batch,
+    steps: int = 16,
+    tolerance: int | None = None,
+    forward: nn.Module | None = None,
 ) -> Explanation:
     """Predict, map and score a batch.
 
@@ -135,9 +146,11 @@ def explain(
         batch: the images, from `load`.
         steps: deletion/insertion steps.
         tolerance: pointing-game tolerance in pixels (None: 15 px at 224 px, scaled).
+        forward: runs the forward-only work (predictions, deletion and insertion) instead of
+            the cam's model, e.g. `Bf16Forward`; the maps always come from the cam.
     """
     images, labels, masks = batch.images, batch.labels, batch.masks
-    probs = predict(cam, images)
+    probs = predict(cam, images, forward)
     preds = probs.argmax(dim=1)
     maps = cam.attribute(images, labels).cpu()
     pred_maps = maps.clone()
@@ -147,7 +160,8 @@ def explain(
     scores: dict[str, list[Tensor]] = {"deletion_auc": [], "insertion_auc": []}
     for start in range(0, len(images), cam.batch_size):
         part = slice(start, start + cam.batch_size)
-        args = (cam.model, images[part], pred_maps[part], preds[part], steps)
+        model = cam.model if forward is None else forward
+        args = (model, images[part], pred_maps[part], preds[part], steps)
         scores["deletion_auc"].append(deletion_auc(*args).cpu())
         scores["insertion_auc"].append(insertion_auc(*args).cpu())
     result = {name: torch.cat(values) for name, values in scores.items()}
@@ -169,6 +183,7 @@ class Explainer:
         steps: deletion/insertion steps.
         tolerance: pointing-game tolerance in pixels (None: Zhang et al.'s, scaled).
         seed: seeds the sample and the search for mistakes.
+        forward: runs the forward-only work instead of the cam's model (see `explain`).
     """
 
     def __init__(
@@ -178,6 +193,7 @@ class Explainer:
         steps: int = 16,
         tolerance: int | None = None,
         seed: int = 0,
+        forward: nn.Module | None = None,
     ) -> None:
         if not isinstance(dataset, LabelledImages):
             raise TypeError(
@@ -189,6 +205,7 @@ class Explainer:
         self.steps = steps
         self.tolerance = tolerance
         self.seed = seed
+        self.forward = forward
 
     def sample(self, per_class: int, limit: int | None = None) -> list[int]:
         """A seeded, class-balanced sample of the dataset's indices."""
@@ -205,7 +222,8 @@ class Explainer:
         found: list[int] = []
         for start in range(0, len(pool), self.cam.batch_size):
             batch = load(self.dataset, pool[start : start + self.cam.batch_size])
-            wrong = (predict(self.cam, batch.images).argmax(dim=1) != batch.labels).tolist()
+            probs = predict(self.cam, batch.images, self.forward)
+            wrong = (probs.argmax(dim=1) != batch.labels).tolist()
             found += [i for i, w in zip(batch.indices, wrong, strict=True) if w]
             if len(found) >= limit:
                 break
@@ -213,7 +231,8 @@ class Explainer:
 
     def explain(self, indices: Sequence[int]) -> Explanation:
         """Predictions, maps and scores of the images at `indices`."""
-        return explain(self.cam, load(self.dataset, indices), self.steps, self.tolerance)
+        batch = load(self.dataset, indices)
+        return explain(self.cam, batch, self.steps, self.tolerance, self.forward)
 
 
 def summarize(expl: Explanation, classes: Sequence[str], subset: Tensor | None = None) -> dict:
