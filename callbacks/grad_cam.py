@@ -28,6 +28,7 @@ from inception_lightning.explain.gradcam import (
     SignMode,
     default_layer,
 )
+from inception_lightning.explain.precision import fp32
 from inception_lightning.explain.predictions import predict_dataset
 from inception_lightning.explain.render import overlay_pictures
 from inception_lightning.explain.report import safe_name, write_report
@@ -58,9 +59,10 @@ class GradCam(Callback):
     rank logs the same figures and decides alike. With several layers, tags become
     `gradcam/<stage>/<layer>/...`. Maps are computed on the weights a checkpoint written now
     would hold (`contract.saved_network_of`: the EMA weights once `InceptionEMA` has updated
-    them, else `pl_module.model`), which the pictures' titles and the report name, under the
-    trainer's precision context, with gradients even inside Lightning's `torch.inference_mode`
-    loops, and the module's train/eval flags are restored.
+    them, else `pl_module.model`), which the pictures' titles and the report name, in fp32
+    whatever the training precision (autocast off; an fp32 copy under `bf16-true`), with
+    gradients even inside Lightning's `torch.inference_mode` loops, and the module's
+    train/eval flags are restored.
 
     At the end of `fit`, an attribution report (`explain.write_report`) is written beside the
     run, in `<trainer.log_dir>/report` by default, with a progress bar unless the trainer's
@@ -150,7 +152,7 @@ class GradCam(Callback):
                 "GradCam runs the model on rank 0 alone, which sharded strategies (FSDP, "
                 "ModelParallel) cannot do; use DDP or a single device"
             )
-        self._cams(pl_module)  # checks the layer names only: no hook is registered here
+        self._cams(saved_network_of(pl_module)[1])  # checks the layer names: no hook registered
         has_logger(trainer, self, "its overlays and scores are not logged")
 
     @override
@@ -170,12 +172,13 @@ class GradCam(Callback):
         if not (self.report and trainer.is_global_zero):
             return
         out = self.report_dir or Path(trainer.log_dir or trainer.default_root_dir) / "report"
-        explainer = self._explainers(trainer, pl_module, "val")[0]
-        explainer.progress = None if trainer.progress_bar_callback is not None else False
-        indices = explainer.sample(self.report_per_class)
-        with trainer.precision_plugin.forward_context():
-            expl = explainer.explain(indices)
-            predictions = predict_dataset(explainer.cam, explainer.dataset, explainer.progress)
+        progress = None if trainer.progress_bar_callback is not None else False
+        self.last_weights, saved = saved_network_of(pl_module)
+        with fp32(saved) as network:
+            explainer = self._explainers(trainer, network, "val")[0]
+            explainer.progress = progress
+            expl = explainer.explain(explainer.sample(self.report_per_class))
+            predictions = predict_dataset(explainer.cam, explainer.dataset, progress)
         network = explainer.cam.model
         info = {
             "model": network.name,
@@ -200,19 +203,18 @@ class GradCam(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.samples = {k: list(v) for k, v in state_dict["samples"].items()}
 
-    def _cams(self, pl_module: pl.LightningModule) -> list[GradCAM]:
-        self.last_weights, network = saved_network_of(pl_module)
+    def _cams(self, network: InceptionNet) -> list[GradCAM]:
         names = self.layers or [default_layer(network)]
         args = (self.sign, self.interpolation, self.batch_size)
         return [GradCAM(network, name, *args) for name in names]
 
     def _explainers(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
+        self, trainer: pl.Trainer, network: InceptionNet, stage: str
     ) -> list[Explainer]:
         dataset = _dataset(trainer, stage)
         return [
             Explainer(cam, dataset, self.steps, self.tolerance, self.seed)
-            for cam in self._cams(pl_module)
+            for cam in self._cams(network)
         ]
 
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -232,13 +234,14 @@ class GradCam(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
     ) -> dict[str, float]:
         """Explain the stage's sample, log its pictures, and return its scalars."""
-        explainers = self._explainers(trainer, pl_module, stage)
-        first = explainers[0]
-        if stage not in self.samples:
-            self.samples[stage] = first.sample(self.per_class, self.max_samples)
-        sample = self.samples[stage]
-        self._check_grid(explainers, sample[0])
-        with trainer.precision_plugin.forward_context():
+        self.last_weights, saved = saved_network_of(pl_module)
+        with fp32(saved) as network:
+            explainers = self._explainers(trainer, network, stage)
+            first = explainers[0]
+            if stage not in self.samples:
+                self.samples[stage] = first.sample(self.per_class, self.max_samples)
+            sample = self.samples[stage]
+            self._check_grid(explainers, sample[0])
             extra = first.misclassified(sample, self.max_misclassified, self.misclassified_search)
             self.last = {e.cam.layer: e.explain(sample + extra) for e in explainers}
         in_sample = torch.arange(len(sample) + len(extra)) < len(sample)

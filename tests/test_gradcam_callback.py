@@ -2,6 +2,7 @@
 
 import io
 from collections.abc import Callable
+from copy import deepcopy
 from functools import partial
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from torch.utils.data import Dataset
 
 from inception_lightning.callbacks.grad_cam import GradCam
 from inception_lightning.data import Normalize
+from inception_lightning.explain import Explainer, GradCAM
 from inception_lightning.training import InceptionClassifier, InceptionEMA
 
 SIZE = 47
@@ -251,3 +253,35 @@ def test_reports_land_beside_their_runs_with_progress_unless_the_bar_is_off(
     for version in (0, 1):  # two runs, two reports
         report = tmp_path / "tb" / f"version_{version}" / "report"
         assert (report / "index.html").is_file() and (report / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true"])
+def test_maps_and_scores_are_fp32_whatever_the_training_precision(
+    tmp_path: Path, v3: Callable, logged: Callable, datamodule: Callable, precision: str
+) -> None:
+    data = Squares(6)
+    cam = GradCam("features.mixed_6e", steps=4, max_misclassified=0, report=False)
+    module = v3()
+    run = logged(tmp_path, [cam], max_epochs=1, limit_train_batches=1, precision=precision)
+    run.fit(module, datamodule=datamodule(data))
+    expl = cam.last["features.mixed_6e"]
+    assert next(module.model.parameters()).dtype == (
+        torch.bfloat16 if precision == "bf16-true" else torch.float32
+    )
+
+    # The same weights in fp32, explained with no autocast anywhere.
+    network = deepcopy(module.model).float()
+    explainer = Explainer(GradCAM(network, "features.mixed_6e", batch_size=32), data, steps=4)
+    reference = explainer.explain(expl.indices.tolist())
+    assert expl.maps.dtype == torch.float32
+    # fp32 against fp32: summation order alone. A bf16 forward and backward differ by ~1e-2
+    # of the map's range (measured: see below), a thousand times this tolerance.
+    scale = reference.maps.abs().amax()
+    torch.testing.assert_close(expl.maps, reference.maps, rtol=0, atol=1e-5 * scale)
+    torch.testing.assert_close(expl.probs, reference.probs, rtol=0, atol=1e-5)
+    for name, values in reference.scores.items():
+        torch.testing.assert_close(expl.scores[name], values, rtol=0, atol=1e-5)
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # what the callback no longer does
+        in_bf16 = explainer.cam.attribute(reference.images, reference.labels)
+    assert (in_bf16 - reference.maps).abs().amax() > 1e-3 * scale

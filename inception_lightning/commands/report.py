@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.evaluation import evaluation_dataset
 from inception_lightning.data.transforms import Preprocessing, resolve_preprocessing
-from inception_lightning.explain import Explainer, GradCAM, predict_dataset, write_report
+from inception_lightning.explain import (
+    Bf16Forward,
+    Explainer,
+    GradCAM,
+    predict_dataset,
+    write_report,
+)
 from inception_lightning.training.checkpoints import Weights, load_network
+from inception_lightning.training.precision import native_bf16
 
 
 def report(
@@ -25,6 +33,7 @@ def report(
     seed: int = 0,
     layer: str | None = None,
     weights: Weights | None = None,
+    precision: Literal["auto", "32-true", "bf16-mixed"] = "auto",
 ) -> Path:
     """Write a static Grad-CAM attribution report: index.html, PNG overlays, summary.json.
 
@@ -46,6 +55,10 @@ def report(
         layer: dotted module name of the Grad-CAM layer; null: the last Inception block.
         weights: "ema" (the averaged weights) or "raw"; null: those the checkpoint's
             state_dict holds (the average, when the run kept one).
+        precision: of the forward-only work (predictions, deletion and insertion curves);
+            Grad-CAM maps are fp32 always. auto: bf16-mixed on a CPU with native bf16 (AMX or
+            AVX512-BF16), else 32-true (on the quickstart bf16 moved no AUC by more than
+            0.004 and no top-1 class: benchmarks/bf16_forward.py).
     """
     loaded = load_network(ckpt_path, weights)
     network, description = loaded.network, loaded.description
@@ -61,10 +74,17 @@ def report(
             f"on {network.num_classes}; point --data at a folder with the training classes"
         )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if precision == "auto":
+        precision = "bf16-mixed" if device.type == "cpu" and native_bf16() else "32-true"
+    forward = None
+    if precision == "bf16-mixed":
+        network.to(memory_format=torch.channels_last)  # oneDNN's bf16 kernels work in NHWC
+        forward = Bf16Forward(network)
     cam = GradCAM(network.to(device), layer=layer)
-    explainer = Explainer(cam, dataset, seed=seed, progress=None)  # a bar on terminals
+    # progress=None: bars on terminals
+    explainer = Explainer(cam, dataset, seed=seed, progress=None, forward=forward)
     expl = explainer.explain(explainer.sample(per_class))
-    predictions = predict_dataset(cam, dataset, progress=None)
+    predictions = predict_dataset(cam, dataset, progress=None, forward=forward)
     info = {
         "checkpoint": str(ckpt_path),
         "model": network.name,
@@ -74,5 +94,6 @@ def report(
         "data": str(data),
         "preprocessing": asdict(preprocessing),
         "layer": explainer.cam.layer,
+        "forward-only precision": precision,
     }
     return write_report(out, expl, dataset.classes, info, per_class, predictions)

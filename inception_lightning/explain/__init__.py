@@ -24,11 +24,13 @@ from inception_lightning.explain.metrics import (
     pointing_game,
     scaled_tolerance,
 )
+from inception_lightning.explain.precision import Bf16Forward, fp32
 from inception_lightning.explain.predictions import Predictions, Reliability, predict_dataset
 from inception_lightning.explain.report import safe_name, write_report
 
 __all__ = [
     "Batch",
+    "Bf16Forward",
     "Explainer",
     "Explanation",
     "GradCAM",
@@ -44,6 +46,7 @@ __all__ = [
     "energy_pointing_game",
     "eval_mode",
     "explain",
+    "fp32",
     "insertion_auc",
     "insertion_curve",
     "load",

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from inception_lightning.console import track
 from inception_lightning.data.protocol import LabelledImages
@@ -115,13 +115,20 @@ def load(dataset: LabelledImages, indices: Sequence[int]) -> Batch:
     return Batch(list(indices), pixels, dataset.normalize(pixels), labels, masks)
 
 
-def predict(cam: GradCAM, images: Tensor) -> Tensor:
-    """Softmax probabilities `[N, C]` on the CPU, batched on the model's device."""
-    device = next(cam.model.parameters()).device
+def predict(cam: GradCAM, images: Tensor, forward: nn.Module | None = None) -> Tensor:
+    """Softmax probabilities `[N, C]` on the CPU, batched on the model's device.
+
+    Args:
+        cam: the Grad-CAM whose model and batch size are used.
+        images: the model inputs.
+        forward: runs the forward passes instead of `cam.model` (e.g. `Bf16Forward`).
+    """
+    model = cam.model if forward is None else forward
+    device = next(model.parameters()).device
     out = []
-    with torch.no_grad(), eval_mode(cam.model):
+    with torch.no_grad(), eval_mode(model):
         for start in range(0, len(images), cam.batch_size):
-            logits = cam.model(images[start : start + cam.batch_size].to(device))
+            logits = model(images[start : start + cam.batch_size].to(device))
             out.append(logits.float().softmax(dim=1).cpu())
     return torch.cat(out)
 
@@ -132,6 +139,7 @@ def explain(
     steps: int = 16,
     tolerance: int | None = None,
     progress: bool | None = False,
+    forward: nn.Module | None = None,
 ) -> Explanation:
     """Predict, map and score a batch.
 
@@ -146,9 +154,11 @@ def explain(
         tolerance: pointing-game tolerance in pixels (None: 15 px at 224 px, scaled).
         progress: show a bar over the deletion/insertion batches, most of the time taken
             (None: on a terminal; see `console.track`).
+        forward: runs the forward-only work (predictions, deletion and insertion) instead of
+            the cam's model, e.g. `Bf16Forward`; the maps always come from the cam.
     """
     images, labels, masks = batch.images, batch.labels, batch.masks
-    probs = predict(cam, images)
+    probs = predict(cam, images, forward)
     preds = probs.argmax(dim=1)
     maps = cam.attribute(images, labels).cpu()
     pred_maps = maps.clone()
@@ -156,13 +166,14 @@ def explain(
     if wrong.any():
         pred_maps[wrong] = cam.attribute(images[wrong], preds[wrong]).cpu()
     curves: dict[str, list[Tensor]] = {"deletion": [], "insertion": []}
+    model = cam.model if forward is None else forward
     n, step = len(images), cam.batch_size
     starts = track(
         range(0, n, step), "deletion/insertion", n, "images", progress, lambda i: min(step, n - i)
     )
     for start in starts:
         part = slice(start, start + step)
-        args = (cam.model, images[part], pred_maps[part], preds[part], steps)
+        args = (model, images[part], pred_maps[part], preds[part], steps)
         curves["deletion"].append(deletion_curve(*args).cpu())
         curves["insertion"].append(insertion_curve(*args).cpu())
     curve = {name: torch.cat(values) for name, values in curves.items()}
@@ -186,6 +197,7 @@ class Explainer:
         tolerance: pointing-game tolerance in pixels (None: Zhang et al.'s, scaled).
         seed: seeds the sample and the search for mistakes.
         progress: show progress while explaining (None: on a terminal; see `console.track`).
+        forward: runs the forward-only work instead of the cam's model (see `explain`).
     """
 
     def __init__(
@@ -196,6 +208,7 @@ class Explainer:
         tolerance: int | None = None,
         seed: int = 0,
         progress: bool | None = False,
+        forward: nn.Module | None = None,
     ) -> None:
         if not isinstance(dataset, LabelledImages):
             raise TypeError(
@@ -208,6 +221,7 @@ class Explainer:
         self.tolerance = tolerance
         self.seed = seed
         self.progress = progress
+        self.forward = forward
 
     def sample(self, per_class: int, limit: int | None = None) -> list[int]:
         """A seeded, class-balanced sample of the dataset's indices."""
@@ -224,7 +238,8 @@ class Explainer:
         found: list[int] = []
         for start in range(0, len(pool), self.cam.batch_size):
             batch = load(self.dataset, pool[start : start + self.cam.batch_size])
-            wrong = (predict(self.cam, batch.images).argmax(dim=1) != batch.labels).tolist()
+            probs = predict(self.cam, batch.images, self.forward)
+            wrong = (probs.argmax(dim=1) != batch.labels).tolist()
             found += [i for i, w in zip(batch.indices, wrong, strict=True) if w]
             if len(found) >= limit:
                 break
@@ -233,7 +248,7 @@ class Explainer:
     def explain(self, indices: Sequence[int]) -> Explanation:
         """Predictions, maps and scores of the images at `indices`."""
         batch = load(self.dataset, indices)
-        return explain(self.cam, batch, self.steps, self.tolerance, self.progress)
+        return explain(self.cam, batch, self.steps, self.tolerance, self.progress, self.forward)
 
 
 def summarize(expl: Explanation, classes: Sequence[str], subset: Tensor | None = None) -> dict:

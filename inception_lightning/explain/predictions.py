@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics.functional.classification import (
     multiclass_calibration_error,
     multiclass_confusion_matrix,
@@ -77,7 +77,10 @@ class Predictions:
 
 
 def predict_dataset(
-    cam: GradCAM, dataset: LabelledImages, progress: bool | None = False
+    cam: GradCAM,
+    dataset: LabelledImages,
+    progress: bool | None = False,
+    forward: nn.Module | None = None,
 ) -> Predictions:
     """Predict every image of `dataset` in batches of `cam.batch_size`, on the model's device.
 
@@ -85,6 +88,7 @@ def predict_dataset(
         cam: the model (and its batch size).
         dataset: the images and labels.
         progress: show a bar (None: on a terminal; see `console.track`).
+        forward: runs the forward passes instead of `cam.model` (e.g. `Bf16Forward`).
     """
     n, step = len(dataset), cam.batch_size
     starts = track(
@@ -93,6 +97,6 @@ def predict_dataset(
     probs = []
     for start in starts:
         pixels = torch.stack([dataset[i][0] for i in range(start, min(start + step, n))])
-        probs.append(predict(cam, dataset.normalize(pixels)))
+        probs.append(predict(cam, dataset.normalize(pixels), forward))
     labels = torch.as_tensor([int(label) for label in dataset.labels])
     return Predictions(torch.cat(probs), labels)
