@@ -169,9 +169,12 @@ class GradCam(Callback):
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not (self.report and trainer.is_global_zero):
+        if not self.report:
             return
+        # before the rank check: `trainer.log_dir` is a collective call (a broadcast)
         out = self.report_dir or Path(trainer.log_dir or trainer.default_root_dir) / "report"
+        if not trainer.is_global_zero:
+            return
         progress = None if trainer.progress_bar_callback is not None else False
         self.last_weights, saved = saved_network_of(pl_module)
         with fp32(saved) as network:

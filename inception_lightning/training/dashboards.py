@@ -44,6 +44,8 @@ class TensorBoardDashboards(Callback):
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:  # other ranks' loggers hold a dummy experiment
+            return
         params = run_hyperparameters(trainer, pl_module)
         metrics = {f"{name}_best": 0.0 for name in self.best_names}
         for logger in trainer.loggers:
