@@ -218,7 +218,9 @@ def test_summary_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert "mixed_7c" in out and "27,161,264" in out
 
 
-def test_make_dataset_then_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_make_dataset_then_report_compares_methods(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "shapes"
     main(["make-dataset", "--out", str(data), "--num_classes", "3", "--num_samples", "30",
           "--image_size", "79"])  # fmt: skip
@@ -230,12 +232,29 @@ def test_make_dataset_then_report(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     ckpt = _save_checkpoint(module, tmp_path / "model.ckpt")
     out = tmp_path / "report"
-    main(["report", "--ckpt_path", str(ckpt), "--data", str(data), "--boxes_file",
-          str(data / "boxes.json"), "--out", str(out), "--per_class", "2"])  # fmt: skip
+    args = ["report", "--ckpt_path", str(ckpt), "--data", str(data), "--boxes_file",
+            str(data / "boxes.json"), "--out", str(out), "--per_class", "2",
+            "--method", "[gradcam, layercam, integrated_gradients]",
+            "--layers", "[features.mixed_6e, features.mixed_7c]",
+            "--method_options", '{"integrated_gradients": {"steps": 4}}',
+            "--sanity_samples", "2"]  # fmt: skip
+    result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"wrote {out / 'index.html'}" in result.stdout
     summary = json.loads((out / "summary.json").read_text())
-    assert "pointing_game" in json.dumps(summary)
-    assert (out / "index.html").read_text().count("<img") >= 6
-    assert list(out.rglob("*.png"))
+    methods = summary["methods"]
+    assert [m["method"] for m in methods] == ["gradcam", "layercam", "integrated_gradients"]
+    assert "mixed_6e + features.mixed_7c" in methods[1]["description"]
+    assert "4 steps" in methods[2]["description"]
+    assert all(m["sanity"]["images"] + m["sanity"]["empty"] == 2 for m in methods)
+    assert all("pointing_game" in m and m["seconds_per_image"] > 0 for m in methods)
+    html = (out / "index.html").read_text()
+    assert html.count("<img") >= 6 * 4 and (out / "sanity.png").is_file()
+
+    with pytest.raises(SystemExit):
+        main([*args[:-6], "--method", "smoothgrad"])
+    error = capsys.readouterr().err
+    assert "smoothgrad" in error and "Traceback" not in error
 
 
 def test_report_on_a_missing_checkpoint_names_it(

@@ -1,4 +1,5 @@
-"""GradCam callback: TensorBoard output, equality with Captum, inference mode, ranks, report."""
+"""GradCam callback: TensorBoard output, equality with Captum, methods, sanity checks,
+inference mode, ranks, report."""
 
 from collections.abc import Callable
 from functools import partial
@@ -15,10 +16,12 @@ from torch.utils.data import Dataset
 
 from inception_lightning.callbacks.grad_cam import GradCam
 from inception_lightning.data import Normalize
+from inception_lightning.explain import make_attribution
 from inception_lightning.training import InceptionClassifier
 
 SIZE = 47
-METRICS = ["deletion_auc", "insertion_auc", "pointing_game", "energy_pointing_game"]
+SCORES = ["deletion_auc", "insertion_auc", "pointing_game", "energy_pointing_game"]
+METRICS = [*SCORES, "empty", "sanity_passed", "sanity_rank_correlation"]
 
 
 class Squares(Dataset):
@@ -114,12 +117,15 @@ def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(
 
     events = EventAccumulator(str(tmp_path / "tb" / "version_0"))
     events.Reload()
-    assert "gradcam/overlays" in events.Tags()["images"]
+    assert {"gradcam/overlays", "gradcam/randomization"} <= set(events.Tags()["images"])
     for name in METRICS:
         assert [e.step for e in events.Scalars(f"gradcam/{name}")] == [fit.global_step]
+    sanity = cam.last_sanity["gradcam"]
+    assert events.Scalars("gradcam/sanity_passed")[0].value == float(sanity.passed)
+    assert sanity.images + sanity.empty == 6 and sanity.depths[0] == "head"
     assert probe.checked == 2 and probe.contexts == [(False, False)] * 2  # fit: no_grad
 
-    expl = cam.last["features.mixed_6e"]
+    expl = cam.last["gradcam"]
     assert len(cam.samples["val"]) == 6 and expl.indices[:6].tolist() == cam.samples["val"]
     assert sorted(data.labels[i] for i in cam.samples["val"]) == [0, 0, 1, 1, 2, 2]
     model = module.model.eval()
@@ -127,9 +133,11 @@ def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(
     for maps, targets in ((expl.maps, expl.labels), (expl.pred_maps, expl.preds)):
         raw = captum.attribute(expl.images, target=targets.tolist(), relu_attributions=True)
         expected = LayerAttribution.interpolate(raw, (SIZE, SIZE), "bilinear")[:, 0]
-        torch.testing.assert_close(maps, expected)
+        peak = expected.amax(dim=(1, 2), keepdim=True)
+        torch.testing.assert_close(maps, (expected / peak).nan_to_num())
 
     assert (tmp_path / "report" / "index.html").is_file()
+    assert (tmp_path / "report" / "sanity.png").is_file()
     assert (tmp_path / "report" / "summary.json").is_file()
     html = (tmp_path / "report" / "index.html").read_text()
     assert "&lt;script&gt;" in html and "<script>" not in html
@@ -143,29 +151,38 @@ def test_validate_and_test_get_gradients_under_inference_mode(
     tmp_path: Path, v3: Callable, logged: Callable, datamodule: Callable
 ) -> None:
     data = Squares()
-    cam = GradCam(steps=2, max_misclassified=0)
+    cam = GradCam(steps=2, max_misclassified=0, sanity_samples=2)
     probe = Probe()
     run = logged(tmp_path, [probe, cam, probe])
     with pytest.warns(UserWarning, match=r"4x4 map.*coarser than 7x7.*stem='79'.*mixed_6e"):
         run.validate(v3(), datamodule=datamodule(data))
     assert probe.checked == 1 and probe.contexts == [(True, False)]
-    assert set(cam.last) == {"features.mixed_7c"}
+    assert set(cam.last) == {"gradcam"}
     assert set(cam.last_metrics) == {f"gradcam/{name}" for name in METRICS}
     run.test(v3(), datamodule=datamodule(data, test=data))
     assert set(cam.samples) == {"val", "test"}
 
 
-def test_several_layers_tag_by_layer_and_other_ranks_do_nothing(
+def test_several_methods_tag_by_method_fuse_layers_and_other_ranks_do_nothing(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     v3: Callable,
     logged: Callable,
     datamodule: Callable,
 ) -> None:
-    layers = ["features.mixed_6d", "features.mixed_6e"]
-    cam = GradCam(layers, steps=2, max_misclassified=0)
-    logged(tmp_path, [cam]).validate(v3(), datamodule=datamodule(Squares(6)))
-    assert {k.rsplit("/", 1)[0] for k in cam.last_metrics} == {f"gradcam/{n}" for n in layers}
+    layers = ["features.mixed_6e", "features.mixed_7c"]
+    methods = ["layercam", "occlusion"]
+    options = {"occlusion": {"window": 16, "stride": 16}}
+    cam = GradCam(
+        layers, methods, steps=2, max_misclassified=0, sanity_samples=2, method_options=options
+    )
+    module = v3()
+    logged(tmp_path, [cam]).validate(module, datamodule=datamodule(Squares(6)))
+    assert {k.rsplit("/", 1)[0] for k in cam.last_metrics} == {f"gradcam/{m}" for m in methods}
+    assert set(cam.last_sanity) == set(methods)
+    expl = cam.last["layercam"]
+    fused = make_attribution("layercam", module.model, layers).attribute(expl.images, expl.labels)
+    torch.testing.assert_close(expl.maps, fused)
 
     other = GradCam(layers, steps=2)
     monkeypatch.setattr(pl.Trainer, "is_global_zero", property(lambda self: False))
@@ -180,5 +197,15 @@ def test_bad_arguments(v3: Callable) -> None:
         GradCam(layers=[])
     with pytest.raises(ValueError, match="sign"):
         GradCam(sign="up")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown attribution method 'smoothgrad'"):
+        GradCam(method="smoothgrad")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"method_options names \['occlusion'\]"):
+        GradCam(method="gradcam", method_options={"occlusion": {"window": 3}})
+    with pytest.raises(ValueError, match="sanity_threshold"):
+        GradCam(sanity_threshold=1.5)
+    with pytest.raises(ValueError, match="occlusion has no option 'steps'"):
+        GradCam(method="occlusion", method_options={"occlusion": {"steps": 3}}).setup(
+            pl.Trainer(logger=False), v3(), "fit"
+        )
     with pytest.raises(ValueError, match="no submodule"):
         GradCam("features.nope").setup(pl.Trainer(logger=False), v3(), "fit")

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.evaluation import evaluation_dataset
-from inception_lightning.explain import Explainer, GradCAM, write_report
+from inception_lightning.explain import (
+    METHODS,
+    RANK_THRESHOLD,
+    Explainer,
+    Method,
+    as_methods,
+    make_attribution,
+    run_methods,
+    write_report,
+)
 from inception_lightning.training.checkpoints import Weights, load_network
 
 
@@ -20,12 +31,17 @@ def report(
     image_size: int | None = None,
     per_class: int = 8,
     seed: int = 0,
-    layer: str | None = None,
+    layers: str | list[str] | None = None,
     weights: Weights | None = None,
+    method: Method | Sequence[Method] = tuple(METHODS),
+    method_options: dict[str, dict[str, Any]] | None = None,
+    sanity_samples: int = 8,
+    sanity_threshold: float = RANK_THRESHOLD,
 ) -> Path:
-    """Write a static Grad-CAM attribution report: index.html, PNG overlays, summary.json.
+    """Write a static attribution report comparing methods: index.html, PNGs, summary.json.
 
-    A seeded, class-balanced sample of the folder is explained with the checkpoint's network.
+    A seeded, class-balanced sample of the folder is explained with the checkpoint's network
+    by each method, and each method's maps are sanity-checked by cascading randomisation.
 
     Args:
         ckpt_path: a checkpoint written while training InceptionClassifier.
@@ -35,10 +51,16 @@ def report(
         image_size: the input size; null: the size the network's stem is built for.
         per_class: images explained per class.
         seed: seeds the sample.
-        layer: dotted module name of the Grad-CAM layer; null: the last Inception block.
+        layers: dotted module name(s) for the layer methods, fused when several; null: the
+            last Inception block.
         weights: "ema" (the averaged weights) or "raw"; null: those the checkpoint's
             state_dict holds (the average, when the run kept one).
+        method: the attribution method(s) to compare; all of them by default.
+        method_options: per method, its own settings, e.g. '{"occlusion": {"window": 8}}'.
+        sanity_samples: images of the sanity check per method; 0 skips it.
+        sanity_threshold: a method passes when its mean rank correlation falls below this.
     """
+    methods = as_methods(method)
     loaded = load_network(ckpt_path, weights)
     network, checkpoint = loaded.network, loaded.checkpoint
     size = image_size or int(network.stem)
@@ -49,8 +71,16 @@ def report(
             f"on {network.num_classes}; point --data at a folder with the training classes"
         )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    explainer = Explainer(GradCAM(network.to(device), layer=layer), dataset, seed=seed)
-    expl = explainer.explain(explainer.sample(per_class))
+    network = network.to(device)
+    options = method_options or {}
+    explainers = {
+        name: Explainer(
+            make_attribution(name, network, layers, options=options.get(name)), dataset, seed=seed
+        )
+        for name in methods
+    }
+    indices = next(iter(explainers.values())).sample(per_class)
+    runs = run_methods(explainers, indices, indices[:sanity_samples], threshold=sanity_threshold)
     info = {
         "checkpoint": str(ckpt_path),
         "model": network.name,
@@ -59,6 +89,6 @@ def report(
         "weights": loaded.weights,
         "data": str(data),
         "image_size": size,
-        "layer": explainer.cam.layer,
+        "layers": " + ".join([layers] if isinstance(layers, str) else layers or ["last block"]),
     }
-    return write_report(out, expl, dataset.classes, info, per_class=per_class)
+    return write_report(out, runs, dataset.classes, info, per_class=per_class)
