@@ -87,7 +87,7 @@ def main() -> None:
             0.0625,
             47,
             2,
-            2,
+            16,
         )
         args.ig_steps, args.repeats = 2, 1
     torch.manual_seed(0)

@@ -64,7 +64,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     loaded = load_network(args.ckpt_path)
     network = loaded.network
-    data = SyntheticDataModule(**loaded.checkpoint["datamodule_hyper_parameters"])
+    hparams = loaded.checkpoint["datamodule_hyper_parameters"]
+    data = SyntheticDataModule(**{k: v for k, v in hparams.items() if not k.startswith("_")})
     data.setup("validate")
     dataset = data.val_dataset
     size = dataset.images.shape[-1]
