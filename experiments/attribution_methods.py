@@ -58,6 +58,12 @@ def main() -> None:
     parser.add_argument("--per_class", type=int, default=35, help="35: the quickstart's val set")
     parser.add_argument("--sanity_samples", type=int, default=8)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument(
+        "--layer_sets",
+        nargs="+",
+        help="layer sets of the layer methods, stage names joined by '+' (e.g. "
+        "block17_10+block8_5); default: the last block of each grid and fusions of them",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's own")
     args = parser.parse_args()
     if args.threads:
@@ -69,10 +75,13 @@ def main() -> None:
     data.setup("validate")
     dataset = data.val_dataset
     size = dataset.images.shape[-1]
+    sets = layer_sets(network, size)
+    if args.layer_sets:
+        sets = [[f"features.{name}" for name in chosen.split("+")] for chosen in args.layer_sets]
     candidates: list[tuple[str, list[str] | None]] = []
     for method in args.methods:
         if issubclass(METHODS[method], LayerMethod):
-            candidates += [(method, layers) for layers in layer_sets(network, size)]
+            candidates += [(method, layers) for layers in sets]
         else:
             candidates.append((method, None))
 
