@@ -13,6 +13,7 @@ from torch.profiler import ProfilerActivity, profile
 from typing_extensions import override
 
 from inception_lightning._compat import writes_logs
+from inception_lightning.callbacks._checks import non_negative_int, positive_int
 
 # On a GPU the audit counts the CUDA runtime calls that block the host: exact, and they also
 # catch .cpu(), .tolist() and .numpy(). On the CPU, where nothing blocks, it counts the operators
@@ -72,10 +73,8 @@ class HostSyncAudit(Callback):
     """
 
     def __init__(self, first_step: int = 5, num_steps: int = 20, stacks: bool = True) -> None:
-        if first_step < 0 or num_steps < 1:
-            raise ValueError(
-                f"need first_step >= 0 and num_steps >= 1, got {first_step}, {num_steps}"
-            )
+        non_negative_int("first_step", first_step)
+        positive_int("num_steps", num_steps)
         self.first_step, self.num_steps, self.stacks = first_step, num_steps, stacks
         self.syncs: dict[int, list[HostSync]] = {}
         self.logging_steps: set[int] = set()

@@ -2,63 +2,67 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
+from conftest import random_loader
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
 
 from inception_lightning.callbacks import (
     BranchActivationStats,
     DyingResidualDetector,
     HostSyncAudit,
 )
-from inception_lightning.training.ema import InceptionEMA
-from inception_lightning.training.module import InceptionClassifier
-from inception_lightning.training.progress import LoggingStepProgressBar
+from inception_lightning.training import (
+    InceptionClassifier,
+    InceptionEMA,
+    LoggingStepProgressBar,
+)
 
 STEPS, LOG_EVERY = 4, 2
 
 
-def _fit(
-    module: pl.LightningModule, audit: HostSyncAudit, tmp_path: Path, *callbacks: pl.Callback
-) -> HostSyncAudit:
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=STEPS,
-        log_every_n_steps=LOG_EVERY,
-        gradient_clip_val=2.0,
-        logger=TensorBoardLogger(tmp_path),
-        callbacks=[*callbacks, audit],
-        limit_val_batches=0,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-    )
-    images = torch.randn(16, 3, 75, 75)
-    loader = DataLoader(TensorDataset(images, torch.arange(16) % 4), batch_size=2)
-    trainer.fit(module, loader)
-    return audit
+@pytest.fixture
+def audited(tmp_path: Path) -> Callable[..., HostSyncAudit]:
+    """`audited(module, audit, *callbacks)`: a short logged run with the audit, as users run."""
+
+    def fit(
+        module: pl.LightningModule, audit: HostSyncAudit, *callbacks: pl.Callback
+    ) -> HostSyncAudit:
+        trainer = pl.Trainer(  # with the progress bar: the audit must see its reads too
+            accelerator="cpu",
+            max_steps=STEPS,
+            log_every_n_steps=LOG_EVERY,
+            gradient_clip_val=2.0,
+            logger=TensorBoardLogger(tmp_path),
+            callbacks=[*callbacks, audit],
+            limit_val_batches=0,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+        )
+        trainer.fit(module, random_loader(n=16, batch_size=2))
+        return audit
+
+    return fit
 
 
-def _module(**kwargs: object) -> InceptionClassifier:
-    return InceptionClassifier(
-        "inception_resnet_v1",
-        num_classes=4,
-        model_kwargs={"width": 0.0625, "aux_head": False},
-        **kwargs,
-    )
+@pytest.fixture
+def ir_v1(classifier: Callable[..., InceptionClassifier]) -> Callable[..., InceptionClassifier]:
+    """`ir_v1(**kwargs)`: the module on a tiny Inception-ResNet-v1."""
+    kwargs = {"width": 0.0625, "aux_head": False}
+    return partial(classifier, "inception_resnet_v1", model_kwargs=kwargs)
 
 
-def test_default_training_syncs_only_on_logging_steps(tmp_path: Path) -> None:
-    audit = _fit(
-        _module(),
+def test_default_training_syncs_only_on_logging_steps(audited: Callable, ir_v1: Callable) -> None:
+    audit = audited(
+        ir_v1(),
         HostSyncAudit(first_step=0, num_steps=STEPS, stacks=False),  # counts only: 7x faster
-        tmp_path,
         InceptionEMA(decay=0.9),
         BranchActivationStats(every_n_steps=LOG_EVERY),
         DyingResidualDetector(every_n_steps=LOG_EVERY),
@@ -75,10 +79,12 @@ def test_default_training_syncs_only_on_logging_steps(tmp_path: Path) -> None:
         assert "aten::_local_scalar_dense" in ops
 
 
-def test_host_state_reads_of_torch_optimisers_are_not_syncs(tmp_path: Path) -> None:
+def test_host_state_reads_of_torch_optimisers_are_not_syncs(
+    audited: Callable, ir_v1: Callable
+) -> None:
     # AdamW reads its step counts, kept on the host, with .item() in every step
-    module = _module(optimizer=partial(torch.optim.AdamW, lr=1e-3))
-    audit = _fit(module, HostSyncAudit(first_step=0, num_steps=2), tmp_path)
+    module = ir_v1(optimizer=partial(torch.optim.AdamW, lr=1e-3))
+    audit = audited(module, HostSyncAudit(first_step=0, num_steps=2))
     assert audit.unexpected == []
 
 
@@ -91,12 +97,12 @@ class ReadsTheLoss(InceptionClassifier):
         return loss
 
 
-def test_a_sync_on_every_step_is_found_and_named(tmp_path: Path) -> None:
+def test_a_sync_on_every_step_is_found_and_named(audited: Callable) -> None:
     module = ReadsTheLoss(
         "inception_resnet_v1", num_classes=4, model_kwargs={"width": 0.0625, "aux_head": False}
     )
     with pytest.warns(UserWarning, match="host-device syncs on steps that wrote no logs"):
-        audit = _fit(module, HostSyncAudit(first_step=0, num_steps=2), tmp_path)
+        audit = audited(module, HostSyncAudit(first_step=0, num_steps=2))
 
     assert audit.logging_steps == {1}
     assert [sync.step for sync in audit.unexpected] == [0]
@@ -106,7 +112,7 @@ def test_a_sync_on_every_step_is_found_and_named(tmp_path: Path) -> None:
 
 
 def test_arguments_are_checked() -> None:
-    with pytest.raises(ValueError, match="first_step >= 0"):
+    with pytest.raises(ValueError, match="first_step must be a non-negative integer, got -1"):
         HostSyncAudit(first_step=-1)
-    with pytest.raises(ValueError, match="num_steps >= 1"):
+    with pytest.raises(ValueError, match="num_steps must be a positive integer, got 0"):
         HostSyncAudit(num_steps=0)

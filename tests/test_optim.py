@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 
 import pytest
@@ -11,8 +12,7 @@ from lightning.pytorch import Callback, LightningDataModule, Trainer
 from timm.optim import RMSpropTF
 from torch.utils.data import DataLoader, TensorDataset
 
-from inception_lightning.training.module import InceptionClassifier
-from inception_lightning.training.optim import InceptionRMSprop, InceptionStepDecay
+from inception_lightning.training import InceptionClassifier, InceptionRMSprop, InceptionStepDecay
 
 TINY = {"width": 0.0625, "stem": "299", "aux_head": False}
 
@@ -37,24 +37,25 @@ class TinyData(LightningDataModule):
         return DataLoader(TensorDataset(images, labels), batch_size=self.batch_size)
 
 
-def fit(module: InceptionClassifier, max_epochs: int, **kwargs) -> RecordLr:
-    record = RecordLr()
-    Trainer(
-        accelerator="cpu",
-        max_epochs=max_epochs,
-        limit_train_batches=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[record],
-        **kwargs,
-    ).fit(module, TinyData(batch_size=16))
-    return record
+@pytest.fixture
+def fit(trainer: Callable[..., Trainer]) -> Callable[..., RecordLr]:
+    """`fit(module, max_epochs, **trainer_kwargs)`: one batch an epoch; the lrs of each epoch."""
+
+    def run(module: InceptionClassifier, max_epochs: int, **kwargs) -> RecordLr:
+        record = RecordLr()
+        trainer(
+            max_epochs=max_epochs,
+            limit_train_batches=1,
+            limit_val_batches=0,
+            callbacks=[record],
+            **kwargs,
+        ).fit(module, TinyData(batch_size=16))
+        return record
+
+    return run
 
 
-def test_default_lr_decays_by_094_every_two_epochs() -> None:
+def test_default_lr_decays_by_094_every_two_epochs(fit: Callable) -> None:
     module = InceptionClassifier(num_classes=4, model_kwargs=TINY)
     record = fit(module, max_epochs=6)
 
@@ -90,7 +91,7 @@ def test_warmup_ramps_linearly_then_decays() -> None:
     assert lrs == pytest.approx([0.1, 0.55, 1.0, 1.0, 0.94, 0.94, 0.94**2])
 
 
-def test_sgd_with_backbone_lr_and_batch_size_scaling() -> None:
+def test_sgd_with_backbone_lr_and_batch_size_scaling(fit: Callable) -> None:
     module = InceptionClassifier(
         num_classes=4,
         model_kwargs=TINY,
