@@ -5,6 +5,7 @@ from inception_lightning.callbacks.dying_residual import DyingResidualDetector, 
 from inception_lightning.callbacks.grad_cam import GradCam
 from inception_lightning.callbacks.host_sync import HostSync, HostSyncAudit
 from inception_lightning.callbacks.non_finite import NonFiniteError, NonFiniteGuard
+from inception_lightning.callbacks.predictions import PredictionWriter
 
 __all__ = [
     "BranchActivationStats",
@@ -15,4 +16,5 @@ __all__ = [
     "HostSyncAudit",
     "NonFiniteError",
     "NonFiniteGuard",
+    "PredictionWriter",
 ]

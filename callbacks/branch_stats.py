@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 import numpy as np
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from matplotlib.figure import Figure
 from typing_extensions import override
 
 from inception_lightning.callbacks._checks import positive_int
+from inception_lightning.callbacks._loggers import has_logger
 from inception_lightning.callbacks._probe import (
     ActivationSummary,
     ProbeCallback,
@@ -55,7 +55,6 @@ class BranchActivationStats(ProbeCallback):
 
     Raises:
         ValueError: for a non-positive cadence or sample count.
-        MisconfigurationException: if the trainer has no logger.
 
     Example::
 
@@ -83,11 +82,9 @@ class BranchActivationStats(ProbeCallback):
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.loggers:
-            raise MisconfigurationException(
-                "Cannot use `BranchActivationStats` callback with `Trainer` that has no logger."
-            )
         super().on_fit_start(trainer, pl_module)
+        if not has_logger(trainer, self, "its statistics are neither computed nor logged"):
+            self._taps = []  # observing only to log: no hook at all
 
     @override
     def taps(self, network: InceptionNet) -> list[Tap]:

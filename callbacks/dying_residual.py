@@ -13,6 +13,7 @@ from typing_extensions import override
 
 from inception_lightning._compat import callback_state_key
 from inception_lightning.callbacks._checks import in_range, one_of, positive_int
+from inception_lightning.callbacks._loggers import has_logger
 from inception_lightning.callbacks._probe import (
     ActivationSummary,
     ProbeCallback,
@@ -112,6 +113,11 @@ class DyingResidualDetector(ProbeCallback):
     @override
     def state_key(self) -> str:
         return callback_state_key(self, threshold=self.threshold, patience=self.patience)
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_fit_start(trainer, pl_module)
+        has_logger(trainer, self, "its figures are not logged (it still detects and acts)")
 
     @override
     def taps(self, network: InceptionNet) -> list[Tap]:

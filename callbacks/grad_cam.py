@@ -18,7 +18,9 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
 from inception_lightning.callbacks._checks import in_range, non_negative_int, one_of, positive_int
+from inception_lightning.callbacks._loggers import has_logger
 from inception_lightning.callbacks._probe import short_name
+from inception_lightning.data.protocol import LabelledImages
 from inception_lightning.explain.attribution import (
     INTERPOLATIONS,
     SIGN_MODES,
@@ -34,7 +36,7 @@ from inception_lightning.explain.render import explanation_grid, randomization_p
 from inception_lightning.explain.report import write_report
 from inception_lightning.explain.sanity import RANK_THRESHOLD, RandomizationCurve
 from inception_lightning.models import InceptionNet, iter_blocks
-from inception_lightning.training.contract import network_of
+from inception_lightning.training.contract import saved_network_of
 
 MIN_GRID = 7
 
@@ -59,8 +61,10 @@ class GradCam(Callback):
       `gradcam/sanity_rank_correlation` at the verdict depth, and `gradcam/randomization`,
       the curves of every method.
 
-    With several methods, tags become `gradcam/<method>/...`. Maps are computed on
-    `pl_module.model` under the trainer's precision context, with gradients even inside
+    With several methods, tags become `gradcam/<method>/...`. Maps are computed on the weights
+    a checkpoint written now would hold (`contract.saved_network_of`: the EMA weights once
+    `InceptionEMA` has updated them, else `pl_module.model`), which the grids' titles and the
+    report name, under the trainer's precision context, with gradients even inside
     Lightning's `torch.inference_mode` loops, and the module's train/eval flags are restored.
     Ranks other than 0 do nothing and make no collective call, so none waits on another.
 
@@ -158,6 +162,8 @@ class GradCam(Callback):
         self.last: dict[str, Explanation] = {}
         self.last_sanity: dict[str, RandomizationCurve] = {}
         self.last_metrics: dict[str, float] = {}
+        self.last_weights = "raw"
+        """The weight set ("ema" or "raw") of the last explanations."""
         self._warned = False
 
     @override
@@ -168,6 +174,7 @@ class GradCam(Callback):
                 "ModelParallel) cannot do; use DDP or a single device"
             )
         self._attributions(pl_module)  # checks names and options: no hook is registered here
+        has_logger(trainer, self, "its overlays and scores are not logged")
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -193,7 +200,8 @@ class GradCam(Callback):
                 explainers, indices, self._sanity_indices(indices), **self.sanity_options
             )
         info = {
-            "model": network_of(pl_module).name,
+            "model": first.attribution.model.name,
+            "weights": self.last_weights,
             "layers": " + ".join(self.layers) if self.layers else "last Inception block",
             "interpolation": self.interpolation,
             "epochs": trainer.current_epoch,
@@ -213,7 +221,7 @@ class GradCam(Callback):
         self.samples = {k: list(v) for k, v in state_dict["samples"].items()}
 
     def _attributions(self, pl_module: pl.LightningModule) -> dict[str, Attribution]:
-        network = network_of(pl_module)
+        self.last_weights, network = saved_network_of(pl_module)
         return {
             method: make_attribution(
                 method,
@@ -242,6 +250,12 @@ class GradCam(Callback):
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not trainer.is_global_zero:
             return
+        if not isinstance(_dataset(trainer, stage), LabelledImages):
+            rank_zero_warn(
+                f"GradCam: the {stage} set yields multi-crop views (test_crops > 1), not images; "
+                "nothing is explained"
+            )
+            return
         explainers = self._explainers(trainer, pl_module, stage)
         first = next(iter(explainers.values()))
         if stage not in self.samples:
@@ -267,7 +281,8 @@ class GradCam(Callback):
                 self.last_metrics[prefix + "sanity_passed"] = float(run.sanity.passed)
                 correlation = run.sanity.verdict_correlation
                 self.last_metrics[prefix + "sanity_rank_correlation"] = correlation
-            picture = explanation_grid(run.explanation, classes)
+            title = f"{run.method} of the {self.last_weights} weights"
+            picture = explanation_grid(run.explanation, classes, title)
             self._log_image(trainer, prefix + "overlays", picture)
         if self.last_sanity:
             self._log_image(trainer, "gradcam/randomization", randomization_plot(self.last_sanity))

@@ -14,6 +14,7 @@ from typing_extensions import override
 
 from inception_lightning._compat import writes_logs
 from inception_lightning.callbacks._checks import non_negative_int, positive_int
+from inception_lightning.callbacks._loggers import has_logger
 
 # On a GPU the audit counts the CUDA runtime calls that block the host: exact, and they also
 # catch .cpu(), .tolist() and .numpy(). On the CPU, where nothing blocks, it counts the operators
@@ -95,6 +96,7 @@ class HostSyncAudit(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         trainer.callbacks.remove(self)
         trainer.callbacks.insert(0, self)
+        has_logger(trainer, self, "perf/host_syncs is not logged (the warnings still list syncs)")
 
     @override
     def on_train_batch_start(

@@ -14,7 +14,7 @@ from typing_extensions import override
 
 from inception_lightning.callbacks._checks import one_of, positive_int
 from inception_lightning.callbacks._probe import is_due
-from inception_lightning.training.contract import network_of
+from inception_lightning.training.contract import network_of, skip_step
 
 POLICIES = ("stop", "skip")
 
@@ -45,7 +45,8 @@ class NonFiniteGuard(Callback):
     - ``"skip"`` drops every gradient (``grad = None``: torch optimisers then leave the
       parameters and their state, e.g. momentum, untouched), counts the batch in ``skipped``,
       logs the count as ``train/skipped_nonfinite`` and warns. The step still counts in
-      ``trainer.global_step`` and step-wise lr schedulers still advance.
+      ``trainer.global_step`` and step-wise lr schedulers still advance, but it is marked
+      skipped on the module (``contract.skip_step``), so ``InceptionEMA`` does not average it.
 
     With gradient accumulation the whole accumulated step is stopped or skipped; the stage
     search re-runs its last batch.
@@ -174,6 +175,7 @@ class NonFiniteGuard(Callback):
             for p in params:
                 p.grad = None
             self._restore_buffers()
+            skip_step(pl_module)
             self.skipped += 1
             rank_zero_warn(
                 f"NonFiniteGuard: non-finite loss or gradient at global step {step} ({losses}); "

@@ -14,6 +14,7 @@ from jsonargparse import ArgumentParser
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.strategies import DDPStrategy
 
 __all__ = [
     "EMA_STATE",
@@ -21,6 +22,7 @@ __all__ = [
     "build_cli_trainer",
     "callback_state_key",
     "cli_trainer_parts",
+    "find_unused_parameters",
     "is_local_path",
     "writes_logs",
 ]
@@ -74,3 +76,13 @@ def add_subcommand(parser: ArgumentParser, name: str, subparser: ArgumentParser,
     keeping the returned action; the parser holds it privately.
     """
     parser._subcommands_action.add_subcommand(name, subparser, help=help)
+
+
+def find_unused_parameters(strategy: DDPStrategy) -> None:
+    """Make `strategy` wrap the model with `DistributedDataParallel(find_unused_parameters=True)`.
+
+    What `strategy="ddp_find_unused_parameters_true"` does, for a strategy already built from a
+    config (`FineTuning` needs it); the strategy keeps DDP's arguments privately until it wraps
+    the model after the setup hooks.
+    """
+    strategy._ddp_kwargs["find_unused_parameters"] = True

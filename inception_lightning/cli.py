@@ -4,6 +4,10 @@
 no `lightning fit`, and the `lightning` command belongs to Lightning AI's cloud CLI). The
 package's own commands (`commands.COMMANDS`) sit in the same tree: `--help` lists them all,
 and each takes `-c FILE` and `--print_config`, with flags spelled as LightningCLI spells them.
+
+`--ckpt_path` is checked before anything runs (one line for a truncated, foreign or unsafe
+file), and `validate`, `test` and `predict` take the checkpoint's class names and preprocessing
+as the data's defaults, so they evaluate the model on what it was trained on.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -22,11 +26,14 @@ from inception_lightning._compat import add_subcommand, build_cli_trainer, cli_t
 from inception_lightning.commands import COMMANDS
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.models import InputTooSmallError
-from inception_lightning.models.weights import UnsafeCheckpointError
+from inception_lightning.models.weights import CheckpointError
 from inception_lightning.training import (
-    CheckpointMismatchError,
+    Description,
+    ExportError,
     InceptionClassifier,
     LoggingStepProgressBar,
+    read_checkpoint,
+    read_description,
 )
 
 TRAINER_DEFAULTS = {
@@ -41,12 +48,14 @@ TRAINER_DEFAULTS = {
 
 # Errors about the user's input, raised while running: shown as one line, not a traceback.
 USER_ERRORS = (
-    CheckpointMismatchError,
+    CheckpointError,
     DatasetError,
+    ExportError,
     FileNotFoundError,
     InputTooSmallError,
-    UnsafeCheckpointError,
 )
+# Subcommands that evaluate a checkpoint rather than train it: the data follows the checkpoint.
+EVALUATING = ("validate", "test", "predict")
 
 
 class InceptionCLI(LightningCLI):
@@ -62,6 +71,37 @@ class InceptionCLI(LightningCLI):
             for name, command in COMMANDS.items():
                 add_subcommand(self.parser, name, command_parser(name), one_line_help(command))
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Lightning's parsing, then a one-line check of `--ckpt_path` before Lightning reads it."""
+        super().parse_arguments(parser, args)
+        self.trained: Description | None = None
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path and Path(path).is_file():  # "last", "best", URLs: Lightning resolves them
+            self.trained = read_description(read_checkpoint(path), path)
+
+    def before_instantiate_classes(self) -> None:
+        """`validate` / `test` / `predict` a checkpoint: its classes and preprocessing are the
+        data's defaults (a datamodule with `classes` and `preprocessing` arguments)."""
+        subcommand = self.subcommand
+        if subcommand not in EVALUATING or self.trained is None:
+            return
+        data = self.config[subcommand].get("data")
+        init_args = data.get("init_args") if isinstance(data, Namespace) else None
+        if init_args is None:
+            return
+        defaults = {"classes": self.trained.classes, "preprocessing": self.trained.preprocessing}
+        chosen = {
+            key: value
+            for key, value in defaults.items()
+            if value is not None and key in init_args and init_args[key] is None
+        }
+        if "preprocessing" in chosen and init_args.get("pretrained_cfg") is not None:
+            del chosen["preprocessing"]  # the user named the preprocessing
+        if chosen:
+            update = {"data": {"class_path": data.class_path, "init_args": chosen}}
+            self.config = self.parser.parse_object({subcommand: update}, self.config)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Link the datamodule's class count to the model and add the default callbacks."""
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
@@ -70,12 +110,15 @@ class InceptionCLI(LightningCLI):
         parser.add_lightning_class_args(LoggingStepProgressBar, "progress_bar")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """Lightning's, leaving the bar out under `trainer.enable_progress_bar: false`."""
-        # LightningCLI would pass the bar along regardless, and the Trainer refuses a bar
-        # callback with the bar disabled.
+        """Lightning's, leaving the bar out under `trainer.enable_progress_bar: false` and the
+        lr monitor out under `trainer.logger: false`."""
+        # LightningCLI would pass both along regardless: the Trainer refuses a bar callback with
+        # the bar disabled, and the monitor raises at the start of training without a logger.
         config, callbacks = cli_trainer_parts(self, **kwargs)
         if config.get("enable_progress_bar") is False:
             callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
+        if config.get("logger") in (False, []):
+            callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
         return build_cli_trainer(self, config, callbacks)
 
     def instantiate_classes(self) -> None:
@@ -83,7 +126,17 @@ class InceptionCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except (ValueError, FileNotFoundError) as err:
-            self.parser.error(str(err))
+            self.parser.error(str(_user_error(err)))
+
+
+def _user_error(err: BaseException) -> BaseException:
+    """The user's error behind jsonargparse's wrapping of it, or `err` itself."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, USER_ERRORS):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return err
 
 
 def one_line_help(command: Callable[..., Any]) -> str:
@@ -109,7 +162,8 @@ def run_command(name: str, args: list[str]) -> None:
     try:
         made = COMMANDS[name](**kwargs)
     except (*USER_ERRORS, ValueError, KeyError, OSError) as err:
-        parser.error(str(err))
+        # the arguments parsed: the user needs the one line, not the usage
+        raise SystemExit(f"inception-lightning {name}: error: {err}") from None
     print(f"wrote {made}" if isinstance(made, Path) else made)
 
 

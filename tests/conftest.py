@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -131,3 +133,16 @@ def image_tree(tmp_path: Path) -> Callable[..., Path]:
         return write_tree(root or tmp_path / "data", **kwargs)
 
     return make
+
+
+def age(where: Path, seconds: float = 3600) -> Path:
+    """Date the file `where`, or every file under it, `seconds` back.
+
+    The scan cache keeps no result of a file modified in the 2 s before the scan
+    (`data.scan_cache.RACY_NS`); tests that expect cached results date their files back.
+    """
+    past = time.time() - seconds
+    for path in [where] if where.is_file() else where.rglob("*"):
+        if path.is_file():
+            os.utime(path, (past, past))
+    return where

@@ -12,7 +12,6 @@ import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import SingleDeviceStrategy
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -219,14 +218,23 @@ def test_bad_arguments_are_rejected(kwargs: dict[str, object]) -> None:
         BranchActivationStats(**kwargs)
 
 
-def test_needs_a_logger(tmp_path: Path, ir_v1: Callable) -> None:
+def test_without_a_logger_it_warns_once_and_observes_nothing(
+    tmp_path: Path, ir_v1: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stats = BranchActivationStats(every_n_steps=1)
+    armed = []
+    monkeypatch.setattr(stats._probe, "arm", lambda taps, samples=0: armed.append(list(taps)))
     trainer = pl.Trainer(
-        default_root_dir=tmp_path, logger=False, max_steps=1, callbacks=[BranchActivationStats()]
-    )
-    images = torch.full((2, 2, 2, 2), 2.0)
-    loader = DataLoader(TensorDataset(images, torch.zeros(2, dtype=torch.long)), batch_size=2)
-    with pytest.raises(MisconfigurationException, match="no logger"):
+        default_root_dir=tmp_path, logger=False, max_steps=2, callbacks=[stats],
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    images = torch.full((4, 2, 2, 2), 2.0)
+    loader = DataLoader(TensorDataset(images, torch.zeros(4, dtype=torch.long)), batch_size=2)
+    with pytest.warns(UserWarning, match="BranchActivationStats: the trainer has no logger") as w:
         trainer.fit(ir_v1(controlled_model()), loader)
+    assert trainer.global_step == 2
+    assert sum("no logger" in str(warning.message) for warning in w) == 1
+    assert all(taps == [] for taps in armed)  # no hook on either observed step
 
 
 def test_no_hook_survives_an_exception(

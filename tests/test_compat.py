@@ -6,6 +6,7 @@ import lightning
 import pytest
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.strategies import DDPStrategy
 
 from inception_lightning import _compat
 from inception_lightning.cli import InceptionCLI
@@ -54,3 +55,13 @@ def test_the_package_commands_join_lightnings_subcommands(capsys: pytest.Capture
     with pytest.raises(SystemExit):  # add_subcommand runs while the parser is set up
         InceptionCLI(InceptionClassifier, LightningDataModule, args=["--help"])
     assert "make-dataset" in capsys.readouterr().out, UPGRADE % ("add_subcommand", "jsonargparse")
+
+
+def test_find_unused_parameters_sets_what_the_named_ddp_strategy_sets() -> None:
+    strategy = DDPStrategy()
+    _compat.find_unused_parameters(strategy)
+    named = DDPStrategy(find_unused_parameters=True)
+    assert strategy._ddp_kwargs == named._ddp_kwargs, UPGRADE % (
+        "find_unused_parameters",
+        "DDPStrategy._ddp_kwargs",
+    )

@@ -27,6 +27,7 @@ from inception_lightning.data import (
 from inception_lightning.data import images as images_module
 from inception_lightning.data.evaluation import evaluation_dataset
 from inception_lightning.data.loading import default_num_workers
+from inception_lightning.data.transforms import Preprocessing
 from inception_lightning.explain import load
 from inception_lightning.training.module import InceptionClassifier
 
@@ -241,7 +242,7 @@ def test_trainer_and_grad_cam_get_normalised_images(tmp_path) -> None:
 
 def test_evaluation_dataset_items_are_normalised_by_load(tmp_path) -> None:
     root = _jpeg_tree(tmp_path)
-    dataset = evaluation_dataset(root, image_size=32)
+    dataset = evaluation_dataset(root, Preprocessing(image_size=32))
     raw, _ = dataset[0]
     batch = load(dataset, [0, 1])
     assert raw.dtype == torch.uint8 and batch.images.dtype == torch.float32

@@ -83,6 +83,34 @@ def test_datamodule_classes_before_setup_and_loaders() -> None:
     assert sum(len(x) for x, _ in dm.val_dataloader()) == 10
 
 
+def test_datamodule_test_split_is_seeded_disjoint_and_rendered_when_testing() -> None:
+    dm = SyntheticDataModule(num_samples=40, val_fraction=0.25, batch_size=8, seed=5, **SMALL)
+    dm.setup("test")
+    assert dm.train_dataset is None and dm.val_dataset is None  # only what testing needs
+    assert len(dm.test_dataset) == 10  # as many as the val split by default
+    dm.setup("fit")
+    splits = {"train": dm.train_dataset.images, "val": dm.val_dataset.images}
+    test = dm.test_dataset.images
+    for name, images in splits.items():
+        shared = (test.flatten(1)[:, None] == images.flatten(1)[None]).all(-1)
+        assert not shared.any(), f"the test split shares an image with {name}"
+    again = SyntheticDataModule(num_samples=40, val_fraction=0.25, seed=5, **SMALL)
+    again.setup("test")
+    assert torch.equal(again.test_dataset.images, test)
+    images, labels = next(iter(dm.test_dataloader()))
+    assert images.shape == (8, 3, 32, 32) and labels.tolist() == [0, 1, 2, 3] * 2
+
+
+def test_datamodule_labels_by_a_models_classes() -> None:
+    model_classes = ["zigzag", "triangle", "square", "plus", "circle"]  # a superset, reordered
+    dm = SyntheticDataModule(num_samples=8, val_fraction=0.5, classes=model_classes, **SMALL)
+    dm.setup("validate")
+    names = [model_classes[label] for label in dm.val_dataset.labels]
+    assert names == ["circle", "plus", "square", "triangle"] and dm.num_classes == 5
+    with pytest.raises(ValueError, match=r"\['circle', 'plus'\] that the model does not know"):
+        SyntheticDataModule(classes=["square", "triangle"], **SMALL)
+
+
 def test_datamodule_rejects_bad_val_fraction() -> None:
     with pytest.raises(ValueError, match=r"val_fraction must lie in \(0, 1\), got 1.0"):
         SyntheticDataModule(val_fraction=1.0)

@@ -4,13 +4,18 @@ import json
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from inception_lightning import create_model
 from inception_lightning.data import Normalize
+from inception_lightning.data.evaluation import evaluation_dataset
+from inception_lightning.data.transforms import Preprocessing
 from inception_lightning.explain import (
     Batch,
+    Explainer,
     MethodRun,
     cascading_randomization,
     explain,
@@ -19,6 +24,7 @@ from inception_lightning.explain import (
     safe_name,
     write_report,
 )
+from inception_lightning.explain.render import overlay
 from inception_lightning.explain.report import write_atomic
 
 EVIL = ["<script>alert(1)</script>", "../../evil", "plain"]
@@ -127,3 +133,31 @@ def test_nothing_is_written_outside_out(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="outside"):
         write_atomic(out, str(tmp_path / "abs.png"), b"x")
     assert not (tmp_path / "a" / "evil.png").exists() and not (tmp_path / "abs.png").exists()
+
+
+def test_a_known_image_comes_back_in_its_true_colours(tmp_path: Path) -> None:
+    """Round trip through the real path: file -> dataset -> normalised model input ->
+    explanation -> report PNG and overlay, against the file's own pixels."""
+    # a gradient in a narrow range (40..200) on each channel: a min-max stretch would show
+    # 0..255, and the wrong mean/std would shift it
+    y, x = torch.meshgrid(torch.arange(40), torch.arange(40), indexing="ij")
+    known = torch.stack([40 + 4 * x, 200 - 4 * y, 60 + 2 * (x + y)]).to(torch.uint8)
+    for name in ("a", "b"):
+        folder = tmp_path / "data" / name
+        folder.mkdir(parents=True)
+        Image.fromarray(known.permute(1, 2, 0).numpy()).save(folder / "known.png")
+    preprocessing = Preprocessing(40, crop_pct=1.0, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25))
+    dataset = evaluation_dataset(tmp_path / "data", preprocessing)
+    model = create_model("inception_v3", num_classes=2, width=0.125, stem="79", aux_head=False)
+    explainer = Explainer(make_attribution("gradcam", model), dataset, steps=2)
+    expl = explainer.explain([0])
+
+    assert (dataset.normalize.invert(expl.images[0]).int() - known.int()).abs().max() <= 1
+    unblended = overlay(expl.pixels[0], expl.maps[0], alpha=0.0)
+    assert np.array_equal(unblended, known.permute(1, 2, 0).numpy())
+    run = MethodRun("gradcam", explainer.attribution.describe(), expl, None)
+    write_report(tmp_path / "report", [run], dataset.classes, {})
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    shown = Image.open(tmp_path / "report" / summary["images"][0]["files"]["original"])
+    shown = torch.from_numpy(np.asarray(shown.convert("RGB"))).permute(2, 0, 1)
+    assert (shown.int() - known.int()).abs().max() <= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import signal
 import subprocess
@@ -28,7 +29,7 @@ STEPS_PER_EPOCH = 13  # 120 samples: 12 for val, 108 // 8 = 13 training batches
 TINY_RUN = """
 seed_everything: 0
 trainer:
-  accelerator: cpu
+  accelerator: cpu  # or gpu: see the test
   max_epochs: 2
   deterministic: true
   log_every_n_steps: 1
@@ -43,7 +44,7 @@ trainer:
       init_args: {dirpath: ckpt, every_n_train_steps: 2, save_last: true, save_top_k: 0}
 model:
   model: inception_v3
-  model_kwargs: {width: 0.0625, aux_head: false}
+  model_kwargs: {width: 0.0625, aux_head: false, drop_rate: 0.2}  # dropout: its masks replay
   optimizer:
     class_path: torch.optim.AdamW
     init_args: {lr: 0.001}
@@ -104,11 +105,25 @@ def _assert_same(a: Any, b: Any, where: str = "checkpoint") -> None:
         assert a == b, where
 
 
-def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "accelerator",
+    [
+        "cpu",
+        # Exact on a GPU only because the loader saves the CUDA RNG states: dropout draws there.
+        # Command: .venv/bin/pytest -q tests/test_faults.py -k "killed_run and gpu"
+        pytest.param(
+            "gpu", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+        ),
+    ],
+)
+def test_killed_run_resumes_to_the_same_weights_and_metrics(
+    tmp_path: Path, accelerator: str
+) -> None:
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     for folder in (killed, whole):
         folder.mkdir()
-        (folder / "run.yaml").write_text(TINY_RUN)
+        config = TINY_RUN.replace("accelerator: cpu", f"accelerator: {accelerator}")
+        (folder / "run.yaml").write_text(config)
     last = killed / "ckpt" / "last.ckpt"
     run = subprocess.Popen(
         [CLI, "fit", "-c", "run.yaml"],
@@ -164,6 +179,62 @@ def test_resumable_loader_continues_mid_epoch_with_the_same_batches_and_rng() ->
     assert sorted(torch.cat(first + resumed_rest).tolist()) == list(range(20))
     next_epoch = [b[0] for b in whole], [b[0] for b in resumed]
     _assert_same(*next_epoch)  # the generator goes on into the next epoch's order too
+
+
+@pytest.fixture
+def two_gpus(monkeypatch: pytest.MonkeyPatch) -> dict[int, torch.Tensor]:
+    """CUDA's RNG calls, as a process with 2 GPUs makes them; returns the states set, by device."""
+    states = {
+        0: torch.tensor([1, 2], dtype=torch.uint8),
+        1: torch.tensor([3, 4], dtype=torch.uint8),
+    }
+    set_states: dict[int, torch.Tensor] = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(states))
+    monkeypatch.setattr(
+        torch.cuda, "get_rng_state_all", lambda: [s.clone() for s in states.values()]
+    )
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, d: set_states.__setitem__(d, s))
+    return set_states
+
+
+def test_resumable_loader_saves_and_restores_every_cuda_devices_rng(
+    two_gpus: dict[int, torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loader = ResumableDataLoader(TensorDataset(torch.arange(6)), batch_size=2)
+    next(iter(loader))
+    state = torch.load(_saved(loader.state_dict()), weights_only=True)  # as a checkpoint holds it
+    assert [s.tolist() for s in state["rng"]["cuda"]] == [[1, 2], [3, 4]]
+    resumed = ResumableDataLoader(TensorDataset(torch.arange(6)), batch_size=2)
+    resumed.load_state_dict(state)
+    assert two_gpus == {}  # set when the resumed epoch starts, with the other RNGs
+    next(iter(resumed))
+    assert {d: s.tolist() for d, s in two_gpus.items()} == {0: [1, 2], 1: [3, 4]}
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # resumed with one GPU fewer
+    two_gpus.clear()
+    fewer = ResumableDataLoader(TensorDataset(torch.arange(6)), batch_size=2)
+    fewer.load_state_dict(state)
+    with pytest.warns(UserWarning, match="CUDA RNG states of 2 devices but this process sees 1"):
+        next(iter(fewer))
+    assert list(two_gpus) == [0]
+
+
+def test_resumable_loader_state_from_before_cuda_states_still_loads(
+    two_gpus: dict[int, torch.Tensor],
+) -> None:
+    loader = ResumableDataLoader(TensorDataset(torch.arange(6)), batch_size=2)
+    state = loader.state_dict()
+    del state["rng"]["cuda"]
+    loader.load_state_dict(state)
+    assert len(list(loader)) == 3 and two_gpus == {}
+
+
+def _saved(state: dict[str, Any]) -> io.BytesIO:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return buffer
 
 
 class _HalfWrite:

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from inception_lightning.callbacks.grad_cam import GradCam
 from inception_lightning.data import Normalize
 from inception_lightning.explain import make_attribution
-from inception_lightning.training import InceptionClassifier
+from inception_lightning.training import InceptionClassifier, InceptionEMA
 
 SIZE = 47
 SCORES = ["deletion_auc", "insertion_auc", "pointing_game", "energy_pointing_game"]
@@ -157,10 +157,46 @@ def test_validate_and_test_get_gradients_under_inference_mode(
     with pytest.warns(UserWarning, match=r"4x4 map.*coarser than 7x7.*stem='79'.*mixed_6e"):
         run.validate(v3(), datamodule=datamodule(data))
     assert probe.checked == 1 and probe.contexts == [(True, False)]
+    assert cam.last_weights == "raw"  # no average: the module's own weights
     assert set(cam.last) == {"gradcam"}
     assert set(cam.last_metrics) == {f"gradcam/{name}" for name in METRICS}
     run.test(v3(), datamodule=datamodule(data, test=data))
     assert set(cam.samples) == {"val", "test"}
+
+
+def test_fit_explains_the_ema_weights_the_checkpoint_will_hold(
+    tmp_path: Path, classifier: Callable, logged: Callable, datamodule: Callable
+) -> None:
+    kwargs = {"width": 0.125, "stem": "79", "aux_head": False}
+    module = classifier(num_classes=3, model_kwargs=kwargs, sgd=0.5)
+    ema = InceptionEMA(decay=0.5)
+    methods = ["gradcam", "integrated_gradients"]
+    cam = GradCam(
+        method=methods,
+        steps=2,
+        max_misclassified=0,
+        method_options={"integrated_gradients": {"steps": 2}},
+        sanity_samples=2,
+        sanity_max_depth=2,
+        report_dir=tmp_path / "report",
+    )
+    fit = logged(tmp_path, [ema, cam], max_epochs=1, limit_train_batches=2)
+    fit.fit(module, datamodule=datamodule(Squares()))
+
+    assert cam.last_weights == "ema"
+    average = ema.average_network()
+    for method in methods:  # every method explains the averaged weights, maps and predictions
+        expl = cam.last[method]
+        with torch.no_grad():
+            probs = average(expl.images).softmax(-1)
+        torch.testing.assert_close(expl.probs, probs, rtol=0, atol=1e-6)
+        options = cam.method_options.get(method)
+        expected = make_attribution(method, average, options=options).attribute(
+            expl.images, expl.labels
+        )
+        torch.testing.assert_close(expl.maps, expected)
+    summary = (tmp_path / "report" / "summary.json").read_text()
+    assert '"weights": "ema"' in summary
 
 
 def test_several_methods_tag_by_method_fuse_layers_and_other_ranks_do_nothing(

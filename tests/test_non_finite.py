@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 from typing_extensions import override
 
 from inception_lightning.callbacks.non_finite import NonFiniteError, NonFiniteGuard
-from inception_lightning.training import InceptionClassifier
+from inception_lightning.training import InceptionClassifier, InceptionEMA
 
 BATCH = 4
 
@@ -181,6 +181,28 @@ def test_skip_equals_a_run_without_the_bad_batches(
     resumed = NonFiniteGuard(policy="skip")
     steps_trainer(6, [resumed]).fit(sgd_classifier(), _data(6), ckpt_path=tmp_path / "last.ckpt")
     assert resumed.skipped == 2
+
+
+def test_skip_leaves_the_bad_batches_out_of_the_ema(
+    sgd_classifier: Callable, steps_trainer: Callable
+) -> None:
+    ema = InceptionEMA(decay=0.9)
+    faulty = sgd_classifier(momentum=0.9)
+    trainer = steps_trainer(5, [InjectInf("features.mixed_5c", {3}), NonFiniteGuard("skip"), ema])
+    with pytest.warns(UserWarning, match="NonFiniteGuard"):
+        trainer.fit(faulty, _data(5, nan_batches=(1,)))
+
+    good = Subset(_data(5).dataset, [i for i in range(5 * BATCH) if i // BATCH in (0, 2, 4)])
+    clean_ema = InceptionEMA(decay=0.9)
+    steps_trainer(3, [clean_ema]).fit(
+        sgd_classifier(momentum=0.9), DataLoader(good, batch_size=BATCH)
+    )
+
+    # the warm-up count advanced on the 3 good steps only, and the averages are equal
+    assert ema._average_model.num_updates == clean_ema._average_model.num_updates == 3
+    averaged = ema.average_network().state_dict()
+    for key, value in clean_ema.average_network().state_dict().items():
+        assert torch.equal(value, averaged[key]), key
 
 
 def test_check_every_n_steps_catches_an_unchecked_fault_later(

@@ -8,11 +8,13 @@ A command returns what it made: a path is reported as written, text is printed.
 from collections.abc import Callable
 from pathlib import Path
 
+from inception_lightning.commands.export import export
 from inception_lightning.commands.report import report
 from inception_lightning.commands.summary import summary
 from inception_lightning.data import write_dataset
 
 COMMANDS: dict[str, Callable[..., Path | str]] = {
+    "export": export,
     "report": report,
     "summary": summary,
     "make-dataset": write_dataset,

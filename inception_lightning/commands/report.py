@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,9 @@ import torch
 
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.evaluation import evaluation_dataset
+from inception_lightning.data.transforms import Preprocessing, resolve_preprocessing
 from inception_lightning.explain import (
-    METHODS,
+    LAYER_METHODS,
     RANK_THRESHOLD,
     Explainer,
     Method,
@@ -29,42 +31,52 @@ def report(
     out: str,
     boxes_file: str | None = None,
     image_size: int | None = None,
+    crop_pct: float | None = None,
     per_class: int = 8,
     seed: int = 0,
     layers: str | list[str] | None = None,
     weights: Weights | None = None,
-    method: Method | Sequence[Method] = tuple(METHODS),
+    method: Method | Sequence[Method] = LAYER_METHODS,
     method_options: dict[str, dict[str, Any]] | None = None,
     sanity_samples: int = 8,
     sanity_threshold: float = RANK_THRESHOLD,
 ) -> Path:
     """Write a static attribution report comparing methods: index.html, PNGs, summary.json.
 
-    A seeded, class-balanced sample of the folder is explained with the checkpoint's network
-    by each method, and each method's maps are sanity-checked by cascading randomisation.
+    A seeded, class-balanced sample of the folder, preprocessed as the checkpoint says it was
+    trained and its classes mapped by name, is explained with the checkpoint's network by each
+    method, and each method's maps are sanity-checked by cascading randomisation.
 
     Args:
         ckpt_path: a checkpoint written while training InceptionClassifier.
-        data: a class-per-folder tree (its val/ split when it has one).
+        data: a class-per-folder tree (its val/ split when it has one); its classes must be
+            among the checkpoint's (a subset is fine).
         out: the report folder (created; nothing is written outside it).
         boxes_file: object boxes or masks (make-dataset's boxes.json), for the pointing games.
-        image_size: the input size; null: the size the network's stem is built for.
+        image_size: overrides the checkpoint's input size.
+        crop_pct: overrides the checkpoint's centre-crop fraction.
         per_class: images explained per class.
         seed: seeds the sample.
         layers: dotted module name(s) for the layer methods, fused when several; null: the
             last Inception block.
         weights: "ema" (the averaged weights) or "raw"; null: those the checkpoint's
             state_dict holds (the average, when the run kept one).
-        method: the attribution method(s) to compare; all of them by default.
+        method: the attribution method(s) to compare; by default the Grad-CAM family
+            (gradcam, guided_gradcam, hirescam, layercam); integrated_gradients and occlusion
+            cost tens to hundreds of passes per map, so they are named when wanted.
         method_options: per method, its own settings, e.g. '{"occlusion": {"window": 8}}'.
         sanity_samples: images of the sanity check per method; 0 skips it.
         sanity_threshold: a method passes when its mean rank correlation falls below this.
     """
     methods = as_methods(method)
     loaded = load_network(ckpt_path, weights)
-    network, checkpoint = loaded.network, loaded.checkpoint
-    size = image_size or int(network.stem)
-    dataset = evaluation_dataset(data, size, boxes_file)
+    network, description = loaded.network, loaded.description
+    if description.preprocessing is None:  # an older checkpoint: Inception's, at the stem's size
+        trained = Preprocessing(image_size=int(network.stem))
+    else:
+        trained = Preprocessing.from_dict(description.preprocessing)
+    preprocessing = resolve_preprocessing(None, image_size, crop_pct, trained)
+    dataset = evaluation_dataset(data, preprocessing, boxes_file, description.classes)
     if len(dataset.classes) != network.num_classes:
         raise DatasetError(
             f"{data} has {len(dataset.classes)} classes but {Path(ckpt_path).name} was trained "
@@ -84,11 +96,11 @@ def report(
     info = {
         "checkpoint": str(ckpt_path),
         "model": network.name,
-        "epoch": checkpoint.get("epoch"),
-        "global_step": checkpoint.get("global_step"),
+        "epoch": loaded.checkpoint.get("epoch"),
+        "global_step": loaded.checkpoint.get("global_step"),
         "weights": loaded.weights,
         "data": str(data),
-        "image_size": size,
+        "preprocessing": asdict(preprocessing),
         "layers": " + ".join([layers] if isinstance(layers, str) else layers or ["last block"]),
     }
     return write_report(out, runs, dataset.classes, info, per_class=per_class)

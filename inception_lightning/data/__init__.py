@@ -9,6 +9,7 @@ from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.export import BOXES_FILE, write_dataset
 from inception_lightning.data.folder import ImageFolderDataset, MaskedImageFolderDataset
 from inception_lightning.data.images import decode_rgb, load_rgb
+from inception_lightning.data.multicrop import MultiCrop, MultiCropDataset, MultiCropViews
 from inception_lightning.data.protocol import LabelledImages
 from inception_lightning.data.scan import BadFile, ImageRecord, check_image
 from inception_lightning.data.shapes import SHAPES
@@ -30,6 +31,7 @@ from inception_lightning.data.transforms import (
 _LAZY = {
     "ImageDataModule": "inception_lightning.data.datamodule",
     "ImageFolderDataModule": "inception_lightning.data.folder_datamodule",
+    "PredictDataModule": "inception_lightning.data.predict_datamodule",
     "SyntheticDataModule": "inception_lightning.data.synthetic_datamodule",
 }
 
@@ -46,6 +48,9 @@ __all__ = [
     "ImageRecord",
     "LabelledImages",
     "MaskedImageFolderDataset",
+    "MultiCrop",
+    "MultiCropDataset",
+    "MultiCropViews",
     "Normalize",
     "Preprocessing",
     "SyntheticDataset",

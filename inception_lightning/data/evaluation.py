@@ -7,15 +7,15 @@ from pathlib import Path
 from inception_lightning.data.boxes import read_boxes
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.folder import ImageFolderDataset, MaskedImageFolderDataset
-from inception_lightning.data.scan import find_classes, list_files, scan_files
-from inception_lightning.data.transforms import Normalize, eval_geometry, resolve_preprocessing
+from inception_lightning.data.scan import find_classes, label_space, list_files, scan_files
+from inception_lightning.data.transforms import Normalize, Preprocessing, eval_geometry
 
 
 def evaluation_dataset(
     root: str | Path,
-    image_size: int,
+    preprocessing: Preprocessing,
     boxes_file: str | Path | None = None,
-    crop_pct: float | None = None,
+    classes: list[str] | None = None,
 ) -> ImageFolderDataset:
     """Every readable image of `root/val` (or of `root` without a val/ folder), eval-transformed.
 
@@ -23,21 +23,21 @@ def evaluation_dataset(
 
     Args:
         root: a class-per-folder tree, or a dataset folder with train/ and val/.
-        image_size: the model's input size.
+        preprocessing: the model's (its input size, centre crop, mean and std).
         boxes_file: object boxes or masks keyed by paths relative to `root` (make-dataset's
             format); the dataset then has `mask(index)`.
-        crop_pct: the centre-crop fraction (Inception's 0.875 by default).
+        classes: the model's class names: the folder's classes must be among them, and are
+            labelled by their index there. None: the folder's own, sorted.
     """
     root = Path(root).expanduser()
     split_dir = root / "val" if (root / "val").is_dir() else root
-    classes = find_classes(split_dir)
+    classes = label_space(find_classes(split_dir), classes, split_dir)
     records, bad = scan_files(list_files(split_dir, classes), classes)
     if not records:
         raise DatasetError(f"no readable images under {split_dir}")
     if bad:
         listing = "\n".join(f"  {b.line()}" for b in bad)
         raise DatasetError(f"{len(bad)} bad image files under {split_dir}:\n{listing}")
-    preprocessing = resolve_preprocessing(image_size=image_size, crop_pct=crop_pct)
     geometry = eval_geometry(preprocessing)
     normalize = Normalize(preprocessing.mean, preprocessing.std)
     if boxes_file is None:

@@ -56,6 +56,10 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
     def __len__(self) -> int:
         return len(self.records)
 
+    def path(self, index: int) -> Path:
+        """The file of item `index`."""
+        return self.records[index].path
+
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         record = self.records[index]
         return self.transform(decode_rgb(record.path)), record.label

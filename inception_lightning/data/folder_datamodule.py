@@ -7,9 +7,13 @@ Two layouts are accepted under `root`:
 - `root/<class>/*`: one tree, of which a seeded, per-class `val_fraction` is held out.
 
 Classes are the folder names under the training tree, sorted, as in torchvision's
-`ImageFolder`. Every file is checked at `setup`, before training starts (see `data.scan`); with
-`bad_files="skip"` the bad ones are left out, and their list is written to `bad_files.txt` in the
-trainer's log directory, or in the current directory when no trainer is attached.
+`ImageFolder`; given `classes` (a trained model's), the folders must be among them and are
+labelled by their index there. Every file is checked at `setup`, before training starts (see
+`data.scan`); with `bad_files="skip"` the bad ones are left out, and their list is written to
+`bad_files.txt` in the trainer's log directory, or in the current directory when no trainer is
+attached. The checks' results are cached (`data.scan_cache`), so a later start checks only the
+files that changed; under DDP, local rank 0 of each node scans while the node's other ranks
+wait, then read its cache (`data.per_node`).
 
 Loader workers decode and crop to uint8; batches are normalised on the device (see
 `data.datamodule.ImageDataModule`).
@@ -20,29 +24,36 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from pathlib import Path
-from typing import Literal
 
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torchvision.transforms import v2
 from typing_extensions import override
 
 from inception_lightning.data.boxes import Annotation, read_boxes
-from inception_lightning.data.datamodule import ImageDataModule
+from inception_lightning.data.datamodule import BadFiles, ImageDataModule
 from inception_lightning.data.errors import DatasetError, printable
 from inception_lightning.data.folder import ImageFolderDataset, MaskedImageFolderDataset
+from inception_lightning.data.per_node import first_on_each_node
 from inception_lightning.data.scan import (
     BadFile,
     ImageRecord,
+    check_files,
     find_classes,
+    gc_paused,
+    label_space,
     list_files,
-    scan_files,
+    sort_results,
 )
+from inception_lightning.data.scan_cache import FileStat, Result, ScanCache
 from inception_lightning.data.transforms import (
+    Preprocessing,
     eval_geometry,
     resolve_preprocessing,
     train_geometry,
 )
 
 Splits = dict[str, list[ImageRecord]]
+Listing = dict[str, dict[str, list[FileStat]]]  # split -> class -> files
 
 
 class ImageFolderDataModule(ImageDataModule):
@@ -63,6 +74,15 @@ class ImageFolderDataModule(ImageDataModule):
         min_scale: smallest share of the image area a training crop covers.
         hflip: probability of a horizontal flip in training.
         bad_files: "error" lists every bad file and stops; "skip" leaves them out.
+        scan_cache_dir: where the scan's results are cached; None: beside the data
+            (`root/.inception-lightning-scan.json`), or in the user cache folder
+            (`$XDG_CACHE_HOME/inception-lightning/scan`) when `root` is read-only.
+        test_crops: views per test image: 1 (the evaluation crop), 12 or 144 (`data.multicrop`).
+        classes: the class names to label by (a trained model's; the CLI passes a
+            checkpoint's); the folders must be among them. None: the folders' names.
+        preprocessing: the preprocessing to start from (a trained model's; the CLI passes a
+            checkpoint's), which `image_size` and `crop_pct` may still override; not with
+            `pretrained_cfg`. None: `pretrained_cfg`'s or Inception's.
         num_workers: loader processes; None: `default_num_workers` for the trainer's devices
             on this node.
         pin_memory: None pins when CUDA is available.
@@ -81,7 +101,11 @@ class ImageFolderDataModule(ImageDataModule):
         augment: bool = True,
         min_scale: float = 0.08,
         hflip: float = 0.5,
-        bad_files: Literal["error", "skip"] = "error",
+        bad_files: BadFiles = "error",
+        scan_cache_dir: str | None = None,
+        test_crops: int = 1,
+        classes: list[str] | None = None,
+        preprocessing: Preprocessing | None = None,
         num_workers: int | None = None,
         pin_memory: bool | None = None,
     ) -> None:
@@ -100,34 +124,41 @@ class ImageFolderDataModule(ImageDataModule):
             raise DatasetError(f"{self.root} has {found} but no train/ folder")
         if not self.split_dirs:
             self.split_dirs = {"train": self.root}
-        preprocessing = resolve_preprocessing(pretrained_cfg, image_size, crop_pct)
+        preprocessing = resolve_preprocessing(pretrained_cfg, image_size, crop_pct, preprocessing)
+        train_dir = self.split_dirs["train"]
         super().__init__(
-            find_classes(self.split_dirs["train"]),
+            label_space(find_classes(train_dir), classes, train_dir),
             preprocessing,
             batch_size,
             num_workers,
             pin_memory,
+            test_crops,
         )
-        self.save_hyperparameters()
+        # plain values only: checkpoints keep them and load with weights_only=True (the
+        # preprocessing is in the checkpoint's description)
+        self.save_hyperparameters(ignore=["preprocessing"])
         self.train_transform = (
             train_geometry(preprocessing, min_scale, hflip)
             if augment
             else eval_geometry(preprocessing)
         )
         self.eval_transform = eval_geometry(preprocessing)
+        # multi-crop cuts its views from the whole image (`ImageDataModule.test_dataloader`)
+        self.test_transform = v2.Identity() if test_crops > 1 else self.eval_transform
 
     def setup(self, stage: str | None = None) -> None:
         """Scan every split once, apply the bad-file policy and build the datasets."""
         if self.train_dataset is not None:
             return
-        files = {split: list_files(d, self.classes) for split, d in self.split_dirs.items()}
-        splits: Splits = {}
-        bad: list[BadFile] = []
-        for split, split_files in files.items():
-            splits[split], split_bad = scan_files(split_files, self.classes)
-            bad += split_bad
+        with gc_paused():
+            files, results = first_on_each_node(self.trainer, self._scan)
+            splits: Splits = {}
+            bad: list[BadFile] = []
+            for split, split_files in files.items():
+                splits[split], split_bad = sort_results(split_files, self.classes, results)
+                bad += split_bad
         if bad:
-            self._handle_bad_files(bad)
+            self.handle_bad_files(bad, self.hparams.bad_files, self.root)
         self._check_not_emptied(files, splits)
         self._warn_small(splits)
         if "val" not in splits:
@@ -138,28 +169,32 @@ class ImageFolderDataModule(ImageDataModule):
         self.train_dataset = self._dataset(splits["train"], train=True, annotations=annotations)
         self.val_dataset = self._dataset(splits["val"], train=False, annotations=annotations)
         if "test" in splits:
-            self.test_dataset = self._dataset(splits["test"], train=False, annotations=annotations)
+            self.test_dataset = self._dataset(
+                splits["test"], train=False, annotations=annotations, transform=self.test_transform
+            )
+
+    def _scan(self) -> tuple[Listing, dict[str, Result]]:
+        """List every split and check its files through the scan cache."""
+        files = {
+            split: list_files(folder, self.classes, self.root)
+            for split, folder in self.split_dirs.items()
+        }
+        listed = [file for split in files.values() for stats in split.values() for file in stats]
+        cache = ScanCache(self.root, self.hparams.scan_cache_dir)
+        trainer = self.trainer
+        quiet = trainer is not None and (
+            trainer.progress_bar_callback is None or not trainer.is_global_zero
+        )
+        results, checked = check_files(listed, cache, progress=False if quiet else None)
+        where = f"scan cache: {cache.path}" if cache.path else "no scan cache"
+        rank_zero_info(f"checked {checked:,} of {len(listed):,} images under {self.root} ({where})")
+        return files, results
 
     @override
     def missing_split(self, split: str) -> str:
         return f"no {split} split: {self.root / split} does not exist"
 
-    def _handle_bad_files(self, bad: list[BadFile]) -> None:
-        listing = "\n".join(f"  {b.line()}" for b in bad)
-        if self.hparams.bad_files == "error":
-            raise DatasetError(
-                f"{len(bad)} bad image files under {self.root} "
-                f"(pass bad_files='skip' to leave them out):\n{listing}"
-            )
-        trainer = self.trainer
-        log_dir = Path(trainer.log_dir) if trainer is not None and trainer.log_dir else Path.cwd()
-        path = log_dir / "bad_files.txt"
-        if trainer is None or trainer.is_global_zero:
-            log_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(b.line(separator="\t") + "\n" for b in bad))
-        rank_zero_warn(f"skipped {len(bad)} bad image files under {self.root}; list in {path}")
-
-    def _check_not_emptied(self, files: dict[str, dict[str, list[Path]]], splits: Splits) -> None:
+    def _check_not_emptied(self, files: Listing, splits: Splits) -> None:
         for split, split_files in files.items():
             kept = {self.classes[r.label] for r in splits[split]}
             for name in split_files.keys() - kept:
@@ -175,15 +210,15 @@ class ImageFolderDataModule(ImageDataModule):
                 f"{len(small)} images are smaller than the {size} px crop and are upscaled: {shown}"
             )
 
-    def _read_boxes(self, files: dict[str, dict[str, list[Path]]]) -> dict[str, Annotation] | None:
+    def _read_boxes(self, files: Listing) -> dict[str, Annotation] | None:
         if self.hparams.boxes_file is None:
             return None
         annotations = read_boxes(self.hparams.boxes_file)
         known = {
-            path.relative_to(self.root).as_posix()
+            file.key  # the path relative to root
             for split_files in files.values()
-            for paths in split_files.values()
-            for path in paths
+            for stats in split_files.values()
+            for file in stats
         }
         unknown = sorted(annotations.keys() - known)
         if unknown:
@@ -195,9 +230,14 @@ class ImageFolderDataModule(ImageDataModule):
         return annotations
 
     def _dataset(
-        self, records: list[ImageRecord], train: bool, annotations: dict[str, Annotation] | None
+        self,
+        records: list[ImageRecord],
+        train: bool,
+        annotations: dict[str, Annotation] | None,
+        transform: v2.Transform | None = None,
     ) -> ImageFolderDataset:
-        transform = self.train_transform if train else self.eval_transform
+        if transform is None:
+            transform = self.train_transform if train else self.eval_transform
         if annotations is None:
             return ImageFolderDataset(records, self.classes, transform, self.normalize)
         geometry = eval_geometry(self.preprocessing)

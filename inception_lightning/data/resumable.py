@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Iterator, Sized
 from itertools import islice
 from typing import Any
@@ -19,9 +20,10 @@ class ResumableDataLoader(DataLoader):
     methods. A plain DataLoader resumed mid-epoch starts the epoch again from its first batch, in
     a new shuffle order, and the dropout masks differ too: Lightning does not checkpoint the
     global RNGs. The state here is the shuffle generator as it stood when the epoch's iterator
-    was made, the batches handed out since, and the torch, Python and NumPy RNG states at the
-    moment of saving. On resume the next iterator replays that generator (same order, same worker
-    seeds), skips the consumed batches by index (no sample is loaded) and sets the RNGs back.
+    was made, the batches handed out since, and the torch (CPU and every CUDA device), Python and
+    NumPy RNG states at the moment of saving. On resume the next iterator replays that generator
+    (same order, same worker seeds), skips the consumed batches by index (no sample is loaded)
+    and sets the RNGs back, so dropout on the GPU draws the same masks as well.
 
     Exact for `num_workers=0`; random augmentations drawn inside worker processes are not
     replayed. All arguments are DataLoader's; `generator` defaults to one seeded from
@@ -84,10 +86,15 @@ class _SkipFirst:
 
 
 def _get_rng() -> dict[str, Any]:
-    """The global RNG states as tensors and plain values (loadable with `weights_only=True`)."""
+    """The global RNG states as tensors and plain values (loadable with `weights_only=True`).
+
+    Lightning's own `_collect_rng_states` keeps NumPy's state as an array, which
+    `weights_only=True` refuses to load; hence this copy of it.
+    """
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "python": random.getstate(),
         "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
     }
@@ -95,7 +102,23 @@ def _get_rng() -> dict[str, Any]:
 
 def _set_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
+    _set_cuda_rng(state.get("cuda", []))  # states saved before the CUDA ones were kept have none
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+
+
+def _set_cuda_rng(states: list[torch.Tensor]) -> None:
+    """Set each CUDA device's generator back; warn if this process sees fewer devices."""
+    if not states:
+        return
+    devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if devices < len(states):
+        warnings.warn(
+            f"the loader state holds the CUDA RNG states of {len(states)} devices but this "
+            f"process sees {devices}: random ops on the missing devices will not replay exactly",
+            stacklevel=3,
+        )
+    for device, device_state in enumerate(states[:devices]):
+        torch.cuda.set_rng_state(device_state, device)

@@ -1,7 +1,8 @@
 """The built-in dataset: one class-defining shape per image over class-free clutter.
 
 Every sample is drawn from its own generator, seeded by `(seed, split, index)`, so a sample does
-not depend on how many others are rendered and the train and val splits never share a sample.
+not depend on how many others are rendered and the train, val and test splits never share a
+sample.
 The classes are the first `num_classes` names of `SHAPES`, sorted as
 class folders sort (so labels survive `write_dataset`); each image shows its class's shape at a
 random position, size and colour; the background is a random
@@ -23,8 +24,8 @@ from torch.utils.data import Dataset
 from inception_lightning.data.shapes import SHAPES
 from inception_lightning.data.transforms import Normalize, Preprocessing
 
-Split = Literal["train", "val"]
-_SPLIT_IDS: dict[str, int] = {"train": 0, "val": 1}
+Split = Literal["train", "val", "test"]
+_SPLIT_IDS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 
 
 _LUMA = np.array([0.299, 0.587, 0.114]) / 255.0
@@ -86,12 +87,15 @@ class SyntheticDataset(Dataset[tuple[Tensor, int]]):
     A `data.protocol.LabelledImages`: `normalize` makes items model input.
 
     Args:
-        split: "train" or "val"; the splits are drawn from disjoint seeds.
+        split: "train", "val" or "test"; the splits are drawn from disjoint seeds.
         num_samples: images in this split; labels cycle through the classes, so they balance.
         num_classes: how many of `SHAPES` to use, in their order (2 to 10).
         image_size: side of the square images in pixels.
         difficulty: 0 to 1, see the module docstring.
         seed: base seed; the same seed gives the same images and masks.
+        classes: the class names to label by (a trained model's), which must include the drawn
+            shapes; None: the drawn shapes' names.
+        normalize: uint8 -> model input; None: Inception's mean and std of 0.5.
     """
 
     def __init__(
@@ -102,23 +106,32 @@ class SyntheticDataset(Dataset[tuple[Tensor, int]]):
         image_size: int = 79,
         difficulty: float = 0.25,
         seed: int = 0,
+        classes: list[str] | None = None,
+        normalize: Normalize | None = None,
     ) -> None:
-        self.classes = synthetic_classes(num_classes)
+        shapes = synthetic_classes(num_classes)
+        self.classes = shapes if classes is None else list(classes)
+        unknown = [shape for shape in shapes if shape not in self.classes]
+        if unknown:
+            raise ValueError(f"the classes {self.classes} lack the drawn shapes {unknown}")
         if not 0.0 <= difficulty <= 1.0:
             raise ValueError(f"difficulty must lie in [0, 1], got {difficulty}")
         if image_size < 16:
             raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
-        self.labels = [i % num_classes for i in range(num_samples)]
+        drawn = [shapes[i % num_classes] for i in range(num_samples)]
+        self.labels = [self.classes.index(shape) for shape in drawn]
         images = np.empty((num_samples, image_size, image_size, 3), dtype=np.uint8)
         masks = np.empty((num_samples, image_size, image_size), dtype=bool)
-        for i, label in enumerate(self.labels):
+        for i, shape in enumerate(drawn):
             rng = np.random.default_rng([seed, _SPLIT_IDS[split], i])
-            images[i], masks[i] = render_sample(rng, self.classes[label], image_size, difficulty)
+            images[i], masks[i] = render_sample(rng, shape, image_size, difficulty)
         self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
         """uint8 [N, 3, H, W], the images before normalisation."""
         self.masks = torch.from_numpy(masks)
-        preprocessing = synthetic_preprocessing(image_size)
-        self.normalize = Normalize(preprocessing.mean, preprocessing.std)
+        if normalize is None:
+            preprocessing = synthetic_preprocessing(image_size)
+            normalize = Normalize(preprocessing.mean, preprocessing.std)
+        self.normalize = normalize
 
     @property
     def has_masks(self) -> bool:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import timm.data
 import timm.models
@@ -43,13 +45,23 @@ class Preprocessing:
         """The shorter side before the evaluation centre crop (timm's `scale_size`)."""
         return math.floor(self.image_size / self.crop_pct)
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Preprocessing:
+        """From plain values, as a checkpoint stores them (lists for mean and std)."""
+        known = {f.name for f in fields(cls)}
+        kwargs = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known
+        }
+        return cls(**kwargs)
+
 
 def resolve_preprocessing(
     pretrained_cfg: str | None = None,
     image_size: int | None = None,
     crop_pct: float | None = None,
+    base: Preprocessing | None = None,
 ) -> Preprocessing:
-    """Inception's defaults, or a timm model's pretrained config, with optional overrides.
+    """Inception's defaults, a timm model's pretrained config, or `base`, with optional overrides.
 
     Reads the config from timm's registry only; no weights are downloaded.
 
@@ -58,8 +70,15 @@ def resolve_preprocessing(
             `list_models()`, which maps to the timm weights it loads; None: Inception's defaults.
         image_size: overrides the crop size.
         crop_pct: overrides the fraction of the resized image kept by the evaluation crop.
+        base: a whole preprocessing to start from instead (a checkpoint's); not with
+            `pretrained_cfg`.
     """
-    base = Preprocessing() if pretrained_cfg is None else _from_timm(pretrained_cfg)
+    if base is not None and pretrained_cfg is not None:
+        raise ValueError(
+            f"give preprocessing or pretrained_cfg, not both (got {base} and {pretrained_cfg!r})"
+        )
+    if base is None:
+        base = Preprocessing() if pretrained_cfg is None else _from_timm(pretrained_cfg)
     if image_size is not None:
         base = replace(base, image_size=image_size)
     if crop_pct is not None:

@@ -22,7 +22,13 @@ from inception_lightning.explain.explainer import (
     summarize,
 )
 from inception_lightning.explain.gradcam import GradCAM, GuidedGradCAM, HiResCAM, LayerCAM, fuse
-from inception_lightning.explain.methods import METHODS, Method, as_methods, make_attribution
+from inception_lightning.explain.methods import (
+    LAYER_METHODS,
+    METHODS,
+    Method,
+    as_methods,
+    make_attribution,
+)
 from inception_lightning.explain.metrics import (
     auc,
     blur,
@@ -45,6 +51,7 @@ from inception_lightning.explain.sanity import (
 )
 
 __all__ = [
+    "LAYER_METHODS",
     "METHODS",
     "RANK_THRESHOLD",
     "Attribution",

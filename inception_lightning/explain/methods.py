@@ -25,6 +25,9 @@ METHODS: dict[str, type[Attribution]] = {
     cls.name: cls
     for cls in (GradCAM, GuidedGradCAM, HiResCAM, LayerCAM, IntegratedGradientsMap, OcclusionMap)
 }
+LAYER_METHODS: tuple[str, ...] = tuple(n for n, c in METHODS.items() if issubclass(c, LayerMethod))
+"""The Grad-CAM family: one or three passes a map, against integrated gradients' and occlusion's
+tens to hundreds."""
 _COMMON = {"self", "model", "layers", "sign", "interpolation", "batch_size"}
 
 

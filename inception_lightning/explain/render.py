@@ -55,8 +55,13 @@ def figure_rgb(fig: Figure) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def grid(tiles: Sequence[np.ndarray], captions: Sequence[str], columns: int = 6) -> np.ndarray:
-    """The tiles in a captioned grid, rendered to `uint8 [H, W, 3]`.
+def grid(
+    tiles: Sequence[np.ndarray],
+    captions: Sequence[str],
+    columns: int = 6,
+    title: str | None = None,
+) -> np.ndarray:
+    """The tiles in a captioned grid, rendered to `uint8 [H, W, 3]`, under an optional title.
 
     Captions are drawn as plain text (no mathtext), since class names may hold anything.
     """
@@ -68,6 +73,8 @@ def grid(tiles: Sequence[np.ndarray], captions: Sequence[str], columns: int = 6)
         ax.imshow(tile)
         ax.set_title(caption, fontsize=7, parse_math=False)
         ax.axis("off")
+    if title is not None:
+        fig.suptitle(title, fontsize=9, parse_math=False)
     return figure_rgb(fig)
 
 
@@ -104,9 +111,11 @@ def caption(true: str, pred: str, prob: float, target: str | None = None) -> str
     return text if target is None else f"{text}\nmap: {target}"
 
 
-def explanation_grid(expl: Explanation, classes: Sequence[str]) -> np.ndarray:
+def explanation_grid(
+    expl: Explanation, classes: Sequence[str], title: str | None = None
+) -> np.ndarray:
     """Every explained image's overlay, captioned; a mistake shows the maps of the predicted
-    class and of the true class side by side."""
+    class and of the true class side by side. `title` heads the grid (which weights, ...)."""
     tiles, captions = [], []
     for i, (label, pred) in enumerate(zip(expl.labels.tolist(), expl.preds.tolist(), strict=True)):
         prob = float(expl.probs[i, pred])
@@ -119,4 +128,4 @@ def explanation_grid(expl: Explanation, classes: Sequence[str]) -> np.ndarray:
             caption(classes[label], classes[pred], prob, classes[pred]),
             caption(classes[label], classes[pred], prob, classes[label]),
         ]
-    return grid(tiles, captions)
+    return grid(tiles, captions, title=title)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,11 @@ HEAD_PREFIXES = ("head.fc.", "aux.fc.")
 TIMM_AUX_PREFIX = "AuxLogits."  # timm's only aux head (inception_v3)
 
 
-class UnsafeCheckpointError(RuntimeError):
+class CheckpointError(ValueError):
+    """An unusable checkpoint or state-dict file; the message names the file and the fix."""
+
+
+class UnsafeCheckpointError(CheckpointError):
     """A file needs arbitrary unpickling, which is refused unless explicitly allowed."""
 
 
@@ -26,24 +31,65 @@ class UnsafeCheckpointError(RuntimeError):
 STATE_DICT_KEY = "state_dict"
 NETWORK_PREFIX = "model."
 
+_ZIP_START = b"PK\x03\x04"  # torch.save's format since torch 1.6
+_PICKLE_START = b"\x80"  # the legacy format: a pickle stream
+_UNSAFE = "Weights only load failed"  # torch's UnpicklingError for objects outside its allowlist
+TRUST_HINT = "if you made it yourself, pass trust_pickle=True (CLI: --model.trust_pickle true)"
 
-def load_file(path: str | Path, trust_pickle: bool = False) -> Any:
+
+def load_file(path: str | Path, trust_pickle: bool = False, trust_hint: str = TRUST_HINT) -> Any:
     """`torch.load` a file onto the CPU, with `weights_only=True` unless `trust_pickle`.
 
-    Raises `FileNotFoundError` or `UnsafeCheckpointError` naming the file.
+    Every failure is one `CheckpointError` (or `FileNotFoundError`) that names the file and the
+    fix: an empty or truncated file, a file `torch.save` did not write, or one that only
+    arbitrary unpickling can rebuild.
+
+    Args:
+        path: the file.
+        trust_pickle: allow arbitrary unpickling; only for files you made yourself.
+        trust_hint: how the caller's user opts in to `trust_pickle`, for the unsafe-file error.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist or is not a file")
+    with path.open("rb") as file:
+        start = file.read(4)
+    if not start:
+        raise CheckpointError(f"{path} is empty: the save was interrupted; use another checkpoint")
+    if not start.startswith((_ZIP_START, _PICKLE_START)):
+        raise CheckpointError(
+            f"{path} is not a checkpoint: torch.save did not write it (it starts with "
+            f"{start!r}); pass the .ckpt file training wrote, or a .pt/.safetensors state dict"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as err:
+        if _UNSAFE not in str(err):
+            raise _corrupt(path, start, err) from None
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        what = f" ({found.group(1)})" if found else ""
         raise UnsafeCheckpointError(
-            f"{path} holds objects that only arbitrary unpickling can rebuild, which could run "
-            "code from the file; if you made it yourself, pass trust_pickle=True "
-            "(CLI: --model.trust_pickle true). Loader said: "
-            f"{str(err).splitlines()[0]}"
+            f"{path} holds objects{what} that only arbitrary unpickling can rebuild, which could "
+            f"run code from the file; {trust_hint}"
         ) from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError) as err:
+        raise _corrupt(path, start, err) from None
+
+
+def _corrupt(path: Path, start: bytes, err: BaseException) -> CheckpointError:
+    if start.startswith(_ZIP_START):
+        reason = "its zip archive is incomplete"
+    else:
+        reason = f"{type(err).__name__}: {_first_line(err)}"
+    return CheckpointError(
+        f"{path} is truncated or corrupt ({reason}): it was cut short while being written or "
+        "copied; copy it again, or use an earlier checkpoint"
+    )
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else "no message"
 
 
 def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, Tensor]:

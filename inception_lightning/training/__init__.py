@@ -2,23 +2,29 @@
 
 from inception_lightning.training.checkpoints import (
     AtomicCheckpointIO,
+    CheckpointMismatchError,
+    Description,
     LoadedNetwork,
-    export,
     load_network,
     network_state,
+    read_checkpoint,
+    read_description,
 )
 from inception_lightning.training.contract import NetworkModule, network_of
 from inception_lightning.training.ema import InceptionEMA, WarmupEMAModel
+from inception_lightning.training.export import ExportError, export
 from inception_lightning.training.finetuning import FineTuning
 from inception_lightning.training.loggers import ExclusiveTensorBoardLogger
-from inception_lightning.training.module import CheckpointMismatchError, InceptionClassifier
+from inception_lightning.training.module import InceptionClassifier
 from inception_lightning.training.optim import InceptionRMSprop, InceptionStepDecay
 from inception_lightning.training.progress import LoggingStepProgressBar
 
 __all__ = [
     "AtomicCheckpointIO",
     "CheckpointMismatchError",
+    "Description",
     "ExclusiveTensorBoardLogger",
+    "ExportError",
     "FineTuning",
     "InceptionClassifier",
     "InceptionEMA",
@@ -32,4 +38,6 @@ __all__ = [
     "load_network",
     "network_of",
     "network_state",
+    "read_checkpoint",
+    "read_description",
 ]

@@ -5,27 +5,235 @@ module's weights, the network's under the `model.` prefix. When `InceptionEMA` h
 weights, `state_dict` holds the average, `current_model_state` the optimiser's raw weights and
 `averaging_state` the average's update count (the layout of Lightning's `EMAWeightAveraging`,
 which `load_from_checkpoint` and resuming both understand).
+
+Every checkpoint written during fit also describes itself under `DESCRIPTION_KEY`, in plain
+values that `torch.load(..., weights_only=True)` reads: the class names, the preprocessing, the
+model name and arguments, the weight set `state_dict` holds and the package version (see
+`Description`). `read_description` reads it, and fills in what an older checkpoint lacks.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from torch import Tensor
+from torch import Tensor, nn
 from typing_extensions import override
 
 from inception_lightning._compat import is_local_path
 from inception_lightning.files import atomic_write
 from inception_lightning.models import InceptionNet, create_model
-from inception_lightning.models.weights import NETWORK_PREFIX, STATE_DICT_KEY, load_file
+from inception_lightning.models.weights import (
+    NETWORK_PREFIX,
+    STATE_DICT_KEY,
+    CheckpointError,
+    load_file,
+)
 
 Weights = Literal["ema", "raw"]
+WEIGHT_SETS = ("ema", "raw")
 RAW_KEY = "current_model_state"
 AVERAGING_KEY = "averaging_state"
+HPARAMS_KEY = "hyper_parameters"
+DESCRIPTION_KEY = "inception_lightning"
+# Lightning's `_parse_ckpt_path` reads --ckpt_path with weights_only=True whatever the flags say,
+# so the CLI has no opt-in for arbitrary unpickling: the fix is a plain re-save.
+CLI_TRUST_HINT = (
+    "if you made it yourself, re-save it with plain values only: load it in Python with "
+    "torch.load(path, weights_only=False) and torch.save the dictionary without the objects"
+)
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint's weights do not fit the network: another class count or architecture."""
+
+
+@dataclass(frozen=True)
+class Description:
+    """What a checkpoint says about itself; None marks what an older checkpoint does not say.
+
+    Args:
+        model: the registered model name.
+        model_args: the `create_model` keyword arguments, `num_classes` included.
+        weights: the weight set `state_dict` holds: "ema" or "raw".
+        classes: class names by label.
+        preprocessing: `image_size`, `crop_pct`, `interpolation`, `mean`, `std` (the fields of
+            `data.Preprocessing`) of the data the model was trained on.
+        version: the inception-lightning version that wrote the checkpoint.
+    """
+
+    model: str
+    model_args: dict[str, Any]
+    weights: Weights
+    classes: list[str] | None = None
+    preprocessing: dict[str, Any] | None = None
+    version: str | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """The classifier's outputs."""
+        return int(self.model_args.get("num_classes", 1000))
+
+    @property
+    def missing(self) -> list[str]:
+        """What the checkpoint does not say, in words."""
+        fields = {"class names": self.classes, "preprocessing": self.preprocessing}
+        return [name for name, value in fields.items() if value is None]
+
+    def build(self) -> InceptionNet:
+        """A freshly initialised network of the described architecture."""
+        return create_model(self.model, **self.model_args)
+
+
+def package_version() -> str:
+    """The installed inception-lightning version ("unknown" when run from a bare source tree)."""
+    try:
+        return importlib.metadata.version("inception-lightning")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def write_description(
+    checkpoint: dict[str, Any],
+    model: str,
+    model_args: Mapping[str, Any],
+    classes: list[str] | None,
+    preprocessing: Mapping[str, Any] | None,
+) -> None:
+    """Describe the checkpoint in itself, after every callback has filled it.
+
+    The weight set is read from the checkpoint: `InceptionEMA` (a callback, whose hook Lightning
+    calls before the module's) has already moved the average into `state_dict` when it exists.
+    """
+    checkpoint[DESCRIPTION_KEY] = {
+        "model": model,
+        "model_args": dict(model_args),
+        "weights": "ema" if has_average(checkpoint) else "raw",
+        "classes": None if classes is None else [str(c) for c in classes],
+        "preprocessing": None if preprocessing is None else _plain(preprocessing),
+        "version": package_version(),
+    }
+
+
+def read_description(
+    checkpoint: Mapping[str, Any], source: str | Path = "the checkpoint"
+) -> Description:
+    """The checkpoint's description; an older checkpoint's is rebuilt from its hyperparameters.
+
+    Warns, naming the checkpoint, when the class names or the preprocessing are unknown.
+
+    Raises:
+        CheckpointError: the checkpoint says neither its model nor its hyperparameters.
+    """
+    description = _describe(checkpoint, source)
+    if description.missing:
+        warnings.warn(
+            f"{source} does not say its {' or '.join(description.missing)} (written before "
+            "inception-lightning 0.2, or during a fit without a datamodule of the package): "
+            "the data's classes and preprocessing are used",
+            stacklevel=2,
+        )
+    return description
+
+
+def _describe(checkpoint: Mapping[str, Any], source: str | Path) -> Description:
+    """`read_description` without the warning."""
+    stored = checkpoint.get(DESCRIPTION_KEY)
+    if isinstance(stored, Mapping):
+        classes, preprocessing = stored.get("classes"), stored.get("preprocessing")
+        return Description(
+            model=stored["model"],
+            model_args=dict(stored["model_args"]),
+            weights=stored["weights"],
+            classes=None if classes is None else list(classes),
+            preprocessing=None if preprocessing is None else dict(preprocessing),
+            version=stored.get("version"),
+        )
+    hparams = checkpoint.get(HPARAMS_KEY)
+    if not isinstance(hparams, Mapping) or "model" not in hparams:
+        raise CheckpointError(
+            f"{source} is not a checkpoint of InceptionClassifier: it names no model in its "
+            "hyperparameters; pass a .ckpt that `inception-lightning fit` wrote"
+        )
+    model_args = {"num_classes": hparams.get("num_classes", 1000)}
+    model_args.update(hparams.get("model_kwargs") or {})
+    weights: Weights = "ema" if has_average(checkpoint) else "raw"
+    return Description(hparams["model"], model_args, weights)
+
+
+def read_checkpoint(
+    path: str | Path, trust_pickle: bool = False, trust_hint: str = CLI_TRUST_HINT
+) -> dict[str, Any]:
+    """Load a checkpoint of `InceptionClassifier`, refusing anything else in one line.
+
+    Args:
+        path: the file.
+        trust_pickle: allow arbitrary unpickling; only for files you made yourself.
+        trust_hint: how the user opts in to `trust_pickle`, for the unsafe-file error.
+
+    Raises:
+        FileNotFoundError, CheckpointError: the message names the file and the fix.
+    """
+    checkpoint = load_file(path, trust_pickle, trust_hint)
+    state = checkpoint.get(STATE_DICT_KEY) if isinstance(checkpoint, Mapping) else None
+    if not isinstance(state, Mapping):
+        if isinstance(checkpoint, Mapping) and all(
+            isinstance(v, Tensor) for v in checkpoint.values()
+        ):
+            what = "a plain state dict (what `inception-lightning export` writes)"
+        else:
+            what = f"a {type(checkpoint).__name__}, not a Lightning checkpoint"
+        raise CheckpointError(
+            f"{path} is not a training checkpoint: it holds {what}; pass a .ckpt that "
+            "`inception-lightning fit` wrote (runs/.../checkpoints/*.ckpt)"
+        )
+    _describe(checkpoint, path)  # refuses a checkpoint of another LightningModule
+    return checkpoint
+
+
+def mismatch(state: Mapping[str, Tensor], network: nn.Module) -> tuple[str, str] | None:
+    """How a network state dict fails to fit `network`, or None when it fits.
+
+    Returns:
+        `("classes", detail)` when only the classifiers' output counts differ,
+        `("architecture", detail)` for anything else; the detail is in words.
+    """
+    target = network.state_dict()
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    reshaped = [k for k in target if k in state and state[k].shape != target[k].shape]
+    if not (missing or unexpected or reshaped):
+        return None
+    heads = ("head.fc.", "aux.fc.")
+    if not missing and not unexpected and all(k.startswith(heads) for k in reshaped):
+        key = reshaped[0]
+        return (
+            "classes",
+            f"its classifier has {state[key].shape[0]} classes, not {target[key].shape[0]}",
+        )
+    parts = []
+    if reshaped:
+        key = reshaped[0]
+        parts.append(
+            f"{len(reshaped)} tensors of other shapes (e.g. {key}: {tuple(state[key].shape)} "
+            f"in the file, {tuple(target[key].shape)} in the network)"
+        )
+    if missing:
+        parts.append(f"{len(missing)} tensors missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} tensors the network lacks (e.g. {unexpected[0]})")
+    return "architecture", "; ".join(parts)
+
+
+def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Tuples and lists as lists of plain values: loadable with weights_only, readable as JSON."""
+    return {k: list(v) if isinstance(v, tuple | list) else v for k, v in values.items()}
 
 
 def has_average(checkpoint: dict[str, Any]) -> bool:
@@ -40,7 +248,7 @@ def network_state(checkpoint: dict[str, Any], weights: Weights = "ema") -> dict[
         checkpoint: the loaded dictionary.
         weights: "ema" (the average; an error for a checkpoint without one) or "raw".
     """
-    if weights not in ("ema", "raw"):
+    if weights not in WEIGHT_SETS:
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
     if weights == "ema" and not has_average(checkpoint):
         raise ValueError(
@@ -73,53 +281,41 @@ def stored_average(
 
 @dataclass(frozen=True)
 class LoadedNetwork:
-    """A network rebuilt from a checkpoint, with the weight set it carries and the checkpoint."""
+    """A network rebuilt from a checkpoint, the weight set it carries, and the checkpoint."""
 
     network: InceptionNet
     weights: Weights
+    description: Description
     checkpoint: dict[str, Any]
 
 
 def load_network(path: str | Path, weights: Weights | None = None) -> LoadedNetwork:
-    """Rebuild the checkpoint's network from its hyperparameters, in eval mode, on the CPU.
+    """Rebuild the checkpoint's network from its description, in eval mode, on the CPU.
 
     Args:
         path: a checkpoint of `InceptionClassifier`.
         weights: "ema", "raw", or None for the set `state_dict` holds (EMA when kept).
+
+    Raises:
+        FileNotFoundError, CheckpointError: one line naming the file and the fix.
     """
-    checkpoint = load_file(path)
-    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(hparams, dict) or "model" not in hparams:
-        raise ValueError(
-            f"{path} is not a checkpoint of InceptionClassifier (it has no model hyperparameters)"
-        )
-    chosen: Weights = weights or ("ema" if has_average(checkpoint) else "raw")
+    checkpoint = read_checkpoint(path)
+    description = read_description(checkpoint, path)
+    chosen: Weights = weights or description.weights
     try:
         state = network_state(checkpoint, chosen)
     except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
-    network = create_model(
-        hparams["model"], hparams["num_classes"], **(hparams.get("model_kwargs") or {})
-    )
+        raise CheckpointError(f"{path}: {err}") from None
+    network = description.build()
+    found = mismatch(state, network)
+    if found is not None:
+        raise CheckpointMismatchError(
+            f"{path}: its weights do not fit the {description.model} it describes: {found[1]}; "
+            "the file was edited or written by another program: pass a checkpoint that "
+            "`inception-lightning fit` wrote"
+        )
     network.load_state_dict(state)
-    return LoadedNetwork(network.eval(), chosen, checkpoint)
-
-
-def export(ckpt: str | Path, out: str | Path, weights: Weights = "ema") -> Path:
-    """Write the network's weights from a checkpoint as a plain state dict.
-
-    `create_model(name, ..., checkpoint_path=out)` loads the file without a Trainer.
-
-    Args:
-        ckpt: a checkpoint written while training `InceptionClassifier`.
-        out: the `.pt` file to write.
-        weights: "ema" (the averaged weights) or "raw" (the optimiser's weights).
-    """
-    try:
-        state = network_state(load_file(ckpt), weights)
-    except ValueError as err:
-        raise ValueError(f"{ckpt}: {err}") from None
-    return atomic_write(out, lambda file: torch.save(state, file))
+    return LoadedNetwork(network.eval(), chosen, description, checkpoint)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

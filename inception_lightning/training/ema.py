@@ -15,7 +15,7 @@ from torch.optim.swa_utils import AveragedModel
 from typing_extensions import override
 
 from inception_lightning.training.checkpoints import network_state, store_average, stored_average
-from inception_lightning.training.contract import network_of
+from inception_lightning.training.contract import network_of, step_skipped
 
 SHARDED_STRATEGIES = (FSDPStrategy, ModelParallelStrategy, DeepSpeedStrategy)
 
@@ -124,6 +124,8 @@ class InceptionEMA(EMAWeightAveraging):
       is never evaluated (Lightning swaps it in regardless);
     - at the end of training the average is copied into the network (as Lightning does) only if
       it was ever updated;
+    - an optimiser step that a callback skipped (`NonFiniteGuard(policy="skip")`, through
+      `contract.skip_step`) neither updates the average nor advances its warm-up;
     - sharded strategies (FSDP, DeepSpeed, ModelParallel) are refused: the average is a deep copy
       of the unsharded network, which does not exist on any one rank.
 
@@ -178,7 +180,7 @@ class InceptionEMA(EMAWeightAveraging):
             self._network, self.decay, self._device, self._use_buffers
         )
         self._average_model.eval()
-        pl_module.add_eval_network("ema", self.average_network)
+        pl_module.add_eval_network("ema", self.average_network, saved=True)
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -195,7 +197,9 @@ class InceptionEMA(EMAWeightAveraging):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        """Lightning's update rule, applied to the network."""
+        """Lightning's update rule, applied to the network; a skipped step is no update."""
+        if step_skipped(pl_module):  # no weight changed: counting it would move the average
+            return
         step = trainer.global_step
         if step > self._latest_update_step and self.should_update(step_idx=step - 1):
             self._average_model.update_parameters(self._network)

@@ -6,11 +6,13 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
+from inception_lightning._compat import find_unused_parameters
 from inception_lightning.training.contract import network_of
 
 BN_POLICIES = ("train", "frozen")
@@ -23,8 +25,9 @@ class FineTuning(Callback):
     learning rate relative to the heads' is the module's `backbone_lr_scale`.
 
     Args:
-        freeze_backbone_epochs: train only the heads for this many epochs. Under DDP use
-            `strategy: ddp_find_unused_parameters_true`, since frozen parameters get no gradient.
+        freeze_backbone_epochs: train only the heads for this many epochs. Under DDP this
+            turns on DDP's search for unused parameters (`ddp_find_unused_parameters_true`),
+            since frozen parameters get no gradient.
         bn_policy: "train" updates BatchNorm statistics in training; "frozen" runs every BN
             layer as in eval mode, so running statistics never move (their affine weights still
             train), whatever `train()` calls happen.
@@ -43,6 +46,19 @@ class FineTuning(Callback):
         self.freeze_backbone_epochs = freeze_backbone_epochs
         self.bn_policy = bn_policy
         self._handles: list[RemovableHandle] = []
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Under DDP with a frozen start, let DDP expect parameters without gradients."""
+        # Set here, before the strategy wraps the model, so that the fine-tuning recipe composes
+        # with conf/trainer/ddp.yaml: DDP's reducer would otherwise wait for the frozen
+        # backbone's gradients and fail at the second step.
+        if (
+            stage == "fit"
+            and self.freeze_backbone_epochs
+            and isinstance(trainer.strategy, DDPStrategy)
+        ):
+            find_unused_parameters(trainer.strategy)
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.parsing import lightning_getattr
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
@@ -17,15 +20,23 @@ from typing_extensions import override
 
 from inception_lightning.models.net import InceptionNet
 from inception_lightning.models.registry import create_model
+from inception_lightning.training.checkpoints import (
+    CheckpointMismatchError,
+    Weights,
+    has_average,
+    mismatch,
+    network_state,
+    write_description,
+)
 from inception_lightning.training.contract import NetworkProvider
-from inception_lightning.training.evaluation import SCHEMES, average_probs, load_ensemble
+from inception_lightning.training.evaluation import average_probs, load_ensemble
 from inception_lightning.training.optim import InceptionRMSprop, InceptionStepDecay
 
-Batch = tuple[Tensor, Tensor]
+# Images are a batch `[B, 3, S, S]`, or for multi-crop testing the views of one (see
+# `data.multicrop`): an iterable of such batches, made on the device one at a time.
+Batch = tuple[Tensor | Iterable[Tensor], Tensor]
 
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint was trained for another number of classes."""
+__all__ = ["CheckpointMismatchError", "InceptionClassifier"]
 
 
 class InceptionClassifier(LightningModule):
@@ -34,7 +45,9 @@ class InceptionClassifier(LightningModule):
     Loss: `CE_ls(logits) + aux_weight * CE_ls(aux_logits)`, label-smoothed cross-entropy
     (v3 paper sect. 7), the aux term only with an aux head. Validation and test run in eval mode
     on the main logits and log `loss`, `acc1`, `acc5` and `ece` (expected calibration error)
-    under `val/` and `test/`.
+    under `val/` and `test/`; `predict` returns softmax probabilities. A module restored from a
+    checkpoint that holds EMA weights (`validate` / `test --ckpt_path`) evaluates those and says
+    so: it logs under `val_ema/` and `test_ema/`, the names fit logs the average under.
 
     Further networks are evaluated beside the trained one through `add_eval_network`: the
     `InceptionEMA` callback adds its averaged weights, logged under `val_ema/` once updated.
@@ -65,10 +78,11 @@ class InceptionClassifier(LightningModule):
         backbone_lr_scale: the backbone group's lr relative to the heads'.
         channels_last: use the channels-last memory format for the network and the images.
         compile_model: `torch.compile` the network; a dict gives `torch.compile` arguments.
-        test_crops: evaluate the test set on 1, 12 or 144 views per image (see `multicrop`).
-        test_crop_size: the view size for 12 and 144 crops.
         ensemble_checkpoints: further checkpoints of the same architecture whose softmax the
             test step averages with this model's (their EMA weights, when they have them).
+        test_crops: no longer the module's (multi-crop views are cut from whole images by the
+            data: `--data.init_args.test_crops`); older checkpoints hold it, so 1 is accepted.
+        test_crop_size: likewise: the view size is the data's input size now.
     """
 
     def __init__(
@@ -90,13 +104,16 @@ class InceptionClassifier(LightningModule):
         backbone_lr_scale: float = 1.0,
         channels_last: bool = False,
         compile_model: bool | dict[str, Any] = False,
-        test_crops: int = 1,
-        test_crop_size: int = 299,
         ensemble_checkpoints: list[str] | None = None,
+        test_crops: int = 1,
+        test_crop_size: int | None = None,
     ) -> None:
         super().__init__()
-        if test_crops not in SCHEMES:
-            raise ValueError(f"test_crops must be one of {SCHEMES}, got {test_crops}")
+        if test_crops != 1:
+            raise ValueError(
+                f"test_crops is set on the data now, which cuts the views from whole images: "
+                f"--data.init_args.test_crops {test_crops} instead of --model.test_crops"
+            )
         # Initial weights and optimiser factories stay out: the checkpoint holds the weights,
         # and callables cannot be loaded with weights_only=True.
         self.save_hyperparameters(
@@ -107,6 +124,8 @@ class InceptionClassifier(LightningModule):
                 "checkpoint_path",
                 "trust_pickle",
                 "ensemble_checkpoints",
+                "test_crops",
+                "test_crop_size",
             ]
         )
         self.model: InceptionNet = create_model(
@@ -127,18 +146,44 @@ class InceptionClassifier(LightningModule):
         )
         self._compiled_forward: Callable[[Tensor], tuple[Tensor, Tensor | None]] | None = None
         self._eval_providers: dict[str, NetworkProvider] = {}
+        self._saved_provider: str | None = None
         self._eval_networks: dict[str, nn.Module] = {}
         self._ensemble: list[nn.Module] = []
+        self._evaluated: Weights = "raw"
+        self._step_skipped = False
 
-    def add_eval_network(self, name: str, provider: NetworkProvider) -> None:
+    def add_eval_network(self, name: str, provider: NetworkProvider, saved: bool = False) -> None:
         """Evaluate `provider()` beside `model` in every validation epoch, as `val_<name>/...`.
 
         The provider is called at the start of each validation epoch; None skips that epoch.
+        `saved=True`: checkpoints hold the provided weights whenever there are some.
         """
-        stage = f"val_{name}"
         self._eval_providers[name] = provider
-        if stage not in self.metrics:
-            self.metrics[stage] = _metrics(self.hparams.num_classes, stage).to(self.device)
+        if saved:
+            self._saved_provider = name
+        self._add_metrics(f"val_{name}")
+
+    def saved_network(self) -> tuple[str, nn.Module]:
+        """`(name, network)` of the weights a checkpoint written now would hold: a saved
+        provider's, else `model`'s (named "ema" when restored from an average to evaluate)."""
+        if self._saved_provider is not None:
+            network = self._eval_providers[self._saved_provider]()
+            if network is not None:
+                return self._saved_provider, network
+        return self._evaluated, self.model
+
+    def skip_step(self) -> None:
+        """Mark the current optimiser step as skipped (by `NonFiniteGuard`)."""
+        self._step_skipped = True
+
+    @property
+    def step_skipped(self) -> bool:
+        """Whether the current optimiser step was skipped."""
+        return self._step_skipped
+
+    @override
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._step_skipped = False
 
     @override
     def forward(self, x: Tensor) -> Tensor:
@@ -175,45 +220,104 @@ class InceptionClassifier(LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         images, target = batch
         images = self._model_input(images)
-        self._evaluate(self.model(images), target, "val")
+        self._evaluate(self.model(images), target, self._stage("val"))
         for name, network in self._eval_networks.items():
             self._evaluate(network(images), target, f"val_{name}")
 
     @override
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         images, target = batch
-        images = self._model_input(images)
-        if self.hparams.test_crops == 1 and not self._ensemble:
-            self._evaluate(self.model(images), target, "test")
+        if isinstance(images, Tensor) and not self._ensemble:
+            self._evaluate(self.model(self._model_input(images)), target, self._stage("test"))
             return
+        views = [images] if isinstance(images, Tensor) else images
         networks = [self.model, *self._ensemble]
-        probs = average_probs(
-            networks, images, self.hparams.test_crops, self.hparams.test_crop_size
-        )
+        probs = average_probs(networks, (self._model_input(view) for view in views))
         # log-probabilities are logits of the same softmax, so loss and metrics take them as is
-        self._evaluate(probs.clamp_min(1e-12).log(), target, "test")
+        self._evaluate(probs.clamp_min(1e-12).log(), target, self._stage("test"))
+
+    @override
+    def predict_step(self, batch: Batch | Tensor, batch_idx: int) -> Tensor:
+        """Softmax probabilities `[B, num_classes]` of the batch's images."""
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        return self.model(self._model_input(images)).float().softmax(dim=-1)
 
     def _evaluate(self, logits: Tensor, target: Tensor, stage: str) -> None:
         loss = F.cross_entropy(logits.float(), target, label_smoothing=self.hparams.label_smoothing)
-        self.log(f"{stage}/loss", loss, sync_dist=True)
+        # the batch size given: Lightning would look for it in the batch, views included
+        self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(target))
         metrics = self.metrics[stage]
         metrics.update(logits, target)
-        self.log_dict(metrics)
+        self.log_dict(metrics, batch_size=len(target))
+
+    def _stage(self, stage: str) -> str:
+        """The metric prefix for `model`'s weights: `val_ema` when they are a restored average."""
+        return f"{stage}_ema" if self._evaluated == "ema" else stage
+
+    def _add_metrics(self, stage: str) -> None:
+        if stage not in self.metrics:
+            self.metrics[stage] = _metrics(self.hparams.num_classes, stage).to(self.device)
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Describe the checkpoint: classes and preprocessing (the datamodule's), model, weights."""
+        trainer = self._attached_trainer()
+        datamodule = trainer.datamodule if trainer is not None else None
+        preprocessing = getattr(datamodule, "preprocessing", None)
+        if dataclasses.is_dataclass(preprocessing):
+            preprocessing = dataclasses.asdict(preprocessing)
+        hp = self.hparams
+        model_args = {"num_classes": hp.num_classes, **(hp.model_kwargs or {})}
+        classes = getattr(datamodule, "classes", None)
+        write_description(checkpoint, hp.model, model_args, classes, preprocessing)
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse, with the fine-tuning recipe, a checkpoint whose classifier has other classes."""
-        saved = checkpoint.get("state_dict", {}).get("model.head.fc.weight")
-        if saved is not None and saved.shape[0] != self.model.num_classes:
+        """Refuse weights that do not fit `model`; outside fit, evaluate the set it holds."""
+        weights: Weights = "ema" if has_average(checkpoint) else "raw"
+        state = network_state(checkpoint, weights)
+        source = self._checkpoint_name()
+        found = mismatch(state, self.model)
+        if found is not None and found[0] == "classes":
             raise CheckpointMismatchError(
-                f"the checkpoint's classifier has {saved.shape[0]} classes but this run has "
-                f"{self.model.num_classes}: --ckpt_path resumes the same task. To fine-tune on "
-                "new classes, start from its weights instead: -c conf/finetune.yaml "
-                "--model.checkpoint_path CKPT --model.pretrained false"
+                f"{source}'s classifier has {state['head.fc.weight'].shape[0]} classes but this "
+                f"run has {self.model.num_classes}: --ckpt_path resumes the same task. To "
+                "fine-tune on new classes, start from its weights instead: -c "
+                "conf/finetune.yaml --model.checkpoint_path CKPT --model.pretrained false"
             )
+        if found is not None:
+            raise CheckpointMismatchError(
+                f"{source} holds another architecture's weights than this run's "
+                f"{self.hparams.model} ({found[1]}): pass a checkpoint of this model, or the "
+                "model config it was trained with"
+            )
+        trainer = self._attached_trainer()
+        fitting = trainer is not None and trainer.state.fn == TrainerFn.FITTING
+        if not fitting:
+            self._evaluated = weights
+            for stage in ("val", "test"):
+                self._add_metrics(self._stage(stage))
+            rank_zero_info(
+                f"{source} holds the {_WEIGHT_NAMES[weights]} in its state_dict: they are "
+                f"evaluated, and logged under {self._stage('val')}/ and {self._stage('test')}/"
+            )
+
+    def _checkpoint_name(self) -> str:
+        trainer = self._attached_trainer()
+        path = trainer.ckpt_path if trainer is not None else None
+        return str(path) if path else "the checkpoint"
+
+    def _attached_trainer(self) -> Trainer | None:
+        """The trainer, or None for a module used alone (`load_from_checkpoint`, ...)."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
 
     @override
     def setup(self, stage: str) -> None:
+        if stage == "fit":  # training from a restored average: the weights are the raw ones now
+            self._evaluated = "raw"
         compile_model = self.hparams.compile_model
         if compile_model is not False and self._compiled_forward is None:
             options = compile_model if isinstance(compile_model, dict) else {}
@@ -290,6 +394,9 @@ class InceptionClassifier(LightningModule):
         trainer = self.trainer
         global_batch = batch_size * trainer.world_size * trainer.accumulate_grad_batches
         return global_batch / reference
+
+
+_WEIGHT_NAMES = {"ema": "EMA weights", "raw": "raw (optimiser's) weights"}
 
 
 def _metrics(num_classes: int, stage: str) -> MetricCollection:

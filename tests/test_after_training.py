@@ -1,0 +1,188 @@
+"""After training, through the console script: fit, then validate, predict, export, report, test.
+
+Every step reads the checkpoint fit wrote, and nothing else: its class names, preprocessing,
+model and weight set.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from conftest import TINY, write_image, write_tree
+from lightning.pytorch import LightningDataModule, Trainer
+from PIL import Image
+
+from inception_lightning.cli import InceptionCLI, main
+from inception_lightning.data import SyntheticDataModule
+from inception_lightning.data.images import decode_rgb
+from inception_lightning.data.transforms import Normalize, Preprocessing, eval_geometry
+from inception_lightning.training import InceptionClassifier, InceptionEMA, load_network
+from inception_lightning.training.export import ExportError, export_onnx
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SCRIPT = Path(sys.executable).parent / "inception-lightning"
+CLASSES = ["cat", "dog", "fox"]
+# Inception-v3 with the paper's recipe, on a folder, shrunk to a CPU test
+FIT_CONFIGS = ["-c", str(CONF / "fit.yaml"), "-c", str(CONF / "model/inception_v3.yaml"),
+               "-c", str(CONF / "data/folder.yaml")]  # fmt: skip
+TINY_V3 = json.dumps({"width": 0.0625, "aux_head": False})
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _onnx_logits(path: Path, images: torch.Tensor) -> tuple[np.ndarray, dict[str, str]]:
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"images": images.numpy()})
+    return logits, session.get_modelmeta().custom_metadata_map
+
+
+def test_fit_then_validate_predict_export_and_report_from_the_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where the in-process validate writes its config
+    data = write_tree(tmp_path / "data", CLASSES, ("train", "val", "test"), n=4, size=(96, 80))
+    _run("fit", *FIT_CONFIGS, "--data.root", str(data), "--data.image_size", "75",
+         "--data.batch_size", "4", "--data.num_workers", "0", "--model.model_kwargs", TINY_V3,
+         "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
+         "--trainer.enable_progress_bar", "false", cwd=tmp_path)  # fmt: skip
+    folder = tmp_path / "runs/inception/version_0/checkpoints"
+    (best,) = [p for p in folder.iterdir() if p.name != "last.ckpt"]
+    network = load_network(best).network  # the EMA weights: what state_dict holds
+    trained = Preprocessing(image_size=75, crop_pct=0.875)
+
+    # validate: the best checkpoint gives the val_ema/acc1 fit logged for it, on the
+    # checkpoint's preprocessing (no --data.image_size given)
+    saved = torch.load(best, map_location="cpu", weights_only=True)
+    (state,) = [s for key, s in saved["callbacks"].items() if key.startswith("ModelCheckpoint")]
+    cli = InceptionCLI(
+        InceptionClassifier, LightningDataModule, subclass_mode_data=True,
+        args=["validate", *FIT_CONFIGS[:2], *FIT_CONFIGS[4:], "--data.root", str(data),
+              "--data.num_workers", "0", "--ckpt_path", str(best),
+              "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"],
+    )  # fmt: skip
+    assert cli.datamodule.preprocessing == trained and cli.datamodule.classes == CLASSES
+    assert cli.trainer.callback_metrics["val_ema/acc1"].item() == state["best_model_score"].item()
+    assert "val/acc1" not in cli.trainer.callback_metrics
+
+    # predict: rows equal softmax(model(x)) with the checkpoint's preprocessing
+    images = tmp_path / "to_predict"
+    files = [("a.png", (90, 70)), ("b.jpg", (64, 100)), ("dog/c.png", (80, 80))]
+    for seed, (name, size) in enumerate(files):
+        write_image(images / name, size, seed)
+    _run("predict", "-c", str(CONF / "predict.yaml"), "--ckpt_path", str(best),
+         "--data.root", str(images), "--data.num_workers", "0", cwd=tmp_path)  # fmt: skip
+    with (tmp_path / "predictions.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert [(Path(r["path"]).relative_to(images).as_posix(), r["label"]) for r in rows] == [
+        ("a.png", ""), ("b.jpg", ""), ("dog/c.png", "dog")
+    ]  # fmt: skip
+    normalize = Normalize(trained.mean, trained.std)
+    with torch.no_grad():
+        for row in rows:
+            x = normalize(eval_geometry(trained)(decode_rgb(row["path"])))[None]
+            expected = network(x).softmax(-1)[0]
+            got = {row[f"class_{k}"]: float(row[f"prob_{k}"]) for k in (1, 2, 3)}
+            assert set(got) == set(CLASSES) and "class_4" not in row
+            for c, name in enumerate(CLASSES):
+                assert got[name] == pytest.approx(expected[c].item(), abs=1e-6)
+
+    # export: onnxruntime gives torch's logits at any batch size, and the metadata describes it
+    _run("export", "--ckpt_path", str(best), "--out", "model.onnx", cwd=tmp_path)
+    batch = torch.randn(3, 3, 75, 75)
+    logits, metadata = _onnx_logits(tmp_path / "model.onnx", batch)
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, network(batch).numpy(), atol=1e-4, rtol=0)
+    assert json.loads(metadata["classes"]) == CLASSES and json.loads(metadata["weights"]) == "ema"
+    assert json.loads(metadata["preprocessing"])["image_size"] == 75
+
+    # report: the checkpoint's preprocessing (75 px, crop 0.875), not the stem's 299 px
+    _run("report", "--ckpt_path", str(best), "--data", str(data), "--out", "report",
+         "--per_class", "1", cwd=tmp_path)  # fmt: skip
+    summary = json.loads((tmp_path / "report/summary.json").read_text())
+    assert "'image_size': 75, 'crop_pct': 0.875" in summary["info"]["preprocessing"]
+    original = tmp_path / "report" / summary["images"][0]["files"]["original"]
+    assert Image.open(original).size == (75, 75)
+
+
+def test_test_runs_on_the_quickstart_configuration(tmp_path: Path) -> None:
+    # a checkpoint of the quickstart's network, trained a step on its data
+    module = InceptionClassifier(
+        "inception_resnet_v1", num_classes=8, model_kwargs={"width": 0.125, "stem": "79"}
+    )
+    trainer = Trainer(
+        accelerator="cpu", max_steps=1, limit_val_batches=0, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[InceptionEMA()],
+    )  # fmt: skip
+    trainer.fit(module, SyntheticDataModule(image_size=79, num_samples=16, batch_size=8))
+    trainer.save_checkpoint(tmp_path / "quickstart.ckpt")
+
+    result = _run("test", "-c", str(CONF / "quickstart.yaml"), "--ckpt_path", "quickstart.ckpt",
+                  "--data.init_args.test_samples", "16", "--trainer.enable_progress_bar", "false",
+                  cwd=tmp_path)  # fmt: skip
+    assert (
+        "test_ema/acc1" in result.stdout
+        and "holds the EMA weights" in result.stdout + result.stderr
+    )
+
+
+@pytest.mark.parametrize("model", ["inception_v4", "inception_resnet_v1", "inception_resnet_v2"])
+def test_onnx_export_matches_torch_for_the_other_variants(model: str, tmp_path: Path) -> None:
+    module = InceptionClassifier(model, num_classes=3, model_kwargs=TINY)
+    trainer = Trainer(
+        accelerator="cpu", max_steps=1, limit_val_batches=0, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(
+        module, SyntheticDataModule(num_classes=3, image_size=75, num_samples=8, batch_size=4)
+    )
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+
+    main(["export", "--ckpt_path", str(tmp_path / "model.ckpt"), "--out", str(tmp_path / "m.onnx")])
+
+    batch = torch.randn(5, 3, 75, 75)
+    logits, metadata = _onnx_logits(tmp_path / "m.onnx", batch)
+    with torch.no_grad():
+        expected = load_network(tmp_path / "model.ckpt").network(batch).numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+    assert json.loads(metadata["model"]) == model and json.loads(metadata["weights"]) == "raw"
+
+
+@torch.library.custom_op("inception_lightning_test::doubled", mutates_args=())
+def _doubled(x: torch.Tensor) -> torch.Tensor:
+    return x * 2
+
+
+@_doubled.register_fake
+def _(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+class _Unexportable(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _doubled(x).mean(dim=(2, 3))
+
+
+def test_an_operator_onnx_cannot_export_is_named_with_the_workaround(tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    with pytest.raises(ExportError) as error:
+        export_onnx(_Unexportable(), out, {}, image_size=8)
+    message = str(error.value)
+    assert "cannot export the operator inception_lightning_test.doubled.default" in message
+    assert "export a .pt state dict" in message and "\n" not in message
+    assert not out.exists()
