@@ -15,7 +15,9 @@ from torch import Tensor
 from inception_lightning.training.ema import InceptionEMA
 from inception_lightning.training.module import InceptionClassifier
 
-GPU_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "trainer" / "gpu.yaml"
+TRAINER_CONFIGS = Path(__file__).resolve().parents[1] / "conf" / "trainer"
+GPU_CONFIG = TRAINER_CONFIGS / "gpu.yaml"
+CPU_CONFIG = TRAINER_CONFIGS / "cpu.yaml"
 
 
 def median_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
@@ -43,16 +45,20 @@ class RepeatBatch:
         return self.length
 
 
-def apply_gpu_config(args: argparse.Namespace, gpu: bool) -> None:
-    """Set `precision`, `cudnn_benchmark` and `channels_last` from `conf/trainer/gpu.yaml`.
+def apply_config(args: argparse.Namespace, config_file: Path | None) -> None:
+    """Set `precision`, `cudnn_benchmark` and `channels_last` from a trainer config file.
 
-    On a GPU the benchmarks measure that file, the default GPU configuration; on the CPU they
-    run fp32 in the contiguous format.
+    None is the plain configuration: fp32 in the contiguous format, no autotuning.
     """
-    config = yaml.safe_load(GPU_CONFIG.read_text()) if gpu else {}
+    config = yaml.safe_load(config_file.read_text()) if config_file else {}
     args.precision = config.get("trainer", {}).get("precision", "32-true")
     args.cudnn_benchmark = config.get("trainer", {}).get("benchmark", False)
     args.channels_last = config.get("model", {}).get("channels_last", False)
+
+
+def apply_gpu_config(args: argparse.Namespace, gpu: bool) -> None:
+    """On a GPU, `conf/trainer/gpu.yaml`, the default GPU configuration; on the CPU, fp32."""
+    apply_config(args, GPU_CONFIG if gpu else None)
 
 
 def fit_classifier(
@@ -67,7 +73,7 @@ def fit_classifier(
     """Train `InceptionClassifier` (no aux head) on `batch` for `steps` steps through the Trainer.
 
     A full step each: forward, backward, RMSpropTF, clipping at 2.0 and an EMA update, in the
-    precision, memory format and cuDNN setting of `args` (see `apply_gpu_config`); no logger,
+    precision, memory format and cuDNN setting of `args` (see `apply_config`); no logger,
     checkpoint, progress bar or validation.
     """
     module = InceptionClassifier(

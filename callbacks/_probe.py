@@ -76,7 +76,8 @@ def activation_sums(x: Tensor) -> Tensor:
     """`[numel, sum, sum of squares, nonzero count of each channel...]` on `x`'s device.
 
     Sums rather than means, so that a sum over ranks gives the statistics of the global batch.
-    No host synchronisation happens here.
+    They reduce in fp32 whatever `x`'s dtype (bf16 under bf16-mixed: a bf16 result would be off
+    by ~1e-3). No host synchronisation happens here.
     """
     x = x.detach()
     dims = (0, *range(2, x.ndim))

@@ -32,6 +32,7 @@ from inception_lightning.explain.comparison import run_methods
 from inception_lightning.explain.explainer import Explainer, Explanation, load, summarize
 from inception_lightning.explain.gradcam import LayerMethod
 from inception_lightning.explain.methods import Method, as_methods, make_attribution
+from inception_lightning.explain.precision import fp32
 from inception_lightning.explain.render import explanation_grid, randomization_plot
 from inception_lightning.explain.report import write_report
 from inception_lightning.explain.sanity import RANK_THRESHOLD, RandomizationCurve
@@ -64,8 +65,9 @@ class GradCam(Callback):
     With several methods, tags become `gradcam/<method>/...`. Maps are computed on the weights
     a checkpoint written now would hold (`contract.saved_network_of`: the EMA weights once
     `InceptionEMA` has updated them, else `pl_module.model`), which the grids' titles and the
-    report name, under the trainer's precision context, with gradients even inside
-    Lightning's `torch.inference_mode` loops, and the module's train/eval flags are restored.
+    report name, by every method in fp32 whatever the training precision (autocast off; an
+    fp32 copy under `bf16-true`), with gradients even inside Lightning's
+    `torch.inference_mode` loops, and the module's train/eval flags are restored.
     Ranks other than 0 do nothing and make no collective call, so none waits on another.
 
     Args:
@@ -173,7 +175,7 @@ class GradCam(Callback):
                 "GradCam runs the model on rank 0 alone, which sharded strategies (FSDP, "
                 "ModelParallel) cannot do; use DDP or a single device"
             )
-        self._attributions(pl_module)  # checks names and options: no hook is registered here
+        self._attributions(saved_network_of(pl_module)[1])  # checks names, options; no hook
         has_logger(trainer, self, "its overlays and scores are not logged")
 
     @override
@@ -192,10 +194,11 @@ class GradCam(Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.report_dir is None or not trainer.is_global_zero:
             return
-        explainers = self._explainers(trainer, pl_module, "val")
-        first = next(iter(explainers.values()))
-        indices = first.sample(self.report_per_class)
-        with trainer.precision_plugin.forward_context():
+        self.last_weights, saved = saved_network_of(pl_module)
+        with fp32(saved) as network:
+            explainers = self._explainers(trainer, network, "val")
+            first = next(iter(explainers.values()))
+            indices = first.sample(self.report_per_class)
             runs = run_methods(
                 explainers, indices, self._sanity_indices(indices), **self.sanity_options
             )
@@ -220,8 +223,7 @@ class GradCam(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.samples = {k: list(v) for k, v in state_dict["samples"].items()}
 
-    def _attributions(self, pl_module: pl.LightningModule) -> dict[str, Attribution]:
-        self.last_weights, network = saved_network_of(pl_module)
+    def _attributions(self, network: InceptionNet) -> dict[str, Attribution]:
         return {
             method: make_attribution(
                 method,
@@ -236,12 +238,12 @@ class GradCam(Callback):
         }
 
     def _explainers(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
+        self, trainer: pl.Trainer, network: InceptionNet, stage: str
     ) -> dict[str, Explainer]:
         dataset = _dataset(trainer, stage)
         return {
             method: Explainer(attribution, dataset, self.steps, self.tolerance, self.seed)
-            for method, attribution in self._attributions(pl_module).items()
+            for method, attribution in self._attributions(network).items()
         }
 
     def _sanity_indices(self, sample: Sequence[int]) -> list[int]:
@@ -256,13 +258,14 @@ class GradCam(Callback):
                 "nothing is explained"
             )
             return
-        explainers = self._explainers(trainer, pl_module, stage)
-        first = next(iter(explainers.values()))
-        if stage not in self.samples:
-            self.samples[stage] = first.sample(self.per_class, self.max_samples)
-        sample = self.samples[stage]
-        self._check_grid(first, sample[0])
-        with trainer.precision_plugin.forward_context():
+        self.last_weights, saved = saved_network_of(pl_module)
+        with fp32(saved) as network:
+            explainers = self._explainers(trainer, network, stage)
+            first = next(iter(explainers.values()))
+            if stage not in self.samples:
+                self.samples[stage] = first.sample(self.per_class, self.max_samples)
+            sample = self.samples[stage]
+            self._check_grid(first, sample[0])
             extra = first.misclassified(sample, self.max_misclassified, self.misclassified_search)
             runs = run_methods(
                 explainers, sample + extra, self._sanity_indices(sample), **self.sanity_options

@@ -12,15 +12,19 @@ as the data's defaults, so they evaluate the model on what it was trained on.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from jsonargparse.typing import Path_fr
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from inception_lightning._compat import add_subcommand, build_cli_trainer, cli_trainer_parts
 from inception_lightning.commands import COMMANDS
@@ -35,6 +39,7 @@ from inception_lightning.training import (
     read_checkpoint,
     read_description,
 )
+from inception_lightning.training.precision import choose_cpu_recipe
 
 TRAINER_DEFAULTS = {
     # Claims its version_N folder atomically, so two runs started together never share one.
@@ -71,9 +76,10 @@ class InceptionCLI(LightningCLI):
             for name, command in COMMANDS.items():
                 add_subcommand(self.parser, name, command_parser(name), one_line_help(command))
 
-    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Lightning's parsing, then a one-line check of `--ckpt_path` before Lightning reads it."""
-        super().parse_arguments(parser, args)
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Lightning's parsing (with `cpu_recipe` composed where it applies), then a one-line
+        check of `--ckpt_path` before Lightning reads it."""
+        self._parse_with_cpu_recipe(parser, args)
         self.trained: Description | None = None
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
@@ -108,6 +114,57 @@ class InceptionCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
         parser.add_lightning_class_args(LoggingStepProgressBar, "progress_bar")
+        parser.add_argument(
+            "--cpu_recipe",
+            type=Path_fr | None,
+            default=None,
+            help="a config file composed first (so any other value wins) when the run is on the "
+            "CPU, sets no precision and the CPU has native bf16 (AMX or AVX512-BF16); in a "
+            "config file, relative to it. The quickstart names conf/trainer/cpu.yaml",
+        )
+
+    def _parse_with_cpu_recipe(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Lightning's parse; where `cpu_recipe` applies, the same words again with the recipe
+        composed first. A run with `cpu_recipe` says which precision it got, in one line."""
+        if isinstance(args, dict | Namespace):
+            super().parse_arguments(parser, args)
+            return
+        words = list(sys.argv[1:] if args is None else args)
+        printing = _without_print_config(words) != words
+        config = _parse(parser, _without_print_config(words), quietly=printing)
+        if config is not None:
+            self.config = config
+            recipe = self._subcommand_config().get("cpu_recipe")
+            if recipe is not None:
+                words = self._compose_cpu_recipe(parser, words, recipe)
+        if printing:  # jsonargparse prints the configuration the run gets, and exits
+            parser.parse_args(words)
+
+    def _compose_cpu_recipe(
+        self, parser: LightningArgumentParser, words: list[str], recipe: Path_fr
+    ) -> list[str]:
+        """`words` with `-c RECIPE` after the subcommand where the recipe applies (parsed into
+        `self.config`); logs the run's precision and why."""
+        trainer = self._subcommand_config().trainer
+        choice = choose_cpu_recipe(trainer.precision, trainer.accelerator)
+        if choice.apply:
+            subcommand = self.config.get("subcommand")
+            at = words.index(subcommand) + 1 if subcommand else 0
+            words = [*words[:at], "-c", recipe.absolute, *words[at:]]
+            self.config = parser.parse_args(_without_print_config(words))
+        config = self._subcommand_config()
+        layout = "channels_last" if config.model.channels_last else "contiguous format"
+        source = f" (composed {recipe})" if choice.apply else ""
+        precision = config.trainer.precision or "32-true"
+        rank_zero_info(f"precision {precision}, {layout}{source}: {choice.reason}")
+        # Decided: the saved config.yaml records the outcome, not a path relative to here.
+        config.cpu_recipe = None
+        return words
+
+    def _subcommand_config(self) -> Namespace:
+        """The parsed configuration of the subcommand (all of it without subcommands)."""
+        subcommand = self.config.get("subcommand")
+        return self.config[subcommand] if subcommand else self.config
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Lightning's, leaving the bar out under `trainer.enable_progress_bar: false` and the
@@ -137,6 +194,26 @@ def _user_error(err: BaseException) -> BaseException:
             return cause
         cause = cause.__cause__ or cause.__context__
     return err
+
+
+def _without_print_config(words: list[str]) -> list[str]:
+    """`words` less `--print_config[=...]`, with which jsonargparse prints and exits."""
+    return [word for word in words if not word.startswith("--print_config")]
+
+
+def _parse(parser: ArgumentParser, words: list[str], quietly: bool) -> Namespace | None:
+    """`parser.parse_args(words)`; quietly: None, and no message, where it fails.
+
+    `--print_config` prints partial configurations (jsonargparse prints before it checks for
+    required values), which a strict parse refuses: those print as they are.
+    """
+    if not quietly:
+        return parser.parse_args(words)
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            return parser.parse_args(words)
+        except SystemExit:
+            return None
 
 
 def one_line_help(command: Callable[..., Any]) -> str:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import Tensor, nn
@@ -254,3 +255,61 @@ def test_no_hook_survives_an_exception(
     with pytest.raises(RuntimeError, match="boom"):
         fit(module, [BranchActivationStats(every_n_steps=1)], images, 3)
     assert count_hooks(module) == 0
+
+
+class Recorded(Logger):
+    """Keeps every logged value in memory, unrounded (TensorBoard stores float32)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.metrics: dict[str, float] = {}
+
+    @property
+    def name(self) -> str:
+        return "recorded"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_hyperparams(self, params: object, *args: object, **kwargs: object) -> None:
+        """Nothing to keep."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.metrics.update(metrics)
+
+
+def test_statistics_under_bf16_reduce_in_fp32(ir_v1: Callable, trainer: Callable) -> None:
+    module = ir_v1()
+    seen: dict[str, Tensor] = {}
+
+    def keep(key: str, module: nn.Module, args: object, output: Tensor) -> None:
+        seen.setdefault(key, output.detach().clone())
+
+    handles = [
+        branch.register_forward_hook(partial(keep, f"branch/{dotted.rsplit('.', 1)[-1]}/{name}"))
+        for dotted, name, branch in iter_branches(module.model)
+    ]
+    logger = Recorded()
+    images = torch.randn(8, 3, 75, 75, generator=torch.Generator().manual_seed(1))
+    loader = DataLoader(TensorDataset(images, torch.arange(8) % 2), batch_size=8)
+    stats = BranchActivationStats(every_n_steps=1)
+    trainer(max_steps=1, precision="bf16-mixed", logger=logger, callbacks=[stats]).fit(
+        module, loader
+    )
+    for handle in handles:
+        handle.remove()
+
+    assert seen and all(x.dtype == torch.bfloat16 for x in seen.values())  # bf16 activations
+    for key, x in seen.items():
+        x = x.double()  # the hand computation, in fp64
+        alive = x.transpose(0, 1).flatten(1).ne(0).any(dim=1)
+        expected = {
+            "mean": x.mean(),
+            "std": x.std(correction=0),
+            "zero_fraction": x.eq(0).double().mean(),
+            "dead_fraction": 1 - alive.double().mean(),
+        }
+        for stat, value in expected.items():
+            # fp32 sums of up to 35,000 values: within 1e-5 of fp64. A bf16 sum is off by ~1e-3.
+            assert logger.metrics[f"{key}/{stat}"] == pytest.approx(float(value), rel=1e-5), key

@@ -31,6 +31,7 @@ COMBINATIONS = [
     ["fit.yaml", "model/inception_v3.yaml", "data/folder.yaml"],
     ["fit.yaml", "model/inception_v4.yaml", "data/folder.yaml", "callbacks/diagnostics.yaml"],
     ["fit.yaml", "model/inception_resnet_v2.yaml", "data/folder.yaml", "trainer/gpu.yaml"],
+    ["fit.yaml", "model/inception_v3.yaml", "data/folder.yaml", "trainer/cpu.yaml"],
     ["fit.yaml", "model/inception_resnet_v1.yaml", "data/folder.yaml", "trainer/ddp.yaml"],
     ["model/inception_v3.yaml", "data/folder.yaml", "trainer/fsdp.yaml"],
     ["fit.yaml", "model/inception_v3.yaml", "finetune.yaml"],

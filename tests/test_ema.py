@@ -15,7 +15,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 from torch import Tensor
 
 from inception_lightning import create_model
-from inception_lightning.training import InceptionClassifier, InceptionEMA, export
+from inception_lightning.training import InceptionClassifier, InceptionEMA, WarmupEMAModel, export
 
 TINY = {"width": 0.0625, "stem": "299", "aux_head": False, "drop_rate": 0.0}
 
@@ -30,29 +30,34 @@ class RecordRaw(Callback):
         self.states.append(deepcopy(pl_module.model.state_dict()))
 
 
-def test_ema_after_k_steps_equals_hand_rolled_ema_with_warmup(trainer) -> None:
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed", "bf16-true"])
+def test_ema_after_k_steps_equals_hand_rolled_ema_with_warmup(trainer, precision: str) -> None:
     torch.manual_seed(0)
     module = InceptionClassifier(num_classes=4, model_kwargs=TINY)
     initial = deepcopy(module.model.state_dict())
     ema, record = InceptionEMA(decay=0.25), RecordRaw()
 
-    trainer(max_steps=4, limit_val_batches=0, callbacks=[record, ema]).fit(
-        module, random_loader(16)
-    )
+    run = trainer(max_steps=4, limit_val_batches=1, precision=precision, callbacks=[record, ema])
+    run.fit(module, random_loader(16), random_loader(4))
 
     hand = {k: v.clone() for k, v in initial.items()}
     for n, raw in enumerate(record.states):
         decay = min(0.25, (1 + n) / (10 + n))  # 0.1, 0.18, 0.25, 0.25: warm-up, then capped
         for key, value in raw.items():
             hand[key] = (
-                decay * hand[key] + (1 - decay) * value if value.is_floating_point() else value
+                decay * hand[key] + (1 - decay) * value.float()
+                if value.is_floating_point()
+                else value
             )
     average = ema._average_model.module.state_dict()
     for key, value in hand.items():
+        assert average[key].dtype == initial[key].dtype  # fp32 under every precision
         torch.testing.assert_close(average[key], value, rtol=1e-5, atol=1e-6)
     assert ema._average_model.num_updates == 4
     assert int(ema._average_model.n_averaged) == 4
-    torch.testing.assert_close(module.model.state_dict(), average)  # copied in at the end of fit
+    assert "val_ema/acc1" in run.callback_metrics  # the fp32 average beside a bf16-true network
+    final = module.model.state_dict()  # the average, copied in at the end of fit
+    torch.testing.assert_close(final, {k: v.to(final[k].dtype) for k, v in average.items()})
 
 
 def test_average_is_validated_beside_raw_only_after_its_first_update(trainer) -> None:
@@ -163,3 +168,21 @@ def test_the_average_copies_the_network_not_the_module_and_its_factories(trainer
     trainer(max_steps=2, limit_val_batches=0, callbacks=[ema]).fit(module, random_loader())
     assert type(ema._average_model.module) is type(module.model)
     assert ema._average_model.num_updates == 2
+
+
+def test_the_average_of_a_bf16_network_is_kept_in_fp32() -> None:
+    network = create_model("inception_v3", 4, **TINY).to(torch.bfloat16)
+    average = WarmupEMAModel(network, decay=0.5)
+    start = {k: v.clone() for k, v in average.module.state_dict().items()}
+    assert {v.dtype for v in start.values() if v.is_floating_point()} == {torch.float32}
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.add_(0.01)  # in bf16, as a bf16-true optimiser step would
+
+    average.update_parameters(network)
+
+    decay = 0.1  # the first update's warm-up: (1 + 0) / (10 + 0)
+    for (key, value), current in zip(start.items(), network.state_dict().values(), strict=True):
+        if value.is_floating_point():
+            expected = decay * value + (1 - decay) * current.float()
+            torch.testing.assert_close(average.module.state_dict()[key], expected)

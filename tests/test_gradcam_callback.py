@@ -2,6 +2,7 @@
 inference mode, ranks, report."""
 
 from collections.abc import Callable
+from copy import deepcopy
 from functools import partial
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from torch.utils.data import Dataset
 
 from inception_lightning.callbacks.grad_cam import GradCam
 from inception_lightning.data import Normalize
-from inception_lightning.explain import make_attribution
+from inception_lightning.explain import METHODS, Explainer, make_attribution
 from inception_lightning.training import InceptionClassifier, InceptionEMA
 
 SIZE = 47
@@ -245,3 +246,44 @@ def test_bad_arguments(v3: Callable) -> None:
         )
     with pytest.raises(ValueError, match="no submodule"):
         GradCam("features.nope").setup(pl.Trainer(logger=False), v3(), "fit")
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true"])
+def test_maps_and_scores_are_fp32_whatever_the_training_precision(
+    tmp_path: Path, v3: Callable, logged: Callable, datamodule: Callable, precision: str
+) -> None:
+    data = Squares(6)
+    options = {"integrated_gradients": {"steps": 2}, "occlusion": {"window": 16, "stride": 16}}
+    layer = "features.mixed_6e"
+    cam = GradCam(
+        layer, list(METHODS), steps=4, max_misclassified=0, method_options=options, sanity_samples=0
+    )
+    module = v3()
+    run = logged(tmp_path, [cam], max_epochs=1, limit_train_batches=1, precision=precision)
+    run.fit(module, datamodule=datamodule(data))
+    assert next(module.model.parameters()).dtype == (
+        torch.bfloat16 if precision == "bf16-true" else torch.float32
+    )
+
+    # The same weights in fp32, explained by every method with no autocast anywhere.
+    network = deepcopy(module.model).float()
+    for method in METHODS:
+        expl = cam.last[method]
+        assert expl.maps.dtype == torch.float32
+        attribution = make_attribution(method, network, layer, options=options.get(method))
+        explainer = Explainer(attribution, data, steps=4)
+        reference = explainer.explain(expl.indices.tolist())
+        # fp32 against fp32: summation order alone. A bf16 forward and backward differ by ~1e-2
+        # of the map's range (measured: see below), a thousand times this tolerance.
+        scale = reference.maps.abs().amax()
+        torch.testing.assert_close(expl.maps, reference.maps, rtol=0, atol=1e-5 * scale)
+        torch.testing.assert_close(expl.probs, reference.probs, rtol=0, atol=1e-5)
+        for name, values in reference.scores.items():
+            torch.testing.assert_close(expl.scores[name], values, rtol=0, atol=1e-5)
+
+    gradcam = make_attribution("gradcam", network, layer)
+    reference = Explainer(gradcam, data, steps=4).explain(cam.last["gradcam"].indices.tolist())
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # what the callback no longer does
+        in_bf16 = gradcam.attribute(reference.images, reference.labels)
+    scale = reference.maps.abs().amax()
+    assert (in_bf16 - reference.maps).abs().amax() > 1e-3 * scale

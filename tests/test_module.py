@@ -47,6 +47,21 @@ def test_loss_matches_hand_computation_with_aux_term() -> None:
     assert total.item() == pytest.approx(main_hand, rel=1e-6)
 
 
+def test_loss_is_fp32_for_bf16_logits() -> None:
+    """Under bf16-true (no autocast to upcast it) the loss is still computed in fp32."""
+    module = InceptionClassifier(num_classes=3, model_kwargs=TINY, aux_weight=0.4)
+    logits = [[2.0, 0.0, -1.0], [0.5, 0.5, 1.0]]  # exact in bf16
+    target = [0, 2]
+    hand = sum(smoothed_ce(v, t, 0.1) for v, t in zip(logits, target, strict=True)) / 2
+
+    total, main, _ = module.loss(
+        torch.tensor(logits, dtype=torch.bfloat16), None, torch.tensor(target)
+    )
+
+    assert total.dtype == main.dtype == torch.float32
+    assert total.item() == pytest.approx(hand, rel=1e-6)  # a bf16 loss is off by ~1e-3
+
+
 def test_fit_logs_losses_and_validates_in_eval_mode_on_main_logits(trainer) -> None:
     module = InceptionClassifier(num_classes=4, model_kwargs=TINY_AUX)
     val = random_loader(size=79, batch_size=8)
@@ -169,7 +184,28 @@ def test_channels_last_and_compile_options_train(monkeypatch, trainer) -> None:
     assert "val/acc1" in module.trainer.callback_metrics
 
 
-def test_tiny_model_learns_the_synthetic_dataset(trainer) -> None:
+class Dtypes(Callback):
+    """The dtypes of the logits and of the loss in every training step."""
+
+    def __init__(self) -> None:
+        self.logits: set[torch.dtype] = set()
+        self.loss: set[torch.dtype] = set()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        hook = lambda module, args, out: self.logits.add(out.dtype)  # noqa: E731
+        self._handle = pl_module.model.head.register_forward_hook(hook)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._handle.remove()
+        self.loss.add(outputs["loss"].dtype)
+
+
+@pytest.mark.parametrize(
+    ("precision", "channels_last"), [("32-true", False), ("bf16-mixed", True)], ids=["fp32", "bf16"]
+)
+def test_tiny_model_learns_the_synthetic_dataset(
+    trainer, precision: str, channels_last: bool
+) -> None:
     data = SyntheticDataModule(
         num_classes=4, image_size=79, num_samples=320, val_fraction=0.2, difficulty=0.0,
         batch_size=16,
@@ -180,11 +216,15 @@ def test_tiny_model_learns_the_synthetic_dataset(trainer) -> None:
         model_kwargs={"width": 0.0625, "stem": "151", "aux_head": False, "drop_rate": 0.0},
         optimizer=partial(torch.optim.AdamW, lr=3e-3, weight_decay=0.0),
         scheduler=partial(torch.optim.lr_scheduler.ConstantLR, factor=1.0),
+        channels_last=channels_last,
     )
-    run = trainer(max_epochs=4, num_sanity_val_steps=0)
+    dtypes = Dtypes()
+    run = trainer(max_epochs=4, num_sanity_val_steps=0, precision=precision, callbacks=[dtypes])
     run.fit(module, datamodule=data)
 
     assert run.callback_metrics["val/acc1"].item() >= 0.5  # chance is 0.25
+    assert dtypes.logits == {torch.bfloat16 if precision == "bf16-mixed" else torch.float32}
+    assert dtypes.loss == {torch.float32}  # whatever the network computes in
 
 
 def test_integer_images_are_refused_with_the_fix() -> None:

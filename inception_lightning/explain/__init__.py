@@ -41,6 +41,7 @@ from inception_lightning.explain.metrics import (
     scaled_tolerance,
 )
 from inception_lightning.explain.pixel import IntegratedGradientsMap, OcclusionMap
+from inception_lightning.explain.precision import Bf16Forward, fp32
 from inception_lightning.explain.report import safe_name, write_report
 from inception_lightning.explain.sanity import (
     RANK_THRESHOLD,
@@ -56,6 +57,7 @@ __all__ = [
     "RANK_THRESHOLD",
     "Attribution",
     "Batch",
+    "Bf16Forward",
     "Explainer",
     "Explanation",
     "GradCAM",
@@ -80,6 +82,7 @@ __all__ = [
     "energy_pointing_game",
     "eval_mode",
     "explain",
+    "fp32",
     "fuse",
     "insertion_auc",
     "load",

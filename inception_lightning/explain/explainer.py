@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from inception_lightning.data.protocol import LabelledImages
 from inception_lightning.explain.attribution import (
@@ -125,9 +125,16 @@ def load(dataset: LabelledImages, indices: Sequence[int]) -> Batch:
     return Batch(list(indices), pixels, dataset.normalize(pixels), labels, masks)
 
 
-def predict(attribution: Attribution, images: Tensor) -> Tensor:
-    """Softmax probabilities `[N, C]` on the CPU, batched on the model's device."""
-    model, size = attribution.model, attribution.batch_size
+def predict(attribution: Attribution, images: Tensor, forward: nn.Module | None = None) -> Tensor:
+    """Softmax probabilities `[N, C]` on the CPU, batched on the model's device.
+
+    Args:
+        attribution: the method whose model and batch size are used.
+        images: the model inputs.
+        forward: runs the forward passes instead of `attribution.model` (e.g. `Bf16Forward`).
+    """
+    model = attribution.model if forward is None else forward
+    size = attribution.batch_size
     device = model_device(model)
     out = []
     with torch.no_grad(), eval_mode(model):
@@ -150,7 +157,11 @@ def timed_attribute(
 
 
 def explain(
-    attribution: Attribution, batch: Batch, steps: int = 16, tolerance: int | None = None
+    attribution: Attribution,
+    batch: Batch,
+    steps: int = 16,
+    tolerance: int | None = None,
+    forward: nn.Module | None = None,
 ) -> Explanation:
     """Predict, map and score a batch.
 
@@ -163,9 +174,11 @@ def explain(
         batch: the images, from `load`.
         steps: deletion/insertion steps.
         tolerance: pointing-game tolerance in pixels (None: 15 px at 224 px, scaled).
+        forward: runs the forward-only work (predictions, deletion and insertion) instead of
+            the method's model, e.g. `Bf16Forward`; the maps always come from the method.
     """
     images, labels, masks = batch.images, batch.labels, batch.masks
-    probs = predict(attribution, images)
+    probs = predict(attribution, images, forward)
     preds = probs.argmax(dim=1)
     maps, seconds = timed_attribute(attribution, images, labels)
     pred_maps = maps.clone()
@@ -173,7 +186,8 @@ def explain(
     if wrong.any():
         pred_maps[wrong] = attribution.attribute(images[wrong], preds[wrong]).cpu()
     scores: dict[str, list[Tensor]] = {"deletion_auc": [], "insertion_auc": []}
-    model, size = attribution.model, attribution.batch_size
+    model = attribution.model if forward is None else forward
+    size = attribution.batch_size
     for start in range(0, len(images), size):
         part = slice(start, start + size)
         args = (model, images[part], pred_maps[part], preds[part], steps)
@@ -207,6 +221,7 @@ class Explainer:
         steps: deletion/insertion steps.
         tolerance: pointing-game tolerance in pixels (None: Zhang et al.'s, scaled).
         seed: seeds the sample, the search for mistakes and the sanity check.
+        forward: runs the forward-only work instead of the method's model (see `explain`).
     """
 
     def __init__(
@@ -216,6 +231,7 @@ class Explainer:
         steps: int = 16,
         tolerance: int | None = None,
         seed: int = 0,
+        forward: nn.Module | None = None,
     ) -> None:
         if not isinstance(dataset, LabelledImages):
             raise TypeError(
@@ -227,6 +243,7 @@ class Explainer:
         self.steps = steps
         self.tolerance = tolerance
         self.seed = seed
+        self.forward = forward
 
     def sample(self, per_class: int, limit: int | None = None) -> list[int]:
         """A seeded, class-balanced sample of the dataset's indices."""
@@ -244,7 +261,8 @@ class Explainer:
         size = self.attribution.batch_size
         for start in range(0, len(pool), size):
             batch = load(self.dataset, pool[start : start + size])
-            wrong = (predict(self.attribution, batch.images).argmax(dim=1) != batch.labels).tolist()
+            probs = predict(self.attribution, batch.images, self.forward)
+            wrong = (probs.argmax(dim=1) != batch.labels).tolist()
             found += [i for i, w in zip(batch.indices, wrong, strict=True) if w]
             if len(found) >= limit:
                 break
@@ -252,7 +270,8 @@ class Explainer:
 
     def explain(self, indices: Sequence[int]) -> Explanation:
         """Predictions, maps and scores of the images at `indices`."""
-        return explain(self.attribution, load(self.dataset, indices), self.steps, self.tolerance)
+        batch = load(self.dataset, indices)
+        return explain(self.attribution, batch, self.steps, self.tolerance, self.forward)
 
     def sanity_check(self, indices: Sequence[int], **options: object) -> RandomizationCurve:
         """`sanity.cascading_randomization` of the true-class maps of the images at `indices`;

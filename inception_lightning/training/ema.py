@@ -28,6 +28,10 @@ class WarmupEMAModel(AveragedModel):
     `ExponentialMovingAverage(decay, num_updates)`, which the papers' training code used:
     `d_n = min(decay, (1 + n) / (10 + n))`. Integer buffers (`num_batches_tracked`) are copied.
 
+    The average is kept in fp32 or wider, whatever the network's precision: under `bf16-true`
+    a bf16 average would lose every update smaller than its 8-bit mantissa's step, which with
+    decay 0.9999 is nearly all of them; each update upcasts the network's weights.
+
     The tensor lists are built once, at the first update after construction or a state load,
     so an update costs no Python step per tensor and no host-device sync.
 
@@ -47,6 +51,10 @@ class WarmupEMAModel(AveragedModel):
         use_buffers: bool = True,
     ) -> None:
         super().__init__(model, device=device, use_buffers=use_buffers)
+        with torch.no_grad():
+            for tensor in (*self.module.parameters(), *self.module.buffers()):
+                if tensor.is_floating_point() and tensor.dtype.itemsize < 4:
+                    tensor.data = tensor.data.float()
         self.decay = decay
         self._num_updates = 0  # `n_averaged` starts at 0; reading the buffer would be a sync
         self._lists: tuple[list[list[Tensor]], ...] | None = None
@@ -69,6 +77,8 @@ class WarmupEMAModel(AveragedModel):
         weight = 1.0 - self.current_decay()
         averages, currents, copies, sources = self._lists
         for avg, cur in zip(averages, currents, strict=True):
+            if cur[0].dtype != avg[0].dtype:  # a bf16 / fp16 network, an fp32 average
+                cur = [tensor.to(avg[0].dtype) for tensor in cur]
             torch._foreach_lerp_(avg, cur, weight)
         for dst, src in zip(copies, sources, strict=True):
             torch._foreach_copy_(dst, src)
@@ -85,8 +95,8 @@ class WarmupEMAModel(AveragedModel):
         return result
 
     def _group(self, model: nn.Module) -> tuple[list[list[Tensor]], ...]:
-        """Pairs (average, current) grouped by device and dtype, for lerp and for copy."""
-        lerp: dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], list[Tensor]]]
+        """Pairs (average, current) grouped by device and dtypes, for lerp and for copy."""
+        lerp: dict[tuple[torch.device, torch.dtype, torch.dtype], tuple[list[Tensor], list[Tensor]]]
         lerp = defaultdict(lambda: ([], []))
         copy: dict[torch.device, tuple[list[Tensor], list[Tensor]]] = defaultdict(lambda: ([], []))
         params = zip(self.module.parameters(), model.parameters(), strict=True)
@@ -95,7 +105,7 @@ class WarmupEMAModel(AveragedModel):
         for avg, cur, average in pairs:
             avg, cur = avg.detach(), cur.detach()
             if average and avg.is_floating_point():
-                group = lerp[avg.device, avg.dtype]
+                group = lerp[avg.device, avg.dtype, cur.dtype]
             else:
                 group = copy[avg.device]
             group[0].append(avg)

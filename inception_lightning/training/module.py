@@ -222,7 +222,9 @@ class InceptionClassifier(LightningModule):
         images = self._model_input(images)
         self._evaluate(self.model(images), target, self._stage("val"))
         for name, network in self._eval_networks.items():
-            self._evaluate(network(images), target, f"val_{name}")
+            # under bf16-true the EMA average stays fp32: it takes the images in its own dtype
+            dtype = next(network.parameters()).dtype
+            self._evaluate(network(images.to(dtype)), target, f"val_{name}")
 
     @override
     def test_step(self, batch: Batch, batch_idx: int) -> None:
@@ -348,7 +350,7 @@ class InceptionClassifier(LightningModule):
         self._ensemble = []
 
     def _model_input(self, images: Tensor) -> Tensor:
-        """The batch's images in the model's memory format; integer images are refused."""
+        """The batch's images in the model's dtype and memory format; integer images are refused."""
         if not images.is_floating_point():
             raise TypeError(
                 f"the batch holds {images.dtype} images, not normalised floats. "
@@ -356,7 +358,10 @@ class InceptionClassifier(LightningModule):
                 "normalises on the device: pass the datamodule itself, "
                 "trainer.fit(model, datamodule=dm), not its loaders"
             )
-        return images.contiguous(memory_format=self._memory_format)
+        # the datamodules normalise after the transfer, past the precision plugin's input cast:
+        # under bf16-true the network's weights tell the dtype
+        dtype = next(self.model.parameters()).dtype
+        return images.to(dtype).contiguous(memory_format=self._memory_format)
 
     @property
     def _memory_format(self) -> torch.memory_format:
