@@ -279,7 +279,7 @@ def test_maps_and_scores_are_fp32_whatever_the_training_precision(
         torch.testing.assert_close(expl.maps, reference.maps, rtol=0, atol=1e-5 * scale)
         torch.testing.assert_close(expl.probs, reference.probs, rtol=0, atol=1e-5)
         for name, values in reference.scores.items():
-            torch.testing.assert_close(expl.scores[name], values, rtol=0, atol=1e-5)
+            torch.testing.assert_close(expl.scores[name], values, rtol=0, atol=1e-5, equal_nan=True)
 
     gradcam = make_attribution("gradcam", network, layer)
     reference = Explainer(gradcam, data, steps=4).explain(cam.last["gradcam"].indices.tolist())
