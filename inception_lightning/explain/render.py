@@ -1,9 +1,9 @@
-"""Pictures of maps: overlays on the image, and a captioned grid of them."""
+"""Pictures of maps: overlays on the image, a captioned grid of them, randomisation curves."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib import colormaps
@@ -13,6 +13,7 @@ from PIL import Image
 from torch import Tensor
 
 from inception_lightning.explain.explainer import Explanation
+from inception_lightning.explain.sanity import RandomizationCurve
 
 
 def to_rgb(pixels: Tensor) -> np.ndarray:
@@ -46,6 +47,14 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def figure_rgb(fig: Figure) -> np.ndarray:
+    """A matplotlib figure rendered to `uint8 [H, W, 3]`."""
+    canvas = FigureCanvasAgg(fig)
+    fig.tight_layout()
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
 def grid(
     tiles: Sequence[np.ndarray],
     captions: Sequence[str],
@@ -59,7 +68,6 @@ def grid(
     rows = max(1, -(-len(tiles) // columns))
     cols = max(1, min(columns, len(tiles)))
     fig = Figure(figsize=(2.2 * cols, 2.5 * rows), dpi=80)
-    canvas = FigureCanvasAgg(fig)
     for i, (tile, caption) in enumerate(zip(tiles, captions, strict=True)):
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.imshow(tile)
@@ -67,9 +75,34 @@ def grid(
         ax.axis("off")
     if title is not None:
         fig.suptitle(title, fontsize=9, parse_math=False)
-    fig.tight_layout()
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    return figure_rgb(fig)
+
+
+def randomization_plot(curves: Mapping[str, RandomizationCurve]) -> np.ndarray:
+    """Cascading randomisation curves by method: rank correlation (solid) and SSIM (dashed)
+    against the depth, with the pass threshold and the depth the verdict reads."""
+    fig = Figure(figsize=(8, 4), dpi=80)
+    ax = fig.add_subplot(1, 1, 1)
+    depths: list[str] = []
+    for i, (method, curve) in enumerate(curves.items()):
+        colour = f"C{i % 10}"
+        verdict = "pass" if curve.passed else "FAIL"
+        x = range(len(curve.depths))
+        label = f"{method} ({verdict})"
+        ax.plot(x, curve.rank_correlation, "-o", color=colour, markersize=3, label=label)
+        ax.plot(x, curve.ssim, "--", color=colour, linewidth=1)
+        depths = max(depths, curve.depths, key=len)
+    if curves:
+        first = next(iter(curves.values()))
+        ax.axhline(first.threshold, color="grey", linewidth=1, linestyle=":")
+        ax.axvline(first.verdict_depth, color="grey", linewidth=1, linestyle=":")
+    labels = [d.removeprefix("features.") for d in depths]
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+    ax.set_ylim(-0.3, 1.05)
+    ax.set_xlabel("randomised down to (cumulative, from the head)")
+    ax.set_ylabel("rank correlation (solid), SSIM (dashed)")
+    ax.legend(fontsize=7, loc="lower left")
+    return figure_rgb(fig)
 
 
 def caption(true: str, pred: str, prob: float, target: str | None = None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,8 +11,9 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader
 
-from inception_lightning.explain.explainer import Explanation, summarize
-from inception_lightning.explain.render import overlay, png_bytes, to_rgb
+from inception_lightning.explain.comparison import MethodRun, comparison_rows
+from inception_lightning.explain.explainer import summarize
+from inception_lightning.explain.render import overlay, png_bytes, randomization_plot, to_rgb
 from inception_lightning.files import atomic_write
 
 _ENV = Environment(
@@ -37,54 +39,83 @@ def write_atomic(out: Path, relative: str, data: bytes) -> str:
 
 def write_report(
     out: str | Path,
-    expl: Explanation,
+    runs: Sequence[MethodRun],
     classes: Sequence[str],
     info: Mapping[str, Any],
     per_class: int = 4,
 ) -> Path:
-    """Write the report for explained images into `out` and return the index.html path.
+    """Write the report comparing methods on the same images into `out`; return index.html.
+
+    It holds a table with one row per method (scores, empty maps, sanity verdict, cost), the
+    randomisation curves, per-class scores, a gallery by class with every method's map side by
+    side, and the misclassified images with each method's maps of the predicted and true class.
 
     Args:
         out: the report folder (created); nothing is written outside it.
-        expl: the explained images; metrics are averaged over all of them.
+        runs: one per method, all on the same images (`comparison.run_methods`).
         classes: class names by index (any text: it is escaped and never used raw in paths).
-        info: run and model details shown as given (model, checkpoint, layer, ...).
+        info: run and model details shown as given (model, checkpoint, layers, ...).
         per_class: gallery images per class.
     """
+    if not runs:
+        raise ValueError("write_report needs at least one method's run")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(expl, classes)
-    items = [_item(out, expl, classes, i) for i in range(len(expl.labels))]
+    first = runs[0].explanation
+    items = [_item(out, runs, classes, i) for i in range(len(first.labels))]
     gallery = []
     for c, name in enumerate(classes):
         chosen = [item for item in items if item["label"] == c][:per_class]
         if chosen:
             gallery.append({"name": name, "images": chosen})
+    curves = {run.method: run.sanity for run in runs if run.sanity is not None}
+    sanity_png = None
+    if curves:
+        sanity_png = write_atomic(out, "sanity.png", png_bytes(randomization_plot(curves)))
+    methods = [
+        {**row, "per_class": summarize(run.explanation, classes)["per_class"]}
+        for row, run in zip(comparison_rows(runs, classes), runs, strict=True)
+    ]
     context = {
         "info": {str(k): str(v) for k, v in info.items()},
-        "metric_names": ["count", "accuracy", *expl.scores],
-        "summary": summary,
+        "methods": methods,
+        "class_metrics": ["count", "accuracy", "empty", *first.scores],
+        "sanity_png": sanity_png,
+        "sanity": next(iter(curves.values()), None),
         "gallery": gallery,
         "misclassified": [item for item in items if item["wrong"]],
+        "method_names": [run.method for run in runs],
     }
     html = _ENV.get_template("report.html").render(**context)
     write_atomic(out, "index.html", html.encode())
-    record = {"info": context["info"], **summary, "images": items}
-    write_atomic(out, "summary.json", json.dumps(record, indent=2).encode())
+    record = {
+        "info": context["info"],
+        "methods": [
+            {**m, "sanity": None if r.sanity is None else r.sanity.as_dict()}
+            for m, r in zip(methods, runs, strict=True)
+        ],
+        "images": items,
+    }
+    write_atomic(out, "summary.json", json.dumps(_finite(record), indent=2).encode())
     return out / "index.html"
 
 
-def _item(out: Path, expl: Explanation, classes: Sequence[str], i: int) -> dict[str, Any]:
+def _item(out: Path, runs: Sequence[MethodRun], classes: Sequence[str], i: int) -> dict[str, Any]:
+    expl = runs[0].explanation
     index, label, pred = int(expl.indices[i]), int(expl.labels[i]), int(expl.preds[i])
     stem = f"img/{index:06d}-{safe_name(classes[label])}"
     image = expl.pixels[i]
-    files = {
-        "original": write_atomic(out, f"{stem}-original.png", png_bytes(to_rgb(image))),
-        "overlay": write_atomic(out, f"{stem}-true.png", png_bytes(overlay(image, expl.maps[i]))),
+    files: dict[str, Any] = {
+        "original": write_atomic(out, f"{stem}-original.png", png_bytes(to_rgb(image)))
     }
-    if pred != label:
-        pred_png = png_bytes(overlay(image, expl.pred_maps[i]))
-        files["pred_overlay"] = write_atomic(out, f"{stem}-pred.png", pred_png)
+    for run in runs:
+        maps = run.explanation
+        name = f"{stem}-{safe_name(run.method)}"
+        true_png = png_bytes(overlay(image, maps.maps[i]))
+        files[run.method] = {"overlay": write_atomic(out, f"{name}-true.png", true_png)}
+        if pred != label:
+            pred_png = png_bytes(overlay(image, maps.pred_maps[i]))
+            files[run.method]["pred_overlay"] = write_atomic(out, f"{name}-pred.png", pred_png)
     top = expl.probs[i].topk(min(3, expl.probs.shape[1]))
     return {
         "index": index,
@@ -96,6 +127,21 @@ def _item(out: Path, expl: Explanation, classes: Sequence[str], i: int) -> dict[
             {"name": classes[int(c)], "prob": float(p)}
             for p, c in zip(top.values, top.indices, strict=True)
         ],
-        "scores": {name: float(s[i]) for name, s in expl.scores.items()},
+        "empty": {run.method: bool(run.explanation.empty[i]) for run in runs},
+        "scores": {
+            run.method: {name: float(s[i]) for name, s in run.explanation.scores.items()}
+            for run in runs
+        },
         "files": files,
     }
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinity replaced by None (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
