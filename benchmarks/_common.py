@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+import statistics
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -16,6 +18,18 @@ from inception_lightning.training.module import InceptionClassifier
 TRAINER_CONFIGS = Path(__file__).resolve().parents[1] / "conf" / "trainer"
 GPU_CONFIG = TRAINER_CONFIGS / "gpu.yaml"
 CPU_CONFIG = TRAINER_CONFIGS / "cpu.yaml"
+
+
+def median_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median seconds of each function, run interleaved so drifting load hits all alike."""
+    times: list[list[float]] = [[] for _ in fns]
+    for repeat in range(repeats + 1):
+        for fn, record in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            if repeat:  # the first round warms up
+                record.append(time.perf_counter() - start)
+    return [statistics.median(record) for record in times]
 
 
 class RepeatBatch:

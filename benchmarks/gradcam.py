@@ -11,31 +11,18 @@ within 10% of Captum (ratio >= 0.90).
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 
 import lightning.pytorch as pl
 import torch
+from _common import median_times
 from captum.attr import LayerAttribution, LayerGradCam
 
 from inception_lightning.callbacks import GradCam
 from inception_lightning.data import SyntheticDataModule
 from inception_lightning.explain import GradCAM
 from inception_lightning.training import InceptionClassifier
-
-
-def median_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Median seconds of each function, run interleaved so drifting load hits all alike."""
-    times: list[list[float]] = [[] for _ in fns]
-    for repeat in range(repeats + 1):
-        for fn, record in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            if repeat:  # the first round warms up
-                record.append(time.perf_counter() - start)
-    return [statistics.median(record) for record in times]
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""GradCam: Grad-CAM maps and attribution metrics of a validation sample, during training."""
+"""GradCam: attribution maps, their metrics and sanity checks on a validation sample, during
+training."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
@@ -15,23 +17,26 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-from inception_lightning.callbacks._checks import non_negative_int, one_of, positive_int
+from inception_lightning.callbacks._checks import in_range, non_negative_int, one_of, positive_int
 from inception_lightning.callbacks._loggers import has_logger
 from inception_lightning.callbacks._probe import short_name
 from inception_lightning.data.protocol import LabelledImages
-from inception_lightning.explain.explainer import Explainer, Explanation, load, summarize
-from inception_lightning.explain.gradcam import (
+from inception_lightning.explain.attribution import (
     INTERPOLATIONS,
     SIGN_MODES,
-    GradCAM,
+    Attribution,
     Interpolation,
     SignMode,
-    default_layer,
 )
+from inception_lightning.explain.comparison import run_methods
+from inception_lightning.explain.explainer import Explainer, Explanation, load, summarize
+from inception_lightning.explain.gradcam import LayerMethod
+from inception_lightning.explain.methods import Method, as_methods, make_attribution
 from inception_lightning.explain.precision import fp32
 from inception_lightning.explain.predictions import predict_dataset
-from inception_lightning.explain.render import overlay_pictures
+from inception_lightning.explain.render import overlay_pictures, randomization_plot
 from inception_lightning.explain.report import safe_name, write_report
+from inception_lightning.explain.sanity import RANK_THRESHOLD, RandomizationCurve
 from inception_lightning.models import InceptionNet, iter_blocks
 from inception_lightning.training.contract import saved_network_of
 
@@ -39,7 +44,8 @@ MIN_GRID = 7
 
 
 class GradCam(Callback):
-    """Log Grad-CAM overlays and `gradcam/<stage>/<metric>` scalars for a fixed sample.
+    """Log attribution overlays, `gradcam/<stage>/<metric>` scalars and a sanity check for a
+    fixed sample, with one or several methods (`explain.methods`).
 
     Every `every_n_epochs` validation epochs of `fit` (and at every `validate` / `test`), on
     global rank 0 only, the callback explains a class-balanced sample of the validation (test)
@@ -50,39 +56,51 @@ class GradCam(Callback):
     - `gradcam/<stage>/overlays/<class>/<index>`: a picture per explained image, legible at
       TensorBoard's default card size: the image and the map of its class, captioned with the
       probability; for a mistake, the maps of the predicted and of the true class;
-    - `gradcam/<stage>/deletion_auc` (lower is better), `.../insertion_auc` (higher is better)
-      and, when the dataset has `mask(index)`, `.../pointing_game` and
-      `.../energy_pointing_game` (higher is better), averaged over the fixed sample only.
+    - `gradcam/<stage>/deletion_auc` (lower is better), `.../insertion_auc` (higher is better),
+      `.../empty` (maps with no evidence for the true class) and, when the dataset has
+      `mask(index)`, `.../pointing_game` and `.../energy_pointing_game` (higher is better),
+      averaged over the fixed sample's non-empty maps;
+    - the sanity check (`explain.sanity`, Adebayo et al. 2018) on the sample's first
+      `sanity_samples` images: `.../sanity_passed` (1 or 0), `.../sanity_rank_correlation` at
+      the verdict depth, and `gradcam/<stage>/randomization`, the curves of every method.
 
     The scalars go through `pl_module.log`, so `ModelCheckpoint` and `EarlyStopping` can
     monitor them (e.g. `monitor: gradcam/val/pointing_game`); rank 0 broadcasts them, so every
-    rank logs the same figures and decides alike. With several layers, tags become
-    `gradcam/<stage>/<layer>/...`. Maps are computed on the weights a checkpoint written now
+    rank logs the same figures and decides alike. With several methods, tags become
+    `gradcam/<stage>/<method>/...`. Maps are computed on the weights a checkpoint written now
     would hold (`contract.saved_network_of`: the EMA weights once `InceptionEMA` has updated
-    them, else `pl_module.model`), which the pictures' titles and the report name, in fp32
-    whatever the training precision (autocast off; an fp32 copy under `bf16-true`), with
-    gradients even inside Lightning's `torch.inference_mode` loops, and the module's
-    train/eval flags are restored.
+    them, else `pl_module.model`), which the pictures' titles and the report name, by every
+    method in fp32 whatever the training precision (autocast off; an fp32 copy under
+    `bf16-true`), with gradients even inside Lightning's `torch.inference_mode` loops, and the
+    module's train/eval flags are restored.
 
-    At the end of `fit`, an attribution report (`explain.write_report`) is written beside the
-    run, in `<trainer.log_dir>/report` by default, with a progress bar unless the trainer's
-    bar is off.
+    At the end of `fit`, an attribution report comparing the methods (`explain.write_report`)
+    is written beside the run, in `<trainer.log_dir>/report` by default, with a progress bar
+    unless the trainer's bar is off.
 
     Args:
-        layers: dotted module name(s) of `pl_module.model`; None: its last Inception block.
+        layers: dotted module name(s) of `pl_module.model` for the layer methods, fused when
+            several (LayerCAM's fusion); None: its last Inception block.
+        method: "gradcam", "guided_gradcam", "hirescam", "layercam", "integrated_gradients",
+            "occlusion", or a list of them.
         every_n_epochs: run at the end of every n-th validation epoch of `fit`.
         per_class: sample images per class.
         max_samples: the most sample images in all.
         max_misclassified: extra misclassified images per run.
         misclassified_search: images scanned for them per run.
-        sign: "relu" (Grad-CAM), "abs" or "signed"; see `GradCAM`.
-        interpolation: how maps are upsampled to the input size.
+        sign: "relu", "abs" or "signed"; None: each method's default (see `explain.methods`).
+        interpolation: how layer maps are upsampled to the input size.
+        method_options: per method, its own settings, e.g.
+            `{"integrated_gradients": {"steps": 64, "noise_samples": 8}}`.
         steps: deletion/insertion steps.
         tolerance: pointing-game tolerance in pixels; None scales Zhang et al.'s 15 px at
             224 px to the input size.
         batch_size: images per forward/backward pass.
-        seed: seeds the sample.
-        report: write an attribution report at the end of `fit` (first layer).
+        seed: seeds the sample and the sanity check's re-initialisation.
+        sanity_samples: images of the sanity check, each run; 0 turns it off.
+        sanity_threshold: a method passes when its mean rank correlation falls below this.
+        sanity_max_depth: randomise at most this many units (None: the whole network).
+        report: write an attribution report comparing the methods at the end of `fit`.
         report_dir: the report's folder; None: `report/` in the run's log directory (beside
             its TensorBoard files), so two runs never share one.
         report_per_class: report images per class.
@@ -91,17 +109,22 @@ class GradCam(Callback):
     def __init__(
         self,
         layers: str | Sequence[str] | None = None,
+        method: Method | Sequence[Method] = "gradcam",
         every_n_epochs: int = 1,
         per_class: int = 2,
         max_samples: int = 32,
         max_misclassified: int = 8,
         misclassified_search: int = 128,
-        sign: SignMode = "relu",
+        sign: SignMode | None = None,
         interpolation: Interpolation = "bilinear",
+        method_options: dict[str, dict[str, Any]] | None = None,
         steps: int = 16,
         tolerance: int | None = None,
         batch_size: int = 32,
         seed: int = 0,
+        sanity_samples: int = 8,
+        sanity_threshold: float = RANK_THRESHOLD,
+        sanity_max_depth: int | None = None,
         report: bool = True,
         report_dir: str | Path | None = None,
         report_per_class: int = 8,
@@ -121,8 +144,16 @@ class GradCam(Callback):
         non_negative_int("max_misclassified", max_misclassified)
         non_negative_int("misclassified_search", misclassified_search)
         non_negative_int("tolerance", tolerance, allow_none=True)
-        one_of("sign", sign, SIGN_MODES)
+        non_negative_int("sanity_samples", sanity_samples)
+        positive_int("sanity_max_depth", sanity_max_depth, allow_none=True)
+        in_range("sanity_threshold", sanity_threshold, -1.0, 1.0)
+        one_of("sign", sign, (None, *SIGN_MODES))
         one_of("interpolation", interpolation, INTERPOLATIONS)
+        self.methods = as_methods(method)
+        unknown = set(method_options or {}) - set(self.methods)
+        if unknown:
+            raise ValueError(f"method_options names {sorted(unknown)}, not in {self.methods}")
+        self.method_options = dict(method_options or {})
         self.layers = None if names is None else list(names)
         self.every_n_epochs = every_n_epochs
         self.per_class = per_class
@@ -135,11 +166,14 @@ class GradCam(Callback):
         self.tolerance = tolerance
         self.batch_size = batch_size
         self.seed = seed
+        self.sanity_samples = sanity_samples
+        self.sanity_options = {"threshold": sanity_threshold, "max_depth": sanity_max_depth}
         self.report = report
         self.report_dir = None if report_dir is None else Path(report_dir)
         self.report_per_class = report_per_class
         self.samples: dict[str, list[int]] = {}
         self.last: dict[str, Explanation] = {}
+        self.last_sanity: dict[str, RandomizationCurve] = {}
         self.last_metrics: dict[str, float] = {}
         self.last_weights = "raw"
         """The weight set ("ema" or "raw") of the last explanations."""
@@ -152,7 +186,7 @@ class GradCam(Callback):
                 "GradCam runs the model on rank 0 alone, which sharded strategies (FSDP, "
                 "ModelParallel) cannot do; use DDP or a single device"
             )
-        self._cams(saved_network_of(pl_module)[1])  # checks the layer names: no hook registered
+        self._attributions(saved_network_of(pl_module)[1])  # checks names, options; no hook
         has_logger(trainer, self, "its overlays and scores are not logged")
 
     @override
@@ -178,24 +212,27 @@ class GradCam(Callback):
         progress = None if trainer.progress_bar_callback is not None else False
         self.last_weights, saved = saved_network_of(pl_module)
         with fp32(saved) as network:
-            explainer = self._explainers(trainer, network, "val")[0]
-            explainer.progress = progress
-            expl = explainer.explain(explainer.sample(self.report_per_class))
-            predictions = predict_dataset(explainer.cam, explainer.dataset, progress)
-        network = explainer.cam.model
+            explainers = self._explainers(trainer, network, "val")
+            for explainer in explainers.values():
+                explainer.progress = progress
+            first = next(iter(explainers.values()))
+            indices = first.sample(self.report_per_class)
+            runs = run_methods(
+                explainers, indices, self._sanity_indices(indices), **self.sanity_options
+            )
+            predictions = predict_dataset(first.attribution, first.dataset, progress)
         info = {
-            "model": network.name,
+            "model": first.attribution.model.name,
             "weights": self.last_weights,
-            "layer": explainer.cam.layer,
-            "sign": self.sign,
+            "layers": " + ".join(self.layers) if self.layers else "last Inception block",
             "interpolation": self.interpolation,
             "epochs": trainer.current_epoch,
             "global step": trainer.global_step,
             "best checkpoint": getattr(trainer.checkpoint_callback, "best_model_path", "") or "-",
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
         }
-        classes = explainer.dataset.classes
-        index = write_report(out, expl, classes, info, self.report_per_class, predictions)
+        classes = first.dataset.classes
+        index = write_report(out, runs, classes, info, self.report_per_class, predictions)
         rank_zero_info(f"GradCam: attribution report in {index}")
 
     @override
@@ -206,19 +243,31 @@ class GradCam(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.samples = {k: list(v) for k, v in state_dict["samples"].items()}
 
-    def _cams(self, network: InceptionNet) -> list[GradCAM]:
-        names = self.layers or [default_layer(network)]
-        args = (self.sign, self.interpolation, self.batch_size)
-        return [GradCAM(network, name, *args) for name in names]
+    def _attributions(self, network: InceptionNet) -> dict[str, Attribution]:
+        return {
+            method: make_attribution(
+                method,
+                network,
+                self.layers,
+                self.sign,
+                self.interpolation,
+                self.batch_size,
+                self.method_options.get(method),
+            )
+            for method in self.methods
+        }
 
     def _explainers(
         self, trainer: pl.Trainer, network: InceptionNet, stage: str
-    ) -> list[Explainer]:
+    ) -> dict[str, Explainer]:
         dataset = _dataset(trainer, stage)
-        return [
-            Explainer(cam, dataset, self.steps, self.tolerance, self.seed)
-            for cam in self._cams(network)
-        ]
+        return {
+            method: Explainer(attribution, dataset, self.steps, self.tolerance, self.seed)
+            for method, attribution in self._attributions(network).items()
+        }
+
+    def _sanity_indices(self, sample: Sequence[int]) -> list[int]:
+        return list(sample[: self.sanity_samples])
 
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not isinstance(_dataset(trainer, stage), LabelledImages):
@@ -240,59 +289,81 @@ class GradCam(Callback):
         self.last_weights, saved = saved_network_of(pl_module)
         with fp32(saved) as network:
             explainers = self._explainers(trainer, network, stage)
-            first = explainers[0]
+            first = next(iter(explainers.values()))
             if stage not in self.samples:
                 self.samples[stage] = first.sample(self.per_class, self.max_samples)
             sample = self.samples[stage]
-            self._check_grid(explainers, sample[0])
+            self._check_grid(first, sample[0])
             extra = first.misclassified(sample, self.max_misclassified, self.misclassified_search)
-            self.last = {e.cam.layer: e.explain(sample + extra) for e in explainers}
+            runs = run_methods(
+                explainers, sample + extra, self._sanity_indices(sample), **self.sanity_options
+            )
         in_sample = torch.arange(len(sample) + len(extra)) < len(sample)
         classes = first.dataset.classes
+        self.last = {run.method: run.explanation for run in runs}
+        self.last_sanity = {run.method: run.sanity for run in runs if run.sanity is not None}
         self.last_metrics = {}
-        for layer, expl in self.last.items():
-            prefix = f"gradcam/{stage}/" + ("" if len(explainers) == 1 else f"{layer}/")
-            overall = summarize(expl, classes, in_sample)["overall"]
-            self.last_metrics.update({prefix + k: overall[k] for k in expl.scores})
-            self._log_overlays(trainer, prefix + "overlays", expl, classes)
+        for run in runs:
+            prefix = f"gradcam/{stage}/" + ("" if len(runs) == 1 else f"{run.method}/")
+            overall = summarize(run.explanation, classes, in_sample)["overall"]
+            names = ("empty", *run.explanation.scores)
+            self.last_metrics.update({prefix + k: overall[k] for k in names})
+            if run.sanity is not None:
+                self.last_metrics[prefix + "sanity_passed"] = float(run.sanity.passed)
+                correlation = run.sanity.verdict_correlation
+                self.last_metrics[prefix + "sanity_rank_correlation"] = correlation
+            note = f"{self.last_weights} weights" if len(runs) == 1 else run.method
+            self._log_overlays(trainer, prefix + "overlays", run.explanation, classes, note)
+        if self.last_sanity:
+            picture = randomization_plot(self.last_sanity)
+            self._log_images(trainer, {f"gradcam/{stage}/randomization": picture})
         return self.last_metrics
 
-    def _check_grid(self, explainers: list[Explainer], index: int) -> None:
-        if self._warned:
+    def _check_grid(self, explainer: Explainer, index: int) -> None:
+        layered = explainer.attribution
+        if self._warned or not isinstance(layered, LayerMethod):
             return
         self._warned = True
-        images = load(explainers[0].dataset, [index]).images
+        images = load(explainer.dataset, [index]).images
         size = tuple(images.shape[-2:])
-        network: InceptionNet = explainers[0].cam.model
+        network: InceptionNet = layered.model
         stages = network.spatial_sizes(size[0])
         fine = [
             name for name, _ in iter_blocks(network) if min(stages[short_name(name)]) >= MIN_GRID
         ]
-        for cam in (e.cam for e in explainers):
-            grid = cam.grid(images)
-            if min(grid) < MIN_GRID:
-                earlier = f"an earlier layer such as {fine[-1]!r}" if fine else "an earlier layer"
-                rank_zero_warn(
-                    f"GradCam: layer {cam.layer!r} gives a {grid[0]}x{grid[1]} map at "
-                    f"{size[0]}x{size[1]} input, coarser than {MIN_GRID}x{MIN_GRID}, so it "
-                    f"locates little. Use the low-resolution stem "
-                    f"(create_model(..., stem='79')) or {earlier}."
-                )
+        finest = max(layered.grids(images))
+        if min(finest) < MIN_GRID:
+            earlier = f"an earlier layer such as {fine[-1]!r}" if fine else "an earlier layer"
+            rank_zero_warn(
+                f"GradCam: layers {layered.layers} give at best a {finest[0]}x{finest[1]} map "
+                f"at {size[0]}x{size[1]} input, coarser than {MIN_GRID}x{MIN_GRID}, so they "
+                f"locate little. Use the low-resolution stem (create_model(..., stem='79')) or "
+                f"{earlier}."
+            )
 
     def _log_overlays(
-        self, trainer: pl.Trainer, tag: str, expl: Explanation, classes: Sequence[str]
+        self,
+        trainer: pl.Trainer,
+        tag: str,
+        expl: Explanation,
+        classes: Sequence[str],
+        note: str,
     ) -> None:
         """A picture per image, as `<tag>/<class index>_<class>/<dataset index>` (grouped by
-        class in TensorBoard's order)."""
-        pictures = overlay_pictures(expl, classes, f"{self.last_weights} weights")
-        names = [
+        class in TensorBoard's order), its title ending with `note`."""
+        pictures = overlay_pictures(expl, classes, note)
+        names = (
             f"{tag}/{label}_{safe_name(classes[label])}/{index}"
             for label, index in zip(expl.labels.tolist(), expl.indices.tolist(), strict=True)
-        ]
+        )
+        self._log_images(trainer, dict(zip(names, pictures, strict=True)))
+
+    def _log_images(self, trainer: pl.Trainer, pictures: dict[str, np.ndarray]) -> None:
+        """`uint8 [H, W, 3]` pictures by tag, to every logger that takes images."""
         for logger in trainer.loggers:
             add_image = getattr(logger.experiment, "add_image", None)
-            for name, picture in zip(names, pictures, strict=True) if add_image else ():
-                add_image(name, picture, trainer.global_step, dataformats="HWC")
+            for tag, picture in pictures.items() if add_image else ():
+                add_image(tag, picture, trainer.global_step, dataformats="HWC")
 
 
 def _dataset(trainer: pl.Trainer, stage: str) -> Any:

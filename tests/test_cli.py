@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +17,15 @@ from lightning.pytorch.callbacks import ProgressBar
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from inception_lightning.cli import InceptionCLI, main
+from inception_lightning.explain import METHODS
 from inception_lightning.models import list_models
 from inception_lightning.training import InceptionClassifier, LoggingStepProgressBar
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 SCRIPT = Path(sys.executable).parent / "inception-lightning"
+# cheap settings of the two pixel methods, for tests that run every method
+OPTIONS = '{"integrated_gradients": {"steps": 4}, "occlusion": {"window": 20, "stride": 20}}'
 
 # The combinations the README shows.
 COMBINATIONS = [
@@ -146,6 +150,42 @@ def test_fit_end_to_end_through_the_console_script(tmp_path: Path) -> None:
     assert module.model.num_classes == 4
 
 
+def test_quickstart_callback_runs_every_attribution_method(tmp_path: Path) -> None:
+    """The shipped quickstart with its GradCam callback (the recipe's last callback, which
+    `--trainer.callbacks.*` sets) given every method: scores, sanity verdicts, the curves and
+    the report comparing them, on the EMA weights the checkpoint holds."""
+    result = subprocess.run(
+        [str(SCRIPT), "fit", "-c", str(CONF / "quickstart.yaml"),
+         "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+         "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
+         "--model.model_kwargs", '{"width": 0.0625, "stem": "79"}',
+         "--data.init_args.num_samples", "40", "--data.init_args.batch_size", "8",
+         "--trainer.callbacks.method", f"[{', '.join(METHODS)}]",
+         "--trainer.callbacks.method_options", OPTIONS,
+         "--trainer.callbacks.sanity_samples", "2", "--trainer.callbacks.sanity_max_depth", "3",
+         "--trainer.callbacks.report_per_class", "1"],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = EventAccumulator(str(tmp_path / "runs" / "quickstart" / "version_0"))
+    events.Reload()
+    scalars, images = set(events.Tags()["scalars"]), set(events.Tags()["images"])
+    for method in METHODS:
+        for name in ("pointing_game", "deletion_auc", "empty", "sanity_passed"):
+            assert f"gradcam/val/{method}/{name}" in scalars, (method, name)
+        assert any(tag.startswith(f"gradcam/val/{method}/overlays/") for tag in images)
+    assert "gradcam/val/randomization" in images
+    report = tmp_path / "runs/quickstart/version_0/report"  # beside the run
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["info"]["weights"] == "ema"
+    assert [m["method"] for m in summary["methods"]] == list(METHODS)
+    assert all(len(m["sanity"]["depths"]) == 3 for m in summary["methods"])
+
+
 @pytest.mark.parametrize("enabled", [True, False])
 def test_progress_bar_shows_the_loss_or_can_be_disabled(tmp_path: Path, enabled: bool) -> None:
     config = _tiny_config(tmp_path)
@@ -227,7 +267,7 @@ def test_summary_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert "mixed_7c" in out and "27,161,264" in out
 
 
-def test_make_dataset_then_report(
+def test_make_dataset_then_report_compares_methods(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], terminal_progress: io.StringIO
 ) -> None:
     data = tmp_path / "shapes"
@@ -243,17 +283,42 @@ def test_make_dataset_then_report(
     )
     ckpt = _save_checkpoint(module, tmp_path / "model.ckpt")
     out = tmp_path / "report"
-    main(["report", "--ckpt_path", str(ckpt), "--data", str(data), "--boxes_file",
-          str(data / "boxes.json"), "--out", str(out), "--per_class", "2"])  # fmt: skip
+    args = ["report", "--ckpt_path", str(ckpt), "--data", str(data), "--boxes_file",
+            str(data / "boxes.json"), "--out", str(out), "--per_class", "2",
+            "--method", f"[{', '.join(METHODS)}]",
+            "--layers", "[features.mixed_6e, features.mixed_7c]",
+            "--method_options", OPTIONS,
+            "--sanity_samples", "2"]  # fmt: skip
+    result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"wrote {out / 'index.html'}" in result.stdout
     summary = json.loads((out / "summary.json").read_text())
-    assert "pointing_game" in json.dumps(summary)
+    methods = {m["method"]: m for m in summary["methods"]}
+    assert list(methods) == list(METHODS)
+    assert "mixed_6e + features.mixed_7c" in methods["layercam"]["description"]
+    assert "4 steps" in methods["integrated_gradients"]["description"]
+    assert "window 20 px" in methods["occlusion"]["description"]
+    for m in methods.values():
+        assert m["sanity"]["images"] + m["sanity"]["empty"] == 2
+        assert "pointing_game" in m and m["seconds_per_image"] > 0
+    html = (out / "index.html").read_text()
+    assert html.count("<img") >= 6 * 4 and (out / "sanity.png").is_file()
     assert summary["evaluation"]["images"] == 3  # every val image predicted
-    assert (out / "index.html").read_text().count("<img") >= 6
     assert {p.name for p in (out / "plots").iterdir()} == {
         "curves.png", "reliability.png", "confusion.png"
     }  # fmt: skip
+
+    with pytest.raises(SystemExit):
+        main([*args[:-6], "--method", "smoothgrad"])
+    error = capsys.readouterr().err
+    assert "smoothgrad" in error and "Traceback" not in error
+
+    # in-process, stdout a terminal: bars over the prediction and deletion/insertion
+    main(
+        [*args[:-6], "--method", "gradcam", "--sanity_samples", "0", "--out", str(tmp_path / "r2")]
+    )
     shown = terminal_progress.getvalue()
-    assert "deletion/insertion" in shown and "predicting" in shown
+    assert "deletion/insertion" in shown and "predicting" in shown and "images/s" in shown
 
 
 def test_export_shows_its_steps_on_a_terminal(

@@ -166,7 +166,7 @@ def test_a_typo_in_a_callbacks_arguments_names_the_callbacks_options(
     line = _one_line_error(["fit", "-c", str(CONF / "quickstart.yaml"), "-c", str(file)], capsys)
     assert "trainer.callbacks.init_args.every_n_epoch is not an option" in line
     assert "(did you mean trainer.callbacks.init_args.every_n_epochs?)" in line
-    assert "takes layers, every_n_epochs, per_class" in line
+    assert "takes layers, method, every_n_epochs, per_class" in line
 
 
 def test_a_typo_in_a_package_command_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,5 @@
-"""GradCAM wrapper: hand computation, equality with Captum, modes, hooks, precision."""
+"""GradCAM and the machinery every method shares: hand computation, equality with Captum,
+sign modes, normalisation, hooks, train/eval state, precision."""
 
 import pytest
 import torch
@@ -6,7 +7,7 @@ from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
 from inception_lightning import create_model
-from inception_lightning.explain import GradCAM, eval_mode
+from inception_lightning.explain import GradCAM, empty_maps, eval_mode, normalize_maps
 
 
 class TinyNet(nn.Module):
@@ -29,6 +30,12 @@ def lerp4(p: float, q: float) -> list[float]:
     return [p, 0.75 * p + 0.25 * q, 0.25 * p + 0.75 * q, q]
 
 
+def upsample4(coarse: torch.Tensor) -> torch.Tensor:
+    """A 2x2 map brought to 4x4 by hand, rows then columns (bilinear is separable)."""
+    rows = torch.tensor([lerp4(*row) for row in coarse.tolist()])
+    return torch.tensor([lerp4(*col) for col in rows.T.tolist()]).T
+
+
 def tiny_inception() -> nn.Module:
     torch.manual_seed(0)
     return create_model("inception_v3", num_classes=3, width=0.125, stem="79", aux_head=False)
@@ -45,18 +52,15 @@ def test_tiny_net_matches_hand_computation() -> None:
     x = torch.arange(16.0).view(1, 1, 4, 4)
     # block sums s = [[10, 18], [42, 50]]; d y_0 / d A_k = W[0, k] / 4, so alpha = (1/4, 1/8)
     # and the class-0 map is s / 4 - s / 8 = s / 8; class 1: alpha = (0, 1/4), map = -s / 4.
+    # Each map is then upsampled to 4x4 and divided by its largest magnitude (50/8 and 50/4).
     s = torch.tensor([[10.0, 18.0], [42.0, 50.0]])
     net = TinyNet()
-    coarse = GradCAM(net, "conv", sign="signed").attribute(x, [0], upsample=False)
-    torch.testing.assert_close(coarse[0], s / 8)
-    neg = GradCAM(net, "conv", sign="signed").attribute(x, [1], upsample=False)
-    torch.testing.assert_close(neg[0], -s / 4)
-    assert GradCAM(net, "conv").attribute(x, [1], upsample=False).abs().sum() == 0
-    torch.testing.assert_close(GradCAM(net, "conv", sign="abs").attribute(x, [1], False)[0], s / 4)
-    up = GradCAM(net, "conv").attribute(x, [0])[0]
-    rows = torch.tensor([lerp4(*row) for row in (s / 8).tolist()])
-    hand = torch.tensor([lerp4(*col) for col in rows.T.tolist()]).T
-    torch.testing.assert_close(up, hand)
+    torch.testing.assert_close(GradCAM(net, "conv").attribute(x, [0])[0], upsample4(s / 50))
+    signed = GradCAM(net, "conv", sign="signed").attribute(x, [1])[0]
+    torch.testing.assert_close(signed, upsample4(-s / 50))
+    torch.testing.assert_close(GradCAM(net, "conv", sign="abs").attribute(x, [1])[0], signed.abs())
+    empty = GradCAM(net, "conv").attribute(x, [1])  # relu(-s / 4): no evidence for class 1
+    assert empty.abs().sum() == 0 and empty_maps(empty).tolist() == [True]
 
 
 @pytest.mark.parametrize("sign", ["relu", "abs", "signed"])
@@ -69,7 +73,15 @@ def test_equals_captum_called_directly(sign: str) -> None:
     raw = LayerGradCam(model, model.get_submodule(cam.layer)).attribute(x, target=targets)
     raw = {"relu": raw.clamp(min=0), "abs": raw.abs(), "signed": raw}[sign]
     expected = LayerAttribution.interpolate(raw, (47, 47), "bilinear")[:, 0]
-    torch.testing.assert_close(cam.attribute(x, targets), expected)
+    peak = expected.abs().amax(dim=(1, 2), keepdim=True)
+    torch.testing.assert_close(cam.attribute(x, targets), expected / peak)
+
+
+def test_normalize_maps_keeps_zero_maps() -> None:
+    maps = torch.tensor([[[2.0, -4.0]], [[0.0, 0.0]], [[0.5, 0.25]]])
+    expected = torch.tensor([[[0.5, -1.0]], [[0.0, 0.0]], [[1.0, 0.5]]])
+    torch.testing.assert_close(normalize_maps(maps), expected)
+    assert empty_maps(maps).tolist() == [False, True, False]
 
 
 def test_inference_mode_escape_and_state_restored() -> None:
@@ -136,9 +148,9 @@ def test_channels_last_and_bf16_autocast() -> None:
 def test_grids_and_bad_arguments() -> None:
     model = tiny_inception()
     x = torch.randn(2, 3, 47, 47)
-    assert GradCAM(model, "features.mixed_6e").grid(x) == (9, 9)
-    assert GradCAM(model, "features.mixed_7c").grid(x) == (4, 4)
-    assert GradCAM(model).grid(torch.randn(1, 3, 79, 79)) == (8, 8)
+    assert GradCAM(model, "features.mixed_6e").grids(x) == [(9, 9)]
+    assert GradCAM(model, ["features.mixed_6e", "features.mixed_7c"]).grids(x) == [(9, 9), (4, 4)]
+    assert GradCAM(model).grids(torch.randn(1, 3, 79, 79)) == [(8, 8)]
     sizes = model.spatial_sizes(47)  # the stage grids the callback suggests layers from
     assert (sizes["mixed_6e"], sizes["mixed_7c"]) == ((9, 9), (4, 4))
     assert hooks(model) == 0

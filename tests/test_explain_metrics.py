@@ -51,17 +51,31 @@ def test_pointing_game_with_tolerance() -> None:
     assert pointing_game(maps, masks, tolerance=1).tolist() == [1, 0, 0]
     assert pointing_game(maps, masks, tolerance=2).tolist() == [1, 1, 0]
     assert pointing_game(maps, masks, tolerance=5).tolist() == [1, 1, 1]
-    # a blank map points at the first pixel in raster order
-    assert pointing_game(torch.zeros(1, 5, 5), ~masks[:1], tolerance=0).tolist() == [0]
+    # an empty map points nowhere: NaN, not a hit or a miss at pixel (0, 0)
+    assert pointing_game(torch.zeros(1, 5, 5), masks[:1], tolerance=0).isnan().all()
+    tied = torch.full((1, 5, 5), 0.5)  # a constant, non-zero map ties: raster order
+    assert pointing_game(tied, masks[:1], tolerance=0).tolist() == [1]
 
 
 def test_energy_pointing_game() -> None:
-    maps = torch.tensor([[[1.0, 3.0], [-4.0, 0.0]], [[-1.0, 0.0], [0.0, 0.0]]])
-    masks = torch.tensor([[[False, True], [True, True]]] * 2)
-    # positive energy 1 + 3 = 4, of which 3 inside; no positive energy scores 0
-    torch.testing.assert_close(energy_pointing_game(maps, masks), torch.tensor([0.75, 0.0]))
+    maps = torch.tensor(
+        [[[1.0, 3.0], [-4.0, 0.0]], [[-1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]]
+    )
+    masks = torch.tensor([[[False, True], [True, True]]] * 3)
+    # positive energy 1 + 3 = 4, of which 3 inside; no positive energy scores 0; empty: NaN
+    torch.testing.assert_close(
+        energy_pointing_game(maps, masks), torch.tensor([0.75, 0.0, float("nan")]), equal_nan=True
+    )
     with pytest.raises(ValueError, match=r"\[N, H, W\]"):
         energy_pointing_game(maps, masks[0])
+
+
+def test_empty_maps_get_no_deletion_or_insertion_score() -> None:
+    x = torch.tensor([[[[4.0, 2.0], [1.0, 1.0]]]]).repeat(2, 1, 1, 1)
+    maps = torch.tensor([[[0.9, 0.1], [0.5, 0.5]], [[0.0, 0.0], [0.0, 0.0]]])
+    for metric in (deletion_auc, insertion_auc):
+        scores = metric(MeanLogit(), x, maps, [0, 0], steps=2)
+        assert scores[0].isfinite() and scores[1].isnan()
 
 
 def test_deletion_auc_by_hand() -> None:

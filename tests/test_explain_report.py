@@ -1,4 +1,4 @@
-"""Attribution report: files, HTML, escaping and path containment."""
+"""Attribution report: the methods' table and curves, files, HTML, escaping, containment."""
 
 import json
 from html.parser import HTMLParser
@@ -16,10 +16,12 @@ from inception_lightning.data.transforms import Preprocessing
 from inception_lightning.explain import (
     Batch,
     Explainer,
-    GradCAM,
+    MethodRun,
     Predictions,
     auc,
+    cascading_randomization,
     explain,
+    make_attribution,
     predict,
     safe_name,
     write_report,
@@ -47,56 +49,82 @@ class Collector(HTMLParser):
         self.text.append(data)
 
 
-def make_explanation() -> tuple:
+def make_runs() -> list[MethodRun]:
+    """Grad-CAM and HiResCAM on 6 images, half of them wrong, with a 3-deep sanity check."""
     torch.manual_seed(0)
     model = create_model("inception_v3", num_classes=3, width=0.125, stem="79", aux_head=False)
     pixels = torch.randint(0, 256, (6, 3, 39, 39), dtype=torch.uint8)
     images = Normalize((0.5,) * 3, (0.5,) * 3)(pixels)
-    cam = GradCAM(model)
-    preds = predict(cam, images).argmax(dim=1)
+    methods = [make_attribution(name, model) for name in ("gradcam", "hirescam")]
+    preds = predict(methods[0], images).argmax(dim=1)
     labels = torch.where(torch.arange(6) % 2 == 0, preds, (preds + 1) % 3)  # half wrong
     masks = torch.zeros(6, 39, 39, dtype=torch.bool)
     masks[:, 10:30, 10:30] = True
-    return explain(cam, Batch(list(range(100, 106)), pixels, images, labels, masks), steps=2)
+    batch = Batch(list(range(100, 106)), pixels, images, labels, masks)
+    return [
+        MethodRun(
+            m.name,
+            m.describe(),
+            explain(m, batch, steps=2),
+            cascading_randomization(m, images[:3], labels[:3], max_depth=3),
+        )
+        for m in methods
+    ]
 
 
 def test_report_files_html_and_escaping(tmp_path: Path) -> None:
     out = tmp_path / "deep" / "report"
-    expl = make_explanation()
-    index = write_report(out, expl, EVIL, {"model": "<b>tiny</b>", "layer": "mixed_7c"})
+    runs = make_runs()
+    index = write_report(out, runs, EVIL, {"model": "<b>tiny</b>", "layer": "mixed_7c"})
     assert index == out / "index.html"
     html = index.read_text()
     assert "<script>" not in html and "<b>tiny</b>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     parser = Collector()
     parser.feed(html)
-    assert "script" not in parser.tags and parser.tags.count("b") == 1  # the template's own
+    assert "script" not in parser.tags and "b" not in parser.tags  # <b>tiny</b> is text
     assert "<script>alert(1)</script>" in "".join(parser.text)  # shown as text, not run
     assert parser.sources and all((out / src).is_file() for src in parser.sources)
     assert {p.suffix for p in out.rglob("*") if p.is_file()} == {".html", ".json", ".png"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["info"]["model"] == "<b>tiny</b>"
-    overall = summary["overall"]
-    assert overall["count"] == 6 and overall["accuracy"] == pytest.approx(0.5)
-    assert set(overall) == {
-        "count",
-        "accuracy",
-        "deletion_auc",
-        "insertion_auc",
-        "pointing_game",
-        "energy_pointing_game",
-    }
-    assert set(summary["per_class"]) <= set(EVIL)
+    assert [m["method"] for m in summary["methods"]] == ["gradcam", "hirescam"]
+    for row, run in zip(summary["methods"], runs, strict=True):
+        assert row["count"] == 6 and row["accuracy"] == pytest.approx(0.5)
+        assert row["empty"] == int(run.explanation.empty.sum())
+        scores = run.explanation.scores["pointing_game"]
+        assert row["pointing_game"] == pytest.approx(scores.nanmean().item(), nan_ok=True)
+        assert row["sanity_passed"] == run.sanity.passed
+        assert row["sanity"]["depths"] == ["head", "features.mixed_7c", "features.mixed_7b"]
+        assert row["seconds_per_image"] > 0 and set(row["per_class"]) <= set(EVIL)
+    assert parser.tags.count("strong") == 2 and ("pass (" in html or "FAIL (" in html)
+    assert (out / "sanity.png").is_file() and 'src="sanity.png"' in html
     wrong = [img for img in summary["images"] if img["wrong"]]
-    assert len(wrong) == 3 and all("pred_overlay" in img["files"] for img in wrong)
+    assert len(wrong) == 3
+    assert all("pred_overlay" in img["files"][m] for img in wrong for m in ("gradcam", "hirescam"))
     assert [len(img["top3"]) for img in summary["images"]] == [3] * 6
     html_misclassified = html.split("Misclassified (3)")[1]
-    assert all(img["files"]["pred_overlay"] in html_misclassified for img in wrong)
+    assert all(img["files"]["hirescam"]["pred_overlay"] in html_misclassified for img in wrong)
+
+
+def test_empty_maps_are_reported_as_empty_and_json_has_no_nan(tmp_path: Path) -> None:
+    runs = make_runs()
+    expl = runs[0].explanation
+    expl.maps[1] = 0  # as if the model had no evidence at all for the true class
+    expl.scores["pointing_game"][1] = float("nan")
+    write_report(tmp_path, runs[:1], EVIL, {})
+    text = (tmp_path / "summary.json").read_text()
+    assert "NaN" not in text
+    summary = json.loads(text)
+    assert summary["methods"][0]["empty"] == 1
+    assert summary["images"][1]["empty"]["gradcam"] is True
+    assert summary["images"][1]["scores"]["gradcam"]["pointing_game"] is None
+    assert "gradcam (empty)" in (tmp_path / "index.html").read_text()
 
 
 def test_nothing_is_written_outside_out(tmp_path: Path) -> None:
     out = tmp_path / "a" / "b" / "out"
-    write_report(out, make_explanation(), EVIL, {})
+    write_report(out, make_runs()[:1], EVIL, {})
     written = {p for p in tmp_path.rglob("*") if p.is_file()}
     assert written and all(p.is_relative_to(out) for p in written)
     assert all(p.is_relative_to(out) for p in tmp_path.rglob("*evil*"))
@@ -135,12 +163,12 @@ class Nesting(HTMLParser):
 
 
 def test_report_plots_exist_html_nests_and_classes_go_worst_first(tmp_path: Path) -> None:
-    expl = make_explanation()
+    runs = make_runs()
     # 3 classes over 12 images: class 0 right 1 of 4, class 1 right 4 of 4, class 2 2 of 4.
     labels = torch.tensor([0] * 4 + [1] * 4 + [2] * 4)
     predicted = torch.tensor([0, 1, 1, 2, 1, 1, 1, 1, 2, 2, 0, 0])
     probs = torch.full((12, 3), 0.1).scatter_(1, predicted[:, None], 0.8)
-    index = write_report(tmp_path, expl, EVIL, {}, 2, Predictions(probs, labels))
+    index = write_report(tmp_path, runs, EVIL, {}, 2, Predictions(probs, labels))
     html = index.read_text()
     parser = Nesting()
     parser.feed(html)
@@ -160,10 +188,13 @@ def test_report_plots_exist_html_nests_and_classes_go_worst_first(tmp_path: Path
     assert summary["evaluation"]["accuracy"] == pytest.approx(7 / 12)
     # every image at confidence 0.8: ECE = |7/12 - 0.8|
     assert summary["evaluation"]["ece"] == pytest.approx(0.8 - 7 / 12, abs=1e-6)
-    explained = list(summary["per_class"])  # the metrics table, in the same order
-    assert explained == [r["name"] for r in rows if r["name"] in explained]
-    assert parser.details == len({int(label) for label in expl.labels})  # one fold per class
-    assert html.index("&lt;script&gt;") < html.index("plain")  # worst class first
+    for method in summary["methods"]:  # each method's scores by class, in the same order
+        explained = list(method["per_class"])
+        assert explained == [r["name"] for r in rows if r["name"] in explained]
+    folds = len(runs) + len({int(label) for label in runs[0].explanation.labels})
+    assert parser.details == folds  # scores by class per method, then one fold per class
+    gallery = html.split("Gallery by class")[1]
+    assert gallery.index("&lt;script&gt;") < gallery.index("plain")  # worst class first
 
 
 def test_reliability_bins_and_ece_by_hand() -> None:
@@ -177,14 +208,16 @@ def test_reliability_bins_and_ece_by_hand() -> None:
 
 
 def test_curves_start_and_end_at_the_intact_images_probability() -> None:
-    expl = make_explanation()
+    expl = make_runs()[0].explanation
     for name in ("deletion", "insertion"):
         curve = expl.curves[name]
         assert curve.shape == (6, 3)  # steps=2: 3 points
-        torch.testing.assert_close(auc(curve), expl.scores[f"{name}_auc"])
+        torch.testing.assert_close(auc(curve), expl.scores[f"{name}_auc"], equal_nan=True)
     intact = expl.probs.gather(1, expl.preds[:, None])[:, 0]
-    torch.testing.assert_close(expl.curves["deletion"][:, 0], intact)  # nothing deleted yet
-    torch.testing.assert_close(expl.curves["insertion"][:, -1], intact)  # all inserted
+    shown = ~expl.curves["deletion"].isnan().any(dim=1)  # empty maps have no curve
+    assert shown.any()
+    torch.testing.assert_close(expl.curves["deletion"][shown, 0], intact[shown])  # none deleted
+    torch.testing.assert_close(expl.curves["insertion"][shown, -1], intact[shown])  # all in
 
 
 def test_a_known_image_comes_back_in_its_true_colours(tmp_path: Path) -> None:
@@ -201,13 +234,14 @@ def test_a_known_image_comes_back_in_its_true_colours(tmp_path: Path) -> None:
     preprocessing = Preprocessing(40, crop_pct=1.0, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25))
     dataset = evaluation_dataset(tmp_path / "data", preprocessing)
     model = create_model("inception_v3", num_classes=2, width=0.125, stem="79", aux_head=False)
-    explainer = Explainer(GradCAM(model), dataset, steps=2)
+    explainer = Explainer(make_attribution("gradcam", model), dataset, steps=2)
     expl = explainer.explain([0])
 
     assert (dataset.normalize.invert(expl.images[0]).int() - known.int()).abs().max() <= 1
     unblended = overlay(expl.pixels[0], expl.maps[0], alpha=0.0)
     assert np.array_equal(unblended, known.permute(1, 2, 0).numpy())
-    write_report(tmp_path / "report", expl, dataset.classes, {})
+    run = MethodRun("gradcam", explainer.attribution.describe(), expl, None)
+    write_report(tmp_path / "report", [run], dataset.classes, {})
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     shown = Image.open(tmp_path / "report" / summary["images"][0]["files"]["original"])
     shown = torch.from_numpy(np.asarray(shown.convert("RGB"))).permute(2, 0, 1)

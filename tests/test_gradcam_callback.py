@@ -1,4 +1,5 @@
-"""GradCam callback: TensorBoard output, equality with Captum, inference mode, ranks, report."""
+"""GradCam callback: TensorBoard output, equality with Captum, methods, sanity checks,
+inference mode, ranks, report."""
 
 import io
 from collections.abc import Callable
@@ -17,11 +18,12 @@ from torch.utils.data import Dataset
 
 from inception_lightning.callbacks.grad_cam import GradCam
 from inception_lightning.data import Normalize
-from inception_lightning.explain import Explainer, GradCAM
+from inception_lightning.explain import METHODS, Explainer, make_attribution
 from inception_lightning.training import InceptionClassifier, InceptionEMA
 
 SIZE = 47
-METRICS = ["deletion_auc", "insertion_auc", "pointing_game", "energy_pointing_game"]
+SCORES = ["deletion_auc", "insertion_auc", "pointing_game", "energy_pointing_game"]
+METRICS = [*SCORES, "empty", "sanity_passed", "sanity_rank_correlation"]
 
 
 class Squares(Dataset):
@@ -118,19 +120,23 @@ def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(
     events = EventAccumulator(str(tmp_path / "tb" / "version_0"))
     events.Reload()
     overlays = [t for t in events.Tags()["images"] if t.startswith("gradcam/val/overlays/")]
-    expl = cam.last["features.mixed_6e"]
+    expl = cam.last["gradcam"]
     assert sorted(overlays) == sorted(
         f"gradcam/val/overlays/{label}_{['red', 'green', 'script_alert_1_script'][label]}/{i}"
         for label, i in zip(expl.labels.tolist(), expl.indices.tolist(), strict=True)
     )  # a picture per explained image, grouped by class
     (picture,) = events.Images(overlays[0])
     assert (picture.width, picture.height) == (400, 270)  # legible in a TensorBoard card
+    assert "gradcam/val/randomization" in events.Tags()["images"]
     val_steps = [e.step for e in events.Scalars("val/acc1")][1:]  # epoch 2 only: every 2
     for name in METRICS:  # logged by Lightning with the epoch's validation metrics
         assert [e.step for e in events.Scalars(f"gradcam/val/{name}")] == val_steps
+    sanity = cam.last_sanity["gradcam"]
+    assert events.Scalars("gradcam/val/sanity_passed")[0].value == float(sanity.passed)
+    assert sanity.images + sanity.empty == 6 and sanity.depths[0] == "head"
     assert probe.checked == 2 and probe.contexts == [(False, False)] * 2  # fit: no_grad
 
-    expl = cam.last["features.mixed_6e"]
+    expl = cam.last["gradcam"]
     assert len(cam.samples["val"]) == 6 and expl.indices[:6].tolist() == cam.samples["val"]
     assert sorted(data.labels[i] for i in cam.samples["val"]) == [0, 0, 1, 1, 2, 2]
     model = module.model.eval()
@@ -138,9 +144,11 @@ def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(
     for maps, targets in ((expl.maps, expl.labels), (expl.pred_maps, expl.preds)):
         raw = captum.attribute(expl.images, target=targets.tolist(), relu_attributions=True)
         expected = LayerAttribution.interpolate(raw, (SIZE, SIZE), "bilinear")[:, 0]
-        torch.testing.assert_close(maps, expected)
+        peak = expected.amax(dim=(1, 2), keepdim=True)
+        torch.testing.assert_close(maps, (expected / peak).nan_to_num())
 
     assert (tmp_path / "report" / "index.html").is_file()
+    assert (tmp_path / "report" / "sanity.png").is_file()
     assert (tmp_path / "report" / "summary.json").is_file()
     html = (tmp_path / "report" / "index.html").read_text()
     assert "&lt;script&gt;" in html and "<script>" not in html
@@ -154,14 +162,14 @@ def test_validate_and_test_get_gradients_under_inference_mode(
     tmp_path: Path, v3: Callable, logged: Callable, datamodule: Callable
 ) -> None:
     data = Squares()
-    cam = GradCam(steps=2, max_misclassified=0)
+    cam = GradCam(steps=2, max_misclassified=0, sanity_samples=2)
     probe = Probe()
     run = logged(tmp_path, [probe, cam, probe])
     with pytest.warns(UserWarning, match=r"4x4 map.*coarser than 7x7.*stem='79'.*mixed_6e"):
         run.validate(v3(), datamodule=datamodule(data))
     assert probe.checked == 1 and probe.contexts == [(True, False)]
     assert cam.last_weights == "raw"  # no average: the module's own weights
-    assert set(cam.last) == {"features.mixed_7c"}
+    assert set(cam.last) == {"gradcam"}
     assert set(cam.last_metrics) == {f"gradcam/val/{name}" for name in METRICS}
     assert set(cam.last_metrics) <= set(run.callback_metrics)  # through Lightning's logging
     run.test(v3(), datamodule=datamodule(data, test=data))
@@ -176,30 +184,56 @@ def test_fit_explains_the_ema_weights_the_checkpoint_will_hold(
     kwargs = {"width": 0.125, "stem": "79", "aux_head": False}
     module = classifier(num_classes=3, model_kwargs=kwargs, sgd=0.5)
     ema = InceptionEMA(decay=0.5)
-    cam = GradCam(steps=2, max_misclassified=0, report_dir=tmp_path / "report")
+    methods = ["gradcam", "integrated_gradients"]
+    cam = GradCam(
+        method=methods,
+        steps=2,
+        max_misclassified=0,
+        method_options={"integrated_gradients": {"steps": 2}},
+        sanity_samples=2,
+        sanity_max_depth=2,
+        report_dir=tmp_path / "report",
+    )
     fit = logged(tmp_path, [ema, cam], max_epochs=1, limit_train_batches=2)
     fit.fit(module, datamodule=datamodule(Squares()))
 
     assert cam.last_weights == "ema"
-    expl = cam.last["features.mixed_7c"]
-    with torch.no_grad():
-        average = ema.average_network()(expl.images).softmax(-1)
-    torch.testing.assert_close(expl.probs, average, rtol=0, atol=1e-6)
+    average = ema.average_network()
+    for method in methods:  # every method explains the averaged weights, maps and predictions
+        expl = cam.last[method]
+        with torch.no_grad():
+            probs = average(expl.images).softmax(-1)
+        torch.testing.assert_close(expl.probs, probs, rtol=0, atol=1e-6)
+        options = cam.method_options.get(method)
+        expected = make_attribution(method, average, options=options).attribute(
+            expl.images, expl.labels
+        )
+        torch.testing.assert_close(expl.maps, expected)
     summary = (tmp_path / "report" / "summary.json").read_text()
     assert '"weights": "ema"' in summary
 
 
-def test_several_layers_tag_by_layer_and_other_ranks_do_nothing(
+def test_several_methods_tag_by_method_fuse_layers_and_other_ranks_do_nothing(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     v3: Callable,
     logged: Callable,
     datamodule: Callable,
 ) -> None:
-    layers = ["features.mixed_6d", "features.mixed_6e"]
-    cam = GradCam(layers, steps=2, max_misclassified=0)
-    logged(tmp_path, [cam]).validate(v3(), datamodule=datamodule(Squares(6)))
-    assert {k.rsplit("/", 1)[0] for k in cam.last_metrics} == {f"gradcam/val/{n}" for n in layers}
+    layers = ["features.mixed_6e", "features.mixed_7c"]
+    methods = ["layercam", "occlusion"]
+    options = {"occlusion": {"window": 16, "stride": 16}}
+    cam = GradCam(
+        layers, methods, steps=2, max_misclassified=0, sanity_samples=2, method_options=options
+    )
+    module = v3()
+    logged(tmp_path, [cam]).validate(module, datamodule=datamodule(Squares(6)))
+    prefixes = {k.rsplit("/", 1)[0] for k in cam.last_metrics}
+    assert prefixes == {f"gradcam/val/{m}" for m in methods}
+    assert set(cam.last_sanity) == set(methods)
+    expl = cam.last["layercam"]
+    fused = make_attribution("layercam", module.model, layers).attribute(expl.images, expl.labels)
+    torch.testing.assert_close(expl.maps, fused)
 
     other = GradCam(layers, steps=2)
     monkeypatch.setattr(pl.Trainer, "is_global_zero", property(lambda self: False))
@@ -214,6 +248,16 @@ def test_bad_arguments(v3: Callable) -> None:
         GradCam(layers=[])
     with pytest.raises(ValueError, match="sign"):
         GradCam(sign="up")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown attribution method 'smoothgrad'"):
+        GradCam(method="smoothgrad")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"method_options names \['occlusion'\]"):
+        GradCam(method="gradcam", method_options={"occlusion": {"window": 3}})
+    with pytest.raises(ValueError, match="sanity_threshold"):
+        GradCam(sanity_threshold=1.5)
+    with pytest.raises(ValueError, match="occlusion has no option 'steps'"):
+        GradCam(method="occlusion", method_options={"occlusion": {"steps": 3}}).setup(
+            pl.Trainer(logger=False), v3(), "fit"
+        )
     with pytest.raises(ValueError, match="no submodule"):
         GradCam("features.nope").setup(pl.Trainer(logger=False), v3(), "fit")
 
@@ -221,7 +265,9 @@ def test_bad_arguments(v3: Callable) -> None:
 def test_checkpoints_monitor_grad_cam_scalars(
     tmp_path: Path, v3: Callable, logged: Callable, datamodule: Callable
 ) -> None:
-    cam = GradCam(steps=2, max_misclassified=0, report=False)
+    # |map|: a barely trained network has no positive evidence for most classes, and an empty
+    # map scores NaN, which a checkpoint never takes for the best
+    cam = GradCam(sign="abs", steps=2, max_misclassified=0, sanity_samples=0, report=False)
     best = ModelCheckpoint(tmp_path / "ckpt", monitor="gradcam/val/insertion_auc", mode="max")
     fit = logged(
         tmp_path, [cam, best], max_epochs=2, limit_train_batches=1, enable_checkpointing=True
@@ -230,7 +276,7 @@ def test_checkpoints_monitor_grad_cam_scalars(
     events = EventAccumulator(str(tmp_path / "tb" / "version_0"))
     events.Reload()
     logged_values = [e.value for e in events.Scalars("gradcam/val/insertion_auc")]
-    assert len(logged_values) == 2
+    assert len(logged_values) == 2 and all(v == v for v in logged_values)  # no NaN
     assert float(best.best_model_score) == pytest.approx(max(logged_values))
     assert Path(best.best_model_path).is_file()
 
@@ -260,28 +306,38 @@ def test_maps_and_scores_are_fp32_whatever_the_training_precision(
     tmp_path: Path, v3: Callable, logged: Callable, datamodule: Callable, precision: str
 ) -> None:
     data = Squares(6)
-    cam = GradCam("features.mixed_6e", steps=4, max_misclassified=0, report=False)
+    options = {"integrated_gradients": {"steps": 2}, "occlusion": {"window": 16, "stride": 16}}
+    layer = "features.mixed_6e"
+    cam = GradCam(
+        layer, list(METHODS), steps=4, max_misclassified=0, method_options=options,
+        sanity_samples=0, report=False,
+    )  # fmt: skip
     module = v3()
     run = logged(tmp_path, [cam], max_epochs=1, limit_train_batches=1, precision=precision)
     run.fit(module, datamodule=datamodule(data))
-    expl = cam.last["features.mixed_6e"]
     assert next(module.model.parameters()).dtype == (
         torch.bfloat16 if precision == "bf16-true" else torch.float32
     )
 
-    # The same weights in fp32, explained with no autocast anywhere.
+    # The same weights in fp32, explained by every method with no autocast anywhere.
     network = deepcopy(module.model).float()
-    explainer = Explainer(GradCAM(network, "features.mixed_6e", batch_size=32), data, steps=4)
-    reference = explainer.explain(expl.indices.tolist())
-    assert expl.maps.dtype == torch.float32
-    # fp32 against fp32: summation order alone. A bf16 forward and backward differ by ~1e-2
-    # of the map's range (measured: see below), a thousand times this tolerance.
-    scale = reference.maps.abs().amax()
-    torch.testing.assert_close(expl.maps, reference.maps, rtol=0, atol=1e-5 * scale)
-    torch.testing.assert_close(expl.probs, reference.probs, rtol=0, atol=1e-5)
-    for name, values in reference.scores.items():
-        torch.testing.assert_close(expl.scores[name], values, rtol=0, atol=1e-5)
+    for method in METHODS:
+        expl = cam.last[method]
+        assert expl.maps.dtype == torch.float32
+        attribution = make_attribution(method, network, layer, options=options.get(method))
+        explainer = Explainer(attribution, data, steps=4)
+        reference = explainer.explain(expl.indices.tolist())
+        # fp32 against fp32: summation order alone. A bf16 forward and backward differ by ~1e-2
+        # of the map's range (measured: see below), a thousand times this tolerance.
+        scale = reference.maps.abs().amax()
+        torch.testing.assert_close(expl.maps, reference.maps, rtol=0, atol=1e-5 * scale)
+        torch.testing.assert_close(expl.probs, reference.probs, rtol=0, atol=1e-5)
+        for name, values in reference.scores.items():
+            torch.testing.assert_close(expl.scores[name], values, rtol=0, atol=1e-5, equal_nan=True)
 
+    gradcam = make_attribution("gradcam", network, layer)
+    reference = Explainer(gradcam, data, steps=4).explain(cam.last["gradcam"].indices.tolist())
     with torch.autocast("cpu", dtype=torch.bfloat16):  # what the callback no longer does
-        in_bf16 = explainer.cam.attribute(reference.images, reference.labels)
+        in_bf16 = gradcam.attribute(reference.images, reference.labels)
+    scale = reference.maps.abs().amax()
     assert (in_bf16 - reference.maps).abs().amax() > 1e-3 * scale

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -12,10 +13,15 @@ from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.evaluation import evaluation_dataset
 from inception_lightning.data.transforms import Preprocessing, resolve_preprocessing
 from inception_lightning.explain import (
+    LAYER_METHODS,
+    RANK_THRESHOLD,
     Bf16Forward,
     Explainer,
-    GradCAM,
+    Method,
+    as_methods,
+    make_attribution,
     predict_dataset,
+    run_methods,
     write_report,
 )
 from inception_lightning.training.checkpoints import Weights, load_network
@@ -31,14 +37,19 @@ def report(
     crop_pct: float | None = None,
     per_class: int = 8,
     seed: int = 0,
-    layer: str | None = None,
+    layers: str | list[str] | None = None,
     weights: Weights | None = None,
+    method: Method | Sequence[Method] = LAYER_METHODS,
+    method_options: dict[str, dict[str, Any]] | None = None,
+    sanity_samples: int = 8,
+    sanity_threshold: float = RANK_THRESHOLD,
     precision: Literal["auto", "32-true", "bf16-mixed"] = "auto",
 ) -> Path:
-    """Write a static Grad-CAM attribution report: index.html, PNG overlays, summary.json.
+    """Write a static attribution report comparing methods: index.html, PNGs, summary.json.
 
-    A seeded, class-balanced sample of the folder is explained with the checkpoint's network,
-    preprocessed as the checkpoint says it was trained, its classes mapped by name; every image
+    A seeded, class-balanced sample of the folder, preprocessed as the checkpoint says it was
+    trained and its classes mapped by name, is explained with the checkpoint's network by each
+    method, and each method's maps are sanity-checked by cascading randomisation; every image
     of the folder is predicted for the accuracy per class, the confusion matrix and the
     reliability diagram.
 
@@ -52,14 +63,22 @@ def report(
         crop_pct: overrides the checkpoint's centre-crop fraction.
         per_class: images explained per class.
         seed: seeds the sample.
-        layer: dotted module name of the Grad-CAM layer; null: the last Inception block.
+        layers: dotted module name(s) for the layer methods, fused when several; null: the
+            last Inception block.
         weights: "ema" (the averaged weights) or "raw"; null: those the checkpoint's
             state_dict holds (the average, when the run kept one).
+        method: the attribution method(s) to compare; by default the Grad-CAM family
+            (gradcam, guided_gradcam, hirescam, layercam); integrated_gradients and occlusion
+            cost tens to hundreds of passes per map, so they are named when wanted.
+        method_options: per method, its own settings, e.g. '{"occlusion": {"window": 8}}'.
+        sanity_samples: images of the sanity check per method; 0 skips it.
+        sanity_threshold: a method passes when its mean rank correlation falls below this.
         precision: of the forward-only work (predictions, deletion and insertion curves);
-            Grad-CAM maps are fp32 always. auto: bf16-mixed on a CPU with native bf16 (AMX or
-            AVX512-BF16), else 32-true (on the quickstart bf16 moved no AUC by more than
-            0.004 and no top-1 class: benchmarks/bf16_forward.py).
+            maps, and the sanity check, are fp32 always. auto: bf16-mixed on a CPU with
+            native bf16 (AMX or AVX512-BF16), else 32-true (on the quickstart bf16 moved no
+            AUC by more than 0.004 and no top-1 class: benchmarks/bf16_forward.py).
     """
+    methods = as_methods(method)
     loaded = load_network(ckpt_path, weights)
     network, description = loaded.network, loaded.description
     if description.preprocessing is None:  # an older checkpoint: Inception's, at the stem's size
@@ -76,15 +95,26 @@ def report(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if precision == "auto":
         precision = "bf16-mixed" if device.type == "cpu" and native_bf16() else "32-true"
+    network = network.to(device)
     forward = None
     if precision == "bf16-mixed":
         network.to(memory_format=torch.channels_last)  # oneDNN's bf16 kernels work in NHWC
         forward = Bf16Forward(network)
-    cam = GradCAM(network.to(device), layer=layer)
-    # progress=None: bars on terminals
-    explainer = Explainer(cam, dataset, seed=seed, progress=None, forward=forward)
-    expl = explainer.explain(explainer.sample(per_class))
-    predictions = predict_dataset(cam, dataset, progress=None, forward=forward)
+    options = method_options or {}
+    explainers = {
+        name: Explainer(
+            make_attribution(name, network, layers, options=options.get(name)),
+            dataset,
+            seed=seed,
+            progress=None,  # bars on terminals
+            forward=forward,
+        )
+        for name in methods
+    }
+    first = next(iter(explainers.values()))
+    indices = first.sample(per_class)
+    runs = run_methods(explainers, indices, indices[:sanity_samples], threshold=sanity_threshold)
+    predictions = predict_dataset(first.attribution, dataset, progress=None, forward=forward)
     info = {
         "checkpoint": str(ckpt_path),
         "model": network.name,
@@ -93,7 +123,7 @@ def report(
         "weights": loaded.weights,
         "data": str(data),
         "preprocessing": asdict(preprocessing),
-        "layer": explainer.cam.layer,
+        "layers": " + ".join([layers] if isinstance(layers, str) else layers or ["last block"]),
         "forward-only precision": precision,
     }
-    return write_report(out, expl, dataset.classes, info, per_class, predictions)
+    return write_report(out, runs, dataset.classes, info, per_class, predictions)

@@ -1,5 +1,16 @@
-"""Attribution maps, their metrics, the explainer pipeline and reports. Imports no Lightning."""
+"""Attribution maps, their metrics and sanity checks, the explainer pipeline and reports.
 
+Imports no Lightning.
+"""
+
+from inception_lightning.explain.attribution import (
+    Attribution,
+    default_layer,
+    empty_maps,
+    eval_mode,
+    normalize_maps,
+)
+from inception_lightning.explain.comparison import MethodRun, run_methods
 from inception_lightning.explain.explainer import (
     Batch,
     Explainer,
@@ -10,7 +21,14 @@ from inception_lightning.explain.explainer import (
     predict,
     summarize,
 )
-from inception_lightning.explain.gradcam import GradCAM, default_layer, eval_mode
+from inception_lightning.explain.gradcam import GradCAM, GuidedGradCAM, HiResCAM, LayerCAM, fuse
+from inception_lightning.explain.methods import (
+    LAYER_METHODS,
+    METHODS,
+    Method,
+    as_methods,
+    make_attribution,
+)
 from inception_lightning.explain.metrics import (
     auc,
     blur,
@@ -24,36 +42,65 @@ from inception_lightning.explain.metrics import (
     pointing_game,
     scaled_tolerance,
 )
+from inception_lightning.explain.pixel import IntegratedGradientsMap, OcclusionMap
 from inception_lightning.explain.precision import Bf16Forward, fp32
 from inception_lightning.explain.predictions import Predictions, Reliability, predict_dataset
 from inception_lightning.explain.report import safe_name, write_report
+from inception_lightning.explain.sanity import (
+    RANK_THRESHOLD,
+    RandomizationCurve,
+    cascade_units,
+    cascading_randomization,
+    rank_correlation,
+)
 
 __all__ = [
+    "LAYER_METHODS",
+    "METHODS",
+    "RANK_THRESHOLD",
+    "Attribution",
     "Batch",
     "Bf16Forward",
     "Explainer",
     "Explanation",
     "GradCAM",
+    "GuidedGradCAM",
+    "HiResCAM",
+    "IntegratedGradientsMap",
+    "LayerCAM",
+    "Method",
+    "MethodRun",
+    "OcclusionMap",
     "Predictions",
+    "RandomizationCurve",
     "Reliability",
+    "as_methods",
     "auc",
     "balanced_sample",
     "blur",
     "boxes_to_masks",
+    "cascade_units",
+    "cascading_randomization",
     "default_layer",
     "deletion_auc",
     "deletion_curve",
+    "empty_maps",
     "energy_pointing_game",
     "eval_mode",
     "explain",
     "fp32",
+    "fuse",
     "insertion_auc",
     "insertion_curve",
     "load",
+    "make_attribution",
+    "normalize_maps",
     "perturbation_curve",
     "pointing_game",
     "predict",
     "predict_dataset",
+    "rank_correlation",
+    "run_methods",
     "safe_name",
     "scaled_tolerance",
     "summarize",

@@ -2,11 +2,13 @@
 
 `Explainer` is the one pipeline behind the GradCam callback and the report command: a seeded,
 class-balanced sample of a `data.protocol.LabelledImages` dataset (plus images the model gets
-wrong), their predictions and Grad-CAM maps, and a score per image and metric.
+wrong), their predictions and maps by one attribution method, a score per image and metric,
+the method's cost, and its sanity check (`sanity.cascading_randomization`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -15,7 +17,12 @@ from torch import Tensor, nn
 
 from inception_lightning.console import track
 from inception_lightning.data.protocol import LabelledImages
-from inception_lightning.explain.gradcam import GradCAM, eval_mode
+from inception_lightning.explain.attribution import (
+    Attribution,
+    empty_maps,
+    eval_mode,
+    model_device,
+)
 from inception_lightning.explain.metrics import (
     auc,
     deletion_curve,
@@ -23,6 +30,7 @@ from inception_lightning.explain.metrics import (
     insertion_curve,
     pointing_game,
 )
+from inception_lightning.explain.sanity import RandomizationCurve, cascading_randomization
 
 
 @dataclass
@@ -35,12 +43,14 @@ class Explanation:
         images: `[N, 3, H, W]` model inputs (the pixels normalised).
         labels: true classes `[N]`.
         probs: softmax probabilities `[N, C]`.
-        maps: Grad-CAM maps of the true class `[N, H, W]`.
+        maps: maps of the true class `[N, H, W]`, normalised (`attribution.to_map`).
         pred_maps: maps of the predicted class `[N, H, W]` (the same as `maps` where right).
         masks: object masks `[N, H, W]`, or None when the dataset has none.
-        scores: per-image metric values `[N]` by metric name.
+        scores: per-image metric values `[N]` by metric name; NaN where the map is empty.
         curves: per-image deletion and insertion curves `[N, steps + 1]` (the target's
-            probability as pixels move, most salient first), by "deletion" / "insertion".
+            probability as pixels move, most salient first), by "deletion" / "insertion";
+            NaN rows where the predicted class's map is empty.
+        seconds_per_image: the attribution's cost, the true-class maps' time per image.
     """
 
     indices: Tensor
@@ -53,6 +63,7 @@ class Explanation:
     masks: Tensor | None
     scores: dict[str, Tensor]
     curves: dict[str, Tensor] = field(default_factory=dict)
+    seconds_per_image: float = float("nan")
 
     @property
     def preds(self) -> Tensor:
@@ -63,6 +74,11 @@ class Explanation:
     def wrong(self) -> Tensor:
         """Boolean `[N]`: misclassified images."""
         return self.preds != self.labels
+
+    @property
+    def empty(self) -> Tensor:
+        """Boolean `[N]`: true-class maps that are zero everywhere (no evidence for it)."""
+        return empty_maps(self.maps)
 
 
 @dataclass(frozen=True)
@@ -115,26 +131,39 @@ def load(dataset: LabelledImages, indices: Sequence[int]) -> Batch:
     return Batch(list(indices), pixels, dataset.normalize(pixels), labels, masks)
 
 
-def predict(cam: GradCAM, images: Tensor, forward: nn.Module | None = None) -> Tensor:
+def predict(attribution: Attribution, images: Tensor, forward: nn.Module | None = None) -> Tensor:
     """Softmax probabilities `[N, C]` on the CPU, batched on the model's device.
 
     Args:
-        cam: the Grad-CAM whose model and batch size are used.
+        attribution: the method whose model and batch size are used.
         images: the model inputs.
-        forward: runs the forward passes instead of `cam.model` (e.g. `Bf16Forward`).
+        forward: runs the forward passes instead of `attribution.model` (e.g. `Bf16Forward`).
     """
-    model = cam.model if forward is None else forward
-    device = next(model.parameters()).device
+    model = attribution.model if forward is None else forward
+    size = attribution.batch_size
+    device = model_device(model)
     out = []
     with torch.no_grad(), eval_mode(model):
-        for start in range(0, len(images), cam.batch_size):
-            logits = model(images[start : start + cam.batch_size].to(device))
+        for start in range(0, len(images), size):
+            logits = model(images[start : start + size].to(device))
             out.append(logits.float().softmax(dim=1).cpu())
     return torch.cat(out)
 
 
+def timed_attribute(
+    attribution: Attribution, images: Tensor, targets: Tensor
+) -> tuple[Tensor, float]:
+    """`(maps on the CPU, seconds)`; the clock stops once the device has finished."""
+    device = model_device(attribution.model)
+    start = time.perf_counter()
+    maps = attribution.attribute(images, targets)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return maps.cpu(), time.perf_counter() - start
+
+
 def explain(
-    cam: GradCAM,
+    attribution: Attribution,
     batch: Batch,
     steps: int = 16,
     tolerance: int | None = None,
@@ -148,26 +177,26 @@ def explain(
     faithful to the model's decision?, as Petsiuk et al. 2018 do).
 
     Args:
-        cam: the Grad-CAM of the model and layer.
+        attribution: the method, bound to the model.
         batch: the images, from `load`.
         steps: deletion/insertion steps.
         tolerance: pointing-game tolerance in pixels (None: 15 px at 224 px, scaled).
         progress: show a bar over the deletion/insertion batches, most of the time taken
             (None: on a terminal; see `console.track`).
         forward: runs the forward-only work (predictions, deletion and insertion) instead of
-            the cam's model, e.g. `Bf16Forward`; the maps always come from the cam.
+            the method's model, e.g. `Bf16Forward`; the maps always come from the method.
     """
     images, labels, masks = batch.images, batch.labels, batch.masks
-    probs = predict(cam, images, forward)
+    probs = predict(attribution, images, forward)
     preds = probs.argmax(dim=1)
-    maps = cam.attribute(images, labels).cpu()
+    maps, seconds = timed_attribute(attribution, images, labels)
     pred_maps = maps.clone()
     wrong = preds != labels
     if wrong.any():
-        pred_maps[wrong] = cam.attribute(images[wrong], preds[wrong]).cpu()
+        pred_maps[wrong] = attribution.attribute(images[wrong], preds[wrong]).cpu()
     curves: dict[str, list[Tensor]] = {"deletion": [], "insertion": []}
-    model = cam.model if forward is None else forward
-    n, step = len(images), cam.batch_size
+    model = attribution.model if forward is None else forward
+    n, step = len(images), attribution.batch_size
     starts = track(
         range(0, n, step), "deletion/insertion", n, "images", progress, lambda i: min(step, n - i)
     )
@@ -176,33 +205,44 @@ def explain(
         args = (model, images[part], pred_maps[part], preds[part], steps)
         curves["deletion"].append(deletion_curve(*args).cpu())
         curves["insertion"].append(insertion_curve(*args).cpu())
-    curve = {name: torch.cat(values) for name, values in curves.items()}
+    empty = empty_maps(pred_maps)  # points nowhere: no curve, no score (NaN)
+    curve = {k: torch.cat(v).masked_fill(empty[:, None], float("nan")) for k, v in curves.items()}
     result = {f"{name}_auc": auc(values) for name, values in curve.items()}
     if masks is not None:
         result["pointing_game"] = pointing_game(maps, masks, tolerance)
         result["energy_pointing_game"] = energy_pointing_game(maps, masks)
     indices = torch.as_tensor(batch.indices)
     return Explanation(
-        indices, batch.pixels, images.cpu(), labels, probs, maps, pred_maps, masks, result, curve
+        indices,
+        batch.pixels,
+        images.cpu(),
+        labels,
+        probs,
+        maps,
+        pred_maps,
+        masks,
+        result,
+        curve,
+        seconds / max(1, len(images)),
     )
 
 
 class Explainer:
-    """One attribution method on one dataset: sample, find mistakes, explain.
+    """One attribution method on one dataset: sample, find mistakes, explain, sanity-check.
 
     Args:
-        cam: the Grad-CAM of the model and layer.
+        attribution: the method, bound to the model.
         dataset: the images, labels and (optionally) object masks.
         steps: deletion/insertion steps.
         tolerance: pointing-game tolerance in pixels (None: Zhang et al.'s, scaled).
-        seed: seeds the sample and the search for mistakes.
+        seed: seeds the sample, the search for mistakes and the sanity check.
         progress: show progress while explaining (None: on a terminal; see `console.track`).
-        forward: runs the forward-only work instead of the cam's model (see `explain`).
+        forward: runs the forward-only work instead of the method's model (see `explain`).
     """
 
     def __init__(
         self,
-        cam: GradCAM,
+        attribution: Attribution,
         dataset: LabelledImages,
         steps: int = 16,
         tolerance: int | None = None,
@@ -215,7 +255,7 @@ class Explainer:
                 f"{type(dataset).__name__} is not a LabelledImages dataset (classes, labels, "
                 "normalize, has_masks, mask); use the package's datamodules or datasets"
             )
-        self.cam = cam
+        self.attribution = attribution
         self.dataset = dataset
         self.steps = steps
         self.tolerance = tolerance
@@ -236,9 +276,10 @@ class Explainer:
         pool = [i for i in seeded_order(len(self.dataset), self.seed) if i not in taken]
         pool = pool[:search]
         found: list[int] = []
-        for start in range(0, len(pool), self.cam.batch_size):
-            batch = load(self.dataset, pool[start : start + self.cam.batch_size])
-            probs = predict(self.cam, batch.images, self.forward)
+        size = self.attribution.batch_size
+        for start in range(0, len(pool), size):
+            batch = load(self.dataset, pool[start : start + size])
+            probs = predict(self.attribution, batch.images, self.forward)
             wrong = (probs.argmax(dim=1) != batch.labels).tolist()
             found += [i for i, w in zip(batch.indices, wrong, strict=True) if w]
             if len(found) >= limit:
@@ -248,11 +289,22 @@ class Explainer:
     def explain(self, indices: Sequence[int]) -> Explanation:
         """Predictions, maps and scores of the images at `indices`."""
         batch = load(self.dataset, indices)
-        return explain(self.cam, batch, self.steps, self.tolerance, self.progress, self.forward)
+        return explain(
+            self.attribution, batch, self.steps, self.tolerance, self.progress, self.forward
+        )
+
+    def sanity_check(self, indices: Sequence[int], **options: object) -> RandomizationCurve:
+        """`sanity.cascading_randomization` of the true-class maps of the images at `indices`;
+        `options` go to it (threshold, verdict_stages, max_depth)."""
+        batch = load(self.dataset, indices)
+        return cascading_randomization(
+            self.attribution, batch.images, batch.labels, seed=self.seed, **options
+        )
 
 
 def summarize(expl: Explanation, classes: Sequence[str], subset: Tensor | None = None) -> dict:
-    """Mean accuracy and scores, overall and per class (classes with no image are left out).
+    """Counts, accuracy, empty maps and mean scores (of the non-empty maps), overall and per
+    class (classes with no image are left out).
 
     Args:
         expl: the explained images.
@@ -269,6 +321,10 @@ def summarize(expl: Explanation, classes: Sequence[str], subset: Tensor | None =
 
 
 def _means(expl: Explanation, selected: Tensor) -> dict[str, float]:
-    values = {"count": float(selected.sum()), "accuracy": (~expl.wrong[selected]).float().mean()}
-    values.update({name: score[selected].mean() for name, score in expl.scores.items()})
+    values = {
+        "count": selected.sum(),
+        "accuracy": (~expl.wrong[selected]).float().mean(),
+        "empty": expl.empty[selected].sum(),
+    }
+    values.update({name: score[selected].nanmean() for name, score in expl.scores.items()})
     return {name: float(value) for name, value in values.items()}

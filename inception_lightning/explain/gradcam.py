@@ -1,133 +1,183 @@
-"""Grad-CAM on any layer, usable from training loops: a thin wrapper around Captum."""
+"""The Grad-CAM family: maps from a layer's activations and gradients, by Captum.
+
+- `gradcam` (Selvaraju et al. 2017): `sum_k mean_ij(dy_c/dA_k) * A_k`, Captum's `LayerGradCam`;
+- `hirescam` (Draelos & Carin 2020): `sum_k dy_c/dA_k * A_k` element-wise, Captum's
+  `LayerGradientXActivation`;
+- `layercam` (Jiang et al. 2021): `sum_k relu(dy_c/dA_k) * A_k` element-wise, Captum's
+  `LayerGradientXActivation` keeping the positive gradients;
+- `guided_gradcam` (Selvaraju et al. 2017): guided backprop times the upsampled Grad-CAM, per
+  pixel, Captum's `GuidedGradCam`.
+
+Each then takes its sign ("relu" by default: the papers' final ReLU) and is brought to the
+input size and normalised (`attribution.to_map`). Several layers are fused as LayerCAM does.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Literal
+import warnings
+from abc import abstractmethod
+from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
-from captum.attr import LayerGradCam
+from captum.attr import GuidedGradCam, LayerGradCam, LayerGradientXActivation
 from torch import Tensor, nn
 
-from inception_lightning.models.blocks import iter_blocks
+from inception_lightning.explain.attribution import (
+    Attribution,
+    Interpolation,
+    SignMode,
+    default_layer,
+    eval_mode,
+    model_device,
+    normalize_maps,
+)
 
-SignMode = Literal["relu", "abs", "signed"]
-Interpolation = Literal["bilinear", "bicubic", "nearest"]
-SIGN_MODES: tuple[str, ...] = ("relu", "abs", "signed")
-INTERPOLATIONS: tuple[str, ...] = ("bilinear", "bicubic", "nearest")
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode, then restore each one's own train/eval flag."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in flags:
-            module.training = training
+FUSION_GAMMA = 2.0
 
 
-def default_layer(model: nn.Module) -> str:
-    """The dotted name of the model's last Inception block."""
-    names = [name for name, _ in iter_blocks(model)]
-    if not names:
-        raise ValueError("the model has no Inception block; name a target layer explicitly")
-    return names[-1]
+def fuse(maps: Sequence[Tensor], gamma: float = FUSION_GAMMA) -> Tensor:
+    """LayerCAM's fusion of normalised maps of several layers (Jiang et al. 2021, sect. 3.3).
+
+    Each map is scaled by `tanh(gamma * map)`, which lifts the weaker values of shallow,
+    finer layers, then the maps are combined by their element-wise maximum (as torchcam's
+    `fuse_cams` does) and normalised again. One map is returned as it is.
+    """
+    if len(maps) == 1:
+        return maps[0]
+    scaled = torch.stack([torch.tanh(gamma * m) for m in maps])
+    return normalize_maps(scaled.amax(dim=0))
 
 
-class GradCAM:
-    """Grad-CAM maps (Selvaraju et al. 2017) of one layer, computed by Captum's LayerGradCam.
-
-    The map of class c is `sum_k mean_ij(d y_c / d A_kij) * A_k` over the layer's channels k.
-    `sign` is applied to that coarse map ("relu": the paper's choice, keeps evidence for c;
-    "abs": magnitude of evidence either way; "signed": raw), then the map is upsampled to the
-    input size with `F.interpolate(mode=interpolation, align_corners=False)`, which is what
-    Captum's `LayerAttribution.interpolate` does: each map cell is centred on its block of input
-    pixels, as in the reference implementation's image resize.
-
-    Calls work under `torch.inference_mode` (they compute on fresh tensors with inference mode
-    off), batch on the model's device, run the model in eval mode (BatchNorm uses its running
-    statistics, dropout is off) and restore every submodule's train/eval flag. Captum removes
-    its hook in a `finally` block, so none is left behind. Parameters' `.grad` are untouched:
-    gradients are taken with respect to the layer output only.
+class LayerMethod(Attribution):
+    """A map from one or more layers' activations; several layers are fused (`fuse`).
 
     Args:
         model: maps images `[N, 3, H, W]` to logits `[N, C]`.
-        layer: dotted module name; None takes the model's last Inception block.
-        sign: "relu", "abs" or "signed".
-        interpolation: upsampling mode.
+        layers: dotted module name(s); None takes the model's last Inception block.
+        sign: "relu", "abs" or "signed"; None takes the method's default.
+        interpolation: how each layer's map is upsampled to the input size.
         batch_size: images per forward/backward pass.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        layer: str | None = None,
-        sign: SignMode = "relu",
+        layers: str | Sequence[str] | None = None,
+        sign: SignMode | None = None,
         interpolation: Interpolation = "bilinear",
         batch_size: int = 32,
     ) -> None:
-        if sign not in SIGN_MODES:
-            raise ValueError(f"sign must be one of {SIGN_MODES}, got {sign!r}")
-        if interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}: {interpolation!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.model = model
-        self.layer = default_layer(model) if layer is None else layer
+        names = [layers] if isinstance(layers, str) else list(layers or [default_layer(model)])
+        if not names:
+            raise ValueError("layers must name at least one module")
+        self.layers = names
+        super().__init__(model, sign, interpolation, batch_size)
+
+    @property
+    def layer(self) -> str:
+        """The first (or only) layer."""
+        return self.layers[0]
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.sign}) on {' + '.join(self.layers)}"
+
+    def grids(self, inputs: Tensor) -> list[tuple[int, int]]:
+        """Each layer's output grid for inputs like `inputs` (one image goes forward)."""
+        shapes: list[tuple[int, int]] = []
+        handles = [
+            self.model.get_submodule(name).register_forward_hook(
+                lambda _m, _i, out: shapes.append(tuple(out.shape[-2:]))
+            )
+            for name in self.layers
+        ]
         try:
-            module = model.get_submodule(self.layer)
-        except AttributeError:
-            raise ValueError(f"the model has no submodule named {self.layer!r}") from None
+            with torch.no_grad(), eval_mode(self.model):
+                self.model(inputs[:1].to(model_device(self.model)))
+        finally:
+            for handle in handles:
+                handle.remove()
+        return shapes
+
+    def _bind(self, model: nn.Module) -> None:
+        modules = []
+        for name in self.layers:
+            try:
+                modules.append(model.get_submodule(name))
+            except AttributeError:
+                raise ValueError(f"the model has no submodule named {name!r}") from None
+        self._captum = [self._captum_for(model, module) for module in modules]
+
+    def _maps(self, inputs: Tensor, targets: list[int]) -> Tensor:
+        size = tuple(inputs.shape[-2:])
+        return fuse([self._finish(self._raw(c, inputs, targets), size) for c in self._captum])
+
+    @abstractmethod
+    def _captum_for(self, model: nn.Module, module: nn.Module) -> object:
+        """The Captum attribution object of one layer."""
+
+    def _raw(self, captum: object, inputs: Tensor, targets: list[int]) -> Tensor:
         # attribute_to_layer_input stays False: Captum saves a pre-hook's input tensor itself,
         # so an in-place op in the layer (a ReLU) would change the saved activations.
-        self._captum = LayerGradCam(model, module)
-        self.sign = sign
-        self.interpolation = interpolation
-        self.batch_size = batch_size
+        return captum.attribute(inputs, target=targets)
 
-    def grid(self, inputs: Tensor) -> tuple[int, int]:
-        """The coarse map's size for inputs like `inputs` (one image is attributed)."""
-        return tuple(self.attribute(inputs[:1], [0], upsample=False).shape[-2:])
 
-    def attribute(
-        self, inputs: Tensor, targets: Tensor | Sequence[int], upsample: bool = True
-    ) -> Tensor:
-        """Maps `[N, H, W]` (float32, on the model's device) for `targets[i]` of `inputs[i]`.
+class GradCAM(LayerMethod):
+    """Grad-CAM (Selvaraju et al. 2017) by Captum's `LayerGradCam`, sign applied after it."""
 
-        Args:
-            inputs: images `[N, 3, H, W]`, on any device.
-            targets: one class index per image.
-            upsample: resize to the input size; False keeps the layer's grid.
-        """
-        device = next(self.model.parameters()).device
-        targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
-        if len(targets) != len(inputs):
-            raise ValueError(f"got {len(inputs)} inputs but {len(targets)} targets")
-        if any(p.is_inference() for p in self.model.parameters()):
-            raise RuntimeError(
-                "the model's parameters are inference tensors (created or loaded under "
-                "torch.inference_mode), so no gradient can flow; load the model outside it"
-            )
-        chunks = []
-        with torch.inference_mode(False), torch.enable_grad(), eval_mode(self.model):
-            for start in range(0, len(inputs), self.batch_size):
-                x = inputs[start : start + self.batch_size].to(device).clone()
-                t = targets[start : start + self.batch_size].tolist()
-                coarse = self._captum.attribute(x, target=t).detach().float()
-                chunks.append(self._postprocess(coarse, tuple(x.shape[-2:]), upsample))
-        return torch.cat(chunks)[:, 0]
+    name = "gradcam"
 
-    def _postprocess(self, coarse: Tensor, size: tuple[int, ...], upsample: bool) -> Tensor:
-        if self.sign == "relu":
-            coarse = coarse.clamp(min=0)
-        elif self.sign == "abs":
-            coarse = coarse.abs()
-        if not upsample:
-            return coarse
-        align = None if self.interpolation == "nearest" else False
-        return F.interpolate(coarse, size=size, mode=self.interpolation, align_corners=align)
+    def _captum_for(self, model: nn.Module, module: nn.Module) -> LayerGradCam:
+        return LayerGradCam(model, module)
+
+
+class HiResCAM(LayerMethod):
+    """HiResCAM (Draelos & Carin 2020): gradient x activation, element-wise, summed over
+    channels; Captum's `LayerGradientXActivation` with the channel sum of `to_map`."""
+
+    name = "hirescam"
+
+    def _captum_for(self, model: nn.Module, module: nn.Module) -> LayerGradientXActivation:
+        return LayerGradientXActivation(model, module)
+
+
+class PositiveGradientXActivation(LayerGradientXActivation):
+    """Captum's `LayerGradientXActivation` with the gradients' negative parts set to zero."""
+
+    def multiply_gradient_acts(
+        self, gradients: tuple[Tensor, ...], evals: tuple[Tensor, ...]
+    ) -> tuple[Tensor, ...]:
+        return tuple(g.clamp(min=0) * a for g, a in zip(gradients, evals, strict=True))
+
+
+class LayerCAM(LayerMethod):
+    """LayerCAM (Jiang et al. 2021, eq. 4-5): positive gradients x activations, element-wise.
+
+    Captum has no LayerCAM; its `LayerGradientXActivation` computes gradient and activation
+    in one pass and leaves their product to `multiply_gradient_acts`, which this overrides.
+    """
+
+    name = "layercam"
+
+    def _captum_for(self, model: nn.Module, module: nn.Module) -> LayerGradientXActivation:
+        return PositiveGradientXActivation(model, module)
+
+
+class GuidedGradCAM(LayerMethod):
+    """Guided Grad-CAM (Selvaraju et al. 2017) by Captum's `GuidedGradCam`: guided backprop's
+    input gradients times the Grad-CAM map upsampled with this object's interpolation.
+
+    Its sign defaults to "abs": guided backprop is a gradient, whose sign says which way a
+    pixel's intensity would move the score, not whether the pixel is evidence.
+    """
+
+    name = "guided_gradcam"
+    default_sign = "abs"
+
+    def _captum_for(self, model: nn.Module, module: nn.Module) -> GuidedGradCam:
+        return GuidedGradCam(model, module)
+
+    def _raw(self, captum: object, inputs: Tensor, targets: list[int]) -> Tensor:
+        inputs.requires_grad_()  # a fresh clone; Captum would set it, with a warning
+        with warnings.catch_warnings():  # Captum says it hooks ReLUs and will remove the hooks
+            warnings.filterwarnings("ignore", "Setting backward hooks on ReLU", UserWarning)
+            return captum.attribute(inputs, target=targets, interpolate_mode=self.interpolation)

@@ -2,7 +2,8 @@
 
 Every function is batched: maps are `[N, H, W]` at the input resolution, masks `[N, H, W]`
 booleans, and results are per-image tensors `[N]` on the maps' device; average them for a
-score.
+score. A map that is zero everywhere (`attribution.empty_maps`) points nowhere: the pointing
+games give it NaN, so that averages (`nanmean`) leave it out and reports count it as empty.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inception_lightning.explain.gradcam import eval_mode
+from inception_lightning.explain.attribution import empty_maps, eval_mode
 
 
 def boxes_to_masks(boxes: Tensor | Sequence[Sequence[int]], size: tuple[int, int]) -> Tensor:
@@ -34,10 +35,9 @@ def scaled_tolerance(height: int, width: int) -> int:
 def pointing_game(maps: Tensor, masks: Tensor, tolerance: int | None = None) -> Tensor:
     """Hits of the pointing game (Zhang et al. 2016, "Top-down neural attention by excitation
     backprop", sect. 5.1): 1.0 when the map's maximum lies within `tolerance` pixels
-    (Euclidean) of the object mask, else 0.0. Higher is better.
+    (Euclidean) of the object mask, else 0.0; NaN for an empty map. Higher is better.
 
-    Ties for the maximum go to the first in raster order (`argmax`), so a blank map points at
-    the top-left pixel rather than scoring for free.
+    Ties for the maximum go to the first in raster order (`argmax`).
 
     Args:
         maps: `[N, H, W]` attribution maps.
@@ -53,19 +53,21 @@ def pointing_game(maps: Tensor, masks: Tensor, tolerance: int | None = None) -> 
     ys = torch.arange(h, device=maps.device).view(1, -1, 1)
     xs = torch.arange(w, device=maps.device).view(1, 1, -1)
     disc = (ys - py) ** 2 + (xs - px) ** 2 <= tolerance**2
-    return (disc & masks.to(maps.device).bool()).flatten(1).any(dim=1).float()
+    hits = (disc & masks.to(maps.device).bool()).flatten(1).any(dim=1).float()
+    return hits.masked_fill(empty_maps(maps), float("nan"))
 
 
 def energy_pointing_game(maps: Tensor, masks: Tensor) -> Tensor:
     """Share of the map's positive energy inside the mask (Wang et al. 2020, Score-CAM,
-    sect. 5.2): `sum(relu(map) * mask) / sum(relu(map))`, 0.0 for a map with no positive
-    value. Higher is better; a uniform map scores the mask's area fraction.
+    sect. 5.2): `sum(relu(map) * mask) / sum(relu(map))`; NaN for an empty map, 0.0 for a
+    map with no positive value. Higher is better; a uniform map scores the mask's area fraction.
     """
     _check(maps, masks)
     positive = maps.clamp(min=0).flatten(1)
     inside = (positive * masks.to(maps.device).flatten(1)).sum(dim=1)
     total = positive.sum(dim=1)
-    return torch.where(total > 0, inside / total.clamp(min=torch.finfo(total.dtype).tiny), 0.0)
+    share = torch.where(total > 0, inside / total.clamp(min=torch.finfo(total.dtype).tiny), 0.0)
+    return share.masked_fill(empty_maps(maps), float("nan"))
 
 
 def deletion_auc(
@@ -76,7 +78,8 @@ def deletion_auc(
     steps: int = 16,
     baseline: float = 0.0,
 ) -> Tensor:
-    """Deletion AUC (Petsiuk et al. 2018, RISE, sect. 4.1). Lower is better.
+    """Deletion AUC (Petsiuk et al. 2018, RISE, sect. 4.1). Lower is better; NaN for an
+    empty map, which orders no pixel.
 
     Pixels are set to `baseline` (all channels), most salient first, in `steps` equal steps;
     the curve is the softmax probability of the target after each step, from the intact image
@@ -90,7 +93,8 @@ def deletion_auc(
         steps: number of deletion steps; RISE uses one per 224 pixels.
         baseline: value of a deleted pixel (RISE: 0, the dataset mean after normalisation).
     """
-    return auc(deletion_curve(model, inputs, maps, targets, steps, baseline))
+    curve = deletion_curve(model, inputs, maps, targets, steps, baseline)
+    return auc(curve).masked_fill(empty_maps(maps.to(curve.device)), float("nan"))
 
 
 def insertion_auc(
@@ -101,7 +105,8 @@ def insertion_auc(
     steps: int = 16,
     substrate: Tensor | None = None,
 ) -> Tensor:
-    """Insertion AUC (Petsiuk et al. 2018, RISE, sect. 4.1). Higher is better.
+    """Insertion AUC (Petsiuk et al. 2018, RISE, sect. 4.1). Higher is better; NaN for an
+    empty map.
 
     Pixels of the image are pasted, most salient first, onto `substrate` in `steps` equal
     steps; the curve runs from the substrate (x=0) to the intact image (x=1).
@@ -114,7 +119,8 @@ def insertion_auc(
         steps: number of insertion steps.
         substrate: start images; None takes RISE's Gaussian blur (kernel 11, sigma 5).
     """
-    return auc(insertion_curve(model, inputs, maps, targets, steps, substrate))
+    curve = insertion_curve(model, inputs, maps, targets, steps, substrate)
+    return auc(curve).masked_fill(empty_maps(maps.to(curve.device)), float("nan"))
 
 
 def deletion_curve(
@@ -125,7 +131,7 @@ def deletion_curve(
     steps: int = 16,
     baseline: float = 0.0,
 ) -> Tensor:
-    """The curves `[N, steps + 1]` under `deletion_auc` (same arguments)."""
+    """The curves `[N, steps + 1]` under `deletion_auc` (same arguments), empty maps' too."""
     end = torch.full_like(inputs, baseline)
     return perturbation_curve(model, inputs, end, maps, targets, steps)
 
@@ -138,7 +144,7 @@ def insertion_curve(
     steps: int = 16,
     substrate: Tensor | None = None,
 ) -> Tensor:
-    """The curves `[N, steps + 1]` under `insertion_auc` (same arguments)."""
+    """The curves `[N, steps + 1]` under `insertion_auc` (same arguments), empty maps' too."""
     start = blur(inputs) if substrate is None else substrate
     return perturbation_curve(model, inputs, start, maps, targets, steps, insert=True)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -15,25 +15,33 @@ from inception_lightning.explain.predictions import Reliability
 LABELLED_CLASSES = 30  # beyond this, a confusion matrix's axes name no class
 
 
-def curves_png(curves: dict[str, Tensor]) -> bytes:
-    """Mean deletion and insertion curves with their interquartile band.
+def curves_png(curves: Mapping[str, Mapping[str, Tensor]]) -> bytes:
+    """Each method's mean deletion and insertion curves with their interquartile band.
 
     Args:
-        curves: `[N, K]` target probabilities by "deletion" / "insertion", from the intact
-            (deletion) or blurred (insertion) image at x = 0 to the other end at x = 1.
+        curves: by method, `[N, K]` target probabilities by "deletion" / "insertion", from the
+            intact (deletion) or blurred (insertion) image at x = 0 to the other end at x = 1;
+            rows of NaN (empty maps) are left out.
     """
-    figure = Figure(figsize=(6, 3.6), layout="constrained")
-    ax = figure.subplots()
-    for name, colour in (("deletion", "tab:red"), ("insertion", "tab:blue")):
-        values = curves[name].float().numpy()
-        x = np.linspace(0, 1, values.shape[1])
-        area = np.trapezoid(values, x, axis=1).mean()
-        ax.plot(x, values.mean(axis=0), color=colour, label=f"{name} (mean AUC {area:.3f})")
-        low, high = np.percentile(values, [25, 75], axis=0)
-        ax.fill_between(x, low, high, color=colour, alpha=0.15, linewidth=0)
-    ax.set(xlabel="fraction of pixels moved, most salient first", ylabel="target probability")
-    ax.set(xlim=(0, 1), ylim=(0, 1), title="Deletion (lower is better), insertion (higher)")
-    ax.legend(loc="best")
+    figure = Figure(figsize=(10, 3.8), layout="constrained")
+    axes = dict(zip(("deletion", "insertion"), figure.subplots(1, 2, sharey=True), strict=True))
+    for i, (method, by_name) in enumerate(curves.items()):
+        for name, ax in axes.items():
+            values = by_name[name].float().numpy()
+            values = values[~np.isnan(values).any(axis=1)]
+            if not len(values):
+                continue
+            x = np.linspace(0, 1, values.shape[1])
+            area = np.trapezoid(values, x, axis=1).mean()
+            ax.plot(x, values.mean(axis=0), color=f"C{i % 10}", label=f"{method} ({area:.3f})")
+            low, high = np.percentile(values, [25, 75], axis=0)
+            ax.fill_between(x, low, high, color=f"C{i % 10}", alpha=0.12, linewidth=0)
+    better = {"deletion": "lower is better", "insertion": "higher is better"}
+    for name, ax in axes.items():
+        ax.set(xlabel="fraction of pixels moved, most salient first", xlim=(0, 1), ylim=(0, 1))
+        ax.set_title(f"{name.capitalize()} (mean AUC; {better[name]})")
+        ax.legend(loc="best", fontsize=8)
+    axes["deletion"].set_ylabel("target probability")
     return _png(figure)
 
 

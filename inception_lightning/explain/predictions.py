@@ -18,8 +18,8 @@ from torchmetrics.functional.classification import (
 
 from inception_lightning.console import track
 from inception_lightning.data.protocol import LabelledImages
+from inception_lightning.explain.attribution import Attribution
 from inception_lightning.explain.explainer import predict
-from inception_lightning.explain.gradcam import GradCAM
 
 BINS = 15  # InceptionClassifier's MulticlassCalibrationError(n_bins=15)
 
@@ -77,7 +77,7 @@ class Predictions:
 
 
 def predict_dataset(
-    cam: GradCAM,
+    attribution: Attribution,
     dataset: LabelledImages,
     progress: bool | None = False,
     forward: nn.Module | None = None,
@@ -85,18 +85,18 @@ def predict_dataset(
     """Predict every image of `dataset` in batches of `cam.batch_size`, on the model's device.
 
     Args:
-        cam: the model (and its batch size).
+        attribution: the model (and its batch size).
         dataset: the images and labels.
         progress: show a bar (None: on a terminal; see `console.track`).
         forward: runs the forward passes instead of `cam.model` (e.g. `Bf16Forward`).
     """
-    n, step = len(dataset), cam.batch_size
+    n, step = len(dataset), attribution.batch_size
     starts = track(
         range(0, n, step), "predicting", n, "images", progress, lambda i: min(step, n - i)
     )
     probs = []
     for start in starts:
         pixels = torch.stack([dataset[i][0] for i in range(start, min(start + step, n))])
-        probs.append(predict(cam, dataset.normalize(pixels), forward))
+        probs.append(predict(attribution, dataset.normalize(pixels), forward))
     labels = torch.as_tensor([int(label) for label in dataset.labels])
     return Predictions(torch.cat(probs), labels)

@@ -1,9 +1,10 @@
-"""Pictures of maps: overlays on the image, and captioned pictures of them per class."""
+"""Pictures of maps: overlays on the image, a captioned picture of them per image, and
+randomisation curves."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib import colormaps
@@ -13,6 +14,7 @@ from PIL import Image
 from torch import Tensor
 
 from inception_lightning.explain.explainer import Explanation
+from inception_lightning.explain.sanity import RandomizationCurve
 
 
 def to_rgb(pixels: Tensor) -> np.ndarray:
@@ -88,13 +90,45 @@ def _short(name: str, limit: int = 14) -> str:
 def _row_figure(tiles: Sequence[tuple[np.ndarray, str]], title: str) -> np.ndarray:
     """Captioned tiles in a row under a title, rendered to `uint8 [H, W, 3]`."""
     fig = Figure(figsize=(2.0 * len(tiles), 2.7), dpi=100)
-    canvas = FigureCanvasAgg(fig)
     for c, (tile, text) in enumerate(tiles):
         ax = fig.add_subplot(1, len(tiles), c + 1)
         ax.imshow(tile, interpolation="nearest")
         ax.set_title(text, fontsize=12, parse_math=False)
         ax.axis("off")
     fig.suptitle(title, fontsize=13, parse_math=False)
+    return figure_rgb(fig)
+
+
+def figure_rgb(fig: Figure) -> np.ndarray:
+    """A matplotlib figure rendered to `uint8 [H, W, 3]`."""
+    canvas = FigureCanvasAgg(fig)
     fig.tight_layout()
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def randomization_plot(curves: Mapping[str, RandomizationCurve]) -> np.ndarray:
+    """Cascading randomisation curves by method: rank correlation (solid) and SSIM (dashed)
+    against the depth, with the pass threshold and the depth the verdict reads."""
+    fig = Figure(figsize=(8, 4), dpi=80)
+    ax = fig.add_subplot(1, 1, 1)
+    depths: list[str] = []
+    for i, (method, curve) in enumerate(curves.items()):
+        colour = f"C{i % 10}"
+        verdict = "pass" if curve.passed else "FAIL"
+        x = range(len(curve.depths))
+        label = f"{method} ({verdict})"
+        ax.plot(x, curve.rank_correlation, "-o", color=colour, markersize=3, label=label)
+        ax.plot(x, curve.ssim, "--", color=colour, linewidth=1)
+        depths = max(depths, curve.depths, key=len)
+    if curves:
+        first = next(iter(curves.values()))
+        ax.axhline(first.threshold, color="grey", linewidth=1, linestyle=":")
+        ax.axvline(first.verdict_depth, color="grey", linewidth=1, linestyle=":")
+    labels = [d.removeprefix("features.") for d in depths]
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+    ax.set_ylim(-0.3, 1.05)
+    ax.set_xlabel("randomised down to (cumulative, from the head)")
+    ax.set_ylabel("rank correlation (solid), SSIM (dashed)")
+    ax.legend(fontsize=7, loc="lower left")
+    return figure_rgb(fig)

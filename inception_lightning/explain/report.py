@@ -11,10 +11,11 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader
 
-from inception_lightning.explain.explainer import Explanation, summarize
+from inception_lightning.explain.comparison import MethodRun, comparison_rows
+from inception_lightning.explain.explainer import summarize
 from inception_lightning.explain.plots import confusion_png, curves_png, reliability_png
 from inception_lightning.explain.predictions import Predictions
-from inception_lightning.explain.render import overlay, png_bytes, to_rgb
+from inception_lightning.explain.render import overlay, png_bytes, randomization_plot, to_rgb
 from inception_lightning.files import atomic_write
 
 _ENV = Environment(
@@ -40,70 +41,100 @@ def write_atomic(out: Path, relative: str, data: bytes) -> str:
 
 def write_report(
     out: str | Path,
-    expl: Explanation,
+    runs: Sequence[MethodRun],
     classes: Sequence[str],
     info: Mapping[str, Any],
     per_class: int = 4,
     predictions: Predictions | None = None,
 ) -> Path:
-    """Write the report for explained images into `out` and return the index.html path.
+    """Write the report comparing methods on the same images into `out`; return index.html.
+
+    It holds a table with one row per method (scores, empty maps, sanity verdict, cost), the
+    randomisation curves, per-class scores, a gallery by class with every method's map side by
+    side, and the misclassified images with each method's maps of the predicted and true class.
 
     Classes are listed by accuracy, worst first: over `predictions` when given (the whole
-    dataset), else over the explained images. Plots: the mean deletion and insertion curves
-    and, with `predictions`, a reliability diagram and a confusion matrix.
+    dataset), else over the explained images. Plots: each method's mean deletion and insertion
+    curves and, with `predictions`, a reliability diagram and a confusion matrix.
 
     Args:
         out: the report folder (created); nothing is written outside it.
-        expl: the explained images; metrics are averaged over all of them.
+        runs: one per method, all on the same images (`comparison.run_methods`).
         classes: class names by index (any text: it is escaped and never used raw in paths).
-        info: run and model details shown as given (model, checkpoint, layer, ...).
+        info: run and model details shown as given (model, checkpoint, layers, ...).
         per_class: gallery images per class.
         predictions: the model's predictions on the whole dataset (`predict_dataset`).
     """
+    if not runs:
+        raise ValueError("write_report needs at least one method's run")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(expl, classes)
-    items = [_item(out, expl, classes, i) for i in range(len(expl.labels))]
-    accuracy = _class_accuracy(summary, classes, predictions)
+    first = runs[0].explanation
+    items = [_item(out, runs, classes, i) for i in range(len(first.labels))]
+    accuracy = _class_accuracy(summarize(first, classes), classes, predictions)
     order = sorted(range(len(classes)), key=lambda c: (_sort_key(accuracy[c]), c))
-    summary["per_class"] = {
-        classes[c]: summary["per_class"][classes[c]]
-        for c in order
-        if classes[c] in summary["per_class"]
-    }
     gallery = []
     for c in order:
         chosen = [item for item in items if item["label"] == c][:per_class]
         if chosen:
             gallery.append({"name": classes[c], "accuracy": accuracy[c], "images": chosen})
     evaluation = None if predictions is None else _evaluation(predictions, classes, order)
+    curves = {run.method: run.sanity for run in runs if run.sanity is not None}
+    sanity_png = None
+    if curves:
+        sanity_png = write_atomic(out, "sanity.png", png_bytes(randomization_plot(curves)))
+    methods = [
+        {
+            **row,
+            "per_class": _in_order(
+                summarize(run.explanation, classes)["per_class"], classes, order
+            ),
+        }
+        for row, run in zip(comparison_rows(runs, classes), runs, strict=True)
+    ]
     context = {
         "info": {str(k): str(v) for k, v in info.items()},
-        "metric_names": ["count", "accuracy", *expl.scores],
-        "summary": summary,
+        "methods": methods,
+        "class_metrics": ["count", "accuracy", "empty", *first.scores],
+        "sanity_png": sanity_png,
+        "sanity": next(iter(curves.values()), None),
         "gallery": gallery,
         "misclassified": [item for item in items if item["wrong"]],
+        "method_names": [run.method for run in runs],
         "evaluation": evaluation,
-        "plots": _plots(out, expl, predictions, classes),
+        "plots": _plots(out, runs, predictions, classes),
     }
     html = _ENV.get_template("report.html").render(**context)
     write_atomic(out, "index.html", html.encode())
-    record = {"info": context["info"], **summary, "evaluation": evaluation, "images": items}
-    write_atomic(out, "summary.json", json.dumps(record, indent=2).encode())
+    record = {
+        "info": context["info"],
+        "evaluation": evaluation,
+        "methods": [
+            {**m, "sanity": None if r.sanity is None else r.sanity.as_dict()}
+            for m, r in zip(methods, runs, strict=True)
+        ],
+        "images": items,
+    }
+    write_atomic(out, "summary.json", json.dumps(_finite(record), indent=2).encode())
     return out / "index.html"
 
 
-def _item(out: Path, expl: Explanation, classes: Sequence[str], i: int) -> dict[str, Any]:
+def _item(out: Path, runs: Sequence[MethodRun], classes: Sequence[str], i: int) -> dict[str, Any]:
+    expl = runs[0].explanation
     index, label, pred = int(expl.indices[i]), int(expl.labels[i]), int(expl.preds[i])
     stem = f"img/{index:06d}-{safe_name(classes[label])}"
     image = expl.pixels[i]
-    files = {
-        "original": write_atomic(out, f"{stem}-original.png", png_bytes(to_rgb(image))),
-        "overlay": write_atomic(out, f"{stem}-true.png", png_bytes(overlay(image, expl.maps[i]))),
+    files: dict[str, Any] = {
+        "original": write_atomic(out, f"{stem}-original.png", png_bytes(to_rgb(image)))
     }
-    if pred != label:
-        pred_png = png_bytes(overlay(image, expl.pred_maps[i]))
-        files["pred_overlay"] = write_atomic(out, f"{stem}-pred.png", pred_png)
+    for run in runs:
+        maps = run.explanation
+        name = f"{stem}-{safe_name(run.method)}"
+        true_png = png_bytes(overlay(image, maps.maps[i]))
+        files[run.method] = {"overlay": write_atomic(out, f"{name}-true.png", true_png)}
+        if pred != label:
+            pred_png = png_bytes(overlay(image, maps.pred_maps[i]))
+            files[run.method]["pred_overlay"] = write_atomic(out, f"{name}-pred.png", pred_png)
     top = expl.probs[i].topk(min(3, expl.probs.shape[1]))
     return {
         "index": index,
@@ -115,7 +146,11 @@ def _item(out: Path, expl: Explanation, classes: Sequence[str], i: int) -> dict[
             {"name": classes[int(c)], "prob": float(p)}
             for p, c in zip(top.values, top.indices, strict=True)
         ],
-        "scores": {name: float(s[i]) for name, s in expl.scores.items()},
+        "empty": {run.method: bool(run.explanation.empty[i]) for run in runs},
+        "scores": {
+            run.method: {name: float(s[i]) for name, s in run.explanation.scores.items()}
+            for run in runs
+        },
         "files": files,
     }
 
@@ -167,16 +202,35 @@ def _evaluation(
     }
 
 
+def _in_order(
+    per_class: Mapping[str, Any], classes: Sequence[str], order: Sequence[int]
+) -> dict[str, Any]:
+    """`per_class` (scores by class name) with its classes in `order`."""
+    return {classes[c]: per_class[classes[c]] for c in order if classes[c] in per_class}
+
+
 def _plots(
-    out: Path, expl: Explanation, predictions: Predictions | None, classes: Sequence[str]
+    out: Path, runs: Sequence[MethodRun], predictions: Predictions | None, classes: Sequence[str]
 ) -> dict[str, str]:
     """Write the plots into `out/plots`; their relative paths by name."""
     plots = {}
-    if expl.curves:
-        plots["curves"] = write_atomic(out, "plots/curves.png", curves_png(expl.curves))
+    curves = {run.method: run.explanation.curves for run in runs if run.explanation.curves}
+    if curves:
+        plots["curves"] = write_atomic(out, "plots/curves.png", curves_png(curves))
     if predictions is not None:
         reliability = reliability_png(predictions.reliability())
         plots["reliability"] = write_atomic(out, "plots/reliability.png", reliability)
         confusion = confusion_png(predictions.confusion(), classes)
         plots["confusion"] = write_atomic(out, "plots/confusion.png", confusion)
     return plots
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinity replaced by None (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
