@@ -63,7 +63,7 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
     report = run / "report" / "index.html"
-    shoot(args.browser, report.resolve().as_uri(), args.out / "report.png", "1200,2600")
+    shoot(args.browser, report.resolve().as_uri(), args.out / "report.png", "1200,3000")
     print(f"wrote {len(VIEWS) + 1} screenshots of {run} to {args.out}")
 
 
