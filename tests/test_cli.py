@@ -313,12 +313,13 @@ def test_make_dataset_then_report_compares_methods(
     error = capsys.readouterr().err
     assert "smoothgrad" in error and "Traceback" not in error
 
-    # in-process, stdout a terminal: bars over the prediction and deletion/insertion
+    # in-process, stdout a terminal: bars over deletion/insertion, the sanity check, prediction
     main(
-        [*args[:-6], "--method", "gradcam", "--sanity_samples", "0", "--out", str(tmp_path / "r2")]
+        [*args[:-6], "--method", "gradcam", "--sanity_samples", "1", "--out", str(tmp_path / "r2")]
     )
     shown = terminal_progress.getvalue()
     assert "deletion/insertion" in shown and "predicting" in shown and "images/s" in shown
+    assert "sanity check" in shown and "1/1" in shown
 
 
 def test_export_shows_its_steps_on_a_terminal(
