@@ -18,6 +18,7 @@ from inception_lightning.callbacks._probe import (
     short_name,
     tensorboard_writers,
 )
+from inception_lightning.callbacks._sections import HEATMAP, block_tag, branch_tag, grids
 from inception_lightning.models import InceptionNet, iter_blocks, iter_residual_blocks
 
 HEATMAP_STATS = {"energy_share": "energy share", "dead_fraction": "dead channels"}
@@ -28,18 +29,21 @@ class BranchActivationStats(ProbeCallback):
 
     Every ``every_n_steps`` training steps, the first forward pass of the step is observed:
 
-    - each branch output gives ``branch/<block>/<branch>/<stat>`` with ``mean``, ``std``,
-      ``zero_fraction`` (elements exactly zero), ``dead_fraction`` (channels that are zero for
-      every sample and position of the batch) and ``energy_share`` (the branch's squared norm
-      over the sum across the block's branches);
+    - each branch output gives ``watch.branch.<stat>.<grid>/<block>/<branch>`` with ``mean``,
+      ``std``, ``zero_fraction`` (elements exactly zero), ``dead_fraction`` (channels that are
+      zero for every sample and position of the batch) and ``energy_share`` (the branch's
+      squared norm over the sum across the block's branches); ``<grid>`` is the block's output
+      grid, e.g. ``17x17``;
     - each residual block's scaled residual (just before the add) gives the same statistics,
-      the energy share excepted, as ``residual/<block>/<stat>``, plus ``norm_ratio``,
+      the energy share excepted, as ``watch.residual.<stat>/<block>``, plus ``norm_ratio``,
       ``||scale * residual|| / ||shortcut||`` (the shortcut is the block's input).
 
     Every ``histogram_every_n_steps``, histograms of the same activations and of the shortcuts go
-    to TensorBoard as ``branch/<block>/<branch>/activation``, ``residual/<block>/activation`` and
-    ``shortcut/<block>/activation``; at each epoch end a heat map of blocks x branches (energy
-    share, dead channels) of the last observed step is logged as the figure ``branch/heatmap``.
+    to TensorBoard as ``watch.branch.activation.<grid>/<block>/<branch>``,
+    ``watch.residual.activation/<block>`` and ``watch.shortcut.activation/<block>``; at each
+    epoch end a heat map of blocks x branches (energy share, dead channels) of the last observed
+    step, the overview, is logged as the figure ``watch.branch/heatmap``. These sections come
+    after the loss and accuracy and hold at most 43 cards each (see ``_sections``).
 
     The forward hooks exist only during observed steps: registered when such a step starts,
     removed when it ends (cheaper than hooks that stay and check a flag: see
@@ -77,6 +81,8 @@ class BranchActivationStats(ProbeCallback):
         self.histogram_samples = histogram_samples
         self._branches: dict[str, list[str]] = {}
         self._residuals: list[str] = []
+        self._grids: dict[str, str] = {}
+        self._histogram_tags: dict[str, str] = {}
         self._heatmap: dict[str, dict[str, dict[str, float]]] = {}
         self._heatmap_step = 0
 
@@ -89,6 +95,7 @@ class BranchActivationStats(ProbeCallback):
     @override
     def taps(self, network: InceptionNet) -> list[Tap]:
         taps, self._branches, self._residuals = [], {}, []
+        self._grids = grids(network)
         for dotted, block in iter_blocks(network):
             name = short_name(dotted)
             self._branches[name] = list(block.branches)
@@ -100,7 +107,14 @@ class BranchActivationStats(ProbeCallback):
                 Tap(f"residual/{name}", block.residual),
                 Tap(f"shortcut/{name}", block, "input"),
             ]
+        self._histogram_tags = {tap.key: self._histogram_tag(tap.key) for tap in taps}
         return taps
+
+    def _histogram_tag(self, key: str) -> str:
+        kind, block, *branch = key.split("/")
+        if kind == "branch":
+            return branch_tag("activation", self._grids[block], block, branch[0])
+        return block_tag(kind, "activation", block)
 
     @override
     def samples_for(self, step: int) -> int | None:
@@ -117,7 +131,7 @@ class BranchActivationStats(ProbeCallback):
                 logger.log_metrics(metrics, step=self._step)
         for writer in tensorboard_writers(trainer):
             for key, values in self._probe.samples.items():
-                writer.add_histogram(f"{key}/activation", values, self._step)
+                writer.add_histogram(self._histogram_tags[key], values, self._step)
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -125,9 +139,9 @@ class BranchActivationStats(ProbeCallback):
         writers = tensorboard_writers(trainer)
         if not (heatmap and writers and trainer.is_global_zero):
             return
-        figure = heatmap_figure(heatmap, self._heatmap_step)
+        figure = heatmap_figure(heatmap, self._heatmap_step, self._grids)
         for writer in writers:
-            writer.add_figure("branch/heatmap", figure, self._heatmap_step)
+            writer.add_figure(HEATMAP, figure, self._heatmap_step)
 
     def _metrics(self, summaries: dict[str, ActivationSummary]) -> dict[str, float]:
         metrics: dict[str, float] = {}
@@ -138,42 +152,56 @@ class BranchActivationStats(ProbeCallback):
             self._heatmap[block] = {}
             for branch, part in parts.items():
                 stats = part.stats() | {"energy_share": part.energy / total if total else 0.0}
-                metrics |= {f"branch/{block}/{branch}/{k}": v for k, v in stats.items()}
+                grid = self._grids[block]
+                metrics |= {branch_tag(k, grid, block, branch): v for k, v in stats.items()}
                 self._heatmap[block][branch] = {k: stats[k] for k in HEATMAP_STATS}
         for block in self._residuals:
             residual = summaries[f"residual/{block}"]
             stats = residual.stats() | {
                 "norm_ratio": norm_ratio(residual, summaries[f"shortcut/{block}"])
             }
-            metrics |= {f"residual/{block}/{k}": v for k, v in stats.items()}
+            metrics |= {block_tag("residual", k, block): v for k, v in stats.items()}
         self._heatmap_step = self._step
         return metrics
 
 
-def heatmap_figure(stats: dict[str, dict[str, dict[str, float]]], step: int) -> Figure:
-    """Blocks x branches heat maps of `HEATMAP_STATS`; blank where a block lacks a branch.
+def heatmap_figure(
+    stats: dict[str, dict[str, dict[str, float]]], step: int, grids: dict[str, str]
+) -> Figure:
+    """Branches x blocks heat maps of `HEATMAP_STATS`, one above the other; blank where a block
+    lacks a branch.
+
+    Sized for a TensorBoard card (about 340 px wide): the branch names and the grids (white
+    lines between them, named on top) stay legible there even for IR-v2's 43 blocks; the
+    block names, small, need the card enlarged.
 
     Args:
         stats: block -> branch -> stat name -> value.
         step: the training step shown in the title.
+        grids: block -> its grid, e.g. "17x17" ("" when unknown).
     """
     blocks = list(stats)
     branches = list(dict.fromkeys(b for per_block in stats.values() for b in per_block))
-    figure = Figure(
-        figsize=(3 + 1.6 * len(branches), 1.5 + 0.25 * len(blocks)), layout="constrained"
-    )
-    for ax, (stat, title) in zip(
-        figure.subplots(1, 2, sharey=True), HEATMAP_STATS.items(), strict=True
-    ):
-        grid = np.full((len(blocks), len(branches)), np.nan)
+    starts = [i for i, block in enumerate(blocks) if i == 0 or grids[block] != grids[blocks[i - 1]]]
+    ends = [*starts[1:], len(blocks)]
+    figure = Figure(figsize=(5.0, 4.0), dpi=100, layout="constrained")
+    axes = figure.subplots(2, 1, sharex=True)
+    for ax, (stat, title) in zip(axes, HEATMAP_STATS.items(), strict=True):
+        grid = np.full((len(branches), len(blocks)), np.nan)
         for i, block in enumerate(blocks):
             for j, branch in enumerate(branches):
                 if branch in stats[block]:
-                    grid[i, j] = stats[block][branch][stat]
+                    grid[j, i] = stats[block][branch][stat]
         image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(len(branches)), branches, rotation=45, ha="right")
-        ax.set_yticks(range(len(blocks)), blocks)
-        ax.set_title(title)
-        figure.colorbar(image, ax=ax)
-    figure.suptitle(f"step {step}")
+        ax.set_yticks(range(len(branches)), branches, fontsize=8)
+        ax.set_ylabel(title, fontsize=10)
+        for start in starts[1:]:
+            ax.axvline(start - 0.5, color="white", linewidth=1.5)
+        figure.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+    axes[-1].set_xticks(range(len(blocks)), blocks, rotation=90, fontsize=5)
+    top = axes[0].secondary_xaxis("top")
+    centres = [(a + b - 1) / 2 for a, b in zip(starts, ends, strict=True)]
+    top.set_xticks(centres, [grids[blocks[a]] for a in starts], fontsize=9)
+    top.tick_params(length=0)
+    figure.suptitle(f"branches by block, step {step}", fontsize=10)
     return figure

@@ -22,11 +22,13 @@ from inception_lightning.callbacks._probe import (
     short_name,
     tensorboard_writers,
 )
+from inception_lightning.callbacks._sections import DYING, block_tag
 from inception_lightning.models import InceptionNet, ResidualInceptionBlock, iter_residual_blocks
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("warn", "stop", "raise")
+DEAD_FRACTION = f"{DYING}/pre_pool_dead_fraction"
 
 
 class DyingResidualError(RuntimeError):
@@ -52,15 +54,15 @@ class DyingResidualDetector(ProbeCallback):
 
     Logged at every check:
 
-    - ``residual/pre_pool/dead_fraction`` and ``residual/pre_pool/zero_fraction``, the decision
-      figure and the fraction of zero elements;
-    - early signs, per residual block: ``residual/<block>/norm_ratio``,
+    - ``watch.dying/pre_pool_dead_fraction`` and ``watch.dying/pre_pool_zero_fraction``, the
+      decision figure and the fraction of zero elements;
+    - early signs, per residual block: ``watch.residual.norm_ratio/<block>``,
       ``||scale * residual|| / ||shortcut||`` (the shortcut is the block's input), and
-      ``residual/<block>/output_zero_fraction``, the fraction of zeros after the block's
+      ``watch.residual.output_zero_fraction/<block>``, the fraction of zeros after the block's
       activation.
 
     Acting: every policy first writes a warning to the log and a TensorBoard text entry
-    ``residual/dying`` naming the step, the figures of the window, the residual blocks with the
+    ``watch.dying/report`` naming the step, the figures of the window, the residual blocks with the
     most zeros after them and the remedy (residual scales of 0.1-0.3). Then ``"warn"`` goes on,
     ``"stop"`` saves a checkpoint of the current state with ``trainer.save_checkpoint`` and stops
     training gracefully, and ``"raise"`` raises :class:`DyingResidualError`. Under DDP the
@@ -141,7 +143,7 @@ class DyingResidualDetector(ProbeCallback):
         metrics = self._metrics(summaries)
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=self._step)
-        dead = metrics["residual/pre_pool/dead_fraction"]
+        dead = metrics[DEAD_FRACTION]
         self.window.append(dead)
         self.streak = self.streak + 1 if dead > self.threshold else 0
         if self.streak == self.patience:
@@ -165,14 +167,14 @@ class DyingResidualDetector(ProbeCallback):
             )
         pre_pool = summaries["pre_pool"]
         metrics = {
-            "residual/pre_pool/dead_fraction": pre_pool.dead_fraction,
-            "residual/pre_pool/zero_fraction": pre_pool.zero_fraction,
+            DEAD_FRACTION: pre_pool.dead_fraction,
+            f"{DYING}/pre_pool_zero_fraction": pre_pool.zero_fraction,
         }
         for name in self._blocks:
             ratio = norm_ratio(summaries[f"residual/{name}"], summaries[f"shortcut/{name}"])
-            metrics[f"residual/{name}/norm_ratio"] = ratio
+            metrics[block_tag("residual", "norm_ratio", name)] = ratio
             zeros = summaries[f"output/{name}"].zero_fraction
-            metrics[f"residual/{name}/output_zero_fraction"] = zeros
+            metrics[block_tag("residual", "output_zero_fraction", name)] = zeros
         return metrics
 
     def _act(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
@@ -186,18 +188,18 @@ class DyingResidualDetector(ProbeCallback):
         if trainer.is_global_zero:
             log.warning(message)
         for writer in tensorboard_writers(trainer):
-            writer.add_text("residual/dying", message, self._step)
+            writer.add_text(f"{DYING}/report", message, self._step)
         if self.policy == "raise":
             raise DyingResidualError(message)
 
     def _message(self, metrics: dict[str, float]) -> str:
         window = ", ".join(f"{d:.3f}" for d in self.window)
-        worst = sorted(
-            self._blocks, key=lambda n: metrics[f"residual/{n}/output_zero_fraction"], reverse=True
-        )[:3]
+        zeros = {n: metrics[block_tag("residual", "output_zero_fraction", n)] for n in self._blocks}
+        ratios = {n: metrics[block_tag("residual", "norm_ratio", n)] for n in self._blocks}
+        worst = sorted(self._blocks, key=zeros.__getitem__, reverse=True)[:3]
         blocks = "; ".join(
-            f"{n} (zeros after the block {metrics[f'residual/{n}/output_zero_fraction']:.3f}, "
-            f"||scale*residual||/||shortcut|| {metrics[f'residual/{n}/norm_ratio']:.3f}, "
+            f"{n} (zeros after the block {zeros[n]:.3f}, "
+            f"||scale*residual||/||shortcut|| {ratios[n]:.3f}, "
             f"scale {self._blocks[n].scale:g})"
             for n in worst
         )

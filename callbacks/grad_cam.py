@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from inception_lightning.callbacks._checks import in_range, non_negative_int, one_of, positive_int
@@ -33,8 +33,9 @@ from inception_lightning.explain.explainer import Explainer, Explanation, load, 
 from inception_lightning.explain.gradcam import LayerMethod
 from inception_lightning.explain.methods import Method, as_methods, make_attribution
 from inception_lightning.explain.precision import fp32
-from inception_lightning.explain.render import explanation_grid, randomization_plot
-from inception_lightning.explain.report import write_report
+from inception_lightning.explain.predictions import predict_dataset
+from inception_lightning.explain.render import overlay_pictures, randomization_plot
+from inception_lightning.explain.report import safe_name, write_report
 from inception_lightning.explain.sanity import RANK_THRESHOLD, RandomizationCurve
 from inception_lightning.models import InceptionNet, iter_blocks
 from inception_lightning.training.contract import saved_network_of
@@ -43,32 +44,39 @@ MIN_GRID = 7
 
 
 class GradCam(Callback):
-    """Log attribution overlays, `gradcam/<metric>` scalars and a sanity check for a fixed
-    validation sample, with one or several methods (`explain.methods`).
+    """Log attribution overlays, `gradcam/<stage>/<metric>` scalars and a sanity check for a
+    fixed sample, with one or several methods (`explain.methods`).
 
     Every `every_n_epochs` validation epochs of `fit` (and at every `validate` / `test`), on
     global rank 0 only, the callback explains a class-balanced sample of the validation (test)
     set, drawn once with `seed`, plus up to `max_misclassified` currently misclassified images
-    found among the next `misclassified_search` images of the same seeded order. It logs:
+    found among the next `misclassified_search` images of the same seeded order. Under the
+    stage (`val` or `test`) it logs:
 
-    - `gradcam/overlays`: a grid of overlays captioned with true class, predicted class and
-      its probability; misclassified images show maps for both predicted and true class;
-    - `gradcam/deletion_auc` (lower is better), `gradcam/insertion_auc` (higher is better),
-      `gradcam/empty` (maps with no evidence for the true class) and, when the dataset has
-      `mask(index)`, `gradcam/pointing_game` and `gradcam/energy_pointing_game` (higher is
-      better), averaged over the fixed sample's non-empty maps;
+    - `gradcam/<stage>/overlays/<class>/<index>`: a picture per explained image, legible at
+      TensorBoard's default card size: the image and the map of its class, captioned with the
+      probability; for a mistake, the maps of the predicted and of the true class;
+    - `gradcam/<stage>/deletion_auc` (lower is better), `.../insertion_auc` (higher is better),
+      `.../empty` (maps with no evidence for the true class) and, when the dataset has
+      `mask(index)`, `.../pointing_game` and `.../energy_pointing_game` (higher is better),
+      averaged over the fixed sample's non-empty maps;
     - the sanity check (`explain.sanity`, Adebayo et al. 2018) on the sample's first
-      `sanity_samples` images: `gradcam/sanity_passed` (1 or 0),
-      `gradcam/sanity_rank_correlation` at the verdict depth, and `gradcam/randomization`,
-      the curves of every method.
+      `sanity_samples` images: `.../sanity_passed` (1 or 0), `.../sanity_rank_correlation` at
+      the verdict depth, and `gradcam/<stage>/randomization`, the curves of every method.
 
-    With several methods, tags become `gradcam/<method>/...`. Maps are computed on the weights
-    a checkpoint written now would hold (`contract.saved_network_of`: the EMA weights once
-    `InceptionEMA` has updated them, else `pl_module.model`), which the grids' titles and the
-    report name, by every method in fp32 whatever the training precision (autocast off; an
-    fp32 copy under `bf16-true`), with gradients even inside Lightning's
-    `torch.inference_mode` loops, and the module's train/eval flags are restored.
-    Ranks other than 0 do nothing and make no collective call, so none waits on another.
+    The scalars go through `pl_module.log`, so `ModelCheckpoint` and `EarlyStopping` can
+    monitor them (e.g. `monitor: gradcam/val/pointing_game`); rank 0 broadcasts them, so every
+    rank logs the same figures and decides alike. With several methods, tags become
+    `gradcam/<stage>/<method>/...`. Maps are computed on the weights a checkpoint written now
+    would hold (`contract.saved_network_of`: the EMA weights once `InceptionEMA` has updated
+    them, else `pl_module.model`), which the pictures' titles and the report name, by every
+    method in fp32 whatever the training precision (autocast off; an fp32 copy under
+    `bf16-true`), with gradients even inside Lightning's `torch.inference_mode` loops, and the
+    module's train/eval flags are restored.
+
+    At the end of `fit`, an attribution report comparing the methods (`explain.write_report`)
+    is written beside the run, in `<trainer.log_dir>/report` by default, with a progress bar
+    unless the trainer's bar is off.
 
     Args:
         layers: dotted module name(s) of `pl_module.model` for the layer methods, fused when
@@ -92,8 +100,9 @@ class GradCam(Callback):
         sanity_samples: images of the sanity check, each run; 0 turns it off.
         sanity_threshold: a method passes when its mean rank correlation falls below this.
         sanity_max_depth: randomise at most this many units (None: the whole network).
-        report_dir: write an attribution report comparing the methods there at the end of
-            `fit`.
+        report: write an attribution report comparing the methods at the end of `fit`.
+        report_dir: the report's folder; None: `report/` in the run's log directory (beside
+            its TensorBoard files), so two runs never share one.
         report_per_class: report images per class.
     """
 
@@ -116,6 +125,7 @@ class GradCam(Callback):
         sanity_samples: int = 8,
         sanity_threshold: float = RANK_THRESHOLD,
         sanity_max_depth: int | None = None,
+        report: bool = True,
         report_dir: str | Path | None = None,
         report_per_class: int = 8,
     ) -> None:
@@ -158,6 +168,7 @@ class GradCam(Callback):
         self.seed = seed
         self.sanity_samples = sanity_samples
         self.sanity_options = {"threshold": sanity_threshold, "max_depth": sanity_max_depth}
+        self.report = report
         self.report_dir = None if report_dir is None else Path(report_dir)
         self.report_per_class = report_per_class
         self.samples: dict[str, list[int]] = {}
@@ -192,16 +203,24 @@ class GradCam(Callback):
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.report_dir is None or not trainer.is_global_zero:
+        if not self.report:
             return
+        # before the rank check: `trainer.log_dir` is a collective call (a broadcast)
+        out = self.report_dir or Path(trainer.log_dir or trainer.default_root_dir) / "report"
+        if not trainer.is_global_zero:
+            return
+        progress = None if trainer.progress_bar_callback is not None else False
         self.last_weights, saved = saved_network_of(pl_module)
         with fp32(saved) as network:
             explainers = self._explainers(trainer, network, "val")
+            for explainer in explainers.values():
+                explainer.progress = progress
             first = next(iter(explainers.values()))
             indices = first.sample(self.report_per_class)
             runs = run_methods(
                 explainers, indices, self._sanity_indices(indices), **self.sanity_options
             )
+            predictions = predict_dataset(first.attribution, first.dataset, progress)
         info = {
             "model": first.attribution.model.name,
             "weights": self.last_weights,
@@ -213,7 +232,8 @@ class GradCam(Callback):
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
         }
         classes = first.dataset.classes
-        write_report(self.report_dir, runs, classes, info, self.report_per_class)
+        index = write_report(out, runs, classes, info, self.report_per_class, predictions)
+        rank_zero_info(f"GradCam: attribution report in {index}")
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -250,14 +270,22 @@ class GradCam(Callback):
         return list(sample[: self.sanity_samples])
 
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if not trainer.is_global_zero:
-            return
         if not isinstance(_dataset(trainer, stage), LabelledImages):
             rank_zero_warn(
                 f"GradCam: the {stage} set yields multi-crop views (test_crops > 1), not images; "
                 "nothing is explained"
             )
-            return
+            return  # on every rank alike: none waits on the broadcast below
+        metrics = self._explain(trainer, pl_module, stage) if trainer.is_global_zero else None
+        # One broadcast: every rank logs rank 0's figures, so monitoring callbacks agree.
+        metrics = trainer.strategy.broadcast(metrics, src=0)
+        if metrics:
+            pl_module.log_dict(metrics)
+
+    def _explain(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
+    ) -> dict[str, float]:
+        """Explain the stage's sample, log its pictures, and return its scalars."""
         self.last_weights, saved = saved_network_of(pl_module)
         with fp32(saved) as network:
             explainers = self._explainers(trainer, network, stage)
@@ -276,7 +304,7 @@ class GradCam(Callback):
         self.last_sanity = {run.method: run.sanity for run in runs if run.sanity is not None}
         self.last_metrics = {}
         for run in runs:
-            prefix = "gradcam/" if len(runs) == 1 else f"gradcam/{run.method}/"
+            prefix = f"gradcam/{stage}/" + ("" if len(runs) == 1 else f"{run.method}/")
             overall = summarize(run.explanation, classes, in_sample)["overall"]
             names = ("empty", *run.explanation.scores)
             self.last_metrics.update({prefix + k: overall[k] for k in names})
@@ -284,13 +312,12 @@ class GradCam(Callback):
                 self.last_metrics[prefix + "sanity_passed"] = float(run.sanity.passed)
                 correlation = run.sanity.verdict_correlation
                 self.last_metrics[prefix + "sanity_rank_correlation"] = correlation
-            title = f"{run.method} of the {self.last_weights} weights"
-            picture = explanation_grid(run.explanation, classes, title)
-            self._log_image(trainer, prefix + "overlays", picture)
+            note = f"{self.last_weights} weights" if len(runs) == 1 else run.method
+            self._log_overlays(trainer, prefix + "overlays", run.explanation, classes, note)
         if self.last_sanity:
-            self._log_image(trainer, "gradcam/randomization", randomization_plot(self.last_sanity))
-        for logger in trainer.loggers:
-            logger.log_metrics(self.last_metrics, step=trainer.global_step)
+            picture = randomization_plot(self.last_sanity)
+            self._log_images(trainer, {f"gradcam/{stage}/randomization": picture})
+        return self.last_metrics
 
     def _check_grid(self, explainer: Explainer, index: int) -> None:
         layered = explainer.attribution
@@ -314,10 +341,28 @@ class GradCam(Callback):
                 f"{earlier}."
             )
 
-    def _log_image(self, trainer: pl.Trainer, tag: str, picture: np.ndarray) -> None:
+    def _log_overlays(
+        self,
+        trainer: pl.Trainer,
+        tag: str,
+        expl: Explanation,
+        classes: Sequence[str],
+        note: str,
+    ) -> None:
+        """A picture per image, as `<tag>/<class index>_<class>/<dataset index>` (grouped by
+        class in TensorBoard's order), its title ending with `note`."""
+        pictures = overlay_pictures(expl, classes, note)
+        names = (
+            f"{tag}/{label}_{safe_name(classes[label])}/{index}"
+            for label, index in zip(expl.labels.tolist(), expl.indices.tolist(), strict=True)
+        )
+        self._log_images(trainer, dict(zip(names, pictures, strict=True)))
+
+    def _log_images(self, trainer: pl.Trainer, pictures: dict[str, np.ndarray]) -> None:
+        """`uint8 [H, W, 3]` pictures by tag, to every logger that takes images."""
         for logger in trainer.loggers:
             add_image = getattr(logger.experiment, "add_image", None)
-            if add_image is not None:
+            for tag, picture in pictures.items() if add_image else ():
                 add_image(tag, picture, trainer.global_step, dataformats="HWC")
 
 

@@ -23,7 +23,7 @@ from inception_lightning.callbacks import DyingResidualDetector
 from inception_lightning.data import SyntheticDataModule
 from inception_lightning.training.module import InceptionClassifier
 
-CURVES = ("residual/pre_pool/dead_fraction", "train/loss_main", "val/acc1")
+CURVES = ("watch.dying/pre_pool_dead_fraction", "train/loss_main", "val/acc1")
 
 
 def train(args: argparse.Namespace, scale: float | None) -> dict:

@@ -24,6 +24,7 @@ __all__ = [
     "cli_trainer_parts",
     "find_unused_parameters",
     "is_local_path",
+    "set_subcommand_help",
     "writes_logs",
 ]
 
@@ -76,6 +77,19 @@ def add_subcommand(parser: ArgumentParser, name: str, subparser: ArgumentParser,
     keeping the returned action; the parser holds it privately.
     """
     parser._subcommands_action.add_subcommand(name, subparser, help=help)
+
+
+def set_subcommand_help(parser: ArgumentParser, name: str, help: str) -> None:
+    """Replace the one-line help of a subcommand LightningCLI has added, and its description.
+
+    LightningCLI takes the first line of the Trainer method's docstring, which for `test` and
+    `predict` stops mid-sentence; the help is kept on a pseudo-action the parser holds privately.
+    """
+    action = parser._subcommands_action
+    for choice in action._choices_actions:
+        if choice.dest == name:
+            choice.help = help
+    action.choices[name].description = help
 
 
 def find_unused_parameters(strategy: DDPStrategy) -> None:

@@ -26,16 +26,23 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from inception_lightning._compat import add_subcommand, build_cli_trainer, cli_trainer_parts
+from inception_lightning._compat import (
+    add_subcommand,
+    build_cli_trainer,
+    cli_trainer_parts,
+    set_subcommand_help,
+)
 from inception_lightning.commands import COMMANDS
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.models import InputTooSmallError
 from inception_lightning.models.weights import CheckpointError
+from inception_lightning.parser import InceptionArgumentParser
 from inception_lightning.training import (
     Description,
     ExportError,
     InceptionClassifier,
     LoggingStepProgressBar,
+    TensorBoardDashboards,
     read_checkpoint,
     read_description,
 )
@@ -51,6 +58,15 @@ TRAINER_DEFAULTS = {
     "plugins": [{"class_path": "inception_lightning.training.AtomicCheckpointIO"}],
 }
 
+DESCRIPTION = "Train, watch and explain Inception-family image classifiers."
+# One line each in `--help` (Lightning's are the first lines of the Trainer's docstrings).
+LIGHTNING_COMMANDS = {
+    "fit": "Train a model, validating it every epoch.",
+    "validate": "Evaluate a model once on the validation set.",
+    "test": "Evaluate a model once on the test set (one view, multi-crop, or an ensemble).",
+    "predict": "Run a model on the data's predict set.",
+}
+
 # Errors about the user's input, raised while running: shown as one line, not a traceback.
 USER_ERRORS = (
     CheckpointError,
@@ -64,8 +80,9 @@ EVALUATING = ("validate", "test", "predict")
 
 
 class InceptionCLI(LightningCLI):
-    """LightningCLI with `num_classes` linked from the data, a sync-free bar, an lr monitor and
-    the package's own commands in its `--help`."""
+    """LightningCLI with `num_classes` linked from the data, a sync-free bar, an lr monitor,
+    TensorBoard's hparams and custom-scalars tabs, and the package's own commands in its
+    `--help`."""
 
     def setup_parser(
         self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]
@@ -73,6 +90,9 @@ class InceptionCLI(LightningCLI):
         """Lightning's parser, with the package's commands listed beside fit ... predict."""
         super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
         if add_subcommands:
+            self.parser.description = DESCRIPTION
+            for name, help in LIGHTNING_COMMANDS.items():
+                set_subcommand_help(self.parser, name, help)
             for name, command in COMMANDS.items():
                 add_subcommand(self.parser, name, command_parser(name), one_line_help(command))
 
@@ -114,6 +134,7 @@ class InceptionCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
         parser.add_lightning_class_args(LoggingStepProgressBar, "progress_bar")
+        parser.add_lightning_class_args(TensorBoardDashboards, "dashboards")
         parser.add_argument(
             "--cpu_recipe",
             type=Path_fr | None,
@@ -221,11 +242,13 @@ def one_line_help(command: Callable[..., Any]) -> str:
     return (command.__doc__ or "").strip().splitlines()[0]
 
 
-def command_parser(name: str) -> ArgumentParser:
+def command_parser(name: str) -> InceptionArgumentParser:
     """The parser of one of the package's commands: its function's arguments, `-c`, and
     (from jsonargparse, with `-c`) `--print_config`."""
     command = COMMANDS[name]
-    parser = ArgumentParser(prog=f"inception-lightning {name}", description=one_line_help(command))
+    parser = InceptionArgumentParser(
+        prog=f"inception-lightning {name}", description=one_line_help(command)
+    )
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="a YAML file of flags")
     parser.add_function_arguments(command, as_group=False)
     return parser
@@ -253,6 +276,7 @@ def lightning_main(argv: list[str] | None) -> None:
             subclass_mode_data=True,
             trainer_defaults=TRAINER_DEFAULTS,
             save_config_kwargs={"overwrite": True},
+            parser_class=InceptionArgumentParser,
             args=argv,
         )
     except USER_ERRORS as err:

@@ -10,7 +10,8 @@ training loop; rich's `track` lacks the count and the rate, hence the columns he
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from rich.progress import (
@@ -52,6 +53,7 @@ def track(
     total: int | None = None,
     unit: str = "items",
     enabled: bool | None = None,
+    size: Callable[[T], int] | None = None,
 ) -> Iterator[T]:
     """Yield `items`, showing progress while they are consumed (see the module docstring).
 
@@ -61,11 +63,30 @@ def track(
         total: how many items; None takes `len(items)`.
         unit: what an item is, for the rate.
         enabled: force the bar on or off; None: on for a terminal.
+        size: how many units an item holds (a batch's images); None: one each.
     """
     if not progress_enabled(enabled):
         yield from items
         return
     total = len(items) if total is None else total  # type: ignore[arg-type]
+    with progress(description, total, unit, enabled) as advance:
+        for item in items:
+            yield item
+            advance(1 if size is None else size(item))
+
+
+@contextmanager
+def progress(
+    description: str, total: int, unit: str = "items", enabled: bool | None = None
+) -> Iterator[Callable[..., None]]:
+    """A bar over `total` units of work done in steps of one's own (see the module docstring).
+
+    Yields `advance(n=1, description=None)`: `n` more units are done, and the bar's text
+    becomes `description` when one is given (the next stage's name).
+    """
+    if not progress_enabled(enabled):
+        yield lambda n=1, description=None: None
+        return
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -73,8 +94,6 @@ def track(
         RateColumn(unit),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, transient=False) as progress:
-        task = progress.add_task(description, total=total)
-        for item in items:
-            yield item
-            progress.advance(task)
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1, description=None: bar.update(task, advance=n, description=description)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -14,8 +15,10 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 from PIL import Image
+from rich.console import Console
 from torch.utils.data import DataLoader, TensorDataset
 
+from inception_lightning import console
 from inception_lightning.data.datamodule import ImageDataModule
 from inception_lightning.data.transforms import Preprocessing
 from inception_lightning.training import InceptionClassifier
@@ -133,6 +136,21 @@ def image_tree(tmp_path: Path) -> Callable[..., Path]:
         return write_tree(root or tmp_path / "data", **kwargs)
 
     return make
+
+
+@pytest.fixture
+def terminal_progress(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    """Progress bars shown as on a terminal (unless switched off), written to this buffer."""
+    shown = io.StringIO()
+
+    class Captured(console.Progress):
+        def __init__(self, *columns: object, **kwargs: object) -> None:
+            target = Console(file=shown, force_terminal=True, width=120)
+            super().__init__(*columns, console=target, **kwargs)
+
+    monkeypatch.setattr(console, "Progress", Captured)
+    monkeypatch.setattr(console, "progress_enabled", lambda enabled=None: enabled is not False)
+    return shown
 
 
 def age(where: Path, seconds: float = 3600) -> Path:

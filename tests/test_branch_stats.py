@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from inception_lightning import InceptionNet, iter_branches, iter_residual_blocks
+from inception_lightning.callbacks._sections import grids
 from inception_lightning.callbacks.branch_stats import BranchActivationStats
 from inception_lightning.models.net import Architecture
 from inception_lightning.models.specs import Conv, Stage
@@ -126,29 +127,29 @@ def test_statistics_match_hand_computed_values(
     scalars = events(trainer)
     expected = {
         # a: 8 values, sum 10, sum of squares 30, 4 zeros, its one channel alive
-        "branch/block/a/mean": 10 / 8,
-        "branch/block/a/std": math.sqrt(30 / 8 - (10 / 8) ** 2),
-        "branch/block/a/zero_fraction": 0.5,
-        "branch/block/a/dead_fraction": 0.0,
-        "branch/block/a/energy_share": 30 / 102,
+        "watch.branch.mean/block/a": 10 / 8,
+        "watch.branch.std/block/a": math.sqrt(30 / 8 - (10 / 8) ** 2),
+        "watch.branch.zero_fraction/block/a": 0.5,
+        "watch.branch.dead_fraction/block/a": 0.0,
+        "watch.branch.energy_share/block/a": 30 / 102,
         # b: 16 values, sum 24, sum of squares 72, channel 0 dead
-        "branch/block/b/mean": 1.5,
-        "branch/block/b/std": 1.5,
-        "branch/block/b/zero_fraction": 0.5,
-        "branch/block/b/dead_fraction": 0.5,
-        "branch/block/b/energy_share": 72 / 102,
+        "watch.branch.mean/block/b": 1.5,
+        "watch.branch.std/block/b": 1.5,
+        "watch.branch.zero_fraction/block/b": 0.5,
+        "watch.branch.dead_fraction/block/b": 0.5,
+        "watch.branch.energy_share/block/b": 72 / 102,
         # residual: 16 values, 8 ones, channel 1 dead; squared norm 8 against 64
-        "residual/block/mean": 0.5,
-        "residual/block/std": 0.5,
-        "residual/block/zero_fraction": 0.5,
-        "residual/block/dead_fraction": 0.5,
-        "residual/block/norm_ratio": math.sqrt(8 / 64),
+        "watch.residual.mean/block": 0.5,
+        "watch.residual.std/block": 0.5,
+        "watch.residual.zero_fraction/block": 0.5,
+        "watch.residual.dead_fraction/block": 0.5,
+        "watch.residual.norm_ratio/block": math.sqrt(8 / 64),
     }
     for tag, value in expected.items():
         (event,) = scalars.Scalars(tag)
         assert event.step == 0
         assert event.value == pytest.approx(value, rel=1e-6), tag
-    assert "branch/heatmap" in scalars.Tags()["images"]
+    assert "watch.branch/heatmap" in scalars.Tags()["images"]
 
 
 def test_every_block_is_logged_at_the_cadence(ir_v1: Callable, fit: Callable) -> None:
@@ -160,20 +161,23 @@ def test_every_block_is_logged_at_the_cadence(ir_v1: Callable, fit: Callable) ->
     scalars = events(trainer)
     tags = scalars.Tags()
     blocks: dict[str, float] = {}
+    grid = grids(model)
+    assert grid["block35_1"] == "35x35" and grid["block17_1"] == "17x17"  # at 299 px
     for dotted, branch, _ in iter_branches(model):
         block = dotted.rsplit(".", 1)[-1]
         for stat in ("mean", "std", "zero_fraction", "dead_fraction", "energy_share"):
-            logged = scalars.Scalars(f"branch/{block}/{branch}/{stat}")
+            logged = scalars.Scalars(f"watch.branch.{stat}.{grid[block]}/{block}/{branch}")
             assert [e.step for e in logged] == [1, 3]  # the steps Lightning logs on
-        share = scalars.Scalars(f"branch/{block}/{branch}/energy_share")[-1].value
-        blocks[block] = blocks.get(block, 0.0) + share
-        assert f"branch/{block}/{branch}/activation" in tags["histograms"]
+        share = scalars.Scalars(f"watch.branch.energy_share.{grid[block]}/{block}/{branch}")
+        blocks[block] = blocks.get(block, 0.0) + share[-1].value
+        assert f"watch.branch.activation.{grid[block]}/{block}/{branch}" in tags["histograms"]
     assert blocks and all(total == pytest.approx(1.0, abs=1e-5) for total in blocks.values())
     residuals = [dotted.rsplit(".", 1)[-1] for dotted, _ in iter_residual_blocks(model)]
     assert len(residuals) == 20
     for block in residuals:
-        assert [e.step for e in scalars.Scalars(f"residual/{block}/norm_ratio")] == [1, 3]
-        assert f"residual/{block}/activation" in tags["histograms"]
+        assert [e.step for e in scalars.Scalars(f"watch.residual.norm_ratio/{block}")] == [1, 3]
+        assert f"watch.residual.activation/{block}" in tags["histograms"]
+        assert f"watch.shortcut.activation/{block}" in tags["histograms"]
 
 
 class HookCounter(pl.Callback):

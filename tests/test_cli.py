@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from inception_lightning.cli import InceptionCLI, main
 from inception_lightning.explain import METHODS
+from inception_lightning.models import list_models
 from inception_lightning.training import InceptionClassifier, LoggingStepProgressBar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,7 +144,7 @@ def test_fit_end_to_end_through_the_console_script(tmp_path: Path) -> None:
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "train/loss_main", "val/loss", "val/acc1", "val/acc5", "val/ece"} <= tags
     assert "val_ema/acc1" in tags
-    assert any(t.startswith("lr-") for t in tags)  # the default learning-rate monitor
+    assert {"train/lr/backbone", "train/lr/head"} <= tags  # the default lr monitor
     # num_classes was linked from the data and saved: the checkpoint rebuilds with no config.
     module = InceptionClassifier.load_from_checkpoint(ckpt, weights_only=True)
     assert module.model.num_classes == 4
@@ -174,10 +176,11 @@ def test_quickstart_callback_runs_every_attribution_method(tmp_path: Path) -> No
     scalars, images = set(events.Tags()["scalars"]), set(events.Tags()["images"])
     for method in METHODS:
         for name in ("pointing_game", "deletion_auc", "empty", "sanity_passed"):
-            assert f"gradcam/{method}/{name}" in scalars, (method, name)
-        assert f"gradcam/{method}/overlays" in images
-    assert "gradcam/randomization" in images
-    summary = json.loads((tmp_path / "runs/quickstart/report/summary.json").read_text())
+            assert f"gradcam/val/{method}/{name}" in scalars, (method, name)
+        assert any(tag.startswith(f"gradcam/val/{method}/overlays/") for tag in images)
+    assert "gradcam/val/randomization" in images
+    report = tmp_path / "runs/quickstart/version_0/report"  # beside the run
+    summary = json.loads((report / "summary.json").read_text())
     assert summary["info"]["weights"] == "ema"
     assert [m["method"] for m in summary["methods"]] == list(METHODS)
     assert all(len(m["sanity"]["depths"]) == 3 for m in summary["methods"])
@@ -219,8 +222,9 @@ def test_unknown_model_name_lists_the_choices(
     config = _tiny_config(tmp_path, model="inception_v9")
     with pytest.raises(SystemExit):
         main(["fit", "-c", str(config)])
-    err = capsys.readouterr().err
-    assert "unknown model 'inception_v9'" in err and "inception_resnet_v2" in err
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "model.model" in line and "inception_v9" in line
+    assert all(name in line for name in list_models())
 
 
 def test_wrong_yaml_key_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -264,12 +268,14 @@ def test_summary_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_make_dataset_then_report_compares_methods(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], terminal_progress: io.StringIO
 ) -> None:
     data = tmp_path / "shapes"
     main(["make-dataset", "--out", str(data), "--num_classes", "3", "--num_samples", "30",
           "--image_size", "79"])  # fmt: skip
     assert {p.name for p in (data / "val").iterdir()} == {"circle", "square", "triangle"}
+    shown = terminal_progress.getvalue()
+    assert "writing train images" in shown and "27/27" in shown and "images/s" in shown
     module = InceptionClassifier(
         model="inception_v3",
         num_classes=3,
@@ -297,11 +303,38 @@ def test_make_dataset_then_report_compares_methods(
         assert "pointing_game" in m and m["seconds_per_image"] > 0
     html = (out / "index.html").read_text()
     assert html.count("<img") >= 6 * 4 and (out / "sanity.png").is_file()
+    assert summary["evaluation"]["images"] == 3  # every val image predicted
+    assert {p.name for p in (out / "plots").iterdir()} == {
+        "curves.png", "reliability.png", "confusion.png"
+    }  # fmt: skip
 
     with pytest.raises(SystemExit):
         main([*args[:-6], "--method", "smoothgrad"])
     error = capsys.readouterr().err
     assert "smoothgrad" in error and "Traceback" not in error
+
+    # in-process, stdout a terminal: bars over deletion/insertion, the sanity check, prediction
+    main(
+        [*args[:-6], "--method", "gradcam", "--sanity_samples", "1", "--out", str(tmp_path / "r2")]
+    )
+    shown = terminal_progress.getvalue()
+    assert "deletion/insertion" in shown and "predicting" in shown and "images/s" in shown
+    assert "sanity check" in shown and "1/1" in shown
+
+
+def test_export_shows_its_steps_on_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], terminal_progress: io.StringIO
+) -> None:
+    module = InceptionClassifier(
+        model="inception_v3", num_classes=3, model_kwargs={"width": 0.0625, "stem": "79"}
+    )
+    ckpt = _save_checkpoint(module, tmp_path / "model.ckpt")
+    main(["export", "--ckpt_path", str(ckpt), "--out", str(tmp_path / "model.pt")])
+    assert f"wrote {tmp_path / 'model.pt'}" in capsys.readouterr().out
+    shown = terminal_progress.getvalue()
+    assert "writing the state dict" in shown and "2/2" in shown and "steps/s" in shown
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert state.keys() == module.model.state_dict().keys()
 
 
 def test_report_on_a_missing_checkpoint_names_it(tmp_path: Path) -> None:

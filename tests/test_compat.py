@@ -57,6 +57,14 @@ def test_the_package_commands_join_lightnings_subcommands(capsys: pytest.Capture
     assert "make-dataset" in capsys.readouterr().out, UPGRADE % ("add_subcommand", "jsonargparse")
 
 
+def test_subcommand_help_can_be_replaced(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        InceptionCLI(InceptionClassifier, LightningDataModule, args=["--help"])
+    out = capsys.readouterr().out
+    expected = "Evaluate a model once on the test set"
+    assert expected in out, UPGRADE % ("set_subcommand_help", "jsonargparse's _choices_actions")
+
+
 def test_find_unused_parameters_sets_what_the_named_ddp_strategy_sets() -> None:
     strategy = DDPStrategy()
     _compat.find_unused_parameters(strategy)

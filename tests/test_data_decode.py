@@ -224,7 +224,7 @@ def test_trainer_and_grad_cam_get_normalised_images(tmp_path) -> None:
         optimizer=partial(torch.optim.SGD, lr=0.01),
     )
     batches = _Batches()
-    cam = GradCam(per_class=1, max_samples=2, max_misclassified=0, steps=2)
+    cam = GradCam(per_class=1, max_samples=2, max_misclassified=0, steps=2, report=False)
     trainer = pl.Trainer(
         accelerator="cpu", max_steps=1, limit_val_batches=1, num_sanity_val_steps=0,
         logger=False, enable_checkpointing=False, enable_progress_bar=False,

@@ -79,14 +79,14 @@ def test_fires_within_patience_on_a_dying_run(
     message = record.getMessage()
     assert "at step 1" in message and "block8_5" in message and "0.1-0.3" in message
     scalars = events(trainer)
-    assert [e.value for e in scalars.Scalars("residual/pre_pool/dead_fraction")] == [1.0] * 4
-    (text,) = scalars.Tensors("residual/dying/text_summary")
+    assert [e.value for e in scalars.Scalars("watch.dying/pre_pool_dead_fraction")] == [1.0] * 4
+    (text,) = scalars.Tensors("watch.dying/report/text_summary")
     assert text.step == 1
     assert text.tensor_proto.string_val[0].decode() == message
     for dotted, _ in iter_residual_blocks(trainer.lightning_module):
         block = dotted.rsplit(".", 1)[-1]
-        assert len(scalars.Scalars(f"residual/{block}/norm_ratio")) == 4
-        assert len(scalars.Scalars(f"residual/{block}/output_zero_fraction")) == 4
+        assert len(scalars.Scalars(f"watch.residual.norm_ratio/{block}")) == 4
+        assert len(scalars.Scalars(f"watch.residual.output_zero_fraction/{block}")) == 4
 
 
 def test_never_fires_on_a_healthy_run(tmp_path: Path, ir_v1: Callable, fit: Callable) -> None:
@@ -95,7 +95,7 @@ def test_never_fires_on_a_healthy_run(tmp_path: Path, ir_v1: Callable, fit: Call
 
     assert detector.fired_steps == []
     assert detector.streak == 0
-    dead = [e.value for e in events(trainer).Scalars("residual/pre_pool/dead_fraction")]
+    dead = [e.value for e in events(trainer).Scalars("watch.dying/pre_pool_dead_fraction")]
     assert len(dead) == 6 and max(dead) < 0.5
 
 

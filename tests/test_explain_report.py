@@ -17,6 +17,8 @@ from inception_lightning.explain import (
     Batch,
     Explainer,
     MethodRun,
+    Predictions,
+    auc,
     cascading_randomization,
     explain,
     make_attribution,
@@ -133,6 +135,89 @@ def test_nothing_is_written_outside_out(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="outside"):
         write_atomic(out, str(tmp_path / "abs.png"), b"x")
     assert not (tmp_path / "a" / "evil.png").exists() and not (tmp_path / "abs.png").exists()
+
+
+VOID = {"area", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
+
+
+class Nesting(HTMLParser):
+    """Checks that every element is closed, in order; records the rows of each table and
+    the `details` elements."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+        self.errors: list[str] = []
+        self.details = 0
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.details += tag == "details"
+        self.sources += [v for k, v in attrs if tag == "img" and k == "src" and v]
+        if tag not in VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.open or self.open.pop() != tag:
+            self.errors.append(f"</{tag}> closes nothing open")
+
+
+def test_report_plots_exist_html_nests_and_classes_go_worst_first(tmp_path: Path) -> None:
+    runs = make_runs()
+    # 3 classes over 12 images: class 0 right 4 of 4, class 1 right 1 of 4, class 2 2 of 4;
+    # the explained sample holds classes 0 and 1, which the report must list 1 first.
+    labels = torch.tensor([0] * 4 + [1] * 4 + [2] * 4)
+    predicted = torch.tensor([0, 0, 0, 0, 1, 0, 0, 2, 2, 2, 1, 1])
+    probs = torch.full((12, 3), 0.1).scatter_(1, predicted[:, None], 0.8)
+    index = write_report(tmp_path, runs, EVIL, {}, 2, Predictions(probs, labels))
+    html = index.read_text()
+    parser = Nesting()
+    parser.feed(html)
+    assert parser.errors == [] and parser.open == [], parser.errors or parser.open
+
+    plots = {p.name for p in (tmp_path / "plots").iterdir()}
+    assert plots == {"curves.png", "reliability.png", "confusion.png"}
+    for name in plots:
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"plots/{name}" in parser.sources
+
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rows = summary["evaluation"]["per_class"]
+    by_accuracy = [(r["name"], r["accuracy"]) for r in rows]
+    assert by_accuracy == [(EVIL[1], 0.25), (EVIL[2], 0.5), (EVIL[0], 1.0)]
+    assert rows[0]["confused_with"] == EVIL[0] and rows[0]["confused_share"] == 0.5
+    assert summary["evaluation"]["accuracy"] == pytest.approx(7 / 12)
+    # every image at confidence 0.8: ECE = |7/12 - 0.8|
+    assert summary["evaluation"]["ece"] == pytest.approx(0.8 - 7 / 12, abs=1e-6)
+    for method in summary["methods"]:  # each method's scores by class, in the same order
+        assert list(method["per_class"]) == [EVIL[1], EVIL[0]]
+    folds = len(runs) + len({int(label) for label in runs[0].explanation.labels})
+    assert parser.details == folds  # scores by class per method, then one fold per class
+    gallery = html.split("Gallery by class")[1]
+    assert gallery.index("../../evil") < gallery.index("&lt;script&gt;")  # worst class first
+
+
+def test_reliability_bins_and_ece_by_hand() -> None:
+    # confidences 0.95 (bin 14: one right of two) and 0.55 (bin 8: both right)
+    probs = torch.tensor([[0.95, 0.05], [0.95, 0.05], [0.55, 0.45], [0.55, 0.45]])
+    bins = Predictions(probs, torch.tensor([0, 1, 0, 0])).reliability()
+    assert bins.counts.tolist() == [0] * 8 + [2] + [0] * 5 + [2]
+    assert bins.accuracy[8] == 1.0 and bins.accuracy[14] == 0.5
+    assert bins.confidence[8] == pytest.approx(0.55) and bins.confidence[14] == pytest.approx(0.95)
+    assert bins.ece == pytest.approx(0.5 * 0.45 + 0.5 * 0.45)
+
+
+def test_curves_start_and_end_at_the_intact_images_probability() -> None:
+    expl = make_runs()[0].explanation
+    for name in ("deletion", "insertion"):
+        curve = expl.curves[name]
+        assert curve.shape == (6, 3)  # steps=2: 3 points
+        torch.testing.assert_close(auc(curve), expl.scores[f"{name}_auc"], equal_nan=True)
+    intact = expl.probs.gather(1, expl.preds[:, None])[:, 0]
+    shown = ~expl.curves["deletion"].isnan().any(dim=1)  # empty maps have no curve
+    assert shown.any()
+    torch.testing.assert_close(expl.curves["deletion"][shown, 0], intact[shown])  # none deleted
+    torch.testing.assert_close(expl.curves["insertion"][shown, -1], intact[shown])  # all in
 
 
 def test_a_known_image_comes_back_in_its_true_colours(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """GradCam callback: TensorBoard output, equality with Captum, methods, sanity checks,
 inference mode, ranks, report."""
 
+import io
 from collections.abc import Callable
 from copy import deepcopy
 from functools import partial
@@ -10,7 +11,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import Dataset
@@ -118,11 +119,20 @@ def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(
 
     events = EventAccumulator(str(tmp_path / "tb" / "version_0"))
     events.Reload()
-    assert {"gradcam/overlays", "gradcam/randomization"} <= set(events.Tags()["images"])
-    for name in METRICS:
-        assert [e.step for e in events.Scalars(f"gradcam/{name}")] == [fit.global_step]
+    overlays = [t for t in events.Tags()["images"] if t.startswith("gradcam/val/overlays/")]
+    expl = cam.last["gradcam"]
+    assert sorted(overlays) == sorted(
+        f"gradcam/val/overlays/{label}_{['red', 'green', 'script_alert_1_script'][label]}/{i}"
+        for label, i in zip(expl.labels.tolist(), expl.indices.tolist(), strict=True)
+    )  # a picture per explained image, grouped by class
+    (picture,) = events.Images(overlays[0])
+    assert (picture.width, picture.height) == (400, 270)  # legible in a TensorBoard card
+    assert "gradcam/val/randomization" in events.Tags()["images"]
+    val_steps = [e.step for e in events.Scalars("val/acc1")][1:]  # epoch 2 only: every 2
+    for name in METRICS:  # logged by Lightning with the epoch's validation metrics
+        assert [e.step for e in events.Scalars(f"gradcam/val/{name}")] == val_steps
     sanity = cam.last_sanity["gradcam"]
-    assert events.Scalars("gradcam/sanity_passed")[0].value == float(sanity.passed)
+    assert events.Scalars("gradcam/val/sanity_passed")[0].value == float(sanity.passed)
     assert sanity.images + sanity.empty == 6 and sanity.depths[0] == "head"
     assert probe.checked == 2 and probe.contexts == [(False, False)] * 2  # fit: no_grad
 
@@ -160,9 +170,12 @@ def test_validate_and_test_get_gradients_under_inference_mode(
     assert probe.checked == 1 and probe.contexts == [(True, False)]
     assert cam.last_weights == "raw"  # no average: the module's own weights
     assert set(cam.last) == {"gradcam"}
-    assert set(cam.last_metrics) == {f"gradcam/{name}" for name in METRICS}
+    assert set(cam.last_metrics) == {f"gradcam/val/{name}" for name in METRICS}
+    assert set(cam.last_metrics) <= set(run.callback_metrics)  # through Lightning's logging
     run.test(v3(), datamodule=datamodule(data, test=data))
     assert set(cam.samples) == {"val", "test"}
+    assert set(cam.last_metrics) == {f"gradcam/test/{name}" for name in METRICS}
+    assert set(cam.last_metrics) <= set(run.callback_metrics)
 
 
 def test_fit_explains_the_ema_weights_the_checkpoint_will_hold(
@@ -215,7 +228,8 @@ def test_several_methods_tag_by_method_fuse_layers_and_other_ranks_do_nothing(
     )
     module = v3()
     logged(tmp_path, [cam]).validate(module, datamodule=datamodule(Squares(6)))
-    assert {k.rsplit("/", 1)[0] for k in cam.last_metrics} == {f"gradcam/{m}" for m in methods}
+    prefixes = {k.rsplit("/", 1)[0] for k in cam.last_metrics}
+    assert prefixes == {f"gradcam/val/{m}" for m in methods}
     assert set(cam.last_sanity) == set(methods)
     expl = cam.last["layercam"]
     fused = make_attribution("layercam", module.model, layers).attribute(expl.images, expl.labels)
@@ -248,6 +262,45 @@ def test_bad_arguments(v3: Callable) -> None:
         GradCam("features.nope").setup(pl.Trainer(logger=False), v3(), "fit")
 
 
+def test_checkpoints_monitor_grad_cam_scalars(
+    tmp_path: Path, v3: Callable, logged: Callable, datamodule: Callable
+) -> None:
+    # |map|: a barely trained network has no positive evidence for most classes, and an empty
+    # map scores NaN, which a checkpoint never takes for the best
+    cam = GradCam(sign="abs", steps=2, max_misclassified=0, sanity_samples=0, report=False)
+    best = ModelCheckpoint(tmp_path / "ckpt", monitor="gradcam/val/insertion_auc", mode="max")
+    fit = logged(
+        tmp_path, [cam, best], max_epochs=2, limit_train_batches=1, enable_checkpointing=True
+    )
+    fit.fit(v3(), datamodule=datamodule(Squares(6)))
+    events = EventAccumulator(str(tmp_path / "tb" / "version_0"))
+    events.Reload()
+    logged_values = [e.value for e in events.Scalars("gradcam/val/insertion_auc")]
+    assert len(logged_values) == 2 and all(v == v for v in logged_values)  # no NaN
+    assert float(best.best_model_score) == pytest.approx(max(logged_values))
+    assert Path(best.best_model_path).is_file()
+
+
+def test_reports_land_beside_their_runs_with_progress_unless_the_bar_is_off(
+    tmp_path: Path, terminal_progress: io.StringIO, v3: Callable, datamodule: Callable
+) -> None:
+    shown = terminal_progress
+    for bar in (True, False):
+        cam = GradCam(
+            steps=2, max_misclassified=0, every_n_epochs=5, report_per_class=1, batch_size=1
+        )
+        pl.Trainer(
+            accelerator="cpu", max_epochs=1, limit_train_batches=1, num_sanity_val_steps=0,
+            logger=TensorBoardLogger(tmp_path, name="tb"), enable_checkpointing=False,
+            enable_progress_bar=bar, enable_model_summary=False, callbacks=[cam],
+        ).fit(v3(), datamodule=datamodule(Squares(6)))  # fmt: skip
+        text, _ = shown.getvalue(), shown.truncate(0)
+        assert ("deletion/insertion" in text and "3/3" in text and "images/s" in text) == bar
+    for version in (0, 1):  # two runs, two reports
+        report = tmp_path / "tb" / f"version_{version}" / "report"
+        assert (report / "index.html").is_file() and (report / "summary.json").is_file()
+
+
 @pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true"])
 def test_maps_and_scores_are_fp32_whatever_the_training_precision(
     tmp_path: Path, v3: Callable, logged: Callable, datamodule: Callable, precision: str
@@ -256,8 +309,9 @@ def test_maps_and_scores_are_fp32_whatever_the_training_precision(
     options = {"integrated_gradients": {"steps": 2}, "occlusion": {"window": 16, "stride": 16}}
     layer = "features.mixed_6e"
     cam = GradCam(
-        layer, list(METHODS), steps=4, max_misclassified=0, method_options=options, sanity_samples=0
-    )
+        layer, list(METHODS), steps=4, max_misclassified=0, method_options=options,
+        sanity_samples=0, report=False,
+    )  # fmt: skip
     module = v3()
     run = logged(tmp_path, [cam], max_epochs=1, limit_train_batches=1, precision=precision)
     run.fit(module, datamodule=datamodule(data))

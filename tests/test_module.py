@@ -14,6 +14,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from inception_lightning import create_model
 from inception_lightning.data import SyntheticDataModule
+from inception_lightning.models import ModelOptions
 from inception_lightning.training import FineTuning, InceptionClassifier
 
 TINY_AUX = {"width": 0.0625, "stem": "79", "aux_head": True}
@@ -159,7 +160,7 @@ def test_load_from_checkpoint_rebuilds_without_config(tmp_path, trainer) -> None
     loaded = InceptionClassifier.load_from_checkpoint(tmp_path / "last.ckpt", weights_only=True)
 
     assert loaded.hparams.label_smoothing == 0.2
-    assert loaded.hparams.model_kwargs == TINY
+    assert loaded.hparams.model_kwargs == ModelOptions.of(TINY).as_kwargs()  # plain values
     for name, value in module.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value)
 

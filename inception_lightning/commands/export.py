@@ -22,4 +22,4 @@ def export(ckpt_path: str, out: str, weights: Weights | None = None) -> Path:
         weights: "ema" (the averaged weights) or "raw"; null: those the checkpoint's
             state_dict holds (the average, when the run kept one).
     """
-    return export_network(ckpt_path, out, weights)
+    return export_network(ckpt_path, out, weights, show_progress=None)  # a bar on terminals

@@ -20,6 +20,7 @@ from inception_lightning.explain import (
     Method,
     as_methods,
     make_attribution,
+    predict_dataset,
     run_methods,
     write_report,
 )
@@ -48,7 +49,9 @@ def report(
 
     A seeded, class-balanced sample of the folder, preprocessed as the checkpoint says it was
     trained and its classes mapped by name, is explained with the checkpoint's network by each
-    method, and each method's maps are sanity-checked by cascading randomisation.
+    method, and each method's maps are sanity-checked by cascading randomisation; every image
+    of the folder is predicted for the accuracy per class, the confusion matrix and the
+    reliability diagram.
 
     Args:
         ckpt_path: a checkpoint written while training InceptionClassifier.
@@ -103,12 +106,15 @@ def report(
             make_attribution(name, network, layers, options=options.get(name)),
             dataset,
             seed=seed,
+            progress=None,  # bars on terminals
             forward=forward,
         )
         for name in methods
     }
-    indices = next(iter(explainers.values())).sample(per_class)
+    first = next(iter(explainers.values()))
+    indices = first.sample(per_class)
     runs = run_methods(explainers, indices, indices[:sanity_samples], threshold=sanity_threshold)
+    predictions = predict_dataset(first.attribution, dataset, progress=None, forward=forward)
     info = {
         "checkpoint": str(ckpt_path),
         "model": network.name,
@@ -120,4 +126,4 @@ def report(
         "layers": " + ".join([layers] if isinstance(layers, str) else layers or ["last block"]),
         "forward-only precision": precision,
     }
-    return write_report(out, runs, dataset.classes, info, per_class=per_class)
+    return write_report(out, runs, dataset.classes, info, per_class, predictions)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from inception_lightning.models import create_model
+from inception_lightning.models import ModelName, Stem, create_model
 from inception_lightning.models.summary import format_summary, summarize
 
 
 def summary(
-    model: str,
+    model: ModelName,
     input_size: int = 299,
-    stem: str = "299",
+    stem: Stem = 299,
     width: float = 1.0,
     num_classes: int = 1000,
     aux_head: bool | None = None,
@@ -17,10 +17,9 @@ def summary(
     """Print per-stage output size, channels, parameters and multiply-adds of a network.
 
     Args:
-        model: a registered network (inception_v3, inception_v4, inception_resnet_v1,
-            inception_resnet_v2).
+        model: a registered network.
         input_size: the side of the square input, in pixels.
-        stem: "299", or a low-resolution stem: "151", "79" (v3 paper sect. 9).
+        stem: 299, or a low-resolution stem: 151, 79 (v3 paper sect. 9).
         width: channel multiplier.
         num_classes: classifier outputs.
         aux_head: attach the auxiliary classifier; null takes the paper's choice.

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from inception_lightning.console import track
 from inception_lightning.data.boxes import Annotation, write_boxes
 from inception_lightning.data.synthetic import SyntheticDataset
 
@@ -50,7 +51,7 @@ def write_dataset(
     annotations: dict[str, Annotation] = {}
     for split, count in (("train", num_samples - num_val), ("val", num_val)):
         dataset = SyntheticDataset(split, count, num_classes, image_size, difficulty, seed)
-        for index in range(count):
+        for index in track(range(count), f"writing {split} images", unit="images"):
             name = f"{split}/{dataset.classes[dataset.labels[index]]}/{index:06d}.png"
             for folder in (out, out / "masks"):
                 (folder / name).parent.mkdir(parents=True, exist_ok=True)

@@ -34,14 +34,17 @@ from inception_lightning.explain.metrics import (
     blur,
     boxes_to_masks,
     deletion_auc,
+    deletion_curve,
     energy_pointing_game,
     insertion_auc,
+    insertion_curve,
     perturbation_curve,
     pointing_game,
     scaled_tolerance,
 )
 from inception_lightning.explain.pixel import IntegratedGradientsMap, OcclusionMap
 from inception_lightning.explain.precision import Bf16Forward, fp32
+from inception_lightning.explain.predictions import Predictions, Reliability, predict_dataset
 from inception_lightning.explain.report import safe_name, write_report
 from inception_lightning.explain.sanity import (
     RANK_THRESHOLD,
@@ -68,7 +71,9 @@ __all__ = [
     "Method",
     "MethodRun",
     "OcclusionMap",
+    "Predictions",
     "RandomizationCurve",
+    "Reliability",
     "as_methods",
     "auc",
     "balanced_sample",
@@ -78,6 +83,7 @@ __all__ = [
     "cascading_randomization",
     "default_layer",
     "deletion_auc",
+    "deletion_curve",
     "empty_maps",
     "energy_pointing_game",
     "eval_mode",
@@ -85,12 +91,14 @@ __all__ = [
     "fp32",
     "fuse",
     "insertion_auc",
+    "insertion_curve",
     "load",
     "make_attribution",
     "normalize_maps",
     "perturbation_curve",
     "pointing_game",
     "predict",
+    "predict_dataset",
     "rank_correlation",
     "run_methods",
     "safe_name",

@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
+from inception_lightning.console import track
 from inception_lightning.explain.explainer import Explainer, Explanation, summarize
 from inception_lightning.explain.sanity import RandomizationCurve
 
@@ -39,20 +40,25 @@ def run_methods(
 ) -> list[MethodRun]:
     """Explain `indices` with each method, and sanity-check it on `sanity_indices` (if any).
 
+    The sanity checks run after every method has explained, under one progress bar over the
+    methods, shown as the explainers' `progress` says (bars cannot nest).
+
     Args:
         explainers: one per method name, on the same dataset and model.
         indices: the images every method explains.
         sanity_indices: the images of the sanity check; empty: no check.
         sanity_options: for `sanity.cascading_randomization` (threshold, max_depth, ...).
     """
-    runs = []
-    for method, explainer in explainers.items():
-        expl = explainer.explain(indices)
-        sanity = None
-        if sanity_indices:
-            sanity = explainer.sanity_check(sanity_indices, **sanity_options)
-        runs.append(MethodRun(method, explainer.attribution.describe(), expl, sanity))
-    return runs
+    explained = {method: explainer.explain(indices) for method, explainer in explainers.items()}
+    checks: dict[str, RandomizationCurve] = {}
+    if sanity_indices and explainers:
+        progress = next(iter(explainers.values())).progress
+        for method in track(list(explainers), "sanity check", unit="methods", enabled=progress):
+            checks[method] = explainers[method].sanity_check(sanity_indices, **sanity_options)
+    return [
+        MethodRun(method, explainer.attribution.describe(), explained[method], checks.get(method))
+        for method, explainer in explainers.items()
+    ]
 
 
 def comparison_rows(

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
+from inception_lightning.console import track
 from inception_lightning.data.protocol import LabelledImages
 from inception_lightning.explain.attribution import (
     Attribution,
@@ -23,9 +24,10 @@ from inception_lightning.explain.attribution import (
     model_device,
 )
 from inception_lightning.explain.metrics import (
-    deletion_auc,
+    auc,
+    deletion_curve,
     energy_pointing_game,
-    insertion_auc,
+    insertion_curve,
     pointing_game,
 )
 from inception_lightning.explain.sanity import RandomizationCurve, cascading_randomization
@@ -45,6 +47,9 @@ class Explanation:
         pred_maps: maps of the predicted class `[N, H, W]` (the same as `maps` where right).
         masks: object masks `[N, H, W]`, or None when the dataset has none.
         scores: per-image metric values `[N]` by metric name; NaN where the map is empty.
+        curves: per-image deletion and insertion curves `[N, steps + 1]` (the target's
+            probability as pixels move, most salient first), by "deletion" / "insertion";
+            NaN rows where the predicted class's map is empty.
         seconds_per_image: the attribution's cost, the true-class maps' time per image.
     """
 
@@ -57,6 +62,7 @@ class Explanation:
     pred_maps: Tensor
     masks: Tensor | None
     scores: dict[str, Tensor]
+    curves: dict[str, Tensor] = field(default_factory=dict)
     seconds_per_image: float = float("nan")
 
     @property
@@ -161,6 +167,7 @@ def explain(
     batch: Batch,
     steps: int = 16,
     tolerance: int | None = None,
+    progress: bool | None = False,
     forward: nn.Module | None = None,
 ) -> Explanation:
     """Predict, map and score a batch.
@@ -174,6 +181,8 @@ def explain(
         batch: the images, from `load`.
         steps: deletion/insertion steps.
         tolerance: pointing-game tolerance in pixels (None: 15 px at 224 px, scaled).
+        progress: show a bar over the deletion/insertion batches, most of the time taken
+            (None: on a terminal; see `console.track`).
         forward: runs the forward-only work (predictions, deletion and insertion) instead of
             the method's model, e.g. `Bf16Forward`; the maps always come from the method.
     """
@@ -185,15 +194,20 @@ def explain(
     wrong = preds != labels
     if wrong.any():
         pred_maps[wrong] = attribution.attribute(images[wrong], preds[wrong]).cpu()
-    scores: dict[str, list[Tensor]] = {"deletion_auc": [], "insertion_auc": []}
+    curves: dict[str, list[Tensor]] = {"deletion": [], "insertion": []}
     model = attribution.model if forward is None else forward
-    size = attribution.batch_size
-    for start in range(0, len(images), size):
-        part = slice(start, start + size)
+    n, step = len(images), attribution.batch_size
+    starts = track(
+        range(0, n, step), "deletion/insertion", n, "images", progress, lambda i: min(step, n - i)
+    )
+    for start in starts:
+        part = slice(start, start + step)
         args = (model, images[part], pred_maps[part], preds[part], steps)
-        scores["deletion_auc"].append(deletion_auc(*args).cpu())
-        scores["insertion_auc"].append(insertion_auc(*args).cpu())
-    result = {name: torch.cat(values) for name, values in scores.items()}
+        curves["deletion"].append(deletion_curve(*args).cpu())
+        curves["insertion"].append(insertion_curve(*args).cpu())
+    empty = empty_maps(pred_maps)  # points nowhere: no curve, no score (NaN)
+    curve = {k: torch.cat(v).masked_fill(empty[:, None], float("nan")) for k, v in curves.items()}
+    result = {f"{name}_auc": auc(values) for name, values in curve.items()}
     if masks is not None:
         result["pointing_game"] = pointing_game(maps, masks, tolerance)
         result["energy_pointing_game"] = energy_pointing_game(maps, masks)
@@ -208,6 +222,7 @@ def explain(
         pred_maps,
         masks,
         result,
+        curve,
         seconds / max(1, len(images)),
     )
 
@@ -221,6 +236,7 @@ class Explainer:
         steps: deletion/insertion steps.
         tolerance: pointing-game tolerance in pixels (None: Zhang et al.'s, scaled).
         seed: seeds the sample, the search for mistakes and the sanity check.
+        progress: show progress while explaining (None: on a terminal; see `console.track`).
         forward: runs the forward-only work instead of the method's model (see `explain`).
     """
 
@@ -231,6 +247,7 @@ class Explainer:
         steps: int = 16,
         tolerance: int | None = None,
         seed: int = 0,
+        progress: bool | None = False,
         forward: nn.Module | None = None,
     ) -> None:
         if not isinstance(dataset, LabelledImages):
@@ -243,6 +260,7 @@ class Explainer:
         self.steps = steps
         self.tolerance = tolerance
         self.seed = seed
+        self.progress = progress
         self.forward = forward
 
     def sample(self, per_class: int, limit: int | None = None) -> list[int]:
@@ -271,7 +289,9 @@ class Explainer:
     def explain(self, indices: Sequence[int]) -> Explanation:
         """Predictions, maps and scores of the images at `indices`."""
         batch = load(self.dataset, indices)
-        return explain(self.attribution, batch, self.steps, self.tolerance, self.forward)
+        return explain(
+            self.attribution, batch, self.steps, self.tolerance, self.progress, self.forward
+        )
 
     def sanity_check(self, indices: Sequence[int], **options: object) -> RandomizationCurve:
         """`sanity.cascading_randomization` of the true-class maps of the images at `indices`;

@@ -93,9 +93,8 @@ def deletion_auc(
         steps: number of deletion steps; RISE uses one per 224 pixels.
         baseline: value of a deleted pixel (RISE: 0, the dataset mean after normalisation).
     """
-    end = torch.full_like(inputs, baseline)
-    area = auc(perturbation_curve(model, inputs, end, maps, targets, steps))
-    return area.masked_fill(empty_maps(maps.to(area.device)), float("nan"))
+    curve = deletion_curve(model, inputs, maps, targets, steps, baseline)
+    return auc(curve).masked_fill(empty_maps(maps.to(curve.device)), float("nan"))
 
 
 def insertion_auc(
@@ -120,9 +119,34 @@ def insertion_auc(
         steps: number of insertion steps.
         substrate: start images; None takes RISE's Gaussian blur (kernel 11, sigma 5).
     """
+    curve = insertion_curve(model, inputs, maps, targets, steps, substrate)
+    return auc(curve).masked_fill(empty_maps(maps.to(curve.device)), float("nan"))
+
+
+def deletion_curve(
+    model: nn.Module,
+    inputs: Tensor,
+    maps: Tensor,
+    targets: Tensor | Sequence[int],
+    steps: int = 16,
+    baseline: float = 0.0,
+) -> Tensor:
+    """The curves `[N, steps + 1]` under `deletion_auc` (same arguments), empty maps' too."""
+    end = torch.full_like(inputs, baseline)
+    return perturbation_curve(model, inputs, end, maps, targets, steps)
+
+
+def insertion_curve(
+    model: nn.Module,
+    inputs: Tensor,
+    maps: Tensor,
+    targets: Tensor | Sequence[int],
+    steps: int = 16,
+    substrate: Tensor | None = None,
+) -> Tensor:
+    """The curves `[N, steps + 1]` under `insertion_auc` (same arguments), empty maps' too."""
     start = blur(inputs) if substrate is None else substrate
-    area = auc(perturbation_curve(model, inputs, start, maps, targets, steps, insert=True))
-    return area.masked_fill(empty_maps(maps.to(area.device)), float("nan"))
+    return perturbation_curve(model, inputs, start, maps, targets, steps, insert=True)
 
 
 def perturbation_curve(

@@ -1,4 +1,5 @@
-"""Pictures of maps: overlays on the image, a captioned grid of them, randomisation curves."""
+"""Pictures of maps: overlays on the image, a captioned picture of them per image, and
+randomisation curves."""
 
 from __future__ import annotations
 
@@ -47,35 +48,63 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def overlay_pictures(
+    expl: Explanation, classes: Sequence[str], note: str | None = None
+) -> list[np.ndarray]:
+    """One captioned picture per explained image, in the order of `expl`; `note` ends each
+    title (which weights, ...).
+
+    Two large tiles side by side, about 400 x 290 px, so that TensorBoard's image cards (about
+    340 px wide by default, shrinking taller pictures further) keep the captions legible: a
+    right prediction shows the image and the map of its class; a mistake shows the map of the
+    predicted class beside that of the true class.
+    """
+    pictures = []
+    for i in range(len(expl.labels)):
+        label, pred = int(expl.labels[i]), int(expl.preds[i])
+        prob = float(expl.probs[i, pred])
+        title = f"#{int(expl.indices[i])}: {_short(classes[label], 20)}"
+        title += f" ({note})" if note else ""
+        if pred == label:
+            tiles = [
+                (to_rgb(expl.pixels[i]), "image"),
+                (overlay(expl.pixels[i], expl.maps[i]), f"right, {prob:.2f}"),
+            ]
+        else:
+            tiles = [
+                (
+                    overlay(expl.pixels[i], expl.pred_maps[i]),
+                    f"pred {_short(classes[pred])}, {prob:.2f}",
+                ),
+                (overlay(expl.pixels[i], expl.maps[i]), f"true {_short(classes[label])}"),
+            ]
+        pictures.append(_row_figure(tiles, title))
+    return pictures
+
+
+def _short(name: str, limit: int = 14) -> str:
+    """`name`, cut to `limit` characters with an ellipsis, so that captions fit their tile."""
+    return name if len(name) <= limit else name[: limit - 1] + "\u2026"
+
+
+def _row_figure(tiles: Sequence[tuple[np.ndarray, str]], title: str) -> np.ndarray:
+    """Captioned tiles in a row under a title, rendered to `uint8 [H, W, 3]`."""
+    fig = Figure(figsize=(2.0 * len(tiles), 2.7), dpi=100)
+    for c, (tile, text) in enumerate(tiles):
+        ax = fig.add_subplot(1, len(tiles), c + 1)
+        ax.imshow(tile, interpolation="nearest")
+        ax.set_title(text, fontsize=12, parse_math=False)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=13, parse_math=False)
+    return figure_rgb(fig)
+
+
 def figure_rgb(fig: Figure) -> np.ndarray:
     """A matplotlib figure rendered to `uint8 [H, W, 3]`."""
     canvas = FigureCanvasAgg(fig)
     fig.tight_layout()
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
-def grid(
-    tiles: Sequence[np.ndarray],
-    captions: Sequence[str],
-    columns: int = 6,
-    title: str | None = None,
-) -> np.ndarray:
-    """The tiles in a captioned grid, rendered to `uint8 [H, W, 3]`, under an optional title.
-
-    Captions are drawn as plain text (no mathtext), since class names may hold anything.
-    """
-    rows = max(1, -(-len(tiles) // columns))
-    cols = max(1, min(columns, len(tiles)))
-    fig = Figure(figsize=(2.2 * cols, 2.5 * rows), dpi=80)
-    for i, (tile, caption) in enumerate(zip(tiles, captions, strict=True)):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        ax.imshow(tile)
-        ax.set_title(caption, fontsize=7, parse_math=False)
-        ax.axis("off")
-    if title is not None:
-        fig.suptitle(title, fontsize=9, parse_math=False)
-    return figure_rgb(fig)
 
 
 def randomization_plot(curves: Mapping[str, RandomizationCurve]) -> np.ndarray:
@@ -103,29 +132,3 @@ def randomization_plot(curves: Mapping[str, RandomizationCurve]) -> np.ndarray:
     ax.set_ylabel("rank correlation (solid), SSIM (dashed)")
     ax.legend(fontsize=7, loc="lower left")
     return figure_rgb(fig)
-
-
-def caption(true: str, pred: str, prob: float, target: str | None = None) -> str:
-    """`true / pred (prob)`, with the map's class when it is neither the default."""
-    text = f"true: {true}\npred: {pred} ({prob:.2f})"
-    return text if target is None else f"{text}\nmap: {target}"
-
-
-def explanation_grid(
-    expl: Explanation, classes: Sequence[str], title: str | None = None
-) -> np.ndarray:
-    """Every explained image's overlay, captioned; a mistake shows the maps of the predicted
-    class and of the true class side by side. `title` heads the grid (which weights, ...)."""
-    tiles, captions = [], []
-    for i, (label, pred) in enumerate(zip(expl.labels.tolist(), expl.preds.tolist(), strict=True)):
-        prob = float(expl.probs[i, pred])
-        if label == pred:
-            tiles.append(overlay(expl.pixels[i], expl.maps[i]))
-            captions.append(caption(classes[label], classes[pred], prob))
-            continue
-        tiles += [overlay(expl.pixels[i], expl.pred_maps[i]), overlay(expl.pixels[i], expl.maps[i])]
-        captions += [
-            caption(classes[label], classes[pred], prob, classes[pred]),
-            caption(classes[label], classes[pred], prob, classes[label]),
-        ]
-    return grid(tiles, captions, title=title)

@@ -1,4 +1,4 @@
-"""A self-contained static attribution report: index.html, PNG overlays and summary.json."""
+"""A self-contained static attribution report: index.html, PNG overlays and plots, summary.json."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from jinja2 import Environment, PackageLoader
 
 from inception_lightning.explain.comparison import MethodRun, comparison_rows
 from inception_lightning.explain.explainer import summarize
+from inception_lightning.explain.plots import confusion_png, curves_png, reliability_png
+from inception_lightning.explain.predictions import Predictions
 from inception_lightning.explain.render import overlay, png_bytes, randomization_plot, to_rgb
 from inception_lightning.files import atomic_write
 
@@ -43,6 +45,7 @@ def write_report(
     classes: Sequence[str],
     info: Mapping[str, Any],
     per_class: int = 4,
+    predictions: Predictions | None = None,
 ) -> Path:
     """Write the report comparing methods on the same images into `out`; return index.html.
 
@@ -50,12 +53,17 @@ def write_report(
     randomisation curves, per-class scores, a gallery by class with every method's map side by
     side, and the misclassified images with each method's maps of the predicted and true class.
 
+    Classes are listed by accuracy, worst first: over `predictions` when given (the whole
+    dataset), else over the explained images. Plots: each method's mean deletion and insertion
+    curves and, with `predictions`, a reliability diagram and a confusion matrix.
+
     Args:
         out: the report folder (created); nothing is written outside it.
         runs: one per method, all on the same images (`comparison.run_methods`).
         classes: class names by index (any text: it is escaped and never used raw in paths).
         info: run and model details shown as given (model, checkpoint, layers, ...).
         per_class: gallery images per class.
+        predictions: the model's predictions on the whole dataset (`predict_dataset`).
     """
     if not runs:
         raise ValueError("write_report needs at least one method's run")
@@ -63,17 +71,25 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     first = runs[0].explanation
     items = [_item(out, runs, classes, i) for i in range(len(first.labels))]
+    accuracy = _class_accuracy(summarize(first, classes), classes, predictions)
+    order = sorted(range(len(classes)), key=lambda c: (_sort_key(accuracy[c]), c))
     gallery = []
-    for c, name in enumerate(classes):
+    for c in order:
         chosen = [item for item in items if item["label"] == c][:per_class]
         if chosen:
-            gallery.append({"name": name, "images": chosen})
+            gallery.append({"name": classes[c], "accuracy": accuracy[c], "images": chosen})
+    evaluation = None if predictions is None else _evaluation(predictions, classes, order)
     curves = {run.method: run.sanity for run in runs if run.sanity is not None}
     sanity_png = None
     if curves:
         sanity_png = write_atomic(out, "sanity.png", png_bytes(randomization_plot(curves)))
     methods = [
-        {**row, "per_class": summarize(run.explanation, classes)["per_class"]}
+        {
+            **row,
+            "per_class": _in_order(
+                summarize(run.explanation, classes)["per_class"], classes, order
+            ),
+        }
         for row, run in zip(comparison_rows(runs, classes), runs, strict=True)
     ]
     context = {
@@ -85,11 +101,14 @@ def write_report(
         "gallery": gallery,
         "misclassified": [item for item in items if item["wrong"]],
         "method_names": [run.method for run in runs],
+        "evaluation": evaluation,
+        "plots": _plots(out, runs, predictions, classes),
     }
     html = _ENV.get_template("report.html").render(**context)
     write_atomic(out, "index.html", html.encode())
     record = {
         "info": context["info"],
+        "evaluation": evaluation,
         "methods": [
             {**m, "sanity": None if r.sanity is None else r.sanity.as_dict()}
             for m, r in zip(methods, runs, strict=True)
@@ -134,6 +153,76 @@ def _item(out: Path, runs: Sequence[MethodRun], classes: Sequence[str], i: int) 
         },
         "files": files,
     }
+
+
+def _class_accuracy(
+    summary: dict[str, Any], classes: Sequence[str], predictions: Predictions | None
+) -> list[float]:
+    """Accuracy per class index: over all predictions, else over the explained images (NaN
+    for a class with none)."""
+    if predictions is not None:
+        return predictions.class_accuracy().tolist()
+    per_class = summary["per_class"]
+    return [per_class[name]["accuracy"] if name in per_class else math.nan for name in classes]
+
+
+def _sort_key(accuracy: float) -> float:
+    """Worst first; classes without images last."""
+    return math.inf if math.isnan(accuracy) else accuracy
+
+
+def _evaluation(
+    predictions: Predictions, classes: Sequence[str], order: Sequence[int]
+) -> dict[str, Any]:
+    """Accuracy and calibration over the whole dataset; per class, its images, accuracy and
+    the class it is most often mistaken for."""
+    confusion = predictions.confusion()
+    accuracy = predictions.class_accuracy()
+    rows = []
+    for c in order:
+        images = int(confusion[c].sum())
+        mistakes = confusion[c].clone()
+        mistakes[c] = 0
+        worst = int(mistakes.argmax())
+        rows.append(
+            {
+                "name": classes[c],
+                "images": images,
+                "accuracy": None if images == 0 else float(accuracy[c]),
+                "confused_with": classes[worst] if mistakes[worst] > 0 else None,
+                "confused_share": float(mistakes[worst]) / images if images else 0.0,
+            }
+        )
+    correct = float(confusion.diagonal().sum()) / max(int(confusion.sum()), 1)
+    return {
+        "images": len(predictions.labels),
+        "accuracy": correct,
+        "ece": predictions.reliability().ece,
+        "per_class": rows,
+    }
+
+
+def _in_order(
+    per_class: Mapping[str, Any], classes: Sequence[str], order: Sequence[int]
+) -> dict[str, Any]:
+    """`per_class` (scores by class name) with its classes in `order`."""
+    return {classes[c]: per_class[classes[c]] for c in order if classes[c] in per_class}
+
+
+def _plots(
+    out: Path, runs: Sequence[MethodRun], predictions: Predictions | None, classes: Sequence[str]
+) -> dict[str, str]:
+    """Write the plots into `out/plots`; their relative paths by name."""
+    plots = {}
+    curves = {run.method: run.explanation.curves for run in runs if run.explanation.curves}
+    if curves:
+        plots["curves"] = write_atomic(out, "plots/curves.png", curves_png(curves))
+    if predictions is not None:
+        reliability = reliability_png(predictions.reliability())
+        plots["reliability"] = write_atomic(out, "plots/reliability.png", reliability)
+        confusion = confusion_png(predictions.confusion(), classes)
+        plots["confusion"] = write_atomic(out, "plots/confusion.png", confusion)
+    return plots
 
 
 def _finite(value: Any) -> Any:

@@ -11,6 +11,7 @@ from inception_lightning.training.checkpoints import (
     read_description,
 )
 from inception_lightning.training.contract import NetworkModule, network_of
+from inception_lightning.training.dashboards import TensorBoardDashboards
 from inception_lightning.training.ema import InceptionEMA, WarmupEMAModel
 from inception_lightning.training.export import ExportError, export
 from inception_lightning.training.finetuning import FineTuning
@@ -33,6 +34,7 @@ __all__ = [
     "LoadedNetwork",
     "LoggingStepProgressBar",
     "NetworkModule",
+    "TensorBoardDashboards",
     "WarmupEMAModel",
     "export",
     "load_network",

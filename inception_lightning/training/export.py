@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from inception_lightning.console import progress
 from inception_lightning.files import atomic_write
 from inception_lightning.training.checkpoints import LoadedNetwork, Weights, load_network
 
@@ -22,7 +23,12 @@ class ExportError(RuntimeError):
     """The network cannot be written in the requested format; the message says what to do."""
 
 
-def export(ckpt: str | Path, out: str | Path, weights: Weights | None = None) -> Path:
+def export(
+    ckpt: str | Path,
+    out: str | Path,
+    weights: Weights | None = None,
+    show_progress: bool | None = False,
+) -> Path:
     """Write a checkpoint's network as a plain state dict (.pt) or an ONNX model (.onnx).
 
     `create_model(name, ..., checkpoint_path=out)` loads the .pt file without a Trainer. The
@@ -35,16 +41,25 @@ def export(ckpt: str | Path, out: str | Path, weights: Weights | None = None) ->
         out: the file to write; its suffix picks the format.
         weights: "ema" (the averaged weights), "raw" (the optimiser's), or None: the set the
             checkpoint's `state_dict` holds.
+        show_progress: a bar over the two steps, reading and writing (None: on a terminal;
+            see `console.progress`); an ONNX conversion takes a minute for a full-size model.
     """
     out = Path(out)
     if out.suffix not in FORMATS:
         raise ValueError(f"cannot export to {out}: name a {' or '.join(FORMATS)} file")
-    loaded = load_network(ckpt, weights)
-    if out.suffix == ".pt":
-        state = loaded.network.state_dict()
-        return atomic_write(out, lambda file: torch.save(state, file))
-    size = (loaded.description.preprocessing or {}).get("image_size") or int(loaded.network.stem)
-    return export_onnx(loaded.network, out, onnx_metadata(loaded, size), size)
+    writing = "writing the state dict" if out.suffix == ".pt" else "converting to ONNX"
+    with progress("reading the checkpoint", 2, "steps", show_progress) as advance:
+        loaded = load_network(ckpt, weights)
+        advance(1, description=writing)
+        if out.suffix == ".pt":
+            state = loaded.network.state_dict()
+            written = atomic_write(out, lambda file: torch.save(state, file))
+        else:
+            preprocessing = loaded.description.preprocessing or {}
+            size = preprocessing.get("image_size") or int(loaded.network.stem)
+            written = export_onnx(loaded.network, out, onnx_metadata(loaded, size), size)
+        advance(1)
+    return written
 
 
 def onnx_metadata(loaded: LoadedNetwork, image_size: int) -> dict[str, str]:

@@ -18,6 +18,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 from typing_extensions import override
 
+from inception_lightning.models import ModelName, ModelOptions
 from inception_lightning.models.net import InceptionNet
 from inception_lightning.models.registry import create_model
 from inception_lightning.training.checkpoints import (
@@ -40,7 +41,7 @@ __all__ = ["CheckpointMismatchError", "InceptionClassifier"]
 
 
 class InceptionClassifier(LightningModule):
-    """Trains `create_model(model, num_classes, **model_kwargs)` with label smoothing and aux loss.
+    """Trains `create_model(model, num_classes, ...)` with label smoothing and aux loss.
 
     Loss: `CE_ls(logits) + aux_weight * CE_ls(aux_logits)`, label-smoothed cross-entropy
     (v3 paper sect. 7), the aux term only with an aux head. Validation and test run in eval mode
@@ -59,7 +60,8 @@ class InceptionClassifier(LightningModule):
     Args:
         model: a name from `list_models()`.
         num_classes: classifier outputs (LightningCLI links it from the data).
-        model_kwargs: further `create_model` arguments (width, stem, aux_head, drop_rate, ...).
+        model_kwargs: how the network is built: width, stem, aux_head, residual_scale,
+            drop_rate (`ModelOptions`; a dict with those keys is accepted too).
         label_smoothing: epsilon of the label-smoothed loss.
         aux_weight: weight of the aux loss (TF-slim: 0.4).
         optimizer: builds the optimiser from two parameter groups, "backbone" and "head";
@@ -87,9 +89,9 @@ class InceptionClassifier(LightningModule):
 
     def __init__(
         self,
-        model: str = "inception_v3",
+        model: ModelName = "inception_v3",
         num_classes: int = 1000,
-        model_kwargs: dict[str, Any] | None = None,
+        model_kwargs: ModelOptions = ModelOptions(),  # noqa: B008 (frozen, so never shared state)
         label_smoothing: float = 0.1,
         aux_weight: float = 0.4,
         # None means the paper's recipe. A class default here would leak its init_args (RMSProp's
@@ -114,6 +116,8 @@ class InceptionClassifier(LightningModule):
                 f"test_crops is set on the data now, which cuts the views from whole images: "
                 f"--data.init_args.test_crops {test_crops} instead of --model.test_crops"
             )
+        # Saved as plain values, so that checkpoints load with weights_only=True.
+        model_kwargs = ModelOptions.of(model_kwargs).as_kwargs()
         # Initial weights and optimiser factories stay out: the checkpoint holds the weights,
         # and callables cannot be loaded with weights_only=True.
         self.save_hyperparameters(
@@ -134,7 +138,7 @@ class InceptionClassifier(LightningModule):
             pretrained=pretrained,
             checkpoint_path=checkpoint_path,
             trust_pickle=trust_pickle,
-            **(model_kwargs or {}),
+            **model_kwargs,
         )
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -341,7 +345,7 @@ class InceptionClassifier(LightningModule):
         self._ensemble = [
             network.to(self.device, memory_format=self._memory_format)
             for network in load_ensemble(
-                self.ensemble_checkpoints, hp.model, hp.num_classes, hp.model_kwargs or {}
+                self.ensemble_checkpoints, hp.model, hp.num_classes, hp.model_kwargs
             )
         ]
 
@@ -382,7 +386,11 @@ class InceptionClassifier(LightningModule):
         scheduler = self.scheduler(optimizer)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": self.hparams.scheduler_interval,
+                "name": "train/lr",  # LearningRateMonitor's tags: train/lr/{backbone,head}
+            },
         }
 
     def _batch_scale(self) -> float:

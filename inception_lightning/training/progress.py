@@ -25,7 +25,7 @@ class LoggingStepProgressBar(RichProgressBar):
         show: names of logged training metrics to display.
         refresh_rate: batches between redraws (Lightning's argument).
         leave: keep finished epoch bars on screen (Lightning's argument).
-        theme: colours (Lightning's argument).
+        theme: colours (Lightning's argument); None is Lightning's default theme.
         console_kwargs: arguments of the ``rich`` console (Lightning's argument).
     """
 
@@ -34,10 +34,10 @@ class LoggingStepProgressBar(RichProgressBar):
         show: tuple[str, ...] = ("train/loss",),
         refresh_rate: int = 1,
         leave: bool = False,
-        theme: RichProgressBarTheme = RichProgressBarTheme(),  # noqa: B008 (Lightning's default)
+        theme: RichProgressBarTheme | None = None,
         console_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(refresh_rate, leave, theme, console_kwargs)
+        super().__init__(refresh_rate, leave, theme or RichProgressBarTheme(), console_kwargs)
         self.show = tuple(show)
         self._shown: dict[str, float] = {}
 
