@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from inception_lightning import InceptionNet, iter_branches, iter_residual_blocks
-from inception_lightning.callbacks._sections import grids
+from inception_lightning.callbacks._sections import branch_tag, grids
 from inception_lightning.callbacks.branch_stats import BranchActivationStats
 from inception_lightning.models.net import Architecture
 from inception_lightning.models.specs import Conv, Stage
@@ -285,15 +285,16 @@ class Recorded(Logger):
 
 def test_statistics_under_bf16_reduce_in_fp32(ir_v1: Callable, trainer: Callable) -> None:
     module = ir_v1()
-    seen: dict[str, Tensor] = {}
+    seen: dict[tuple[str, str], Tensor] = {}
 
-    def keep(key: str, module: nn.Module, args: object, output: Tensor) -> None:
+    def keep(key: tuple[str, str], module: nn.Module, args: object, output: Tensor) -> None:
         seen.setdefault(key, output.detach().clone())
 
     handles = [
-        branch.register_forward_hook(partial(keep, f"branch/{dotted.rsplit('.', 1)[-1]}/{name}"))
+        branch.register_forward_hook(partial(keep, (dotted.rsplit(".", 1)[-1], name)))
         for dotted, name, branch in iter_branches(module.model)
     ]
+    grid = grids(module.model)
     logger = Recorded()
     images = torch.randn(8, 3, 75, 75, generator=torch.Generator().manual_seed(1))
     loader = DataLoader(TensorDataset(images, torch.arange(8) % 2), batch_size=8)
@@ -305,7 +306,7 @@ def test_statistics_under_bf16_reduce_in_fp32(ir_v1: Callable, trainer: Callable
         handle.remove()
 
     assert seen and all(x.dtype == torch.bfloat16 for x in seen.values())  # bf16 activations
-    for key, x in seen.items():
+    for (block, branch), x in seen.items():
         x = x.double()  # the hand computation, in fp64
         alive = x.transpose(0, 1).flatten(1).ne(0).any(dim=1)
         expected = {
@@ -316,4 +317,5 @@ def test_statistics_under_bf16_reduce_in_fp32(ir_v1: Callable, trainer: Callable
         }
         for stat, value in expected.items():
             # fp32 sums of up to 35,000 values: within 1e-5 of fp64. A bf16 sum is off by ~1e-3.
-            assert logger.metrics[f"{key}/{stat}"] == pytest.approx(float(value), rel=1e-5), key
+            tag = branch_tag(stat, grid[block], block, branch)
+            assert logger.metrics[tag] == pytest.approx(float(value), rel=1e-5), tag

@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from inception_lightning import create_model
 from inception_lightning.cli import InceptionCLI, main
 from inception_lightning.data import SyntheticDataModule, synthetic_classes
+from inception_lightning.models.options import ModelOptions
 from inception_lightning.training import InceptionClassifier, InceptionEMA, load_network
 from inception_lightning.training.checkpoints import (
     DESCRIPTION_KEY,
@@ -25,6 +26,8 @@ from inception_lightning.training.checkpoints import (
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = synthetic_classes(4)
+# every option is recorded, the defaults included, so the file alone rebuilds the network
+MODEL_ARGS = {"num_classes": 4, **ModelOptions.of(TINY).as_kwargs()}
 DATA = {"num_classes": 4, "image_size": 75, "num_samples": 24, "batch_size": 8}
 
 
@@ -51,7 +54,7 @@ def test_every_checkpoint_describes_itself_in_plain_values(trained: Path, tmp_pa
     checkpoint = torch.load(trained, map_location="cpu", weights_only=True)
     assert checkpoint[DESCRIPTION_KEY] == {
         "model": "inception_v3",
-        "model_args": {"num_classes": 4, **TINY},
+        "model_args": MODEL_ARGS,
         "weights": "ema",
         "classes": CLASSES,
         "preprocessing": {
@@ -82,7 +85,7 @@ def test_an_older_checkpoint_loads_with_a_warning_naming_what_it_lacks(
         loaded = load_network(old)
     description = loaded.description
     assert (description.model, description.weights) == ("inception_v3", "ema")
-    assert description.model_args == {"num_classes": 4, **TINY}
+    assert description.model_args == MODEL_ARGS
     assert description.classes is None and description.preprocessing is None
     torch.testing.assert_close(
         loaded.network.state_dict(), load_network(trained).network.state_dict()
