@@ -16,6 +16,7 @@ import torch
 from lightning.pytorch import Trainer
 from PIL import Image
 from rich.console import Console
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from inception_lightning import console
@@ -164,3 +165,19 @@ def age(where: Path, seconds: float = 3600) -> Path:
         if path.is_file():
             os.utime(path, (past, past))
     return where
+
+
+class TwoChannelNet(nn.Module):
+    """conv 2x2/2 (channel 0 sums a block, channel 1 negates it) -> mean -> linear: the class-1
+    Grad-CAM map is -sum / 4 everywhere, so its ReLU is empty."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, kernel_size=2, stride=2, bias=False)
+        self.fc = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.stack([torch.ones(1, 2, 2), -torch.ones(1, 2, 2)]))
+            self.fc.weight.copy_(torch.tensor([[1.0, 0.5], [0.0, 1.0]]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.conv(x).mean(dim=(2, 3)))

@@ -4,25 +4,11 @@ sign modes, normalisation, hooks, train/eval state, precision."""
 import pytest
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
+from conftest import TwoChannelNet
 from torch import nn
 
 from inception_lightning import create_model
 from inception_lightning.explain import GradCAM, empty_maps, eval_mode, normalize_maps
-
-
-class TinyNet(nn.Module):
-    """conv 2x2/2 (channel 0 sums a block, channel 1 negates it) -> mean -> linear."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 2, kernel_size=2, stride=2, bias=False)
-        self.fc = nn.Linear(2, 2, bias=False)
-        with torch.no_grad():
-            self.conv.weight.copy_(torch.stack([torch.ones(1, 2, 2), -torch.ones(1, 2, 2)]))
-            self.fc.weight.copy_(torch.tensor([[1.0, 0.5], [0.0, 1.0]]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.conv(x).mean(dim=(2, 3)))
 
 
 def lerp4(p: float, q: float) -> list[float]:
@@ -54,7 +40,7 @@ def test_tiny_net_matches_hand_computation() -> None:
     # and the class-0 map is s / 4 - s / 8 = s / 8; class 1: alpha = (0, 1/4), map = -s / 4.
     # Each map is then upsampled to 4x4 and divided by its largest magnitude (50/8 and 50/4).
     s = torch.tensor([[10.0, 18.0], [42.0, 50.0]])
-    net = TinyNet()
+    net = TwoChannelNet()
     torch.testing.assert_close(GradCAM(net, "conv").attribute(x, [0])[0], upsample4(s / 50))
     signed = GradCAM(net, "conv", sign="signed").attribute(x, [1])[0]
     torch.testing.assert_close(signed, upsample4(-s / 50))
@@ -112,7 +98,7 @@ def test_hooks_removed_after_a_failing_forward() -> None:
 
 def test_parameters_created_in_inference_mode_give_a_clear_error() -> None:
     with torch.inference_mode():
-        net = TinyNet()
+        net = TwoChannelNet()
     with pytest.raises(RuntimeError, match="inference tensors"):
         GradCAM(net, "conv").attribute(torch.ones(1, 1, 4, 4), [0])
 

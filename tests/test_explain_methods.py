@@ -15,6 +15,7 @@ from captum.attr import (
     NoiseTunnel,
     Occlusion,
 )
+from conftest import TwoChannelNet
 from torch import Tensor, nn
 
 from inception_lightning import create_model
@@ -179,22 +180,6 @@ def test_bad_methods_and_options(model: nn.Module) -> None:
         make_attribution("integrated_gradients", model, options={"steps": 0})
     ig = make_attribution("integrated_gradients", model, layers="features.nope")
     assert ig.describe() == "integrated_gradients (relu, 32 steps)"  # layers: layer methods only
-
-
-class TwoChannelNet(nn.Module):
-    """conv 2x2/2 (channel 0 sums a block, channel 1 negates it) -> mean -> linear: the class-1
-    Grad-CAM map is -sum / 4 everywhere, so its ReLU is empty."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 2, kernel_size=2, stride=2, bias=False)
-        self.fc = nn.Linear(2, 2, bias=False)
-        with torch.no_grad():
-            self.conv.weight.copy_(torch.stack([torch.ones(1, 2, 2), -torch.ones(1, 2, 2)]))
-            self.fc.weight.copy_(torch.tensor([[1.0, 0.5], [0.0, 1.0]]))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.conv(x).mean(dim=(2, 3)))
 
 
 def test_empty_maps_are_counted_not_scored() -> None:
