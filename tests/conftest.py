@@ -24,6 +24,13 @@ from inception_lightning.data.datamodule import ImageDataModule
 from inception_lightning.data.transforms import Preprocessing
 from inception_lightning.training import InceptionClassifier
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Several workers share the cores (pyproject's addopts): one thread each, for the tests'
+    # own networks and for the console scripts they start, since OpenMP threads of processes
+    # that share cores stall at every barrier.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 # A CPU-sized Inception-v3: 75 px inputs, no aux head.
 TINY = {"width": 0.0625, "stem": "299", "aux_head": False}
 
