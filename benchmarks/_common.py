@@ -12,7 +12,7 @@ import lightning.pytorch as pl
 import yaml
 from torch import Tensor
 
-from inception_lightning.training.ema import InceptionEMA
+from inception_lightning.callbacks.ema import InceptionEMA
 from inception_lightning.training.module import InceptionClassifier
 
 TRAINER_CONFIGS = Path(__file__).resolve().parents[1] / "conf" / "trainer"

@@ -32,7 +32,13 @@ from torch import Tensor, nn
 
 from inception_lightning import create_model
 from inception_lightning.data import SyntheticDataModule
-from inception_lightning.explain import GradCAM, deletion_auc, insertion_auc, load, predict
+from inception_lightning.explain import (
+    GradCAMMap,
+    deletion_auc,
+    insertion_auc,
+    load_batch,
+    predict_probs,
+)
 from inception_lightning.training.checkpoints import load_network
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "conf" / "quickstart.yaml"
@@ -94,20 +100,22 @@ def main() -> None:
         f"data={data_args} checkpoint={args.ckpt_path or '(untrained, --tiny)'}"
     )
 
-    cam = GradCAM(network, batch_size=args.batch_size)
-    fast_cam = GradCAM(fast, batch_size=args.batch_size)
+    cam = GradCAMMap(network, batch_size=args.batch_size)
+    fast_cam = GradCAMMap(fast, batch_size=args.batch_size)
     agree, total = 0, 0
     for dataset in (data.train_dataset, data.val_dataset):
         for start in range(0, len(dataset), 512):
-            images = load(dataset, range(start, min(start + 512, len(dataset)))).images
-            fp32_top1 = predict(cam, images).argmax(dim=1)
+            images = load_batch(dataset, range(start, min(start + 512, len(dataset)))).images
+            fp32_top1 = predict_probs(cam, images).argmax(dim=1)
             with bf16():
-                bf16_top1 = predict(fast_cam, images.contiguous(memory_format=torch.channels_last))
+                bf16_top1 = predict_probs(
+                    fast_cam, images.contiguous(memory_format=torch.channels_last)
+                )
             agree += int((fp32_top1 == bf16_top1.argmax(dim=1)).sum())
             total += len(images)
 
-    val = load(data.val_dataset, range(len(data.val_dataset)))
-    preds = predict(cam, val.images).argmax(dim=1)
+    val = load_batch(data.val_dataset, range(len(data.val_dataset)))
+    preds = predict_probs(cam, val.images).argmax(dim=1)
     maps = cam.attribute(val.images, preds)  # fp32 maps: only the curves' forwards change
     images_cl = val.images.contiguous(memory_format=torch.channels_last)
     steps, batch = args.steps, args.batch_size

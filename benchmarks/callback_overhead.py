@@ -37,7 +37,7 @@ from inception_lightning import iter_branches, iter_residual_blocks
 from inception_lightning.callbacks._probe import activation_sums, is_due
 from inception_lightning.callbacks.branch_stats import BranchActivationStats
 from inception_lightning.callbacks.dying_residual import DyingResidualDetector
-from inception_lightning.training.ema import InceptionEMA
+from inception_lightning.callbacks.ema import InceptionEMA
 from inception_lightning.training.module import InceptionClassifier
 
 

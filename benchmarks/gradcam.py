@@ -21,7 +21,7 @@ from captum.attr import LayerAttribution, LayerGradCam
 
 from inception_lightning.callbacks import GradCam
 from inception_lightning.data import SyntheticDataModule
-from inception_lightning.explain import GradCAM
+from inception_lightning.explain import GradCAMMap
 from inception_lightning.training import InceptionClassifier
 
 
@@ -47,7 +47,7 @@ def main() -> None:
     model = module.model.to(args.device).eval()
     x = torch.randn(args.images, 3, args.size, args.size, device=args.device)
     targets = torch.randint(0, 8, (args.images,)).tolist()
-    cam = GradCAM(model, batch_size=args.batch_size)
+    cam = GradCAMMap(model, batch_size=args.batch_size)
     captum = LayerGradCam(model, model.get_submodule(cam.layer))
 
     def direct() -> None:
@@ -73,7 +73,7 @@ def main() -> None:
     t_direct, t_wrapped = median_times([sync(direct), sync(wrapped)], args.repeats)
     print(f"{args.model} width={args.width} {args.size}px, {args.images} images, {args.device}")
     print(f"captum direct : {args.images / t_direct:8.1f} images/s")
-    print(f"GradCAM       : {args.images / t_wrapped:8.1f} images/s")
+    print(f"GradCAMMap       : {args.images / t_wrapped:8.1f} images/s")
     print(f"ratio         : {t_direct / t_wrapped:8.3f} (target >= 0.90)")
 
     data = SyntheticDataModule(

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from inception_lightning import create_model
 from inception_lightning.models.registry import get_entry
-from inception_lightning.training.precision import native_bf16
+from inception_lightning.training.cpu_recipe import native_bf16
 
 MODELS = ["inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2"]
 

@@ -28,14 +28,19 @@ from inception_lightning.explain.attribution import (
     Interpolation,
     SignMode,
 )
+from inception_lightning.explain.cam import LayerMethod
 from inception_lightning.explain.comparison import run_methods
-from inception_lightning.explain.explainer import Explainer, Explanation, load, summarize
-from inception_lightning.explain.gradcam import LayerMethod
+from inception_lightning.explain.explainer import (
+    Explainer,
+    Explanation,
+    load_batch,
+    summarize_explanation,
+)
+from inception_lightning.explain.html_report import safe_name, write_report
 from inception_lightning.explain.methods import Method, as_methods, make_attribution
-from inception_lightning.explain.precision import fp32
+from inception_lightning.explain.numerics import fp32
 from inception_lightning.explain.predictions import predict_dataset
 from inception_lightning.explain.render import overlay_pictures, randomization_plot
-from inception_lightning.explain.report import safe_name, write_report
 from inception_lightning.explain.sanity import RANK_THRESHOLD, RandomizationCurve
 from inception_lightning.models import InceptionNet, iter_blocks
 from inception_lightning.training.contract import saved_network_of
@@ -305,7 +310,7 @@ class GradCam(Callback):
         self.last_metrics = {}
         for run in runs:
             prefix = f"gradcam/{stage}/" + ("" if len(runs) == 1 else f"{run.method}/")
-            overall = summarize(run.explanation, classes, in_sample)["overall"]
+            overall = summarize_explanation(run.explanation, classes, in_sample)["overall"]
             names = ("empty", *run.explanation.scores)
             self.last_metrics.update({prefix + k: overall[k] for k in names})
             if run.sanity is not None:
@@ -324,7 +329,7 @@ class GradCam(Callback):
         if self._warned or not isinstance(layered, LayerMethod):
             return
         self._warned = True
-        images = load(explainer.dataset, [index]).images
+        images = load_batch(explainer.dataset, [index]).images
         size = tuple(images.shape[-2:])
         network: InceptionNet = layered.model
         stages = network.spatial_sizes(size[0])

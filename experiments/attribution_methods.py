@@ -29,8 +29,8 @@ from inception_lightning.explain import (
     make_attribution,
     write_report,
 )
+from inception_lightning.explain.cam import LayerMethod
 from inception_lightning.explain.comparison import comparison_rows
-from inception_lightning.explain.gradcam import LayerMethod
 from inception_lightning.models import iter_blocks
 from inception_lightning.training.checkpoints import load_network
 

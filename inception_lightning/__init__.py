@@ -20,8 +20,8 @@ from inception_lightning.models import (
 
 _LAZY = {
     "InceptionClassifier": "inception_lightning.training",
-    "InceptionEMA": "inception_lightning.training",
-    "FineTuning": "inception_lightning.training",
+    "InceptionEMA": "inception_lightning.callbacks",
+    "FineTuning": "inception_lightning.callbacks",
     "InceptionRMSprop": "inception_lightning.training",
     "InceptionStepDecay": "inception_lightning.training",
     "ImageFolderDataModule": "inception_lightning.data",

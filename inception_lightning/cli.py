@@ -32,6 +32,7 @@ from inception_lightning._compat import (
     cli_trainer_parts,
     set_subcommand_help,
 )
+from inception_lightning.callbacks import LoggingStepProgressBar, TensorBoardDashboards
 from inception_lightning.commands import COMMANDS
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.models import InputTooSmallError
@@ -41,12 +42,10 @@ from inception_lightning.training import (
     Description,
     ExportError,
     InceptionClassifier,
-    LoggingStepProgressBar,
-    TensorBoardDashboards,
     read_checkpoint,
     read_description,
 )
-from inception_lightning.training.precision import choose_cpu_recipe
+from inception_lightning.training.cpu_recipe import choose_cpu_recipe
 
 TRAINER_DEFAULTS = {
     # Claims its version_N folder atomically, so two runs started together never share one.

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from inception_lightning import console
 from inception_lightning.data.datamodule import ImageDataModule
-from inception_lightning.data.transforms import Preprocessing
+from inception_lightning.data.transforms.preprocessing import Preprocessing
 from inception_lightning.training import InceptionClassifier
 
 if os.environ.get("PYTEST_XDIST_WORKER"):

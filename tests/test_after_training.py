@@ -20,12 +20,17 @@ from conftest import TINY, write_image, write_tree
 from lightning.pytorch import LightningDataModule, Trainer
 from PIL import Image
 
+from inception_lightning.callbacks import InceptionEMA
 from inception_lightning.cli import InceptionCLI, main
 from inception_lightning.data import SyntheticDataModule
-from inception_lightning.data.images import decode_rgb
-from inception_lightning.data.transforms import Normalize, Preprocessing, eval_geometry
-from inception_lightning.training import InceptionClassifier, InceptionEMA, load_network
-from inception_lightning.training.export import ExportError, export_onnx
+from inception_lightning.data.folders.decode import decode_rgb
+from inception_lightning.data.transforms.preprocessing import (
+    Normalize,
+    Preprocessing,
+    eval_geometry,
+)
+from inception_lightning.training import InceptionClassifier, load_network
+from inception_lightning.training.exporter import ExportError, export_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

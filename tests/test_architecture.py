@@ -75,3 +75,24 @@ def test_each_folder_imports_only_from_below(folder: str) -> None:
             if top and top not in ALLOWED[folder]:
                 offenders.add(f"{path.relative_to(ROOT)}: {name}")
     assert not offenders, f"{folder}/ may import only from {sorted(ALLOWED[folder])}: {offenders}"
+
+
+def test_no_two_modules_share_a_name() -> None:
+    """One name, one concept: `data/evaluation.py` beside `training/evaluation.py` read alike."""
+    modules: dict[str, list[str]] = {}
+    for root in (PACKAGE, ROOT / "callbacks"):
+        for path in root.rglob("*.py"):
+            if path.name not in {"__init__.py", "__main__.py"}:
+                modules.setdefault(path.stem, []).append(str(path.relative_to(ROOT)))
+    shared = {name: paths for name, paths in modules.items() if len(paths) > 1}
+    assert not shared, f"modules that share a name: {shared}"
+
+
+def test_old_callback_paths_import_with_a_deprecation_warning() -> None:
+    import inception_lightning.callbacks as callbacks
+    import inception_lightning.training as training
+
+    with pytest.warns(FutureWarning, match="moved to inception_lightning.callbacks.InceptionEMA"):
+        assert training.InceptionEMA is callbacks.InceptionEMA
+    with pytest.raises(AttributeError):
+        training.NoSuchThing  # noqa: B018

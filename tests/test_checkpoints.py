@@ -13,10 +13,11 @@ from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from inception_lightning import create_model
+from inception_lightning.callbacks import InceptionEMA
 from inception_lightning.cli import InceptionCLI, main
 from inception_lightning.data import SyntheticDataModule, synthetic_classes
 from inception_lightning.models.options import ModelOptions
-from inception_lightning.training import InceptionClassifier, InceptionEMA, load_network
+from inception_lightning.training import InceptionClassifier, load_network
 from inception_lightning.training.checkpoints import (
     DESCRIPTION_KEY,
     package_version,

@@ -16,10 +16,11 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ProgressBar
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from inception_lightning.callbacks import LoggingStepProgressBar
 from inception_lightning.cli import InceptionCLI, main
 from inception_lightning.explain import METHODS
 from inception_lightning.models import list_models
-from inception_lightning.training import InceptionClassifier, LoggingStepProgressBar
+from inception_lightning.training import InceptionClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -106,7 +107,7 @@ def _tiny_config(tmp_path: Path, **model: object) -> Path:
                 "init_args": {"save_dir": str(tmp_path / "runs"), "name": "tiny"},
             },
             "callbacks": [
-                {"class_path": "inception_lightning.training.InceptionEMA"},
+                {"class_path": "inception_lightning.callbacks.InceptionEMA"},
                 {
                     "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                     "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True},

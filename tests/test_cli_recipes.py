@@ -32,7 +32,7 @@ RANKS = textwrap.dedent(
     import torch
     from lightning.pytorch.callbacks import Callback
 
-    from inception_lightning.training import InceptionEMA
+    from inception_lightning.callbacks import InceptionEMA
 
 
     def checksum(network):

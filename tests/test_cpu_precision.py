@@ -15,9 +15,9 @@ import yaml
 
 from inception_lightning import create_model
 from inception_lightning.cli import main
-from inception_lightning.explain import Batch, Bf16Forward, GradCAM, explain
+from inception_lightning.explain import Batch, Bf16Forward, GradCAMMap, explain_batch
 from inception_lightning.training import InceptionClassifier
-from inception_lightning.training.precision import native_bf16
+from inception_lightning.training.cpu_recipe import native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "conf" / "quickstart.yaml"
@@ -179,16 +179,16 @@ def _tiny_checkpoint(path: Path, num_classes: int) -> Path:
 
 def test_forward_only_work_runs_in_bf16_and_maps_stay_fp32() -> None:
     network = create_model("inception_v3", 3, width=0.0625, aux_head=False, stem="79").eval()
-    cam = GradCAM(network, batch_size=4)
+    cam = GradCAMMap(network, batch_size=4)
     images = torch.randn(6, 3, 79, 79, generator=torch.Generator().manual_seed(0))
     batch = Batch(list(range(6)), images, images, torch.tensor([0, 1, 2, 0, 1, 2]), None)
     seen: list[torch.dtype] = []
     conv = network.get_submodule("features.mixed_7c")
     handle = conv.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
 
-    fp32_result = explain(cam, batch, steps=4)
+    fp32_result = explain_batch(cam, batch, steps=4)
     fp32_seen, seen[:] = list(seen), []
-    bf16_result = explain(cam, batch, steps=4, forward=Bf16Forward(network))
+    bf16_result = explain_batch(cam, batch, steps=4, forward=Bf16Forward(network))
     handle.remove()
 
     assert set(fp32_seen) == {torch.float32}

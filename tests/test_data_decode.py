@@ -24,11 +24,11 @@ from inception_lightning.data import (
     load_rgb,
     write_dataset,
 )
-from inception_lightning.data import images as images_module
-from inception_lightning.data.evaluation import evaluation_dataset
+from inception_lightning.data.folders import decode as images_module
+from inception_lightning.data.folders.report_dataset import evaluation_dataset
 from inception_lightning.data.loading import default_num_workers
-from inception_lightning.data.transforms import Preprocessing
-from inception_lightning.explain import load
+from inception_lightning.data.transforms.preprocessing import Preprocessing
+from inception_lightning.explain import load_batch
 from inception_lightning.training.module import InceptionClassifier
 
 
@@ -244,7 +244,7 @@ def test_evaluation_dataset_items_are_normalised_by_load(tmp_path) -> None:
     root = _jpeg_tree(tmp_path)
     dataset = evaluation_dataset(root, Preprocessing(image_size=32))
     raw, _ = dataset[0]
-    batch = load(dataset, [0, 1])
+    batch = load_batch(dataset, [0, 1])
     assert raw.dtype == torch.uint8 and batch.images.dtype == torch.float32
     assert torch.equal(batch.images[0], dataset.normalize(raw)) and batch.masks is None
     assert torch.equal(batch.pixels[0], raw)

@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent(
     import torch
     from lightning.pytorch import Trainer
     from torch.utils.data import DataLoader, TensorDataset
-    from inception_lightning.training.ema import InceptionEMA
+    from inception_lightning.callbacks.ema import InceptionEMA
     from inception_lightning.training.module import InceptionClassifier
 
     torch.manual_seed(0)

@@ -15,7 +15,8 @@ from lightning.pytorch.strategies import FSDPStrategy
 from torch import Tensor
 
 from inception_lightning import create_model
-from inception_lightning.training import InceptionClassifier, InceptionEMA, WarmupEMAModel, export
+from inception_lightning.callbacks import InceptionEMA, WarmupEMAModel
+from inception_lightning.training import InceptionClassifier, export
 
 TINY = {"width": 0.0625, "stem": "299", "aux_head": False, "drop_rate": 0.0}
 

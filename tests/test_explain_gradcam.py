@@ -1,4 +1,4 @@
-"""GradCAM and the machinery every method shares: hand computation, equality with Captum,
+"""GradCAMMap and the machinery every method shares: hand computation, equality with Captum,
 sign modes, normalisation, hooks, train/eval state, precision."""
 
 import pytest
@@ -8,7 +8,7 @@ from conftest import TwoChannelNet
 from torch import nn
 
 from inception_lightning import create_model
-from inception_lightning.explain import GradCAM, empty_maps, eval_mode, normalize_maps
+from inception_lightning.explain import GradCAMMap, empty_maps, eval_mode, normalize_maps
 
 
 def lerp4(p: float, q: float) -> list[float]:
@@ -41,11 +41,13 @@ def test_tiny_net_matches_hand_computation() -> None:
     # Each map is then upsampled to 4x4 and divided by its largest magnitude (50/8 and 50/4).
     s = torch.tensor([[10.0, 18.0], [42.0, 50.0]])
     net = TwoChannelNet()
-    torch.testing.assert_close(GradCAM(net, "conv").attribute(x, [0])[0], upsample4(s / 50))
-    signed = GradCAM(net, "conv", sign="signed").attribute(x, [1])[0]
+    torch.testing.assert_close(GradCAMMap(net, "conv").attribute(x, [0])[0], upsample4(s / 50))
+    signed = GradCAMMap(net, "conv", sign="signed").attribute(x, [1])[0]
     torch.testing.assert_close(signed, upsample4(-s / 50))
-    torch.testing.assert_close(GradCAM(net, "conv", sign="abs").attribute(x, [1])[0], signed.abs())
-    empty = GradCAM(net, "conv").attribute(x, [1])  # relu(-s / 4): no evidence for class 1
+    torch.testing.assert_close(
+        GradCAMMap(net, "conv", sign="abs").attribute(x, [1])[0], signed.abs()
+    )
+    empty = GradCAMMap(net, "conv").attribute(x, [1])  # relu(-s / 4): no evidence for class 1
     assert empty.abs().sum() == 0 and empty_maps(empty).tolist() == [True]
 
 
@@ -54,7 +56,7 @@ def test_equals_captum_called_directly(sign: str) -> None:
     model = tiny_inception().eval()
     x = torch.randn(5, 3, 47, 47)
     targets = [0, 2, 1, 1, 0]
-    cam = GradCAM(model, sign=sign, batch_size=2)
+    cam = GradCAMMap(model, sign=sign, batch_size=2)
     assert cam.layer == "features.mixed_7c"
     raw = LayerGradCam(model, model.get_submodule(cam.layer)).attribute(x, target=targets)
     raw = {"relu": raw.clamp(min=0), "abs": raw.abs(), "signed": raw}[sign]
@@ -78,10 +80,10 @@ def test_inference_mode_escape_and_state_restored() -> None:
     stats = model.features.mixed_7c.branches.b1x1[0].bn.running_mean.clone()
     x = torch.randn(2, 3, 47, 47)
     with eval_mode(model):
-        expected = GradCAM(model).attribute(x, [0, 1])
+        expected = GradCAMMap(model).attribute(x, [0, 1])
     before = hooks(model)
     with torch.inference_mode():
-        maps = GradCAM(model).attribute(torch.randn(2, 3, 47, 47) * 0 + x, [0, 1])
+        maps = GradCAMMap(model).attribute(torch.randn(2, 3, 47, 47) * 0 + x, [0, 1])
     torch.testing.assert_close(maps, expected)
     assert [m.training for m in model.modules()] == flags
     assert hooks(model) == before == 0
@@ -92,7 +94,7 @@ def test_inference_mode_escape_and_state_restored() -> None:
 def test_hooks_removed_after_a_failing_forward() -> None:
     model = tiny_inception()
     with pytest.raises(ValueError, match="needs inputs of at least"):
-        GradCAM(model).attribute(torch.randn(1, 3, 8, 8), [0])
+        GradCAMMap(model).attribute(torch.randn(1, 3, 8, 8), [0])
     assert hooks(model) == 0 and model.training
 
 
@@ -100,7 +102,7 @@ def test_parameters_created_in_inference_mode_give_a_clear_error() -> None:
     with torch.inference_mode():
         net = TwoChannelNet()
     with pytest.raises(RuntimeError, match="inference tensors"):
-        GradCAM(net, "conv").attribute(torch.ones(1, 1, 4, 4), [0])
+        GradCAMMap(net, "conv").attribute(torch.ones(1, 1, 4, 4), [0])
 
 
 def test_in_place_relu_layers_match_an_out_of_place_copy() -> None:
@@ -112,20 +114,22 @@ def test_in_place_relu_layers_match_an_out_of_place_copy() -> None:
     x = torch.randn(3, 3, 47, 47)
     for layer in ("features.mixed_7c.branches.b1x1", "features.mixed_7b.branches.b1x1.0.act"):
         torch.testing.assert_close(
-            GradCAM(model, layer, sign="signed").attribute(x, [0, 1, 2]),
-            GradCAM(copy, layer, sign="signed").attribute(x, [0, 1, 2]),
+            GradCAMMap(model, layer, sign="signed").attribute(x, [0, 1, 2]),
+            GradCAMMap(copy, layer, sign="signed").attribute(x, [0, 1, 2]),
         )
 
 
 def test_channels_last_and_bf16_autocast() -> None:
     model = tiny_inception().eval()
     x = torch.randn(3, 3, 47, 47)
-    reference = GradCAM(model, sign="signed").attribute(x, [0, 1, 2])
+    reference = GradCAMMap(model, sign="signed").attribute(x, [0, 1, 2])
     model = model.to(memory_format=torch.channels_last)
-    cl = GradCAM(model, sign="signed").attribute(x.to(memory_format=torch.channels_last), [0, 1, 2])
+    cl = GradCAMMap(model, sign="signed").attribute(
+        x.to(memory_format=torch.channels_last), [0, 1, 2]
+    )
     torch.testing.assert_close(cl, reference, rtol=1e-4, atol=1e-5)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        low = GradCAM(model, sign="signed").attribute(x, [0, 1, 2])
+        low = GradCAMMap(model, sign="signed").attribute(x, [0, 1, 2])
     assert low.dtype == torch.float32 and low.isfinite().all()
     corr = torch.corrcoef(torch.stack([low.flatten(), reference.flatten()]))[0, 1]
     assert corr > 0.9
@@ -134,15 +138,18 @@ def test_channels_last_and_bf16_autocast() -> None:
 def test_grids_and_bad_arguments() -> None:
     model = tiny_inception()
     x = torch.randn(2, 3, 47, 47)
-    assert GradCAM(model, "features.mixed_6e").grids(x) == [(9, 9)]
-    assert GradCAM(model, ["features.mixed_6e", "features.mixed_7c"]).grids(x) == [(9, 9), (4, 4)]
-    assert GradCAM(model).grids(torch.randn(1, 3, 79, 79)) == [(8, 8)]
+    assert GradCAMMap(model, "features.mixed_6e").grids(x) == [(9, 9)]
+    assert GradCAMMap(model, ["features.mixed_6e", "features.mixed_7c"]).grids(x) == [
+        (9, 9),
+        (4, 4),
+    ]
+    assert GradCAMMap(model).grids(torch.randn(1, 3, 79, 79)) == [(8, 8)]
     sizes = model.spatial_sizes(47)  # the stage grids the callback suggests layers from
     assert (sizes["mixed_6e"], sizes["mixed_7c"]) == ((9, 9), (4, 4))
     assert hooks(model) == 0
     with pytest.raises(ValueError, match="no submodule"):
-        GradCAM(model, "features.nope")
+        GradCAMMap(model, "features.nope")
     with pytest.raises(ValueError, match="sign"):
-        GradCAM(model, sign="positive")  # type: ignore[arg-type]
+        GradCAMMap(model, sign="positive")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="targets"):
-        GradCAM(model).attribute(torch.randn(2, 3, 47, 47), [0])
+        GradCAMMap(model).attribute(torch.randn(2, 3, 47, 47), [0])

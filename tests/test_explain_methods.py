@@ -24,10 +24,10 @@ from inception_lightning.explain import (
     METHODS,
     Batch,
     Method,
-    explain,
+    explain_batch,
     fuse,
     make_attribution,
-    summarize,
+    summarize_explanation,
 )
 
 SIZE = 47
@@ -189,12 +189,12 @@ def test_empty_maps_are_counted_not_scored() -> None:
     masks[:, 0, 0] = True  # an empty map would "point" at (0, 0), inside the object
     labels = torch.tensor([0, 1])  # class 1's map is empty
     batch = Batch([0, 1], pixels, normalize(pixels), labels, masks)
-    expl = explain(make_attribution("gradcam", TwoChannelNet(), "conv"), batch, steps=2)
+    expl = explain_batch(make_attribution("gradcam", TwoChannelNet(), "conv"), batch, steps=2)
     assert expl.empty.tolist() == [False, True]
     assert (
         expl.scores["pointing_game"][1].isnan() and expl.scores["energy_pointing_game"][1].isnan()
     )
-    overall = summarize(expl, ["a", "b"])["overall"]
+    overall = summarize_explanation(expl, ["a", "b"])["overall"]
     assert overall["empty"] == 1 and overall["count"] == 2
     assert overall["pointing_game"] == expl.scores["pointing_game"][0].item()  # of 1 image
     assert expl.seconds_per_image > 0

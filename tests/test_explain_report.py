@@ -11,8 +11,8 @@ from PIL import Image
 
 from inception_lightning import create_model
 from inception_lightning.data import Normalize
-from inception_lightning.data.evaluation import evaluation_dataset
-from inception_lightning.data.transforms import Preprocessing
+from inception_lightning.data.folders.report_dataset import evaluation_dataset
+from inception_lightning.data.transforms.preprocessing import Preprocessing
 from inception_lightning.explain import (
     Batch,
     Explainer,
@@ -20,14 +20,14 @@ from inception_lightning.explain import (
     Predictions,
     auc,
     cascading_randomization,
-    explain,
+    explain_batch,
     make_attribution,
-    predict,
+    predict_probs,
     safe_name,
     write_report,
 )
+from inception_lightning.explain.html_report import write_atomic
 from inception_lightning.explain.render import overlay
-from inception_lightning.explain.report import write_atomic
 
 EVIL = ["<script>alert(1)</script>", "../../evil", "plain"]
 
@@ -50,13 +50,13 @@ class Collector(HTMLParser):
 
 
 def make_runs() -> list[MethodRun]:
-    """Grad-CAM and HiResCAM on 6 images, half of them wrong, with a 3-deep sanity check."""
+    """Grad-CAM and HiResCAMMap on 6 images, half of them wrong, with a 3-deep sanity check."""
     torch.manual_seed(0)
     model = create_model("inception_v3", num_classes=3, width=0.125, stem="79", aux_head=False)
     pixels = torch.randint(0, 256, (6, 3, 39, 39), dtype=torch.uint8)
     images = Normalize((0.5,) * 3, (0.5,) * 3)(pixels)
     methods = [make_attribution(name, model) for name in ("gradcam", "hirescam")]
-    preds = predict(methods[0], images).argmax(dim=1)
+    preds = predict_probs(methods[0], images).argmax(dim=1)
     labels = torch.where(torch.arange(6) % 2 == 0, preds, (preds + 1) % 3)  # half wrong
     masks = torch.zeros(6, 39, 39, dtype=torch.bool)
     masks[:, 10:30, 10:30] = True
@@ -65,7 +65,7 @@ def make_runs() -> list[MethodRun]:
         MethodRun(
             m.name,
             m.describe(),
-            explain(m, batch, steps=2),
+            explain_batch(m, batch, steps=2),
             cascading_randomization(m, images[:3], labels[:3], max_depth=3),
         )
         for m in methods

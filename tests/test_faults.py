@@ -19,7 +19,7 @@ from torch.utils.data import TensorDataset
 
 from inception_lightning import files
 from inception_lightning.data.resumable import ResumableDataLoader
-from inception_lightning.explain import report
+from inception_lightning.explain import html_report
 from inception_lightning.training.checkpoints import AtomicCheckpointIO
 from inception_lightning.training.loggers import ExclusiveTensorBoardLogger
 
@@ -38,7 +38,7 @@ trainer:
     class_path: lightning.pytorch.loggers.CSVLogger
     init_args: {save_dir: logs, name: run}
   callbacks+:
-    - class_path: inception_lightning.training.ema.InceptionEMA
+    - class_path: inception_lightning.callbacks.ema.InceptionEMA
       init_args: {decay: 0.9}
     - class_path: lightning.pytorch.callbacks.ModelCheckpoint
       init_args: {dirpath: ckpt, every_n_train_steps: 2, save_last: true, save_top_k: 0}
@@ -280,11 +280,11 @@ def test_checkpoint_save_failing_half_way_keeps_the_previous_file(
 def test_report_write_failing_half_way_keeps_the_previous_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    report.write_atomic(tmp_path, "summary.json", b'{"old": true}')
+    html_report.write_atomic(tmp_path, "summary.json", b'{"old": true}')
     real_fdopen = os.fdopen
     monkeypatch.setattr(files.os, "fdopen", lambda *a: _HalfWrite(real_fdopen(*a)))
     with pytest.raises(OSError, match="No space"):
-        report.write_atomic(
+        html_report.write_atomic(
             tmp_path, "summary.json", b'{"new": true, "long": "' + b"x" * 99 + b'"}'
         )
     assert (tmp_path / "summary.json").read_bytes() == b'{"old": true}'

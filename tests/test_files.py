@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from inception_lightning import files
-from inception_lightning.explain import report
+from inception_lightning.explain import html_report
 from inception_lightning.training.checkpoints import AtomicCheckpointIO
 
 
 def _write_report_file(folder: Path) -> Path:
-    report.write_atomic(folder, "summary.json", b'{"accuracy": 0.5}')
+    html_report.write_atomic(folder, "summary.json", b'{"accuracy": 0.5}')
     return folder / "summary.json"
 
 
@@ -56,10 +56,10 @@ MODES = """
 import json, os, sys, tempfile
 from pathlib import Path
 import torch
-from inception_lightning.explain import report
+from inception_lightning.explain import html_report
 from inception_lightning.training.checkpoints import AtomicCheckpointIO
 folder = Path(sys.argv[1])
-report.write_atomic(folder, "summary.json", b"{}")
+html_report.write_atomic(folder, "summary.json", b"{}")
 AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(1)}, folder / "last.ckpt")
 open(folder / "plain.txt", "w").close()
 print(json.dumps({p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}))

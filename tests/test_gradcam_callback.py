@@ -16,10 +16,11 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import Dataset
 
+from inception_lightning.callbacks import InceptionEMA
 from inception_lightning.callbacks.grad_cam import GradCam
 from inception_lightning.data import Normalize
 from inception_lightning.explain import METHODS, Explainer, make_attribution
-from inception_lightning.training import InceptionClassifier, InceptionEMA
+from inception_lightning.training import InceptionClassifier
 
 SIZE = 47
 SCORES = ["deletion_auc", "insertion_auc", "pointing_game", "energy_pointing_game"]

@@ -8,9 +8,9 @@ import lightning.pytorch as pl
 import torch
 
 from inception_lightning.data import SyntheticDataModule
-from inception_lightning.explain import Explainer, GradCAM
+from inception_lightning.explain import Explainer, GradCAMMap
+from inception_lightning.training.cpu_recipe import native_bf16
 from inception_lightning.training.module import InceptionClassifier
-from inception_lightning.training.precision import native_bf16
 
 
 def _random_point_hit_rate(masks: torch.Tensor) -> float:
@@ -42,7 +42,7 @@ def test_pointing_game_after_training_beats_a_random_point() -> None:
         precision="bf16-mixed" if native_bf16() else "32-true",
     )
     trainer.fit(module, data)
-    explainer = Explainer(GradCAM(module.model), data.val_dataset, tolerance=0)
+    explainer = Explainer(GradCAMMap(module.model), data.val_dataset, tolerance=0)
     expl = explainer.explain(explainer.sample(per_class=6))
     hit_rate = expl.scores["pointing_game"].nan_to_num(0.0).mean().item()  # empty maps: misses
     chance = _random_point_hit_rate(expl.masks)

@@ -18,12 +18,10 @@ from inception_lightning.callbacks import (
     BranchActivationStats,
     DyingResidualDetector,
     HostSyncAudit,
-)
-from inception_lightning.training import (
-    InceptionClassifier,
     InceptionEMA,
     LoggingStepProgressBar,
 )
+from inception_lightning.training import InceptionClassifier
 
 STEPS, LOG_EVERY = 4, 2
 

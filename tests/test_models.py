@@ -14,7 +14,7 @@ from inception_lightning import (
     iter_residual_blocks,
     list_models,
 )
-from inception_lightning.models.summary import format_summary, summarize
+from inception_lightning.models.stage_table import format_summary, summarize_stages
 
 VARIANTS = ["inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2"]
 
@@ -178,7 +178,7 @@ def test_parameter_counts_at_1000_classes(name: str, aux: bool, count: int) -> N
 
 
 def test_summary_shows_v3s_multiply_adds() -> None:
-    rows = summarize(create_model("inception_v3", aux_head=False), 299)
+    rows = summarize_stages(create_model("inception_v3", aux_head=False), 299)
     by_name = {r.name: r for r in rows}
     assert by_name["mixed_5b"].output_size == (35, 35) and by_name["mixed_5b"].channels == 256
     assert by_name["mixed_7c"].output_size == (8, 8) and by_name["mixed_7c"].channels == 2048

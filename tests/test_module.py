@@ -13,9 +13,10 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from inception_lightning import create_model
+from inception_lightning.callbacks import FineTuning
 from inception_lightning.data import SyntheticDataModule
 from inception_lightning.models import ModelOptions
-from inception_lightning.training import FineTuning, InceptionClassifier
+from inception_lightning.training import InceptionClassifier
 
 TINY_AUX = {"width": 0.0625, "stem": "79", "aux_head": True}
 

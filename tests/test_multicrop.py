@@ -12,8 +12,8 @@ from torchvision.transforms.v2 import functional as TF
 
 from inception_lightning import create_model
 from inception_lightning.data import ImageFolderDataModule, MultiCrop, MultiCropViews
-from inception_lightning.data.transforms import Normalize, Preprocessing
-from inception_lightning.training.evaluation import average_probs
+from inception_lightning.data.transforms.preprocessing import Normalize, Preprocessing
+from inception_lightning.training.ensembling import average_probs
 from inception_lightning.training.module import InceptionClassifier
 
 NORMALIZE = Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))

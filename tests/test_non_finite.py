@@ -17,8 +17,9 @@ from torch.amp import GradScaler
 from torch.utils.data import DataLoader, Subset, TensorDataset
 from typing_extensions import override
 
+from inception_lightning.callbacks import InceptionEMA
 from inception_lightning.callbacks.non_finite import NonFiniteError, NonFiniteGuard
-from inception_lightning.training import InceptionClassifier, InceptionEMA
+from inception_lightning.training import InceptionClassifier
 
 BATCH = 4
 

@@ -14,8 +14,8 @@ from rich.console import Console
 
 from inception_lightning import console
 from inception_lightning.data import DatasetError, ImageFolderDataModule
-from inception_lightning.data import scan as scan_module
-from inception_lightning.data.scan_cache import BESIDE_NAME, RACY_NS, ScanCache
+from inception_lightning.data.scanning import scan as scan_module
+from inception_lightning.data.scanning.scan_cache import BESIDE_NAME, RACY_NS, ScanCache
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from conftest import age, write_tree
 
-from inception_lightning.data import ImageFolderDataModule, scan
-from inception_lightning.data.scan_cache import BESIDE_NAME
+from inception_lightning.data import ImageFolderDataModule
+from inception_lightning.data.scanning import scan
+from inception_lightning.data.scanning.scan_cache import BESIDE_NAME
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 CLI = str(Path(sys.executable).parent / "inception-lightning")
@@ -27,7 +28,7 @@ COUNT_SCANS = textwrap.dedent(
     """
     import os
 
-    import inception_lightning.data.scan as scan
+    import inception_lightning.data.scanning.scan as scan
     from inception_lightning.cli import main
     from inception_lightning.data import DatasetError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from inception_lightning.training.checkpoints import Weights
-from inception_lightning.training.export import export as export_network
+from inception_lightning.training.exporter import export as export_network
 
 
 def export(ckpt_path: str, out: str, weights: Weights | None = None) -> Path:

@@ -10,8 +10,8 @@ from typing import Any, Literal
 import torch
 
 from inception_lightning.data.errors import DatasetError
-from inception_lightning.data.evaluation import evaluation_dataset
-from inception_lightning.data.transforms import Preprocessing, resolve_preprocessing
+from inception_lightning.data.folders.report_dataset import evaluation_dataset
+from inception_lightning.data.transforms.preprocessing import Preprocessing, resolve_preprocessing
 from inception_lightning.explain import (
     LAYER_METHODS,
     RANK_THRESHOLD,
@@ -25,7 +25,7 @@ from inception_lightning.explain import (
     write_report,
 )
 from inception_lightning.training.checkpoints import Weights, load_network
-from inception_lightning.training.precision import native_bf16
+from inception_lightning.training.cpu_recipe import native_bf16
 
 
 def report(

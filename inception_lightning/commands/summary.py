@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from inception_lightning.models import ModelName, Stem, create_model
-from inception_lightning.models.summary import format_summary, summarize
+from inception_lightning.models.stage_table import format_summary, summarize_stages
 
 
 def summary(
@@ -28,4 +28,4 @@ def summary(
         model, num_classes=num_classes, aux_head=aux_head, width=width, stem=stem
     )
     title = f"{model} at {input_size}x{input_size} (stem {stem})"
-    return format_summary(summarize(network, input_size), title)
+    return format_summary(summarize_stages(network, input_size), title)

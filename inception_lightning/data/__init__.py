@@ -5,20 +5,27 @@ The datasets, transforms and files import without Lightning; the datamodules loa
 
 from inception_lightning._lazy import lazy_getattr
 from inception_lightning.data.boxes import Annotation, read_boxes, write_boxes
-from inception_lightning.data.errors import DatasetError
-from inception_lightning.data.export import BOXES_FILE, write_dataset
-from inception_lightning.data.folder import ImageFolderDataset, MaskedImageFolderDataset
-from inception_lightning.data.images import decode_rgb, load_rgb
-from inception_lightning.data.multicrop import MultiCrop, MultiCropDataset, MultiCropViews
-from inception_lightning.data.protocol import LabelledImages
-from inception_lightning.data.scan import BadFile, ImageRecord, check_image
-from inception_lightning.data.shapes import SHAPES
-from inception_lightning.data.synthetic import (
+from inception_lightning.data.builtin.make_dataset import BOXES_FILE, write_dataset
+from inception_lightning.data.builtin.shapes import SHAPES
+from inception_lightning.data.builtin.synthetic import (
     SyntheticDataset,
     synthetic_classes,
     synthetic_preprocessing,
 )
-from inception_lightning.data.transforms import (
+from inception_lightning.data.errors import DatasetError
+from inception_lightning.data.folders.decode import decode_rgb, load_rgb
+from inception_lightning.data.folders.folder_dataset import (
+    ImageFolderDataset,
+    MaskedImageFolderDataset,
+)
+from inception_lightning.data.protocol import LabelledImages
+from inception_lightning.data.scanning.scan import BadFile, ImageRecord, check_image
+from inception_lightning.data.transforms.multicrop import (
+    MultiCrop,
+    MultiCropDataset,
+    MultiCropViews,
+)
+from inception_lightning.data.transforms.preprocessing import (
     INCEPTION_MEAN,
     INCEPTION_STD,
     Normalize,
@@ -30,9 +37,9 @@ from inception_lightning.data.transforms import (
 
 _LAZY = {
     "ImageDataModule": "inception_lightning.data.datamodule",
-    "ImageFolderDataModule": "inception_lightning.data.folder_datamodule",
-    "PredictDataModule": "inception_lightning.data.predict_datamodule",
-    "SyntheticDataModule": "inception_lightning.data.synthetic_datamodule",
+    "ImageFolderDataModule": "inception_lightning.data.folders.folder_datamodule",
+    "PredictDataModule": "inception_lightning.data.folders.predict_datamodule",
+    "SyntheticDataModule": "inception_lightning.data.builtin.synthetic_datamodule",
 }
 
 __all__ = [

@@ -13,14 +13,14 @@ from typing_extensions import override
 
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.loading import default_num_workers, make_loader
-from inception_lightning.data.multicrop import (
+from inception_lightning.data.scanning.scan import BadFile
+from inception_lightning.data.transforms.multicrop import (
     MultiCrop,
     MultiCropDataset,
     MultiCropViews,
     check_crops,
 )
-from inception_lightning.data.scan import BadFile
-from inception_lightning.data.transforms import Normalize, Preprocessing
+from inception_lightning.data.transforms.preprocessing import Normalize, Preprocessing
 
 BadFiles = Literal["error", "skip"]
 

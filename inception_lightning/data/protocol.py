@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 from torch import Tensor
 
-from inception_lightning.data.transforms import Normalize
+from inception_lightning.data.transforms.preprocessing import Normalize
 
 
 @runtime_checkable

@@ -10,18 +10,25 @@ from inception_lightning.explain.attribution import (
     eval_mode,
     normalize_maps,
 )
+from inception_lightning.explain.cam import (
+    GradCAMMap,
+    GuidedGradCAMMap,
+    HiResCAMMap,
+    LayerCAMMap,
+    fuse,
+)
 from inception_lightning.explain.comparison import MethodRun, run_methods
 from inception_lightning.explain.explainer import (
     Batch,
     Explainer,
     Explanation,
     balanced_sample,
-    explain,
-    load,
-    predict,
-    summarize,
+    explain_batch,
+    load_batch,
+    predict_probs,
+    summarize_explanation,
 )
-from inception_lightning.explain.gradcam import GradCAM, GuidedGradCAM, HiResCAM, LayerCAM, fuse
+from inception_lightning.explain.html_report import safe_name, write_report
 from inception_lightning.explain.methods import (
     LAYER_METHODS,
     METHODS,
@@ -42,10 +49,9 @@ from inception_lightning.explain.metrics import (
     pointing_game,
     scaled_tolerance,
 )
+from inception_lightning.explain.numerics import Bf16Forward, fp32
 from inception_lightning.explain.pixel import IntegratedGradientsMap, OcclusionMap
-from inception_lightning.explain.precision import Bf16Forward, fp32
 from inception_lightning.explain.predictions import Predictions, Reliability, predict_dataset
-from inception_lightning.explain.report import safe_name, write_report
 from inception_lightning.explain.sanity import (
     RANK_THRESHOLD,
     RandomizationCurve,
@@ -63,11 +69,11 @@ __all__ = [
     "Bf16Forward",
     "Explainer",
     "Explanation",
-    "GradCAM",
-    "GuidedGradCAM",
-    "HiResCAM",
+    "GradCAMMap",
+    "GuidedGradCAMMap",
+    "HiResCAMMap",
     "IntegratedGradientsMap",
-    "LayerCAM",
+    "LayerCAMMap",
     "Method",
     "MethodRun",
     "OcclusionMap",
@@ -87,22 +93,22 @@ __all__ = [
     "empty_maps",
     "energy_pointing_game",
     "eval_mode",
-    "explain",
+    "explain_batch",
     "fp32",
     "fuse",
     "insertion_auc",
     "insertion_curve",
-    "load",
+    "load_batch",
     "make_attribution",
     "normalize_maps",
     "perturbation_curve",
     "pointing_game",
-    "predict",
     "predict_dataset",
+    "predict_probs",
     "rank_correlation",
     "run_methods",
     "safe_name",
     "scaled_tolerance",
-    "summarize",
+    "summarize_explanation",
     "write_report",
 ]

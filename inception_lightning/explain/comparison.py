@@ -9,7 +9,7 @@ from typing import Any
 from torch import Tensor
 
 from inception_lightning.console import track
-from inception_lightning.explain.explainer import Explainer, Explanation, summarize
+from inception_lightning.explain.explainer import Explainer, Explanation, summarize_explanation
 from inception_lightning.explain.sanity import RandomizationCurve
 
 SCORES = ("pointing_game", "energy_pointing_game", "deletion_auc", "insertion_auc")
@@ -74,7 +74,7 @@ def comparison_rows(
     """
     rows = []
     for run in runs:
-        overall = summarize(run.explanation, classes, subset)["overall"]
+        overall = summarize_explanation(run.explanation, classes, subset)["overall"]
         row: dict[str, Any] = {"method": run.method, "description": run.description}
         row.update({k: overall[k] for k in ("count", "accuracy", "empty", *SCORES) if k in overall})
         row["seconds_per_image"] = run.explanation.seconds_per_image

@@ -120,7 +120,7 @@ def seeded_order(count: int, seed: int) -> list[int]:
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
 
 
-def load(dataset: LabelledImages, indices: Sequence[int]) -> Batch:
+def load_batch(dataset: LabelledImages, indices: Sequence[int]) -> Batch:
     """The dataset's items at `indices`, with model inputs made by its `normalize`."""
     items = [dataset[i] for i in indices]
     pixels = torch.stack([image for image, _ in items])
@@ -131,7 +131,9 @@ def load(dataset: LabelledImages, indices: Sequence[int]) -> Batch:
     return Batch(list(indices), pixels, dataset.normalize(pixels), labels, masks)
 
 
-def predict(attribution: Attribution, images: Tensor, forward: nn.Module | None = None) -> Tensor:
+def predict_probs(
+    attribution: Attribution, images: Tensor, forward: nn.Module | None = None
+) -> Tensor:
     """Softmax probabilities `[N, C]` on the CPU, batched on the model's device.
 
     Args:
@@ -162,7 +164,7 @@ def timed_attribute(
     return maps.cpu(), time.perf_counter() - start
 
 
-def explain(
+def explain_batch(
     attribution: Attribution,
     batch: Batch,
     steps: int = 16,
@@ -187,7 +189,7 @@ def explain(
             the method's model, e.g. `Bf16Forward`; the maps always come from the method.
     """
     images, labels, masks = batch.images, batch.labels, batch.masks
-    probs = predict(attribution, images, forward)
+    probs = predict_probs(attribution, images, forward)
     preds = probs.argmax(dim=1)
     maps, seconds = timed_attribute(attribution, images, labels)
     pred_maps = maps.clone()
@@ -278,8 +280,8 @@ class Explainer:
         found: list[int] = []
         size = self.attribution.batch_size
         for start in range(0, len(pool), size):
-            batch = load(self.dataset, pool[start : start + size])
-            probs = predict(self.attribution, batch.images, self.forward)
+            batch = load_batch(self.dataset, pool[start : start + size])
+            probs = predict_probs(self.attribution, batch.images, self.forward)
             wrong = (probs.argmax(dim=1) != batch.labels).tolist()
             found += [i for i, w in zip(batch.indices, wrong, strict=True) if w]
             if len(found) >= limit:
@@ -288,21 +290,23 @@ class Explainer:
 
     def explain(self, indices: Sequence[int]) -> Explanation:
         """Predictions, maps and scores of the images at `indices`."""
-        batch = load(self.dataset, indices)
-        return explain(
+        batch = load_batch(self.dataset, indices)
+        return explain_batch(
             self.attribution, batch, self.steps, self.tolerance, self.progress, self.forward
         )
 
     def sanity_check(self, indices: Sequence[int], **options: object) -> RandomizationCurve:
         """`sanity.cascading_randomization` of the true-class maps of the images at `indices`;
         `options` go to it (threshold, verdict_stages, max_depth)."""
-        batch = load(self.dataset, indices)
+        batch = load_batch(self.dataset, indices)
         return cascading_randomization(
             self.attribution, batch.images, batch.labels, seed=self.seed, **options
         )
 
 
-def summarize(expl: Explanation, classes: Sequence[str], subset: Tensor | None = None) -> dict:
+def summarize_explanation(
+    expl: Explanation, classes: Sequence[str], subset: Tensor | None = None
+) -> dict:
     """Counts, accuracy, empty maps and mean scores (of the non-empty maps), overall and per
     class (classes with no image are left out).
 

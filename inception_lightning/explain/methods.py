@@ -9,11 +9,11 @@ from typing import Any, Literal
 from torch import nn
 
 from inception_lightning.explain.attribution import Attribution, Interpolation, SignMode
-from inception_lightning.explain.gradcam import (
-    GradCAM,
-    GuidedGradCAM,
-    HiResCAM,
-    LayerCAM,
+from inception_lightning.explain.cam import (
+    GradCAMMap,
+    GuidedGradCAMMap,
+    HiResCAMMap,
+    LayerCAMMap,
     LayerMethod,
 )
 from inception_lightning.explain.pixel import IntegratedGradientsMap, OcclusionMap
@@ -23,7 +23,14 @@ Method = Literal[
 ]
 METHODS: dict[str, type[Attribution]] = {
     cls.name: cls
-    for cls in (GradCAM, GuidedGradCAM, HiResCAM, LayerCAM, IntegratedGradientsMap, OcclusionMap)
+    for cls in (
+        GradCAMMap,
+        GuidedGradCAMMap,
+        HiResCAMMap,
+        LayerCAMMap,
+        IntegratedGradientsMap,
+        OcclusionMap,
+    )
 }
 LAYER_METHODS: tuple[str, ...] = tuple(n for n, c in METHODS.items() if issubclass(c, LayerMethod))
 """The Grad-CAM family: one or three passes a map, against integrated gradients' and occlusion's

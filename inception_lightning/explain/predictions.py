@@ -19,7 +19,7 @@ from torchmetrics.functional.classification import (
 from inception_lightning.console import track
 from inception_lightning.data.protocol import LabelledImages
 from inception_lightning.explain.attribution import Attribution
-from inception_lightning.explain.explainer import predict
+from inception_lightning.explain.explainer import predict_probs
 
 BINS = 15  # InceptionClassifier's MulticlassCalibrationError(n_bins=15)
 
@@ -97,6 +97,6 @@ def predict_dataset(
     probs = []
     for start in starts:
         pixels = torch.stack([dataset[i][0] for i in range(start, min(start + step, n))])
-        probs.append(predict(attribution, dataset.normalize(pixels), forward))
+        probs.append(predict_probs(attribution, dataset.normalize(pixels), forward))
     labels = torch.as_tensor([int(label) for label in dataset.labels])
     return Predictions(torch.cat(probs), labels)

@@ -1,4 +1,14 @@
-"""Training: the LightningModule with the papers' recipe, its optimiser, EMA and checkpoints."""
+"""Training: the LightningModule with the papers' recipe, its optimiser, checkpoints, the
+contract callbacks rely on, and ensembling.
+
+The Lightning callbacks that lived here (`InceptionEMA`, `FineTuning`, `TensorBoardDashboards`,
+`LoggingStepProgressBar`, `WarmupEMAModel`) are in `inception_lightning.callbacks`; their old
+paths, which saved `config.yaml` files name, still import with a deprecation warning.
+"""
+
+import warnings
+from importlib import import_module
+from typing import Any
 
 from inception_lightning.training.checkpoints import (
     AtomicCheckpointIO,
@@ -11,14 +21,33 @@ from inception_lightning.training.checkpoints import (
     read_description,
 )
 from inception_lightning.training.contract import NetworkModule, network_of
-from inception_lightning.training.dashboards import TensorBoardDashboards
-from inception_lightning.training.ema import InceptionEMA, WarmupEMAModel
-from inception_lightning.training.export import ExportError, export
-from inception_lightning.training.finetuning import FineTuning
+from inception_lightning.training.exporter import ExportError, export
 from inception_lightning.training.loggers import ExclusiveTensorBoardLogger
 from inception_lightning.training.module import InceptionClassifier
 from inception_lightning.training.optim import InceptionRMSprop, InceptionStepDecay
-from inception_lightning.training.progress import LoggingStepProgressBar
+
+MOVED_TO_CALLBACKS = (
+    "FineTuning",
+    "InceptionEMA",
+    "LoggingStepProgressBar",
+    "TensorBoardDashboards",
+    "WarmupEMAModel",
+)
+
+
+def __getattr__(name: str) -> Any:
+    """The callbacks' old paths (`inception_lightning.callbacks.InceptionEMA`), deprecated."""
+    if name not in MOVED_TO_CALLBACKS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"inception_lightning.training.{name} moved to inception_lightning.callbacks.{name}; "
+        "the old path will be removed in 0.3: update the class_path in your config",
+        FutureWarning,
+        stacklevel=2,
+    )
+    # imported by name: training/ sits below callbacks/, and only this old path looks up
+    return getattr(import_module("inception_lightning.callbacks"), name)
+
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -26,16 +55,11 @@ __all__ = [
     "Description",
     "ExclusiveTensorBoardLogger",
     "ExportError",
-    "FineTuning",
     "InceptionClassifier",
-    "InceptionEMA",
     "InceptionRMSprop",
     "InceptionStepDecay",
     "LoadedNetwork",
-    "LoggingStepProgressBar",
     "NetworkModule",
-    "TensorBoardDashboards",
-    "WarmupEMAModel",
     "export",
     "load_network",
     "network_of",

@@ -30,7 +30,7 @@ from inception_lightning.training.checkpoints import (
     write_description,
 )
 from inception_lightning.training.contract import NetworkProvider
-from inception_lightning.training.evaluation import average_probs, load_ensemble
+from inception_lightning.training.ensembling import average_probs, load_ensemble
 from inception_lightning.training.optim import InceptionRMSprop, InceptionStepDecay
 
 # Images are a batch `[B, 3, S, S]`, or for multi-crop testing the views of one (see

@@ -8,9 +8,13 @@ from typing_extensions import override
 
 from inception_lightning.data.datamodule import BadFiles, ImageDataModule
 from inception_lightning.data.errors import DatasetError
-from inception_lightning.data.folder import ImageFolderDataset
-from inception_lightning.data.scan import list_tree, scan_paths
-from inception_lightning.data.transforms import Preprocessing, eval_geometry, resolve_preprocessing
+from inception_lightning.data.folders.folder_dataset import ImageFolderDataset
+from inception_lightning.data.scanning.scan import list_tree, scan_paths
+from inception_lightning.data.transforms.preprocessing import (
+    Preprocessing,
+    eval_geometry,
+    resolve_preprocessing,
+)
 
 UNLABELLED = -1
 

@@ -12,7 +12,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader
 
 from inception_lightning.explain.comparison import MethodRun, comparison_rows
-from inception_lightning.explain.explainer import summarize
+from inception_lightning.explain.explainer import summarize_explanation
 from inception_lightning.explain.plots import confusion_png, curves_png, reliability_png
 from inception_lightning.explain.predictions import Predictions
 from inception_lightning.explain.render import overlay, png_bytes, randomization_plot, to_rgb
@@ -71,7 +71,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     first = runs[0].explanation
     items = [_item(out, runs, classes, i) for i in range(len(first.labels))]
-    accuracy = _class_accuracy(summarize(first, classes), classes, predictions)
+    accuracy = _class_accuracy(summarize_explanation(first, classes), classes, predictions)
     order = sorted(range(len(classes)), key=lambda c: (_sort_key(accuracy[c]), c))
     gallery = []
     for c in order:
@@ -87,7 +87,7 @@ def write_report(
         {
             **row,
             "per_class": _in_order(
-                summarize(run.explanation, classes)["per_class"], classes, order
+                summarize_explanation(run.explanation, classes)["per_class"], classes, order
             ),
         }
         for row, run in zip(comparison_rows(runs, classes), runs, strict=True)

@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 
 from inception_lightning.console import track
 from inception_lightning.data.errors import DatasetError, printable
-from inception_lightning.data.scan_cache import FileStat, Result, ScanCache, cached_result
+from inception_lightning.data.scanning.scan_cache import FileStat, Result, ScanCache, cached_result
 
 
 @dataclass(frozen=True)

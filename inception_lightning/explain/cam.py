@@ -121,7 +121,7 @@ class LayerMethod(Attribution):
         return captum.attribute(inputs, target=targets)
 
 
-class GradCAM(LayerMethod):
+class GradCAMMap(LayerMethod):
     """Grad-CAM (Selvaraju et al. 2017) by Captum's `LayerGradCam`, sign applied after it."""
 
     name = "gradcam"
@@ -130,7 +130,7 @@ class GradCAM(LayerMethod):
         return LayerGradCam(model, module)
 
 
-class HiResCAM(LayerMethod):
+class HiResCAMMap(LayerMethod):
     """HiResCAM (Draelos & Carin 2020): gradient x activation, element-wise, summed over
     channels; Captum's `LayerGradientXActivation` with the channel sum of `to_map`."""
 
@@ -149,7 +149,7 @@ class PositiveGradientXActivation(LayerGradientXActivation):
         return tuple(g.clamp(min=0) * a for g, a in zip(gradients, evals, strict=True))
 
 
-class LayerCAM(LayerMethod):
+class LayerCAMMap(LayerMethod):
     """LayerCAM (Jiang et al. 2021, eq. 4-5): positive gradients x activations, element-wise.
 
     Captum has no LayerCAM; its `LayerGradientXActivation` computes gradient and activation
@@ -162,7 +162,7 @@ class LayerCAM(LayerMethod):
         return PositiveGradientXActivation(model, module)
 
 
-class GuidedGradCAM(LayerMethod):
+class GuidedGradCAMMap(LayerMethod):
     """Guided Grad-CAM (Selvaraju et al. 2017) by Captum's `GuidedGradCam`: guided backprop's
     input gradients times the Grad-CAM map upsampled with this object's interpolation.
 

@@ -32,9 +32,12 @@ from typing_extensions import override
 from inception_lightning.data.boxes import Annotation, read_boxes
 from inception_lightning.data.datamodule import BadFiles, ImageDataModule
 from inception_lightning.data.errors import DatasetError, printable
-from inception_lightning.data.folder import ImageFolderDataset, MaskedImageFolderDataset
-from inception_lightning.data.per_node import first_on_each_node
-from inception_lightning.data.scan import (
+from inception_lightning.data.folders.folder_dataset import (
+    ImageFolderDataset,
+    MaskedImageFolderDataset,
+)
+from inception_lightning.data.scanning.per_node import first_on_each_node
+from inception_lightning.data.scanning.scan import (
     BadFile,
     ImageRecord,
     check_files,
@@ -44,8 +47,8 @@ from inception_lightning.data.scan import (
     list_files,
     sort_results,
 )
-from inception_lightning.data.scan_cache import FileStat, Result, ScanCache
-from inception_lightning.data.transforms import (
+from inception_lightning.data.scanning.scan_cache import FileStat, Result, ScanCache
+from inception_lightning.data.transforms.preprocessing import (
     Preprocessing,
     eval_geometry,
     resolve_preprocessing,

@@ -18,7 +18,7 @@ from PIL import Image
 
 from inception_lightning.console import track
 from inception_lightning.data.boxes import Annotation, write_boxes
-from inception_lightning.data.synthetic import SyntheticDataset
+from inception_lightning.data.builtin.synthetic import SyntheticDataset
 
 BOXES_FILE = "boxes.json"
 

@@ -6,15 +6,15 @@ from dataclasses import replace
 
 from typing_extensions import override
 
-from inception_lightning.data.datamodule import ImageDataModule
-from inception_lightning.data.scan import label_space
-from inception_lightning.data.synthetic import (
+from inception_lightning.data.builtin.synthetic import (
     Split,
     SyntheticDataset,
     synthetic_classes,
     synthetic_preprocessing,
 )
-from inception_lightning.data.transforms import Preprocessing
+from inception_lightning.data.datamodule import ImageDataModule
+from inception_lightning.data.scanning.scan import label_space
+from inception_lightning.data.transforms.preprocessing import Preprocessing
 
 DEFAULT_IMAGE_SIZE = 79
 

@@ -12,9 +12,9 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from inception_lightning.data.boxes import Annotation
-from inception_lightning.data.images import decode_rgb
-from inception_lightning.data.scan import ImageRecord
-from inception_lightning.data.transforms import Normalize
+from inception_lightning.data.folders.decode import decode_rgb
+from inception_lightning.data.scanning.scan import ImageRecord
+from inception_lightning.data.transforms.preprocessing import Normalize
 
 
 class ImageFolderDataset(Dataset[tuple[Tensor, int]]):

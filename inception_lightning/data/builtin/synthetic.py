@@ -21,8 +21,8 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from inception_lightning.data.shapes import SHAPES
-from inception_lightning.data.transforms import Normalize, Preprocessing
+from inception_lightning.data.builtin.shapes import SHAPES
+from inception_lightning.data.transforms.preprocessing import Normalize, Preprocessing
 
 Split = Literal["train", "val", "test"]
 _SPLIT_IDS: dict[str, int] = {"train": 0, "val": 1, "test": 2}

@@ -29,7 +29,7 @@ def _macs(module: nn.Module, output: Tensor) -> int:
 
 
 @torch.no_grad()
-def summarize(model: InceptionNet, input_size: int = 299) -> list[StageRow]:
+def summarize_stages(model: InceptionNet, input_size: int = 299) -> list[StageRow]:
     """Trace one image through `model` and account every stage, the aux head and the head."""
     stages: dict[str, nn.Module] = dict(model.features.named_children())
     if model.aux is not None:

@@ -6,9 +6,16 @@ from pathlib import Path
 
 from inception_lightning.data.boxes import read_boxes
 from inception_lightning.data.errors import DatasetError
-from inception_lightning.data.folder import ImageFolderDataset, MaskedImageFolderDataset
-from inception_lightning.data.scan import find_classes, label_space, list_files, scan_files
-from inception_lightning.data.transforms import Normalize, Preprocessing, eval_geometry
+from inception_lightning.data.folders.folder_dataset import (
+    ImageFolderDataset,
+    MaskedImageFolderDataset,
+)
+from inception_lightning.data.scanning.scan import find_classes, label_space, list_files, scan_files
+from inception_lightning.data.transforms.preprocessing import (
+    Normalize,
+    Preprocessing,
+    eval_geometry,
+)
 
 
 def evaluation_dataset(

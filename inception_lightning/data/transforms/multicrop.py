@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from inception_lightning.data.transforms import Normalize, Preprocessing
+from inception_lightning.data.transforms.preprocessing import Normalize, Preprocessing
 
 SCALE_RATIOS = (256 / 224, 288 / 224, 320 / 224, 352 / 224)
 CROP_SCHEMES = (1, 12, 144)

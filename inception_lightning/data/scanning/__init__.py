@@ -1,0 +1,1 @@
+"""Scanning image folders: header checks, the scan cache, one scan per node."""

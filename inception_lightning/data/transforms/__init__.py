@@ -1,0 +1,1 @@
+"""Transforms: Inception preprocessing and normalisation, and the papers' multi-crop views."""
