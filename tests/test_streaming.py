@@ -50,12 +50,15 @@ def test_convert_keeps_the_folder_paths_pixels_labels_and_masks(tmp_path: Path) 
     write_chunks(root, tmp_path / "chunks", chunk_bytes="16KB", progress=False)
     assert len(list((tmp_path / "chunks/train").glob("chunk-*.bin"))) > 1  # several chunks
 
-    stream = _module(tmp_path / "chunks", tmp_path / "cache", 48, batch_size=4)
+    # a resize and a crop (48 -> 45 -> 40 px), for the images and the masks alike
+    stream = StreamingImageDataModule(
+        f"local:{tmp_path / 'chunks'}", batch_size=4, preprocessing=Preprocessing(40),
+        stream=StreamOptions(cache_dir=str(tmp_path / "cache")),
+    )  # fmt: skip
     stream.setup("fit")
     folder = ImageFolderDataModule(
-        str(root), boxes_file=str(root / "boxes.json"), image_size=48, crop_pct=1.0,
-        num_workers=0,
-    )  # fmt: skip
+        str(root), boxes_file=str(root / "boxes.json"), image_size=40, num_workers=0
+    )
     folder.setup("fit")
     assert stream.classes == folder.classes == ["circle", "square", "triangle"]
     val, by_key = (
