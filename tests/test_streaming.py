@@ -7,6 +7,7 @@ cache folder, as it reads `s3://`.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import subprocess
@@ -76,9 +77,14 @@ def test_convert_keeps_the_folder_paths_pixels_labels_and_masks(tmp_path: Path) 
     assert sorted(train_info.labels) == sorted(folder.train_dataset.labels)
 
 
-def test_a_flat_tree_is_held_out_as_fit_holds_it_out(tmp_path: Path) -> None:
+def test_a_flat_tree_is_held_out_as_fit_holds_it_out(
+    tmp_path: Path, terminal_progress: io.StringIO
+) -> None:
     root = write_tree(tmp_path / "flat", classes=("cat", "dog", "fox"), splits=("",), n=5)
-    write_chunks(root, tmp_path / "chunks", val_fraction=0.2, split_seed=3, progress=False)
+    write_chunks(root, tmp_path / "chunks", val_fraction=0.2, split_seed=3)  # bars: a terminal
+    shown = terminal_progress.getvalue()
+    assert "checking images" in shown and "writing train chunks" in shown and "12/12" in shown
+    assert "writing val chunks" in shown and "images/s" in shown
     folder = ImageFolderDataModule(
         str(root), val_fraction=0.2, split_seed=3, image_size=32, num_workers=0
     )
