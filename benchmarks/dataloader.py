@@ -51,7 +51,6 @@ from inception_lightning.data import (
     load_rgb,
 )
 from inception_lightning.data.loading import default_num_workers
-from inception_lightning.data.transforms.preprocessing import resolve_preprocessing
 
 
 def images_per_second(loader: DataLoader) -> float:
@@ -196,7 +195,11 @@ def compare_streaming(args: argparse.Namespace, num_images: int, size: tuple[int
     """The folder path against LitData's on the same images; see the module docstring."""
     from inception_lightning.data import StreamingImageDataModule
     from inception_lightning.data.streaming.chunk_writer import write_chunks
-    from inception_lightning.data.streaming.streaming_options import LoaderOptions, StreamOptions
+    from inception_lightning.data.streaming.streaming_options import (
+        CropOptions,
+        LoaderOptions,
+        StreamOptions,
+    )
 
     crop = 64
     workers = default_num_workers() if args.num_workers is None else args.num_workers
@@ -221,10 +224,8 @@ def compare_streaming(args: argparse.Namespace, num_images: int, size: tuple[int
         def stream_loader(input_dir: str) -> Callable[[], DataLoader]:
             def make() -> DataLoader:
                 data = StreamingImageDataModule(
-                    input_dir, batch_size=args.batch_size,
-                    preprocessing=resolve_preprocessing(None, crop),
+                    input_dir, LoaderOptions(args.batch_size, workers), crop=CropOptions(crop),
                     stream=StreamOptions(cache_dir=str(Path(tmp) / "stream-cache")),
-                    loader=LoaderOptions(num_workers=workers),
                 )  # fmt: skip
                 data.setup("fit")
                 return data.train_dataloader()

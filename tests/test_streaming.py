@@ -23,11 +23,15 @@ from helpers import assert_same, fit_in, kill_when_written, logged_metrics
 from PIL import Image
 
 from inception_lightning.cli import main
-from inception_lightning.data import DatasetError, ImageFolderDataModule, Preprocessing
+from inception_lightning.data import DatasetError, ImageFolderDataModule
 from inception_lightning.data.streaming.chunk_info import INFO_FILE, ChunkInfo
 from inception_lightning.data.streaming.chunk_writer import write_chunks
 from inception_lightning.data.streaming.streaming_datamodule import StreamingImageDataModule
-from inception_lightning.data.streaming.streaming_options import StreamOptions
+from inception_lightning.data.streaming.streaming_options import (
+    CropOptions,
+    LoaderOptions,
+    StreamOptions,
+)
 from inception_lightning.training import read_checkpoint, read_description
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,12 +39,11 @@ CONF = ROOT / "conf"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PL_DISABLE_FORK": "1"}
 
 
-def _module(chunks: Path, cache: Path, size: int, **kwargs: object) -> StreamingImageDataModule:
+def _module(chunks: Path, cache: Path, size: int) -> StreamingImageDataModule:
     return StreamingImageDataModule(
         f"local:{chunks}",
-        preprocessing=Preprocessing(size, crop_pct=1.0),
+        crop=CropOptions(size, crop_pct=1.0),
         stream=StreamOptions(cache_dir=str(cache)),
-        **kwargs,
     )
 
 
@@ -53,7 +56,7 @@ def test_convert_keeps_the_folder_paths_pixels_labels_and_masks(tmp_path: Path) 
 
     # a resize and a crop (48 -> 45 -> 40 px), for the images and the masks alike
     stream = StreamingImageDataModule(
-        f"local:{tmp_path / 'chunks'}", batch_size=4, preprocessing=Preprocessing(40),
+        f"local:{tmp_path / 'chunks'}", LoaderOptions(batch_size=4), crop=CropOptions(40),
         stream=StreamOptions(cache_dir=str(tmp_path / "cache")),
     )  # fmt: skip
     stream.setup("fit")
@@ -145,13 +148,35 @@ def _coded_tree(root: Path, counts: dict[str, int], size: int = 75) -> Path:
     return root
 
 
+def test_two_loader_workers_stream_each_sample_once(tmp_path: Path) -> None:
+    root = _coded_tree(tmp_path / "data", {"train": 21, "val": 2}, size=47)
+    write_chunks(root, tmp_path / "chunks", chunk_bytes="1KB", progress=False)
+    data = StreamingImageDataModule(
+        str(tmp_path / "chunks"), LoaderOptions(batch_size=4, num_workers=2),
+        crop=CropOptions(47, crop_pct=1.0),
+    )  # fmt: skip
+    data.setup("fit")
+    loader = data.train_dataloader()
+    epochs = []
+    for _ in range(2):
+        numbers = []
+        for images, _ in loader:
+            numbers += [int(image[0, 0, 0]) for image in images]  # uint8: the image's number
+        epochs.append(numbers)
+    assert len(loader) == 5  # 21 // 4 whole batches, shared by the two workers
+    for numbers in epochs:
+        assert len(numbers) == len(set(numbers)) == 20 and set(numbers) <= set(range(21))
+    assert epochs[0] != epochs[1]
+
+
 DDP_SCRIPT = textwrap.dedent(
     """
     import json, sys
     from lightning.pytorch import Callback, Trainer
-    from inception_lightning.data import Preprocessing
     from inception_lightning.data.streaming.streaming_datamodule import StreamingImageDataModule
-    from inception_lightning.data.streaming.streaming_options import StreamOptions
+    from inception_lightning.data.streaming.streaming_options import (
+        CropOptions, LoaderOptions, StreamOptions,
+    )
     from inception_lightning.training.module import InceptionClassifier
 
     class Seen(Callback):
@@ -168,8 +193,8 @@ DDP_SCRIPT = textwrap.dedent(
             self._note(trainer, batch, "val")
 
     data = StreamingImageDataModule(
-        sys.argv[1], batch_size=4, preprocessing=Preprocessing(75, crop_pct=1.0),
-        stream=StreamOptions(cache_dir=sys.argv[2]),
+        sys.argv[1], LoaderOptions(batch_size=4, num_workers=0),
+        crop=CropOptions(75, crop_pct=1.0), stream=StreamOptions(cache_dir=sys.argv[2]),
     )
     module = InceptionClassifier(num_classes=2, model_kwargs=TINY)
     seen = Seen()
@@ -242,11 +267,10 @@ data:
   class_path: inception_lightning.data.StreamingImageDataModule
   init_args:
     input_dir: local:CHUNKS
-    batch_size: 8
-    preprocessing: {image_size: 75}
+    loader: {batch_size: 8, num_workers: 0}
+    crop: {image_size: 75}
     augment: {min_scale: 0.3}  # random crops and flips: their draws replay too
     stream: {cache_dir: CACHE}
-    loader: {num_workers: 0}
 """
 STEPS_PER_EPOCH = 4  # 36 training images // 8
 
@@ -288,9 +312,8 @@ FIT_ARGS = [
     "--trainer.logger.init_args.save_dir", "runs",
     "--model.model_kwargs", json.dumps({**TINY, "stem": "79", "aux_head": False}),
     "--model.aux_weight", "0",
-    "--data.init_args.batch_size", "6",
-    "--data.init_args.preprocessing", '{"image_size": 79}',
-    "--data.init_args.loader", '{"num_workers": 0}',
+    "--data.init_args.loader", '{"batch_size": 6, "num_workers": 0}',
+    "--data.init_args.crop", '{"image_size": 79}',
 ]  # fmt: skip
 GRAD_CAM = """
 trainer:

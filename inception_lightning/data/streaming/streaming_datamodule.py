@@ -37,6 +37,7 @@ from inception_lightning.data.streaming.streaming_images import ChunkImages, Str
 from inception_lightning.data.streaming.streaming_loader import ResumableStreamingDataLoader
 from inception_lightning.data.streaming.streaming_options import (
     AugmentOptions,
+    CropOptions,
     LoaderOptions,
     StreamOptions,
 )
@@ -59,43 +60,46 @@ class StreamingImageDataModule(ImageDataModule):
 
     Args:
         input_dir: the converted folder (holding `train/`, `val/`, maybe `test/`), or its URL.
-        batch_size: images per batch.
+        loader: batch size, loader processes and pinned memory.
         pretrained_cfg: a timm model name, or one of `list_models()`, whose pretrained config
-            sets size, crop_pct, interpolation, mean and std; None: `preprocessing`'s.
-        preprocessing: the input size, crop and normalisation (a trained model's; the CLI
-            passes a checkpoint's); None: Inception's (299 px, crop_pct 0.875, mean and std
-            0.5), or `pretrained_cfg`'s.
+            sets size, crop_pct, interpolation, mean and std; None: Inception's (299 px,
+            crop_pct 0.875, bicubic, mean and std 0.5).
+        crop: overrides of the crop size and of the evaluation crop's share.
         augment: the training crop and flip.
         stream: where remote chunks are cached, and the shuffle's seed.
-        loader: loader processes and pinned memory.
         test_crops: views per test image: 1 (the evaluation crop), 12 or 144 (`data.multicrop`).
         classes: the class names to label by (a trained model's; the CLI passes a
             checkpoint's); the converted classes must be among them. None: the converted ones.
+        preprocessing: the preprocessing to start from (a trained model's; the CLI passes a
+            checkpoint's), which `crop` may still override; not with `pretrained_cfg`.
     """
 
     def __init__(
         self,
         input_dir: str,
-        batch_size: int = 32,
+        loader: LoaderOptions | None = None,
         pretrained_cfg: str | None = None,
-        preprocessing: Preprocessing | None = None,
+        crop: CropOptions | None = None,
         augment: AugmentOptions | None = None,
         stream: StreamOptions | None = None,
-        loader: LoaderOptions | None = None,
         test_crops: int = 1,
         classes: list[str] | None = None,
+        preprocessing: Preprocessing | None = None,
     ) -> None:
+        loader = loader or LoaderOptions()
+        crop = crop or CropOptions()
         augment = augment or AugmentOptions()
         stream = stream or StreamOptions()
-        loader = loader or LoaderOptions()
         self.input_dir = input_dir.rstrip("/")
         self.stream = stream
         info = ChunkInfo.read(self._split_dir("train"), stream.storage_options)
-        preprocessing = resolve_preprocessing(pretrained_cfg, None, None, preprocessing)
+        preprocessing = resolve_preprocessing(
+            pretrained_cfg, crop.image_size, crop.crop_pct, preprocessing
+        )
         super().__init__(
             label_space(info.classes, classes, self.input_dir),
             preprocessing,
-            batch_size,
+            loader.batch_size,
             loader.num_workers,
             loader.pin_memory,
             test_crops,
@@ -103,8 +107,9 @@ class StreamingImageDataModule(ImageDataModule):
         self.converted_classes = info.classes
         # plain values only: checkpoints keep them and load with weights_only=True (the
         # preprocessing is in the checkpoint's description)
-        self.save_hyperparameters(ignore=["preprocessing", "augment", "stream", "loader"])
-        self.hparams.update(augment=asdict(augment), stream=asdict(stream), loader=asdict(loader))
+        groups = {"loader": loader, "crop": crop, "augment": augment, "stream": stream}
+        self.save_hyperparameters(ignore=["preprocessing", *groups])
+        self.hparams.update({name: asdict(group) for name, group in groups.items()})
         self.train_transform = (
             train_geometry(preprocessing, augment.min_scale, augment.hflip)
             if augment.enabled

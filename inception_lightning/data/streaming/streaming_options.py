@@ -1,7 +1,8 @@
-"""Option groups of `StreamingImageDataModule`: augmentation, the loader, the stream.
+"""Option groups of `StreamingImageDataModule`: the loader, the crop, augmentation, the stream.
 
-`AugmentOptions` and `LoaderOptions` are meant to be the same groups as the folder
-datamodule's; until that datamodule takes groups, they live here.
+`LoaderOptions`, `CropOptions` and `AugmentOptions` are meant to be the same groups as the
+folder datamodule's (same names, same fields); until that datamodule takes groups, they live
+here. `StreamOptions` is the streaming datamodule's own.
 """
 
 from __future__ import annotations
@@ -26,16 +27,32 @@ class AugmentOptions:
 
 @dataclass(frozen=True)
 class LoaderOptions:
-    """Loader processes and pinned memory.
+    """How the dataloaders batch and load.
 
     Args:
+        batch_size: images per batch (per device).
         num_workers: loader processes; None: `default_num_workers` for the trainer's devices on
             this node.
         pin_memory: None pins when CUDA is available.
     """
 
+    batch_size: int = 32
     num_workers: int | None = None
     pin_memory: bool | None = None
+
+
+@dataclass(frozen=True)
+class CropOptions:
+    """Overrides of the preprocessing's crop (see `data.transforms.preprocessing`).
+
+    Args:
+        image_size: the crop size, the network's input; None: the preprocessing's.
+        crop_pct: the share of the resized image kept by the evaluation crop; None: the
+            preprocessing's.
+    """
+
+    image_size: int | None = None
+    crop_pct: float | None = None
 
 
 @dataclass(frozen=True)
