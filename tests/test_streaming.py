@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -305,12 +306,13 @@ def test_killed_streaming_run_resumes_to_the_same_weights_and_metrics(tmp_path: 
     assert sum("val_ema/acc1" in row for row in after_resume) >= 1
 
 
+MODEL_KWARGS = json.dumps({**TINY, "stem": "79"})
 FIT_ARGS = [
     "--trainer.max_steps", "4", "--trainer.accelerator", "cpu",
     "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
     "--trainer.logger.class_path", "inception_lightning.training.ExclusiveTensorBoardLogger",
     "--trainer.logger.init_args.save_dir", "runs",
-    "--model.model_kwargs", json.dumps({**TINY, "stem": "79", "aux_head": False}),
+    "--model.model_kwargs", MODEL_KWARGS,
     "--model.aux_weight", "0",
     "--data.init_args.loader", '{"batch_size": 6, "num_workers": 0}',
     "--data.init_args.crop", '{"image_size": 79}',
@@ -325,7 +327,7 @@ trainer:
 
 @pytest.mark.e2e
 def test_convert_fit_report_and_predict_through_the_console_script(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
     main(["make-dataset", "--out", "shapes", "--num_classes", "3", "--image_size", "79",
@@ -345,9 +347,22 @@ def test_convert_fit_report_and_predict_through_the_console_script(
     assert "pointing_game" in json.dumps(summary)  # the val split's masks came along
     assert summary["evaluation"]["images"] == 3  # every val image predicted
 
+    # the data follows the checkpoint: its classes and preprocessing, on the streamed val split
+    capsys.readouterr()
+    main(["validate", "-c", str(CONF / "model/inception_v3.yaml"),
+          "-c", str(CONF / "data/streaming.yaml"), "--ckpt_path", str(ckpt),
+          "--data.init_args.input_dir", f"local:{tmp_path / 'chunks'}",
+          "--data.init_args.stream.cache_dir", "cache", "--trainer.logger", "false",
+          "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+          "--model.model_kwargs", MODEL_KWARGS])  # fmt: skip
+    (validated,) = re.findall(r"val_ema/acc1\W+([0-9.]+)", capsys.readouterr().out)
+    assert float(validated) == pytest.approx(summary["evaluation"]["accuracy"])
+
     main(["report", "--ckpt_path", str(ckpt), "--data", "shapes", "--out", "report",
           "--per_class", "1", "--method", "gradcam", "--sanity_samples", "0"])  # fmt: skip
-    assert json.loads(Path("report/summary.json").read_text())["evaluation"]["images"] == 3
+    evaluation = json.loads(Path("report/summary.json").read_text())["evaluation"]
+    assert evaluation["images"] == 3
+    assert evaluation["accuracy"] == pytest.approx(float(validated))
 
     main(["predict", "-c", str(CONF / "predict.yaml"), "--ckpt_path", str(ckpt),
           "--data.root", "shapes", "--trainer.enable_progress_bar", "false"])  # fmt: skip
