@@ -26,6 +26,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from inception_lightning.training.cpu_recipe import native_bf16
+
 ROOT = Path(__file__).resolve().parents[1]
 # The checkout's folders and where the wheel installs them (pyproject's package-dir).
 INSTALLED_AS = {
@@ -118,13 +120,13 @@ def test_fit_the_packaged_quickstart_then_predict_with_its_checkpoint(
           "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
           "--trainer.enable_progress_bar", "false",
           "--model.model_kwargs", '{"width": 0.0625, "stem": "79"}',
-          "--data.init_args.num_samples", "40", "--data.init_args.batch_size", "8",
-          "--trainer.callbacks.sanity_samples", "0"],
+          "--data.init_args.num_samples", "40", "--data.init_args.batch_size", "8"],
          cwd=tmp_path)  # fmt: skip
     run = tmp_path / "runs" / "quickstart" / "version_0"
-    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["model"] == (
-        "inception_resnet_v1"
-    )
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["model"] == "inception_resnet_v1" and saved["cpu_recipe"] is None
+    # the packaged trainer/cpu.yaml, found beside the packaged quickstart, where it applies
+    assert saved["trainer"]["precision"] == ("bf16-mixed" if native_bf16() else None)
     assert (run / "report" / "index.html").is_file()  # the packaged template, rendered
     images = tmp_path / "images"
     images.mkdir()
