@@ -28,9 +28,7 @@ def recipe_names() -> list[str]:
 
 
 def find_recipe(value: str) -> Path | None:
-    """The shipped recipe `value` names, or None: a file `value`, or no recipe of that name."""
-    if Path(value).is_file():
-        return None
+    """The shipped recipe `value` names (`fit`, `fit.yaml`, `conf/fit.yaml`), or None."""
     name = value.removeprefix("conf/").removesuffix(".yaml")
     path = RECIPES / f"{name}.yaml"
     return path if path in _yaml_files() else None
@@ -50,8 +48,8 @@ class RecipeOrConfigFile(ActionConfigFile):
         values: Any,
         option_string: str | None = None,
     ) -> None:
-        """Read the recipe `values` names where it names one, else what jsonargparse reads;
-        a name of neither a file nor a recipe is a `TypeError` naming the recipes."""
+        """Read the file `values`, else the recipe it names, else what jsonargparse reads (YAML
+        text); a name of neither a file nor a recipe is a `TypeError` naming the recipes."""
         if isinstance(values, str) and not Path(values).is_file():
             if recipe := find_recipe(values):
                 values = str(recipe)
