@@ -32,8 +32,10 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from inception_lightning.data import (
+    CropOptions,
     ImageFolderDataModule,
     ImageRecord,
+    LoaderOptions,
     SyntheticDataModule,
     SyntheticDataset,
     decode_rgb,
@@ -170,7 +172,9 @@ def main() -> None:
         root = Path(tmp)
         write_jpeg_folder(root, num_images, size)
         folder = ImageFolderDataModule(
-            str(root), batch_size=args.batch_size, image_size=crop, num_workers=args.num_workers
+            str(root),
+            crop=CropOptions(image_size=crop),
+            loader=LoaderOptions(batch_size=args.batch_size, num_workers=args.num_workers),
         )
         start = time.perf_counter()
         folder.setup("fit")

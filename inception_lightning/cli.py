@@ -30,6 +30,7 @@ from inception_lightning._compat import (
     add_subcommand,
     build_cli_trainer,
     cli_trainer_parts,
+    merge_checkpoint_hparams,
     set_subcommand_help,
 )
 from inception_lightning.callbacks import LoggingStepProgressBar, TensorBoardDashboards
@@ -45,6 +46,7 @@ from inception_lightning.training import (
     read_checkpoint,
     read_description,
 )
+from inception_lightning.training.checkpoints import HPARAMS_KEY
 from inception_lightning.training.cpu_recipe import choose_cpu_recipe
 
 TRAINER_DEFAULTS = {
@@ -100,10 +102,20 @@ class InceptionCLI(LightningCLI):
         check of `--ckpt_path` before Lightning reads it."""
         self._parse_with_cpu_recipe(parser, args)
         self.trained: Description | None = None
+        self.trained_hparams: dict[str, Any] = {}
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if path and Path(path).is_file():  # "last", "best", URLs: Lightning resolves them
-            self.trained = read_description(read_checkpoint(path), path)
+            checkpoint = read_checkpoint(path)  # upgraded to today's names
+            self.trained = read_description(checkpoint, path)
+            self.trained_hparams = dict(checkpoint.get(HPARAMS_KEY) or {})
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's merge of the `--ckpt_path` checkpoint's hyperparameters into the config,
+        given them upgraded: Lightning reads the file's as saved, which an older version named
+        otherwise (`checkpoints.upgrade_checkpoint`)."""
+        if self.trained_hparams:
+            merge_checkpoint_hparams(self, self.trained_hparams)
 
     def before_instantiate_classes(self) -> None:
         """`validate` / `test` / `predict` a checkpoint: its classes and preprocessing are the
@@ -173,7 +185,7 @@ class InceptionCLI(LightningCLI):
             words = [*words[:at], "-c", recipe.absolute, *words[at:]]
             self.config = parser.parse_args(_without_print_config(words))
         config = self._subcommand_config()
-        layout = "channels_last" if config.model.channels_last else "contiguous format"
+        layout = "channels_last" if config.model.compute.channels_last else "contiguous format"
         source = f" (composed {recipe})" if choice.apply else ""
         precision = config.trainer.precision or "32-true"
         rank_zero_info(f"precision {precision}, {layout}{source}: {choice.reason}")

@@ -9,7 +9,7 @@ join a group (or a new one), so that the constructors stay narrow; see
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 from inception_lightning.models.options import OptionGroup, one_of
 
@@ -22,8 +22,9 @@ class LoaderOptions(OptionGroup):
 
     Args:
         batch_size: images per batch (per device).
-        num_workers: loader processes; None: `default_num_workers` for the trainer's devices
-            on this node.
+        num_workers: loader processes; None: the datamodule's default (`default_num_workers`
+            for the trainer's devices on this node; 0 for the built-in dataset, whose images
+            are tensors already).
         pin_memory: None pins when CUDA is available.
     """
 
@@ -109,4 +110,4 @@ class FileOptions(OptionGroup):
     boxes_file: str | None = None
 
     def __post_init__(self) -> None:
-        one_of(self.key("bad_files"), self.bad_files, ("error", "skip"))
+        one_of(self.key("bad_files"), self.bad_files, get_args(BadFiles))

@@ -54,7 +54,7 @@ def choose_cpu_recipe(precision: str | int | None, accelerator: Any) -> RecipeCh
         return RecipeChoice(
             False,
             f"torch {torch.__version__} cannot report CPU features; with AMX or AVX512-BF16 "
-            "pass --trainer.precision bf16-mixed --model.channels_last true",
+            "pass --trainer.precision bf16-mixed --model.compute.channels_last true",
         )
     feature = native_bf16()
     if feature is None:
