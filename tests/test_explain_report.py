@@ -95,7 +95,7 @@ def test_report_files_html_and_escaping(tmp_path: Path) -> None:
     assert {p.suffix for p in out.rglob("*") if p.is_file()} == {".html", ".json", ".png"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["info"]["model"] == "<b>tiny</b>"
-    assert [m["method"] for m in summary["methods"]] == ["layercam", "gradcam"]
+    assert [m["method"] for m in summary["methods"]] == ["gradcam", "hirescam"]
     for row, run in zip(summary["methods"], runs, strict=True):
         assert row["count"] == 6 and row["accuracy"] == pytest.approx(0.5)
         assert row["empty"] == int(run.explanation.empty.sum())
