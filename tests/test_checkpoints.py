@@ -145,6 +145,7 @@ def test_the_upgrade_moves_flat_hyperparameters_into_their_groups(trained: Path)
     assert {key: today[key] for key in described} == before  # today's form: left as it is
 
 
+@pytest.mark.e2e  # the console script's validate, fit (resumed), report and export
 def test_an_older_checkpoint_loads_everywhere_with_a_warning_naming_what_it_lacks(
     trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
