@@ -44,6 +44,7 @@ from inception_lightning.explain.sanity import RandomizationCurve
 from inception_lightning.models import InceptionNet, iter_blocks
 from inception_lightning.models.options import positive_int
 from inception_lightning.training.contract import saved_network_of
+from inception_lightning.training.fence import rank_zero_alone
 
 MIN_GRID = 7
 
@@ -82,7 +83,9 @@ class GradCam(Callback):
 
     At the end of `fit`, an attribution report comparing the methods (`explain.build_report`,
     as the `report` command writes it) is written beside the run, in `<trainer.log_dir>/report`
-    by default, with a progress bar unless the trainer's bar is off.
+    by default, with a progress bar unless the trainer's bar is off. Under DDP the other ranks
+    wait for rank 0's explanations and report outside any collective's timeout
+    (`training.fence.rank_zero_alone`), however long they take.
 
     Args:
         layers: dotted module name(s) of `pl_module.model` for the layer methods, fused when
@@ -154,10 +157,13 @@ class GradCam(Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.report.enabled:
             return
-        # before the rank check: `trainer.log_dir` is a collective call (a broadcast)
+        # before the fence: `trainer.log_dir` is a collective call (a broadcast)
         out = self.report.dir or Path(trainer.log_dir or trainer.default_root_dir) / "report"
-        if not trainer.is_global_zero:
-            return
+        with rank_zero_alone(trainer, "GradCam's report") as lead:
+            if lead:
+                self._write_report(trainer, pl_module, out)
+
+    def _write_report(self, trainer: pl.Trainer, pl_module: pl.LightningModule, out: Path) -> None:
         self.last_weights, saved = saved_network_of(pl_module)
         info = {
             "model": saved.name,
@@ -192,7 +198,10 @@ class GradCam(Callback):
                 "nothing is explained"
             )
             return  # on every rank alike: none waits on the broadcast below
-        metrics = self._explain(trainer, pl_module, stage) if trainer.is_global_zero else None
+        metrics = None
+        with rank_zero_alone(trainer, f"GradCam's {stage} explanations") as lead:
+            if lead:
+                metrics = self._explain(trainer, pl_module, stage)
         # One broadcast: every rank logs rank 0's figures, so monitoring callbacks agree.
         metrics = trainer.strategy.broadcast(metrics, src=0)
         if metrics:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import lightning
 import pytest
+import torch
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
@@ -73,3 +74,17 @@ def test_find_unused_parameters_sets_what_the_named_ddp_strategy_sets() -> None:
         "find_unused_parameters",
         "DDPStrategy._ddp_kwargs",
     )
+
+
+def test_the_default_store_is_the_process_groups() -> None:
+    torch.distributed.init_process_group(
+        "gloo", store=torch.distributed.HashStore(), rank=0, world_size=1
+    )
+    try:
+        store = _compat.default_store()
+        store.set("fence", b"done")  # under the group's prefix, in the store the group was given
+        assert store.check(["fence"]) and store.get("fence") == b"done", UPGRADE.replace(
+            "Lightning", "torch"
+        ) % ("default_store", "torch.distributed.distributed_c10d._get_default_store")
+    finally:
+        torch.distributed.destroy_process_group()
