@@ -14,12 +14,13 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from torch import nn
 from typing_extensions import override
 
 from inception_lightning.callbacks._checks import in_range, non_negative_int, one_of, positive_int
 from inception_lightning.callbacks._loggers import has_logger
-from inception_lightning.callbacks._probe import short_name
+from inception_lightning.callbacks._media import media_of, report_folder, warn_unshown
 from inception_lightning.data.protocol import LabelledImages
 from inception_lightning.explain.attribution import (
     INTERPOLATIONS,
@@ -42,8 +43,7 @@ from inception_lightning.explain.numerics import fp32
 from inception_lightning.explain.predictions import predict_dataset
 from inception_lightning.explain.render import overlay_pictures, randomization_plot
 from inception_lightning.explain.sanity import RANK_THRESHOLD, RandomizationCurve
-from inception_lightning.models import InceptionNet, iter_blocks
-from inception_lightning.training.contract import saved_network_of
+from inception_lightning.training.contract import FoundNetwork, find_network, saved_network_of
 
 MIN_GRID = 7
 
@@ -79,13 +79,18 @@ class GradCam(Callback):
     `bf16-true`), with gradients even inside Lightning's `torch.inference_mode` loops, and the
     module's train/eval flags are restored.
 
+    It explains the one Inception network in the LightningModule (ours, timm's or
+    torchvision's: see `models.anatomy`), or the one `network` names. Pictures reach every
+    logger that shows them (TensorBoard, MLflow, W&B, CSV: see `_media`).
+
     At the end of `fit`, an attribution report comparing the methods (`explain.write_report`)
-    is written beside the run, in `<trainer.log_dir>/report` by default, with a progress bar
-    unless the trainer's bar is off.
+    is written beside the run, in `report/` of the run's folder (TensorBoard's or CSV's log
+    dir, W&B's run files) by default, and logged as the run's artifacts where the logger keeps
+    them (MLflow), with a progress bar unless the trainer's bar is off.
 
     Args:
-        layers: dotted module name(s) of `pl_module.model` for the layer methods, fused when
-            several (LayerCAM's fusion); None: its last Inception block.
+        layers: dotted module name(s) in the network for the layer methods, fused when several
+            (LayerCAM's fusion); None: the layer its anatomy names (the last Inception block).
         method: "gradcam", "guided_gradcam", "hirescam", "layercam", "integrated_gradients",
             "occlusion", or a list of them.
         every_n_epochs: run at the end of every n-th validation epoch of `fit`.
@@ -109,6 +114,8 @@ class GradCam(Callback):
         report_dir: the report's folder; None: `report/` in the run's log directory (beside
             its TensorBoard files), so two runs never share one.
         report_per_class: report images per class.
+        network: the Inception network's dotted name in the LightningModule, e.g.
+            "net.backbone"; None finds the one it holds.
     """
 
     def __init__(
@@ -133,6 +140,7 @@ class GradCam(Callback):
         report: bool = True,
         report_dir: str | Path | None = None,
         report_per_class: int = 8,
+        network: str | None = None,
     ) -> None:
         names = [layers] if isinstance(layers, str) else layers
         if names is not None and (not names or not all(isinstance(n, str) and n for n in names)):
@@ -176,6 +184,8 @@ class GradCam(Callback):
         self.report = report
         self.report_dir = None if report_dir is None else Path(report_dir)
         self.report_per_class = report_per_class
+        self.network = network
+        self._found: FoundNetwork | None = None
         self.samples: dict[str, list[int]] = {}
         self.last: dict[str, Explanation] = {}
         self.last_sanity: dict[str, RandomizationCurve] = {}
@@ -191,8 +201,10 @@ class GradCam(Callback):
                 "GradCam runs the model on rank 0 alone, which sharded strategies (FSDP, "
                 "ModelParallel) cannot do; use DDP or a single device"
             )
-        self._attributions(saved_network_of(pl_module)[1])  # checks names, options; no hook
+        self._found = find_network(pl_module, self.network, "GradCam")
+        self._attributions(saved_network_of(pl_module, self._found)[1])  # checks names; no hook
         has_logger(trainer, self, "its overlays and scores are not logged")
+        warn_unshown(trainer, self, "its overlays")
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -211,11 +223,11 @@ class GradCam(Callback):
         if not self.report:
             return
         # before the rank check: `trainer.log_dir` is a collective call (a broadcast)
-        out = self.report_dir or Path(trainer.log_dir or trainer.default_root_dir) / "report"
+        fallback = Path(trainer.log_dir or trainer.default_root_dir) / "report"
         if not trainer.is_global_zero:
             return
         progress = None if trainer.progress_bar_callback is not None else False
-        self.last_weights, saved = saved_network_of(pl_module)
+        self.last_weights, saved = saved_network_of(pl_module, self._found)
         with fp32(saved) as network:
             explainers = self._explainers(trainer, network, "val")
             for explainer in explainers.values():
@@ -227,9 +239,9 @@ class GradCam(Callback):
             )
             predictions = predict_dataset(first.attribution, first.dataset, progress)
         info = {
-            "model": first.attribution.model.name,
+            "model": self._found.anatomy.architecture,
             "weights": self.last_weights,
-            "layers": " + ".join(self.layers) if self.layers else "last Inception block",
+            "layers": " + ".join(self._layers()),
             "interpolation": self.interpolation,
             "epochs": trainer.current_epoch,
             "global step": trainer.global_step,
@@ -237,8 +249,9 @@ class GradCam(Callback):
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
         }
         classes = first.dataset.classes
-        index = write_report(out, runs, classes, info, self.report_per_class, predictions)
-        rank_zero_info(f"GradCam: attribution report in {index}")
+        media = media_of(trainer)
+        with report_folder(media, self.report_dir, fallback, "GradCam") as out:
+            write_report(out, runs, classes, info, self.report_per_class, predictions)
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -248,12 +261,15 @@ class GradCam(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.samples = {k: list(v) for k, v in state_dict["samples"].items()}
 
-    def _attributions(self, network: InceptionNet) -> dict[str, Attribution]:
+    def _layers(self) -> list[str]:
+        return self.layers or list(self._found.anatomy.explain)
+
+    def _attributions(self, network: nn.Module) -> dict[str, Attribution]:
         return {
             method: make_attribution(
                 method,
                 network,
-                self.layers,
+                self._layers(),
                 self.sign,
                 self.interpolation,
                 self.batch_size,
@@ -263,7 +279,7 @@ class GradCam(Callback):
         }
 
     def _explainers(
-        self, trainer: pl.Trainer, network: InceptionNet, stage: str
+        self, trainer: pl.Trainer, network: nn.Module, stage: str
     ) -> dict[str, Explainer]:
         dataset = _dataset(trainer, stage)
         return {
@@ -291,7 +307,7 @@ class GradCam(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
     ) -> dict[str, float]:
         """Explain the stage's sample, log its pictures, and return its scalars."""
-        self.last_weights, saved = saved_network_of(pl_module)
+        self.last_weights, saved = saved_network_of(pl_module, self._found)
         with fp32(saved) as network:
             explainers = self._explainers(trainer, network, stage)
             first = next(iter(explainers.values()))
@@ -331,19 +347,17 @@ class GradCam(Callback):
         self._warned = True
         images = load_batch(explainer.dataset, [index]).images
         size = tuple(images.shape[-2:])
-        network: InceptionNet = layered.model
-        stages = network.spatial_sizes(size[0])
-        fine = [
-            name for name, _ in iter_blocks(network) if min(stages[short_name(name)]) >= MIN_GRID
-        ]
+        anatomy = self._found.anatomy
+        stages = anatomy.grids(layered.model, size[0])
+        fine = [block.module for block in anatomy.blocks if min(stages[block.name]) >= MIN_GRID]
         finest = max(layered.grids(images))
         if min(finest) < MIN_GRID:
             earlier = f"an earlier layer such as {fine[-1]!r}" if fine else "an earlier layer"
             rank_zero_warn(
                 f"GradCam: layers {layered.layers} give at best a {finest[0]}x{finest[1]} map "
                 f"at {size[0]}x{size[1]} input, coarser than {MIN_GRID}x{MIN_GRID}, so they "
-                f"locate little. Use the low-resolution stem (create_model(..., stem='79')) or "
-                f"{earlier}."
+                f"locate little. Use larger inputs, our low-resolution stem "
+                f"(create_model(..., stem='79')) or {earlier}."
             )
 
     def _log_overlays(
@@ -364,11 +378,10 @@ class GradCam(Callback):
         self._log_images(trainer, dict(zip(names, pictures, strict=True)))
 
     def _log_images(self, trainer: pl.Trainer, pictures: dict[str, np.ndarray]) -> None:
-        """`uint8 [H, W, 3]` pictures by tag, to every logger that takes images."""
-        for logger in trainer.loggers:
-            add_image = getattr(logger.experiment, "add_image", None)
-            for tag, picture in pictures.items() if add_image else ():
-                add_image(tag, picture, trainer.global_step, dataformats="HWC")
+        """`uint8 [H, W, 3]` pictures by tag, to every logger that shows images."""
+        for media in media_of(trainer):
+            for tag, picture in pictures.items():
+                media.image(tag, picture, trainer.global_step)
 
 
 def _dataset(trainer: pl.Trainer, stage: str) -> Any:
