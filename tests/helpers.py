@@ -91,6 +91,8 @@ def wandb_records(run_dir: Path) -> Iterator[Any]:
             offset += block - offset % block
             continue
         _crc, length, kind = struct.unpack("<IHB", data[offset : offset + 7])
+        if offset + 7 + length > len(data):  # still being written
+            return
         chunk = data[offset + 7 : offset + 7 + length]
         offset += 7 + length
         if kind == 0:  # zero padding
@@ -103,13 +105,24 @@ def wandb_records(run_dir: Path) -> Iterator[Any]:
             yield record
 
 
-def wandb_history(run_dir: Path) -> list[dict[str, Any]]:
+def wandb_history(run_dir: Path, timeout: float = 60.0) -> list[dict[str, Any]]:
     """The rows the run logged (`run.log`), each key to its JSON-decoded value; media (images,
-    histograms, HTML) as dictionaries of their fields (`_type`, `path`, `values`, ...)."""
-    import json
+    histograms, HTML) as dictionaries of their fields (`_type`, `path`, `values`, ...).
 
+    wandb's core process may still be writing the file when `wandb.finish()` returns: this
+    waits (up to `timeout` seconds) for the run's last record, its exit record.
+    """
+    import json
+    import time
+
+    deadline = time.monotonic() + timeout
+    records = list(wandb_records(run_dir))
+    while not any(r.WhichOneof("record_type") == "exit" for r in records):
+        assert time.monotonic() < deadline, f"{run_dir} has no exit record: the run did not end"
+        time.sleep(0.2)
+        records = list(wandb_records(run_dir))
     rows = []
-    for record in wandb_records(run_dir):
+    for record in records:
         if record.WhichOneof("record_type") == "history":
             row: dict[str, Any] = {}
             for item in record.history.item:
