@@ -1,7 +1,9 @@
 """Every logger shows what the callbacks draw: the branch statistics, histograms and heat map,
 the dying-residual report, the Grad-CAM overlays and scores, and the attribution report, each
 read back through the logger's own reader (TensorBoard's event files, the CSV files, an MLflow
-tracking server on 127.0.0.1 through `MlflowClient`, W&B's offline run folder)."""
+tracking server on 127.0.0.1 through `MlflowClient`, W&B's offline run folder); and the example
+script, a plain Lightning project around timm's Inception-v3, logs them into that MLflow
+server."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import DatasetsModule
+from conftest import DatasetsModule, write_tree
 from helpers import Noise, Recorded, UserModule, wandb_history
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from PIL import Image
@@ -30,6 +32,7 @@ from inception_lightning.models import InceptionNet
 from inception_lightning.models.net import Architecture
 from inception_lightning.models.specs import Conv, Stage
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "timm_inception_v3.py"
 # What each run must show (tags with `{grid}`: the block's grid at 299 px).
 BRANCH_MEAN = "watch.branch.mean.{grid}/block/b3x3"
 HISTOGRAM = "watch.branch.activation.{grid}/block/b3x3"
@@ -239,3 +242,35 @@ def test_other_loggers_get_one_warning_per_callback(tmp_path: Path) -> None:
         "GradCam",
     ]
     assert lines[0].startswith("BranchActivationStats: Recorded cannot show its heat map")
+
+
+@pytest.mark.e2e
+def test_example_script_trains_timm_v3_into_an_mlflow_run(
+    tmp_path: Path, mlflow_server: str | None
+) -> None:
+    if mlflow_server is None:
+        pytest.skip("the mlflow extra: pip install -e '.[mlflow]'")
+    from mlflow.tracking import MlflowClient
+
+    write_tree(tmp_path / "data", classes=("cat", "dog"), n=2)  # 2 steps of 2, 4 to validate
+    wait_until_up(mlflow_server)
+    command = [
+        sys.executable, str(EXAMPLE), "--data", "data", "--tracking-uri", mlflow_server,
+        "--image-size", "75", "--batch-size", "2", "--epochs", "1", "--log-every", "1",
+        "--workers", "0",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    client = MlflowClient(mlflow_server)
+    (run,) = client.search_runs([client.get_experiment_by_name("timm_inception_v3").experiment_id])
+    assert f"MLflow run {run.info.run_id}" in done.stdout
+    metrics = set(run.data.metrics)
+    # timm's names, seen as the paper's: Mixed_6b.branch7x7dbl_5 is mixed_6b's b7x7dbl
+    assert {"watch.branch.mean.17x17/mixed_6b/b7x7dbl", "val/loss", "gradcam/val/deletion_auc"} <= (
+        metrics
+    )
+    images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
+    assert any(path.startswith("images/gradcam~val~overlays~") for path in images)
+    report = [a.path for a in client.list_artifacts(run.info.run_id, "report")]
+    assert "report/index.html" in report
