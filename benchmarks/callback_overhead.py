@@ -21,7 +21,7 @@ than ours beyond the noise ("flag hooks", our design alternative, is left out th
 Usage:
     python benchmarks/callback_overhead.py            # 100 timed steps, 3 repeats
     python benchmarks/callback_overhead.py --tiny     # a few seconds, for CI
-    python benchmarks/callback_overhead.py --timm --batch 8 --repeats 2   # ours v3 beside timm's
+    OMP_NUM_THREADS=1 python benchmarks/callback_overhead.py --timm --cpu-time   # v3: ours, timm's
     python benchmarks/callback_overhead.py --accelerator gpu --model inception_resnet_v2 \
         --width 1 --size 299 --batch 128 --precision bf16-mixed --repeats 2
 """
@@ -32,6 +32,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 
 import lightning.pytorch as pl
@@ -52,24 +53,27 @@ from inception_lightning.training.module import InceptionClassifier
 
 
 class StepTimer(pl.Callback):
-    """Wall time of each step from `first` on (end of one step to the end of the next)."""
+    """Time of each step from `first` on (end of one step to the end of the next), by `clock`:
+    wall time, or the process's CPU time (`time.process_time`), which with one thread is the
+    work done whatever else the machine runs."""
 
-    def __init__(self, first: int) -> None:
+    def __init__(self, first: int, clock: Callable[[], float] = time.perf_counter) -> None:
         self.first = first
+        self.clock = clock
         self.last_end = 0.0
         self.epoch_end = 0.0
         self.durations: dict[int, float] = {}
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         _sync(trainer)
-        now = time.perf_counter()
+        now = self.clock()
         step = trainer.global_step - 1
         if step >= self.first:
             self.durations[step] = now - self.last_end
         self.last_end = now
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.epoch_end = time.perf_counter() - self.last_end  # after the other callbacks' hooks
+        self.epoch_end = self.clock() - self.last_end  # after the other callbacks' hooks
 
 
 class FlagHooks(pl.Callback):
@@ -164,7 +168,7 @@ def run(
         "ema + diagnostics": [InceptionEMA(), *diagnostics],
         "flag hooks": [FlagHooks(args.every)],
     }[mode]
-    timer = StepTimer(first=1)
+    timer = StepTimer(first=1, clock=time.process_time if args.cpu_time else time.perf_counter)
     trainer = pl.Trainer(
         accelerator=args.accelerator,
         devices=1,
@@ -197,6 +201,12 @@ def main() -> None:
     parser.add_argument(
         "--timm", action="store_true", help="our Inception-v3 beside timm's, both full width"
     )
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="the process's CPU time, not wall time: with OMP_NUM_THREADS=1, figures that hold "
+        "on a busy machine",
+    )
     args = parser.parse_args()
     if args.tiny:
         args.steps, args.every, args.batch, args.repeats = 4, 2, 2, 1
@@ -217,7 +227,8 @@ def main() -> None:
                     epoch_end[network, mode].append(seconds)
     what = "inception_v3 width 1.0" if args.timm else f"{args.model} width {args.width}"
     print(f"{what}, {args.size} px, batch {args.batch}, ", end="")
-    print(f"{args.steps} timed steps, every_n_steps={args.every}, {args.repeats} repeats")
+    print(f"{args.steps} timed steps, every_n_steps={args.every}, {args.repeats} repeats, ", end="")
+    print("CPU time" if args.cpu_time else "wall time")
     print("ratio: best total time against the best without callbacks (sensitive to other load);")
     print("in-run: extra time of the observed steps over the median other step of the same run,")
     print("spread over every_n_steps steps, as a fraction of that median.")

@@ -28,11 +28,14 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from inception_lightning.callbacks import BranchActivationStats, DyingResidualDetector, GradCam
+from inception_lightning.cli import main
 from inception_lightning.models import InceptionNet
 from inception_lightning.models.net import Architecture
 from inception_lightning.models.specs import Conv, Stage
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "timm_inception_v3.py"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "timm_inception_v3.py"
+CONF = ROOT / "conf"
 # What each run must show (tags with `{grid}`: the block's grid at 299 px).
 BRANCH_MEAN = "watch.branch.mean.{grid}/block/b3x3"
 HISTOGRAM = "watch.branch.activation.{grid}/block/b3x3"
@@ -274,3 +277,28 @@ def test_example_script_trains_timm_v3_into_an_mlflow_run(
     assert any(path.startswith("images/gradcam~val~overlays~") for path in images)
     report = [a.path for a in client.list_artifacts(run.info.run_id, "report")]
     assert "report/index.html" in report
+
+
+def test_console_script_quickstart_with_a_csv_logger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped quickstart with `--trainer.logger CSVLogger`: the Grad-CAM overlays land as
+    PNG files beside `metrics.csv`, and the report beside them."""
+    monkeypatch.chdir(tmp_path)
+    logger = (
+        '{"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "csv"}}'
+    )
+    main([
+        "fit", "-c", str(CONF / "quickstart.yaml"), "--trainer.logger", logger,
+        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+        "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
+        "--trainer.callbacks.sanity_samples", "0", "--trainer.callbacks.report_per_class", "1",
+        "--model.model_kwargs", '{"width": 0.0625, "stem": "79"}',
+        "--data.init_args.num_samples", "40", "--data.init_args.batch_size", "8",
+    ])  # fmt: skip
+    run = tmp_path / "csv" / "quickstart" / "version_0"  # the recipe names the run
+    with (run / "media" / "index.csv").open() as file:
+        overlays = [row for row in csv.DictReader(file) if row["tag"].startswith(OVERLAY)]
+    assert overlays and all((run / "media" / row["file"]).is_file() for row in overlays)
+    assert (run / "report" / "index.html").is_file()
+    assert "val_ema/acc1" in (run / "metrics.csv").read_text()
