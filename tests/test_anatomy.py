@@ -23,10 +23,12 @@ from inception_lightning.callbacks import (
     FineTuning,
     GradCam,
 )
+from inception_lightning.cli import main
 from inception_lightning.models.anatomy import Site, anatomy_of
 from inception_lightning.models.weights import map_to_timm_state_dict
 from inception_lightning.training import NetworkNotFoundError
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
 SIZE = 75  # the smallest input all four take at full width (timm's have no width multiplier)
 CLASSES = 4
 
@@ -227,3 +229,20 @@ def test_network_names_the_one_to_watch(tmp_path: Path) -> None:
     stats = BranchActivationStats(every_n_steps=1, network="net.inception")
     fit_once(Wrapped(), stats, tmp_path, logger)
     assert logger.metrics["watch.branch.mean.8x8/mixed_7c/b3x3"] > 0
+
+
+def test_console_script_names_a_network_that_is_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main([
+            "fit", "-c", str(CONF / "quickstart.yaml"), "--trainer.callbacks.network", "model.head",
+            "--model.model_kwargs", '{"width": 0.0625, "stem": "79"}',
+            "--data.init_args.num_samples", "40", "--trainer.enable_progress_bar", "false",
+        ])  # fmt: skip
+    assert str(stopped.value) == (
+        "inception-lightning: error: GradCam: network='model.head' in InceptionClassifier is a "
+        f"ClassifierHead, no Inception architecture the callbacks know ({KNOWN}); pass one of "
+        "InceptionClassifier's: 'model' (inception_lightning inception_resnet_v1)"
+    )
