@@ -184,19 +184,18 @@ class ActivationProbe:
         self._observe(key, site, samples, output)
 
     def _observe(self, key: str, site: Site | None, samples: int, x: Tensor) -> None:
-        scale = 1.0
         if site is not None:
-            x, scale = site.select(x), site.scale
+            x = site.select(x.detach())
+            # the scaled tensor itself, not scaled sums: its statistics are then bit for bit
+            # those of a network that scales before its hook point (ours)
+            x = x * site.scale if site.scale != 1.0 else x
         sums = activation_sums(x)
-        if scale != 1.0:  # the scaled tensor's sums, without computing the scaled tensor
-            sums[1] *= scale
-            sums[2] *= scale * scale
         previous = self._sums.get(key)
         self._sums[key] = sums if previous is None else previous + sums
         if samples and key not in self.samples:
             flat = x.detach().reshape(-1)
             stride = max(1, flat.numel() // samples)
-            self.samples[key] = flat[::stride][:samples].to(torch.float32, copy=True) * scale
+            self.samples[key] = flat[::stride][:samples].to(torch.float32, copy=True)
 
 
 def is_due(step: int, every_n_steps: int) -> bool:

@@ -86,15 +86,14 @@ class Table:
         offset: int | None = 0  # the branch's first channel in the block's concatenation
         for name, ref in self.branches[kind].items():
             parts = () if ref == POOLED else (ref,) if isinstance(ref, str) else ref
+            width = _out_channels(block, parts)
             if len(parts) == 1:
-                branches[name] = Site(f"{path}.{ref}")
+                branches[name] = Site(f"{path}.{parts[0]}")
             elif offset is None:
                 raise ValueError(f"{self.architecture} table: {kind}.{name} follows a pool module")
-            width = _out_channels(block, parts)
-            if ref == POOLED:
-                branches[name] = Site(path, channels=(offset, None))
-            elif len(parts) > 1:
-                branches[name] = Site(path, channels=(offset, offset + width))
+            else:
+                stop = None if ref == POOLED else offset + width
+                branches[name] = Site(path, channels=(offset, stop))
             offset = None if offset is None or width is None else offset + width
         projection = self.projections.get(kind)
         if projection is None:

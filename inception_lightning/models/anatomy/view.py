@@ -39,11 +39,13 @@ class Site:
     scale: float = 1.0
 
     def select(self, x: Tensor) -> Tensor:
-        """The observed part of the module's tensor `x`, before the scale."""
+        """The observed part of the module's tensor `x`, before the scale: a channel slice is
+        copied into a tensor of its own, which reductions sum in the same order as a branch
+        output that is a tensor of its own (a strided view would round differently)."""
         if self.channels is None:
             return x
         start, stop = self.channels
-        return x[:, start:stop]
+        return x[:, start:stop].contiguous()
 
 
 @dataclass(frozen=True)
