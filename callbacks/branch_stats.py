@@ -7,7 +7,6 @@ import numpy as np
 from matplotlib.figure import Figure
 from typing_extensions import override
 
-from inception_lightning.callbacks._checks import positive_int
 from inception_lightning.callbacks._loggers import has_logger
 from inception_lightning.callbacks._media import media_of, warn_unshown
 from inception_lightning.callbacks._probe import (
@@ -18,6 +17,7 @@ from inception_lightning.callbacks._probe import (
     norm_ratio,
 )
 from inception_lightning.callbacks._sections import HEATMAP, block_tag, branch_tag, grids
+from inception_lightning.models.options import positive_int
 from inception_lightning.training.contract import FoundNetwork
 
 HEATMAP_STATS = {"energy_share": "energy share", "dead_fraction": "dead channels"}

@@ -26,7 +26,7 @@ class FineTuning(Callback):
     anatomy names (the classifier and the aux head, which always train: our `head` and `aux`,
     timm's `fc`, `last_linear` or `classif`, torchvision's `fc` and `AuxLogits`). With
     `InceptionClassifier`, the backbone's learning rate relative to the heads' is the module's
-    `backbone_lr_scale`.
+    `optim.backbone_lr_scale`.
 
     Args:
         freeze_backbone_epochs: train only the heads for this many epochs. Under DDP this

@@ -30,7 +30,8 @@ from lightning.pytorch.loggers import MLFlowLogger
 from torch import Tensor
 
 from inception_lightning.callbacks import BranchActivationStats, GradCam, InceptionEMA
-from inception_lightning.data import ImageFolderDataModule
+from inception_lightning.data import CropOptions, ImageFolderDataModule, LoaderOptions
+from inception_lightning.explain import ReportOptions, SampleOptions, SanityOptions
 
 
 class Classifier(pl.LightningModule):
@@ -76,12 +77,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     data = ImageFolderDataModule(
-        args.data, batch_size=args.batch_size, image_size=args.image_size, num_workers=args.workers
+        args.data,
+        crop=CropOptions(image_size=args.image_size),
+        loader=LoaderOptions(batch_size=args.batch_size, num_workers=args.workers),
     )
     model = Classifier(num_classes=len(data.classes), pretrained=args.pretrained)
     callbacks = [
         BranchActivationStats(every_n_steps=args.log_every),
-        GradCam(per_class=2, max_samples=16, sanity_samples=2, report_per_class=4),
+        GradCam(
+            sample=SampleOptions(per_class=2, max_samples=16),
+            sanity=SanityOptions(samples=2),
+            report=ReportOptions(per_class=4),
+        ),
         InceptionEMA(decay=0.999),
     ]
     logger = MLFlowLogger(experiment_name=args.experiment, tracking_uri=args.tracking_uri)

@@ -13,8 +13,8 @@ import timm
 import torch
 import torchvision
 from conftest import DatasetsModule
-from helpers import Noise, Recorded, UserModule, calibrate_batchnorm
 from torch import Tensor, nn
+from user_project import Noise, Recorded, UserModule, calibrate_batchnorm
 
 from inception_lightning import create_model
 from inception_lightning.callbacks import (
@@ -24,6 +24,13 @@ from inception_lightning.callbacks import (
     GradCam,
 )
 from inception_lightning.cli import main
+from inception_lightning.explain import (
+    MapOptions,
+    ReportOptions,
+    SampleOptions,
+    SanityOptions,
+    ScoreOptions,
+)
 from inception_lightning.models.anatomy import Site, anatomy_of
 from inception_lightning.models.weights import map_to_timm_state_dict
 from inception_lightning.training import NetworkNotFoundError
@@ -76,9 +83,13 @@ def watch(net: nn.Module, root: Path) -> tuple[dict[str, float], Tensor]:
     validation epoch with Grad-CAM: every logged `watch.*` scalar, and the Grad-CAM maps."""
     torch.manual_seed(0)
     cam = GradCam(
-        layers=last_35x35_block(net), method="gradcam", sign="signed", per_class=1, max_samples=2,
-        max_misclassified=0, steps=1, batch_size=2, sanity_samples=0, report=False,
-    )  # fmt: skip
+        layers=last_35x35_block(net),
+        sample=SampleOptions(per_class=1, max_samples=2, max_misclassified=0),
+        maps=MapOptions(sign="signed", batch_size=2),
+        scores=ScoreOptions(steps=1),
+        sanity=SanityOptions(samples=0),
+        report=ReportOptions(enabled=False),
+    )
     logger = Recorded()
     callbacks = [BranchActivationStats(every_n_steps=1), DyingResidualDetector(every_n_steps=1)]
     trainer = pl.Trainer(

@@ -10,9 +10,9 @@ import timm
 import torch
 import torch.nn.functional as F
 from conftest import DatasetsModule
-from helpers import Noise, UserModule, calibrate_batchnorm
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import Tensor
+from user_project import Noise, UserModule, calibrate_batchnorm
 
 from inception_lightning.callbacks import FineTuning, InceptionEMA
 

@@ -22,13 +22,20 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from conftest import DatasetsModule, write_tree
-from helpers import Noise, Recorded, UserModule, wandb_history
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from user_project import Noise, Recorded, UserModule, wandb_history
 
 from inception_lightning.callbacks import BranchActivationStats, DyingResidualDetector, GradCam
 from inception_lightning.cli import main
+from inception_lightning.explain import (
+    MapOptions,
+    ReportOptions,
+    SampleOptions,
+    SanityOptions,
+    ScoreOptions,
+)
 from inception_lightning.models import InceptionNet
 from inception_lightning.models.net import Architecture
 from inception_lightning.models.specs import Conv, Stage
@@ -50,7 +57,7 @@ def mini_net() -> InceptionNet:
     (bias -1e4 before the ReLU): a dead pre-pool unit, so the detector reports at once."""
     spec = {"b1x1": (Conv(4),), "b3x3": (Conv(4), Conv(4, 3, padding=1))}
     arch = Architecture(
-        stems={"299": (Stage("conv2d_1a_3x3", Conv(8, 3, stride=2)),)},
+        stems={299: (Stage("conv2d_1a_3x3", Conv(8, 3, stride=2)),)},
         body=(Stage("block", spec, residual_scale=0.2),),
         aux_after="block",
         aux_default=False,
@@ -69,7 +76,13 @@ def fit(logger: Logger, root: Path) -> tuple[pl.Trainer, DyingResidualDetector]:
     callbacks = [
         BranchActivationStats(every_n_steps=1, histogram_every_n_steps=3),
         detector,
-        GradCam(per_class=1, steps=2, sanity_samples=1, report_per_class=1, batch_size=2),
+        GradCam(
+            sample=SampleOptions(per_class=1),
+            maps=MapOptions(batch_size=2),
+            scores=ScoreOptions(steps=2),
+            sanity=SanityOptions(samples=1),
+            report=ReportOptions(per_class=1),
+        ),
     ]
     trainer = pl.Trainer(
         accelerator="cpu", max_steps=3, limit_train_batches=3, num_sanity_val_steps=0,
@@ -292,7 +305,7 @@ def test_console_script_quickstart_with_a_csv_logger(
         "fit", "-c", str(CONF / "quickstart.yaml"), "--trainer.logger", logger,
         "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
         "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
-        "--trainer.callbacks.sanity_samples", "0", "--trainer.callbacks.report_per_class", "1",
+        "--trainer.callbacks.sanity.samples", "0", "--trainer.callbacks.report.per_class", "1",
         "--model.model_kwargs", '{"width": 0.0625, "stem": "79"}',
         "--data.init_args.num_samples", "40", "--data.init_args.batch_size", "8",
     ])  # fmt: skip

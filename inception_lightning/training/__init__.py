@@ -30,6 +30,12 @@ from inception_lightning.training.exporter import ExportError, export
 from inception_lightning.training.loggers import ExclusiveTensorBoardLogger
 from inception_lightning.training.module import InceptionClassifier
 from inception_lightning.training.optim import InceptionRMSprop, InceptionStepDecay
+from inception_lightning.training.training_options import (
+    ComputeOptions,
+    InitOptions,
+    LossOptions,
+    OptimOptions,
+)
 
 MOVED_TO_CALLBACKS = (
     "FineTuning",
@@ -57,6 +63,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AtomicCheckpointIO",
     "CheckpointMismatchError",
+    "ComputeOptions",
     "Description",
     "ExclusiveTensorBoardLogger",
     "ExportError",
@@ -64,9 +71,12 @@ __all__ = [
     "InceptionClassifier",
     "InceptionRMSprop",
     "InceptionStepDecay",
+    "InitOptions",
     "LoadedNetwork",
+    "LossOptions",
     "NetworkModule",
     "NetworkNotFoundError",
+    "OptimOptions",
     "export",
     "find_network",
     "load_network",
