@@ -307,7 +307,7 @@ def test_console_script_quickstart_with_a_csv_logger(
         "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
         "--trainer.callbacks.sanity.samples", "0", "--trainer.callbacks.report.per_class", "1",
         "--model.model_kwargs", '{"width": 0.0625, "stem": "79"}',
-        "--data.init_args.num_samples", "40", "--data.init_args.batch_size", "8",
+        "--data.init_args.num_samples", "40", "--data.init_args.loader.batch_size", "8",
     ])  # fmt: skip
     run = tmp_path / "csv" / "quickstart" / "version_0"  # the recipe names the run
     with (run / "media" / "index.csv").open() as file:
