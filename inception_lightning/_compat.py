@@ -29,6 +29,7 @@ __all__ = [
     "is_local_path",
     "merge_checkpoint_hparams",
     "set_subcommand_help",
+    "subcommand_parser",
     "writes_logs",
 ]
 
@@ -65,6 +66,14 @@ def cli_trainer_parts(cli: LightningCLI, **overrides: Any) -> tuple[dict[str, An
     config = {**cli._get(cli.config_init, "trainer", default={}), **overrides}
     keys = cli._parser(cli.subcommand).callback_keys
     return config, [cli._get(cli.config_init, key) for key in keys]
+
+
+def subcommand_parser(cli: LightningCLI, subcommand: str) -> ArgumentParser:
+    """The parser of one of LightningCLI's subcommands, whose `error` names it (`prog fit`).
+
+    LightningCLI keeps them privately, and reads them through the same private helper.
+    """
+    return cli._parser(subcommand)
 
 
 def build_cli_trainer(

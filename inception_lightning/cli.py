@@ -30,6 +30,7 @@ from inception_lightning._compat import (
     cli_trainer_parts,
     merge_checkpoint_hparams,
     set_subcommand_help,
+    subcommand_parser,
 )
 from inception_lightning.callbacks import LoggingStepProgressBar, TensorBoardDashboards
 from inception_lightning.commands import COMMANDS
@@ -37,6 +38,7 @@ from inception_lightning.data.errors import DatasetError
 from inception_lightning.models import InputTooSmallError
 from inception_lightning.models.weights import CheckpointError
 from inception_lightning.parser import InceptionArgumentParser
+from inception_lightning.path_checks import checkpoint_problem
 from inception_lightning.recipes import RecipeOrConfigFile, recipe_names
 from inception_lightning.training import (
     Description,
@@ -128,7 +130,11 @@ class InceptionCLI(LightningCLI):
         self.trained_hparams: dict[str, Any] = {}
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if path and Path(path).is_file():  # "last", "best", URLs: Lightning resolves them
+        if not path:
+            return
+        if problem := checkpoint_problem(str(path)):
+            subcommand_parser(self, subcommand).error(f"ckpt_path: {problem}")
+        if Path(path).is_file():  # "last", "best", URLs: Lightning resolves them
             checkpoint = read_checkpoint(path)  # upgraded to today's names
             self.trained = read_description(checkpoint, path)
             self.trained_hparams = dict(checkpoint.get(HPARAMS_KEY) or {})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning
 import pytest
 import torch
@@ -88,3 +90,19 @@ def test_the_default_store_is_the_process_groups() -> None:
         ) % ("default_store", "torch.distributed.distributed_c10d._get_default_store")
     finally:
         torch.distributed.destroy_process_group()
+
+
+def test_a_subcommands_parser_is_the_one_that_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # InceptionCLI reports a missing --ckpt_path through `subcommand_parser(cli, "fit")`
+    with pytest.raises(SystemExit):
+        InceptionCLI(InceptionClassifier, LightningDataModule, subclass_mode_data=True, args=[
+            "fit", "--data", "inception_lightning.data.SyntheticDataModule",
+            "--ckpt_path", str(tmp_path / "nope.ckpt"),
+        ])  # fmt: skip
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.split(maxsplit=1)[1].startswith("fit: error: ckpt_path:"), UPGRADE % (
+        "subcommand_parser",
+        f"LightningCLI._parser: {line}",
+    )

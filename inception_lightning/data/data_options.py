@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
 
+from jsonargparse.typing import NonNegativeInt, PositiveInt
+
 from inception_lightning.models.options import OptionGroup, one_of
 
 BadFiles = Literal["error", "skip"]
@@ -21,8 +23,8 @@ class LoaderOptions(OptionGroup):
     """How the dataloaders batch and load.
 
     Args:
-        batch_size: images per batch (per device).
-        num_workers: loader processes; None: the datamodule's default (`default_num_workers`
+        batch_size: images per batch (per device), >= 1.
+        num_workers: loader processes, >= 0; None: the datamodule's default (`default_num_workers`
             for the trainer's devices on this node; 0 for the built-in dataset, whose images
             are tensors already).
         pin_memory: None pins when CUDA is available.
@@ -30,8 +32,8 @@ class LoaderOptions(OptionGroup):
 
     prefix: ClassVar[str] = "loader"
 
-    batch_size: int = 32
-    num_workers: int | None = None
+    batch_size: PositiveInt = 32
+    num_workers: NonNegativeInt | None = None
     pin_memory: bool | None = None
 
 
@@ -66,6 +68,7 @@ class SplitOptions(OptionGroup):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(
                 f"{self.key('val_fraction')} must lie in (0, 1), got {self.val_fraction}"
@@ -110,4 +113,5 @@ class FileOptions(OptionGroup):
     boxes_file: str | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         one_of(self.key("bad_files"), self.bad_files, get_args(BadFiles))

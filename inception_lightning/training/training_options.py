@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from inception_lightning.models.options import OptionGroup
+from jsonargparse.typing import NonNegativeFloat
+
+from inception_lightning.models.options import Fraction, OptionGroup
 
 
 @dataclass(frozen=True)
@@ -17,14 +19,15 @@ class LossOptions(OptionGroup):
     """The training loss: `CE_ls(logits) + aux_weight * CE_ls(aux_logits)`.
 
     Args:
-        label_smoothing: epsilon of the label-smoothed cross-entropy (v3 paper sect. 7: 0.1).
-        aux_weight: weight of the aux head's loss (TF-slim: 0.4).
+        label_smoothing: epsilon of the label-smoothed cross-entropy, in [0, 1) (v3 paper sect.
+            7: 0.1).
+        aux_weight: weight of the aux head's loss, >= 0 (TF-slim: 0.4).
     """
 
     prefix: ClassVar[str] = "loss"
 
-    label_smoothing: float = 0.1
-    aux_weight: float = 0.4
+    label_smoothing: Fraction = 0.1
+    aux_weight: NonNegativeFloat = 0.4
 
 
 @dataclass(frozen=True)
