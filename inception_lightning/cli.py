@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning.pytorch as pl
 from jsonargparse import ActionConfigFile, Namespace
@@ -70,7 +70,8 @@ LIGHTNING_COMMANDS = {
     "predict": "Run a model on the data's predict set.",
 }
 
-# Errors about the user's input, raised while running: shown as one line, not a traceback.
+# Errors about the user's input, raised while running: shown as one line, not a traceback,
+# with the exit code of a value refused while parsing (`bad_input`).
 USER_ERRORS = (
     CheckpointError,
     DatasetError,
@@ -232,7 +233,7 @@ def run_command(name: str, args: list[str]) -> None:
         made = COMMANDS[name](**kwargs)
     except (*USER_ERRORS, ValueError, KeyError, OSError) as err:
         # the arguments parsed: the user needs the one line, not the usage
-        raise SystemExit(f"{PROG} {name}: error: {err}") from None
+        bad_input(f"{PROG} {name}: error: {err}")
     print(f"wrote {made}" if isinstance(made, Path) else made)
 
 
@@ -249,7 +250,14 @@ def lightning_main(argv: list[str] | None) -> None:
             args=argv,
         )
     except USER_ERRORS as err:
-        raise SystemExit(f"{PROG}: error: {err}") from None
+        bad_input(f"{PROG}: error: {err}")
+
+
+def bad_input(line: str) -> NoReturn:
+    """End the console script on the user's input found while running: `line` on stderr and
+    exit code 2, as argparse (and so jsonargparse) ends on a value refused while parsing."""
+    print(line, file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main(argv: list[str] | None = None) -> None:
