@@ -3,13 +3,19 @@ reported at setup."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
+from torch.utils.data import TensorDataset
 
 from inception_lightning.cli import main
 from inception_lightning.data import SyntheticDataset
+from inception_lightning.data.balanced_sampler import ClassBalancedSampler
 from inception_lightning.data.builtin.make_dataset import long_tail_counts
+from inception_lightning.data.loading import make_loader
+from inception_lightning.data.resumable import ResumableDataLoader
 
 
 def _counts(folder: Path) -> dict[str, int]:
@@ -56,3 +62,83 @@ def test_bad_counts_end_in_one_line(
         main(["make-dataset", "--out", str(tmp_path / "x"), "--num_classes", "2", *flags])
     assert message in str(exit_info.value.code)
     assert "Traceback" not in capsys.readouterr().err
+
+
+LABELS = [0] * 12 + [1] * 3 + [2] * 1  # 16 samples, 12:3:1
+
+
+def test_sampler_weights_make_every_class_equally_likely() -> None:
+    sampler = ClassBalancedSampler(LABELS, seed=0)
+    assert sampler.class_counts == [12, 3, 1]
+    by_class = torch.zeros(3, dtype=torch.float64).index_add_(
+        0, torch.tensor(LABELS), sampler.weights
+    )
+    torch.testing.assert_close(by_class, torch.ones(3, dtype=torch.float64))  # 12/12, 3/3, 1/1
+    sqrt = ClassBalancedSampler(LABELS, power=0.5, seed=0).weights
+    torch.testing.assert_close(
+        sqrt[[0, 12, 15]], torch.tensor([12, 3, 1.0]) ** -0.5, check_dtype=False
+    )
+    drawn = Counter(LABELS[i] for epoch in range(200) for i in _epoch(sampler, epoch))
+    assert len(sampler) == 16 and sum(drawn.values()) == 3200
+    assert all(abs(drawn[c] / 3200 - 1 / 3) < 0.03 for c in range(3)), drawn  # shuffled, class 0 would fill 3/4
+
+
+def _epoch(sampler: ClassBalancedSampler, epoch: int) -> list[int]:
+    sampler.set_epoch(epoch)
+    return list(sampler)
+
+
+def test_sampler_splits_each_epoch_across_ranks() -> None:
+    alone = ClassBalancedSampler(LABELS, seed=3, num_replicas=1, rank=0)
+    ranks = [ClassBalancedSampler(LABELS, seed=3, num_replicas=2, rank=r) for r in (0, 1)]
+    for epoch in (0, 1):
+        whole = _epoch(alone, epoch)
+        shares = [_epoch(rank, epoch) for rank in ranks]
+        assert [len(share) for share in shares] == [8, 8]
+        assert shares[0] == whole[0::2] and shares[1] == whole[1::2]  # disjoint, together all
+    assert _epoch(alone, 0) != _epoch(alone, 1)  # a new draw every epoch
+    odd = [ClassBalancedSampler(LABELS[:15], seed=3, num_replicas=2, rank=r) for r in (0, 1)]
+    assert [len(list(s)) for s in odd] == [8, 8]  # 15 rounded up: every rank takes as many steps
+
+
+def test_sampler_seed_defaults_to_seed_everythings() -> None:
+    torch.manual_seed(7)
+    a = _epoch(ClassBalancedSampler(LABELS), 0)
+    torch.manual_seed(7)
+    assert _epoch(ClassBalancedSampler(LABELS), 0) == a
+    torch.manual_seed(8)
+    assert _epoch(ClassBalancedSampler(LABELS), 0) != a
+
+
+def test_loader_with_the_sampler_resumes_mid_epoch_with_the_same_batches() -> None:
+    data = TensorDataset(torch.arange(16))
+
+    def loader() -> ResumableDataLoader:
+        made = make_loader(data, 3, True, 0, False, sampler=ClassBalancedSampler(LABELS, seed=1))
+        assert isinstance(made, ResumableDataLoader)
+        made.sampler.set_epoch(2)  # as Lightning does at the start of every epoch and on resuming
+        return made
+
+    whole = loader()
+    batches = iter(whole)
+    first = [next(batches)[0] for _ in range(2)]
+    state = whole.state_dict()
+    rest = [b[0] for b in batches]
+    resumed = loader()
+    resumed.load_state_dict(state)
+    assert [b[0].tolist() for b in resumed] == [b.tolist() for b in rest]
+    assert len(first) + len(rest) == 6
+    drawn = torch.cat(first + rest).tolist()
+    assert drawn == _epoch(ClassBalancedSampler(LABELS, seed=1), 2)
+
+
+def test_only_a_shuffled_loader_takes_a_sampler() -> None:
+    with pytest.raises(ValueError, match="only a shuffled loader takes one"):
+        make_loader(
+            TensorDataset(torch.arange(16)),
+            3,
+            False,
+            0,
+            False,
+            sampler=ClassBalancedSampler(LABELS),
+        )

@@ -45,7 +45,8 @@ class InceptionClassifier(LightningModule):
 
     Loss: `CE_ls(logits) + aux_weight * CE_ls(aux_logits)`, label-smoothed cross-entropy
     (v3 paper sect. 7), the aux term only with an aux head. Validation and test run in eval mode
-    on the main logits and log `loss`, `acc1`, `acc5` and `ece` (expected calibration error)
+    on the main logits and log `loss`, `acc1`, `balanced_acc` (the mean per-class recall), `acc5`
+    and `ece` (expected calibration error)
     under `val/` and `test/`; `predict` returns softmax probabilities. A module restored from a
     checkpoint that holds EMA weights (`validate` / `test --ckpt_path`) evaluates those and says
     so: it logs under `val_ema/` and `test_ema/`, the names fit logs the average under.
@@ -413,10 +414,15 @@ _WEIGHT_NAMES = {"ema": "EMA weights", "raw": "raw (optimiser's) weights"}
 
 
 def _metrics(num_classes: int, stage: str) -> MetricCollection:
-    """acc1, acc5 and ECE, keyed `<stage>/<name>`."""
+    """acc1, balanced accuracy, acc5 and ECE, keyed `<stage>/<name>`.
+
+    Balanced accuracy is the mean of the per-class recalls (torchmetrics' macro average): on an
+    imbalanced set it weighs every class alike, where acc1 follows the large classes.
+    """
     return MetricCollection(
         {
             "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+            "balanced_acc": MulticlassAccuracy(num_classes, top_k=1, average="macro"),
             "acc5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
             "ece": MulticlassCalibrationError(num_classes, n_bins=15),
         },
