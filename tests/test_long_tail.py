@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY
 from torch.utils.data import TensorDataset
 
 from inception_lightning.cli import main
@@ -16,6 +17,7 @@ from inception_lightning.data.balanced_sampler import ClassBalancedSampler
 from inception_lightning.data.builtin.make_dataset import long_tail_counts
 from inception_lightning.data.loading import make_loader
 from inception_lightning.data.resumable import ResumableDataLoader
+from inception_lightning.training import InceptionClassifier
 
 
 def _counts(folder: Path) -> dict[str, int]:
@@ -80,7 +82,7 @@ def test_sampler_weights_make_every_class_equally_likely() -> None:
     )
     drawn = Counter(LABELS[i] for epoch in range(200) for i in _epoch(sampler, epoch))
     assert len(sampler) == 16 and sum(drawn.values()) == 3200
-    assert all(abs(drawn[c] / 3200 - 1 / 3) < 0.03 for c in range(3)), drawn  # shuffled, class 0 would fill 3/4
+    assert all(abs(drawn[c] / 3200 - 1 / 3) < 0.03 for c in range(3)), drawn  # not 3/4 class 0
 
 
 def _epoch(sampler: ClassBalancedSampler, epoch: int) -> list[int]:
@@ -142,3 +144,21 @@ def test_only_a_shuffled_loader_takes_a_sampler() -> None:
             False,
             sampler=ClassBalancedSampler(LABELS),
         )
+
+
+def test_balanced_accuracy_is_the_mean_recall_over_batches_of_one_class() -> None:
+    """6 images of class 0, all right; 2 of class 1, one right, and for the wrong one the true
+    class comes second: acc1 7/8, balanced (6/6 + 1/2) / 2, acc5 1. Batches of one class each
+    (an unshuffled, sorted val set), which once merged balanced_acc's counts with acc5's."""
+    module = InceptionClassifier("inception_v3", num_classes=10, model_kwargs=TINY)
+    metrics = module.metrics["val"]
+    target = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1])
+    logits = torch.zeros(8, 10)
+    logits[torch.arange(8), target] = 2.0
+    logits[7, 3] = 3.0  # the last image: class 3 first, its true class 1 second
+    for batch in (slice(0, 2), slice(2, 4), slice(4, 6), slice(6, 8)):
+        metrics.update(logits[batch], target[batch])
+    values = {k: v.item() for k, v in metrics.compute().items()}
+    assert values["val/acc1"] == pytest.approx(7 / 8)
+    assert values["val/balanced_acc"] == pytest.approx(0.75)
+    assert values["val/acc5"] == pytest.approx(1.0)

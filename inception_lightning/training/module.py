@@ -21,6 +21,7 @@ from typing_extensions import override
 from inception_lightning.models import ModelName, ModelOptions
 from inception_lightning.models.net import InceptionNet
 from inception_lightning.models.registry import create_model
+from inception_lightning.training.balanced_accuracy import BalancedAccuracy
 from inception_lightning.training.checkpoints import (
     CheckpointMismatchError,
     Weights,
@@ -416,15 +417,18 @@ _WEIGHT_NAMES = {"ema": "EMA weights", "raw": "raw (optimiser's) weights"}
 def _metrics(num_classes: int, stage: str) -> MetricCollection:
     """acc1, balanced accuracy, acc5 and ECE, keyed `<stage>/<name>`.
 
-    Balanced accuracy is the mean of the per-class recalls (torchmetrics' macro average): on an
-    imbalanced set it weighs every class alike, where acc1 follows the large classes.
+    Balanced accuracy is the mean of the per-class recalls: on an imbalanced set it weighs every
+    class alike, where acc1 follows the large classes.
     """
     return MetricCollection(
         {
             "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-            "balanced_acc": MulticlassAccuracy(num_classes, top_k=1, average="macro"),
+            "balanced_acc": BalancedAccuracy(num_classes),
             "acc5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
             "ece": MulticlassCalibrationError(num_classes, n_bins=15),
         },
         prefix=f"{stage}/",
+        # torchmetrics merges metrics whose states match after the first update: on a batch of
+        # one class the top-5 and the per-class top-1 counts can, and one reported the other's
+        compute_groups=False,
     )
