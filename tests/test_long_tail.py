@@ -3,6 +3,7 @@ reported at setup."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from conftest import TINY
 from torch.utils.data import TensorDataset
 
 from inception_lightning.cli import main
-from inception_lightning.data import SyntheticDataset
+from inception_lightning.data import ImageFolderDataModule, SyntheticDataset, write_dataset
 from inception_lightning.data.balanced_sampler import ClassBalancedSampler
 from inception_lightning.data.builtin.make_dataset import long_tail_counts
 from inception_lightning.data.loading import make_loader
@@ -162,3 +163,26 @@ def test_balanced_accuracy_is_the_mean_recall_over_batches_of_one_class() -> Non
     assert values["val/acc1"] == pytest.approx(7 / 8)
     assert values["val/balanced_acc"] == pytest.approx(0.75)
     assert values["val/acc5"] == pytest.approx(1.0)
+
+
+def test_folder_reports_class_counts_and_draws_by_class(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "lt"
+    write_dataset(root, num_classes=3, image_size=32, num_samples=30, class_counts=[12, 6, 3])
+    dm = ImageFolderDataModule(str(root), image_size=32, batch_size=4, num_workers=0,
+                               sampling="class_balanced")  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        dm.setup("fit")
+    assert (
+        "training images per class: circle 12, square 6, triangle 3 (21 in all; the largest "
+        "class is 4.0x the smallest; sampling: class_balanced)"
+    ) in caplog.text
+    loader = dm.train_dataloader()
+    assert isinstance(loader, ResumableDataLoader)
+    assert isinstance(loader.sampler, ClassBalancedSampler)
+    assert loader.sampler.class_counts == [12, 6, 3] and len(loader) == 5  # 21 draws, 4 a batch
+    assert not isinstance(dm.val_dataloader().sampler, ClassBalancedSampler)
+    shuffled = ImageFolderDataModule(str(root), image_size=32, batch_size=4, num_workers=0)
+    shuffled.setup("fit")
+    assert not isinstance(shuffled.train_dataloader().sampler, ClassBalancedSampler)

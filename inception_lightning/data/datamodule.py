@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
+from inception_lightning.data.balanced_sampler import ClassBalancedSampler
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.loading import default_num_workers, make_loader
 from inception_lightning.data.scanning.scan import BadFile
@@ -23,6 +25,9 @@ from inception_lightning.data.transforms.multicrop import (
 from inception_lightning.data.transforms.preprocessing import Normalize, Preprocessing
 
 BadFiles = Literal["error", "skip"]
+# How training samples are drawn: shuffled, or with replacement by class (`ClassBalancedSampler`)
+Sampling = Literal["shuffle", "class_balanced", "square_root"]
+_SAMPLER_POWER = {"class_balanced": 1.0, "square_root": 0.5}
 
 
 class ImageDataModule(LightningDataModule):
@@ -47,6 +52,9 @@ class ImageDataModule(LightningDataModule):
         num_workers: loader processes; None: `default_num_workers` for the trainer's devices.
         pin_memory: None pins when CUDA is available.
         test_crops: views per test image: 1 (the evaluation crop), 12 or 144.
+        sampling: "shuffle" each epoch, or draw with replacement so that every class comes
+            equally often ("class_balanced") or in proportion to the square root of its size
+            ("square_root"): `ClassBalancedSampler`, for imbalanced classes.
     """
 
     def __init__(
@@ -57,8 +65,14 @@ class ImageDataModule(LightningDataModule):
         num_workers: int | None,
         pin_memory: bool | None,
         test_crops: int = 1,
+        sampling: Sampling = "shuffle",
     ) -> None:
         super().__init__()
+        if sampling not in ("shuffle", *_SAMPLER_POWER):
+            raise ValueError(
+                f"sampling must be shuffle, class_balanced or square_root, got {sampling!r}"
+            )
+        self.sampling = sampling
         self.classes = classes
         self.preprocessing = preprocessing
         self.normalize = Normalize(preprocessing.mean, preprocessing.std)
@@ -104,6 +118,17 @@ class ImageDataModule(LightningDataModule):
         p = self.preprocessing
         return [MultiCropViews(images, p.image_size, p.interpolation, self.normalize), labels]
 
+    def report_class_counts(self, labels: list[int]) -> None:
+        """Log the training images of each class, and the imbalance, once."""
+        counts = Counter(labels)
+        listed = ", ".join(f"{name} {counts[i]:,}" for i, name in enumerate(self.classes))
+        present = [n for n in counts.values() if n]
+        ratio = max(present) / min(present) if present else 1.0
+        rank_zero_info(
+            f"training images per class: {listed} ({len(labels):,} in all; the largest class "
+            f"is {ratio:.1f}x the smallest; sampling: {self.sampling})"
+        )
+
     def missing_split(self, split: str) -> str:
         """Why `split` has no dataset; subclasses name the folder or setting that would add it."""
         return f"{type(self).__name__} has no {split} split"
@@ -137,4 +162,9 @@ class ImageDataModule(LightningDataModule):
             workers = self.num_workers
         train = split == "train"
         drop_last = train and len(dataset) > self.batch_size
-        return make_loader(dataset, self.batch_size, train, workers, self.pin_memory, drop_last)
+        sampler = None
+        if train and self.sampling != "shuffle":
+            sampler = ClassBalancedSampler(dataset.labels, _SAMPLER_POWER[self.sampling])
+        return make_loader(
+            dataset, self.batch_size, train, workers, self.pin_memory, drop_last, sampler
+        )

@@ -32,6 +32,7 @@ from inception_lightning.training.checkpoints import (
 )
 from inception_lightning.training.contract import NetworkProvider
 from inception_lightning.training.ensembling import average_probs, load_ensemble
+from inception_lightning.training.mixup import BatchMixer, MixupOptions
 from inception_lightning.training.optim import InceptionRMSprop, InceptionStepDecay
 
 # Images are a batch `[B, 3, S, S]`, or for multi-crop testing the views of one (see
@@ -87,6 +88,9 @@ class InceptionClassifier(LightningModule):
         test_crops: no longer the module's (multi-crop views are cut from whole images by the
             data: `--data.init_args.test_crops`); older checkpoints hold it, so 1 is accepted.
         test_crop_size: likewise: the view size is the data's input size now.
+        mixup: mixup and cutmix of the training batches, with label smoothing folded into
+            their soft targets (`training.mixup`); off by default. Validation, test and the
+            attribution callbacks see clean images.
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class InceptionClassifier(LightningModule):
         ensemble_checkpoints: list[str] | None = None,
         test_crops: int = 1,
         test_crop_size: int | None = None,
+        mixup: MixupOptions = MixupOptions(),  # noqa: B008 (frozen, so never shared state)
     ) -> None:
         super().__init__()
         if test_crops != 1:
@@ -120,6 +125,9 @@ class InceptionClassifier(LightningModule):
             )
         # Saved as plain values, so that checkpoints load with weights_only=True.
         model_kwargs = ModelOptions.of(model_kwargs).as_kwargs()
+        mixup = MixupOptions(**mixup) if isinstance(mixup, dict) else mixup
+        self.mixer = BatchMixer(mixup, num_classes, label_smoothing)
+        mixup = dataclasses.asdict(mixup)
         # Initial weights and optimiser factories stay out: the checkpoint holds the weights,
         # and callables cannot be loaded with weights_only=True.
         self.save_hyperparameters(
@@ -198,18 +206,23 @@ class InceptionClassifier(LightningModule):
     def loss(
         self, logits: Tensor, aux_logits: Tensor | None, target: Tensor
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """`(total, main, aux)`: label-smoothed CE on both heads, aux weighted by `aux_weight`."""
-        main = F.cross_entropy(logits.float(), target, label_smoothing=self.hparams.label_smoothing)
+        """`(total, main, aux)`: label-smoothed CE on both heads, aux weighted by `aux_weight`.
+
+        `target` holds class indices, or soft targets `[B, num_classes]` (mixup's, with the
+        label smoothing already folded in).
+        """
+        smoothing = 0.0 if target.is_floating_point() else self.hparams.label_smoothing
+        main = F.cross_entropy(logits.float(), target, label_smoothing=smoothing)
         if aux_logits is None:
             return main, main, None
-        aux = F.cross_entropy(
-            aux_logits.float(), target, label_smoothing=self.hparams.label_smoothing
-        )
+        aux = F.cross_entropy(aux_logits.float(), target, label_smoothing=smoothing)
         return main + self.hparams.aux_weight * aux, main, aux
 
     @override
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         images, target = batch
+        if self.mixer.active(self.current_epoch):
+            images, target = self.mixer(images, target)
         images = self._model_input(images)
         forward = self._compiled_forward or self.model.forward_with_aux
         logits, aux_logits = forward(images)

@@ -21,6 +21,7 @@ Loader workers decode and crop to uint8; batches are normalised on the device (s
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -30,7 +31,7 @@ from torchvision.transforms import v2
 from typing_extensions import override
 
 from inception_lightning.data.boxes import Annotation, read_boxes
-from inception_lightning.data.datamodule import BadFiles, ImageDataModule
+from inception_lightning.data.datamodule import BadFiles, ImageDataModule, Sampling
 from inception_lightning.data.errors import DatasetError, printable
 from inception_lightning.data.folders.folder_dataset import (
     ImageFolderDataset,
@@ -48,6 +49,7 @@ from inception_lightning.data.scanning.scan import (
     sort_results,
 )
 from inception_lightning.data.scanning.scan_cache import FileStat, Result, ScanCache
+from inception_lightning.data.transforms.policies import PolicyOptions, policy_transforms
 from inception_lightning.data.transforms.preprocessing import (
     Preprocessing,
     eval_geometry,
@@ -89,6 +91,10 @@ class ImageFolderDataModule(ImageDataModule):
         num_workers: loader processes; None: `default_num_workers` for the trainer's devices
             on this node.
         pin_memory: None pins when CUDA is available.
+        policy: RandAugment, TrivialAugment or AutoAugment after the crop and flip, and random
+            erasing (`data.transforms.policies`); only with `augment`.
+        sampling: "shuffle", or draw training images by class: "class_balanced" (every class
+            equally often) or "square_root" (`ClassBalancedSampler`).
     """
 
     def __init__(
@@ -111,6 +117,8 @@ class ImageFolderDataModule(ImageDataModule):
         preprocessing: Preprocessing | None = None,
         num_workers: int | None = None,
         pin_memory: bool | None = None,
+        policy: PolicyOptions = PolicyOptions(),  # noqa: B008 (frozen, so never shared state)
+        sampling: Sampling = "shuffle",
     ) -> None:
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
@@ -136,12 +144,19 @@ class ImageFolderDataModule(ImageDataModule):
             num_workers,
             pin_memory,
             test_crops,
+            sampling,
         )
         # plain values only: checkpoints keep them and load with weights_only=True (the
         # preprocessing is in the checkpoint's description)
-        self.save_hyperparameters(ignore=["preprocessing"])
+        self.save_hyperparameters(ignore=["preprocessing", "policy"])
+        self.hparams["policy"] = dataclasses.asdict(policy)
         self.train_transform = (
-            train_geometry(preprocessing, min_scale, hflip)
+            v2.Compose(
+                [
+                    train_geometry(preprocessing, min_scale, hflip),
+                    *policy_transforms(policy, preprocessing.mean),
+                ]
+            )
             if augment
             else eval_geometry(preprocessing)
         )
@@ -168,6 +183,7 @@ class ImageFolderDataModule(ImageDataModule):
             splits["train"], splits["val"] = _hold_out(
                 splits["train"], self.hparams.val_fraction, self.hparams.split_seed
             )
+        self.report_class_counts([r.label for r in splits["train"]])
         annotations = self._read_boxes(files)
         self.train_dataset = self._dataset(splits["train"], train=True, annotations=annotations)
         self.val_dataset = self._dataset(splits["val"], train=False, annotations=annotations)
