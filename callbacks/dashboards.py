@@ -36,17 +36,24 @@ class TensorBoardDashboards(Callback):
 
     Args:
         best: logged metrics to track the highest value of (accuracies).
+        hparams: further entries of the run's hparams tab (a sweep's trial number and the
+            values it chose, keyed by their config keys).
     """
 
-    def __init__(self, best: Sequence[str] = ("val/acc1", "val_ema/acc1")) -> None:
+    def __init__(
+        self,
+        best: Sequence[str] = ("val/acc1", "val_ema/acc1"),
+        hparams: dict[str, float | int | str | bool] | None = None,
+    ) -> None:
         self.best_names = list(best)
+        self.extra_hparams = dict(hparams or {})
         self.best: dict[str, float] = {}
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:  # other ranks' loggers hold a dummy experiment
             return
-        params = run_hyperparameters(trainer, pl_module)
+        params = run_hyperparameters(trainer, pl_module) | self.extra_hparams
         metrics = {f"{name}_best": 0.0 for name in self.best_names}
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
