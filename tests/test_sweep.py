@@ -15,6 +15,8 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from inception_lightning.cli import main
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(Path(sys.executable).parent / "inception-lightning")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -120,3 +122,85 @@ def test_killed_sweep_resumes_without_repeating_trials(tmp_path: Path) -> None:
     assert f"best: trial {best.number}, val/acc1 {best.value:.4f}" in summary
     assert f"--{LR}={best.params[LR]!r}" in summary
     assert f"--{SMOOTHING}={best.params[SMOOTHING]!r}" in summary
+
+
+@pytest.mark.e2e
+def test_two_workers_share_a_journal_file(tmp_path: Path) -> None:
+    journal = tmp_path / "runs" / "s.journal"
+    journal.parent.mkdir()
+    config = _sweep_file(tmp_path, 4, storage=str(journal))
+    workers = [
+        subprocess.Popen(
+            [SCRIPT, "sweep", "-c", str(config)],
+            cwd=tmp_path,
+            env=ENV,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    outs = [worker.communicate(timeout=300) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], [err[-2000:] for _, err in outs]
+    trials = _study(tmp_path, str(journal)).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    started = [[line for line in out.splitlines() if line.startswith("trial ") and " (" in line]
+               for out, _ in outs]  # fmt: skip
+    ran = [{int(line.split()[1]) for line in lines} for lines in started]
+    assert ran[0] | ran[1] == {0, 1, 2, 3} and not ran[0] & ran[1]  # each trial run once
+    assert len({t.user_attrs["worker"]["pid"] for t in trials}) == 2  # both took trials
+    assert sorted(p.name for p in (tmp_path / "runs" / "s").glob("trial_*")) == [
+        f"trial_{n:04d}" for n in range(4)
+    ]
+
+
+def test_pruner_stops_a_trial_on_the_validation_metric(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A threshold no accuracy reaches prunes the trial at its first validation: Optuna holds
+    the val/acc1 TensorBoard shows for epoch 0, and the run stops there."""
+    overrides = {**SHRUNK, "trainer.max_epochs": 3}
+    pruner = {"class_path": "optuna.pruners.ThresholdPruner", "init_args": {"lower": 1.01}}
+    config = _sweep_file(tmp_path, 1, overrides=overrides, pruner=pruner)
+    monkeypatch.chdir(tmp_path)
+    main(["sweep", "-c", str(config)])
+    (trial,) = _study(tmp_path).trials
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    events = EventAccumulator(str(tmp_path / "runs" / "s" / "trial_0000"))
+    events.Reload()
+    logged = events.Scalars("val/acc1")
+    assert [e.value for e in logged] == pytest.approx([trial.intermediate_values[0]])
+    assert list(trial.intermediate_values) == [0]  # pruned after epoch 0 of 3
+    out = capsys.readouterr().out
+    assert "trial 0 pruned" in out and "no trial has completed yet" in out
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"params": {LR: {"low": 0.1, "high": 0.01}}}, f"params.{LR}: needs low < high"),
+        ({"params": {LR: {"low": 0.0, "high": 0.1, "log": True}}}, "a log range needs low > 0"),
+        (
+            {"pruner": {"class_path": "optuna.samplers.RandomSampler"}},
+            "is not an Optuna BasePruner",
+        ),
+        ({"metric": "val/nothing"}, "val/nothing was not logged by the run; it logged"),
+    ],
+)
+def test_bad_sweep_settings_end_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict, message: str
+) -> None:
+    config = _sweep_file(tmp_path, 1, **change)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "-c", str(config)])
+    assert message in str(exit_info.value.code) and "\n" not in str(exit_info.value.code)
+
+
+def test_sweep_without_optuna_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as if not installed: import fails
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "-c", str(_sweep_file(tmp_path, 1))])
+    assert "pip install 'inception-lightning[sweep]'" in str(exit_info.value.code)

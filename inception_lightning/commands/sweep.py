@@ -27,6 +27,7 @@ import os
 import shlex
 import shutil
 import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -360,12 +361,14 @@ def _storage(optuna: Any, spec: str | None, folder: Path, heartbeat: int) -> Any
         backend = optuna.storages.journal.JournalFileBackend(str(Path(spec)))
         return optuna.storages.JournalStorage(backend)
     url = spec or f"sqlite:///{(folder / 'optuna.db').resolve()}"
-    return optuna.storages.RDBStorage(
-        url,
-        heartbeat_interval=heartbeat,
-        grace_period=2 * heartbeat,
-        heartbeat_stale_trial_callback=queue_again,
-    )
+    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=heartbeat,
+            grace_period=2 * heartbeat,
+            heartbeat_stale_trial_callback=queue_again,
+        )
 
 
 def queue_again(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
