@@ -47,9 +47,13 @@ SUBCOMMANDS = {"predict.yaml": "predict"}
 
 def _print_config(files: list[Path], capsys: pytest.CaptureFixture[str], *extra: str) -> dict:
     subcommand = SUBCOMMANDS.get(files[0].name, "fit")
-    args = [subcommand] + [a for f in files for a in ("-c", str(f))] + [*extra, "--print_config"]
+    return _printed([subcommand, *(a for f in files for a in ("-c", str(f))), *extra], capsys)
+
+
+def _printed(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict:
+    """The configuration `args --print_config` prints."""
     with pytest.raises(SystemExit) as exit_info:
-        main(args)
+        main([*args, "--print_config"])
     assert exit_info.value.code in (0, None), capsys.readouterr().err
     return yaml.safe_load(capsys.readouterr().out)
 
@@ -63,6 +67,28 @@ def test_every_config_file_parses_alone(file: Path, capsys: pytest.CaptureFixtur
 def test_readme_combinations_parse(files: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     config = _print_config([CONF / f for f in files], capsys)
     assert config["model"]["model"].startswith("inception_")
+
+
+def test_recipes_by_name_in_a_folder_without_conf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a wheel user has: no conf/. `-c` takes the shipped recipes by name, and the README's
+    `conf/...` paths name them too; a file of that name wins; a name of neither is one line."""
+    monkeypatch.chdir(tmp_path)
+    names = ["-c", "fit", "-c", "model/inception_v4", "-c", "data/folder"]
+    readme = ["fit", "-c", "conf/fit.yaml", "-c", "conf/model/inception_v4.yaml"]
+    readme += ["-c", "conf/data/folder.yaml"]
+    by_name = _printed(["fit", *names], capsys)
+    assert _printed(readme, capsys) == by_name
+    assert by_name["model"]["model"] == "inception_v4" and by_name["trainer"]["max_epochs"] == 100
+    own = tmp_path / "conf" / "fit.yaml"
+    own.parent.mkdir()
+    own.write_text("trainer:\n  max_epochs: 7\n")
+    assert _printed(readme, capsys)["trainer"]["max_epochs"] == 7
+    with pytest.raises(SystemExit):
+        main(["fit", "-c", "quickstrat"])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "-c quickstrat: no such file, nor a shipped recipe (did you mean quickstart?)" in line
 
 
 def test_configs_compose_callbacks(capsys: pytest.CaptureFixture[str]) -> None:

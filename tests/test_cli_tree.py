@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from inception_lightning.parser import InceptionArgumentParser
 from inception_lightning.training import InceptionClassifier
 
 SCRIPT = Path(sys.executable).parent / "inception-lightning"
-CONF = Path(__file__).resolve().parents[1] / "conf"
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
 SUBCOMMANDS = ["fit", "validate", "test", "predict", "export", "report", "summary", "make-dataset"]
 MODEL = {
     "model": {"model": "inception_v4", "model_kwargs": {"width": 0.25, "stem": 79}},
@@ -77,6 +79,14 @@ def test_help_lists_every_subcommand_with_a_one_line_description() -> None:
     # one sentence each: Lightning's own lines for test and predict stop mid-sentence
     for name, sentence in described.items():
         assert sentence.endswith(".") and sentence.count(". ") == 0, (name, sentence)
+
+
+def test_version_is_the_projects(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code in (0, None)
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert capsys.readouterr().out == f"inception-lightning {version}\n"
 
 
 @pytest.mark.parametrize("name", SUBCOMMANDS)
