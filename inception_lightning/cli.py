@@ -21,7 +21,7 @@ from typing import Any
 import lightning.pytorch as pl
 from jsonargparse import ActionConfigFile, Namespace
 from lightning.pytorch import LightningDataModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 from inception_lightning._compat import (
@@ -216,20 +216,25 @@ def run_command(name: str, args: list[str]) -> None:
     print(f"wrote {made}" if isinstance(made, Path) else made)
 
 
-def lightning_main(argv: list[str] | None) -> None:
-    """fit / validate / test / predict through LightningCLI (None: read sys.argv)."""
+def lightning_main(argv: list[str] | None, callbacks: list[Callback] | None = None) -> Trainer:
+    """fit / validate / test / predict through LightningCLI (None: read sys.argv); the trainer.
+
+    `callbacks` join the configured ones (a sweep's pruning callback, which holds its trial
+    and so has no config of its own).
+    """
     try:
-        InceptionCLI(
+        cli = InceptionCLI(
             InceptionClassifier,
             LightningDataModule,
             subclass_mode_data=True,
-            trainer_defaults=TRAINER_DEFAULTS,
+            trainer_defaults={**TRAINER_DEFAULTS, "callbacks": callbacks or []},
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"prog": PROG, "version": version("inception-lightning")},
             args=argv,
         )
     except USER_ERRORS as err:
         raise SystemExit(f"{PROG}: error: {err}") from None
+    return cli.trainer
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,9 @@ from inception_lightning.training import InceptionClassifier
 SCRIPT = Path(sys.executable).parent / "inception-lightning"
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-SUBCOMMANDS = ["fit", "validate", "test", "predict", "export", "report", "summary", "make-dataset"]
+SUBCOMMANDS = [
+    "fit", "validate", "test", "predict", "export", "report", "summary", "make-dataset", "sweep"
+]  # fmt: skip
 MODEL = {
     "model": {"model": "inception_v4", "model_kwargs": {"width": 0.25, "stem": 79}},
     "data": {"class_path": "inception_lightning.data.SyntheticDataModule"},
@@ -36,6 +38,11 @@ CONFIGS: dict[str, tuple[dict[str, Any], tuple[str, ...], object]] = {
     "report": ({"ckpt_path": "a.ckpt", "data": "d", "out": "r", "per_class": 3}, ("per_class",), 3),
     "summary": ({"model": "inception_v4", "width": 0.5}, ("width",), 0.5),
     "make-dataset": ({"out": "shapes", "num_classes": 3}, ("num_classes",), 3),
+    "sweep": (
+        {"params": {"model.label_smoothing": {"low": 0, "high": 0.2}}, "n_trials": 3},
+        ("n_trials",),
+        3,
+    ),
 }
 
 

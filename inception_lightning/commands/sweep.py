@@ -318,31 +318,13 @@ class _Trials:
 
 
 def _fit_in_process(words: list[str], callbacks: list[Any], number: int) -> Any:
-    """`inception-lightning fit WORDS` in this process, with `callbacks` added; its trainer.
-
-    As `cli.lightning_main` builds the CLI, but with callbacks as objects (LightningCLI adds
-    `trainer_defaults`' callbacks to the configured ones): the pruning callback holds the
-    trial, which no config could name.
-    """
-    from lightning.pytorch import LightningDataModule
-
-    from inception_lightning.cli import TRAINER_DEFAULTS, InceptionCLI
-    from inception_lightning.parser import InceptionArgumentParser
-    from inception_lightning.training import InceptionClassifier
+    """`inception-lightning fit WORDS` in this process, with `callbacks` added; its trainer."""
+    from inception_lightning.cli import lightning_main
 
     try:
-        cli = InceptionCLI(
-            InceptionClassifier,
-            LightningDataModule,
-            subclass_mode_data=True,
-            trainer_defaults={**TRAINER_DEFAULTS, "callbacks": callbacks},
-            save_config_kwargs={"overwrite": True},
-            parser_class=InceptionArgumentParser,
-            args=words,
-        )
-    except SystemExit as exit:  # the parser refused the words, and said why in one line
-        raise ValueError(f"trial {number}: fit refused its arguments (exit {exit.code})") from None
-    return cli.trainer
+        return lightning_main(words, callbacks)
+    except SystemExit as exit:  # the parser refused the words, or the run its input
+        raise ValueError(f"trial {number}: fit ended early: {exit.code}") from None
 
 
 def _import_optuna() -> Any:
