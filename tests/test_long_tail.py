@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import TensorDataset
 
+from inception_lightning.callbacks import TensorBoardDashboards
 from inception_lightning.cli import main
 from inception_lightning.data import ImageFolderDataModule, SyntheticDataset, write_dataset
 from inception_lightning.data.balanced_sampler import ClassBalancedSampler
@@ -186,3 +189,33 @@ def test_folder_reports_class_counts_and_draws_by_class(
     shuffled = ImageFolderDataModule(str(root), image_size=32, batch_size=4, num_workers=0)
     shuffled.setup("fit")
     assert not isinstance(shuffled.train_dataloader().sampler, ClassBalancedSampler)
+
+
+def test_per_class_accuracy_is_one_figure_of_each_classs_recall(
+    tmp_path: Path, classifier, datamodule, trainer
+) -> None:
+    train = SyntheticDataset("train", 12, num_classes=3, image_size=75)
+    val = SyntheticDataset("val", 9, num_classes=3, image_size=75)
+    data = datamodule(train, val, batch_size=3)  # batches of one class each: val is sorted
+    data.train_class_counts = [4, 4, 4]
+    module = classifier(num_classes=3, sgd=0.05)
+    dashboards = TensorBoardDashboards()
+    logger = TensorBoardLogger(tmp_path, name="run", default_hp_metric=False)
+    trainer(max_epochs=1, logger=logger, callbacks=[dashboards], num_sanity_val_steps=0).fit(
+        module, datamodule=data
+    )
+    module.eval()
+    with torch.no_grad():
+        predicted = module(val.normalize(val.images)).argmax(dim=1)
+    labels = torch.tensor(val.labels)
+    by_hand = {
+        name: (predicted[labels == c] == c).float().mean().item()
+        for c, name in enumerate(val.classes)
+    }
+    assert dashboards.per_class == pytest.approx(by_hand)
+    events = EventAccumulator(str(Path(logger.log_dir)), size_guidance={"images": 0})
+    events.Reload()
+    assert events.Tags()["images"] == ["val/per_class_acc"]  # one card for every class
+    assert len(events.Images("val/per_class_acc")) == 1
+    balanced = events.Scalars("val/balanced_acc")[0].value
+    assert balanced == pytest.approx(sum(by_hand.values()) / 3, abs=1e-6)

@@ -73,6 +73,8 @@ class ImageDataModule(LightningDataModule):
                 f"sampling must be shuffle, class_balanced or square_root, got {sampling!r}"
             )
         self.sampling = sampling
+        self.train_class_counts: list[int] | None = None
+        """Training images of each class, once `report_class_counts` has counted them."""
         self.classes = classes
         self.preprocessing = preprocessing
         self.normalize = Normalize(preprocessing.mean, preprocessing.std)
@@ -121,6 +123,7 @@ class ImageDataModule(LightningDataModule):
     def report_class_counts(self, labels: list[int]) -> None:
         """Log the training images of each class, and the imbalance, once."""
         counts = Counter(labels)
+        self.train_class_counts = [counts[i] for i in range(len(self.classes))]
         listed = ", ".join(f"{name} {counts[i]:,}" for i, name in enumerate(self.classes))
         present = [n for n in counts.values() if n]
         ratio = max(present) / min(present) if present else 1.0
