@@ -219,3 +219,35 @@ def test_per_class_accuracy_is_one_figure_of_each_classs_recall(
     assert len(events.Images("val/per_class_acc")) == 1
     balanced = events.Scalars("val/balanced_acc")[0].value
     assert balanced == pytest.approx(sum(by_hand.values()) / 3, abs=1e-6)
+
+
+def test_class_weights_weigh_the_loss_by_inverse_class_size(
+    tmp_path: Path, datamodule, trainer
+) -> None:
+    """Counts 12:3:1 (16 images): balanced weights 16 / (3 n_c) = 4/9, 16/9, 16/3; the weighted
+    mean of a batch divides by the weights of its targets."""
+    train = SyntheticDataset("train", 0, 3, 75, class_counts=[12, 3, 1])
+    data = datamodule(train, batch_size=4)
+    data.train_class_counts = [12, 3, 1]
+    module = InceptionClassifier("inception_v3", num_classes=3, model_kwargs=TINY,
+                                 label_smoothing=0.0, class_weights="balanced")  # fmt: skip
+    trainer(max_steps=1, limit_val_batches=0).fit(module, datamodule=data)
+    weights = torch.tensor([4 / 9, 16 / 9, 16 / 3])
+    torch.testing.assert_close(module._class_weights, weights)
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    target = torch.tensor([0, 2])
+    nll = -torch.log_softmax(logits, dim=1)[[0, 1], target]
+    by_hand = (weights[0] * nll[0] + weights[2] * nll[1]) / (weights[0] + weights[2])
+    torch.testing.assert_close(module.loss(logits, None, target)[0], by_hand)
+    sqrt = InceptionClassifier("inception_v3", num_classes=3, model_kwargs=TINY,
+                               class_weights="square_root")  # fmt: skip
+    trainer(max_steps=1, limit_val_batches=0).fit(sqrt, datamodule=data)
+    torch.testing.assert_close(sqrt._class_weights, weights.sqrt())
+
+
+def test_class_weights_need_counted_classes(datamodule, trainer) -> None:
+    train = SyntheticDataset("train", 8, 2, 75)
+    module = InceptionClassifier("inception_v3", num_classes=2, model_kwargs=TINY,
+                                 class_weights="balanced")  # fmt: skip
+    with pytest.raises(ValueError, match="class_weights=balanced needs the training images"):
+        trainer(max_steps=1).fit(module, datamodule=datamodule(train))

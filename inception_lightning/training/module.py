@@ -35,6 +35,11 @@ from inception_lightning.training.ensembling import average_probs, load_ensemble
 from inception_lightning.training.mixup import BatchMixer, MixupOptions
 from inception_lightning.training.optim import InceptionRMSprop, InceptionStepDecay
 
+# Per-class weights of the training loss: none, `N / (C * n_c)` ("balanced", scikit-learn's
+# class_weight="balanced"), or its square root.
+ClassWeights = Literal["none", "balanced", "square_root"]
+_WEIGHT_POWER = {"balanced": 1.0, "square_root": 0.5}
+
 # Images are a batch `[B, 3, S, S]`, or for multi-crop testing the views of one (see
 # `data.multicrop`): an iterable of such batches, made on the device one at a time.
 Batch = tuple[Tensor | Iterable[Tensor], Tensor]
@@ -91,6 +96,10 @@ class InceptionClassifier(LightningModule):
         mixup: mixup and cutmix of the training batches, with label smoothing folded into
             their soft targets (`training.mixup`); off by default. Validation, test and the
             attribution callbacks see clean images.
+        class_weights: weigh each class's training loss by `N / (C * n_c)` ("balanced") or its
+            square root ("square_root"), from the training images the datamodule counted
+            (`train_class_counts`), for imbalanced classes; "none" weighs all alike. Validation
+            loss stays unweighted.
     """
 
     def __init__(
@@ -116,6 +125,7 @@ class InceptionClassifier(LightningModule):
         test_crops: int = 1,
         test_crop_size: int | None = None,
         mixup: MixupOptions = MixupOptions(),  # noqa: B008 (frozen, so never shared state)
+        class_weights: ClassWeights = "none",
     ) -> None:
         super().__init__()
         if test_crops != 1:
@@ -165,6 +175,8 @@ class InceptionClassifier(LightningModule):
         self._ensemble: list[nn.Module] = []
         self._evaluated: Weights = "raw"
         self._step_skipped = False
+        # a buffer, so that it moves to the device with the module; not saved: the data's
+        self.register_buffer("_class_weights", None, persistent=False)
 
     def add_eval_network(self, name: str, provider: NetworkProvider, saved: bool = False) -> None:
         """Evaluate `provider()` beside `model` in every validation epoch, as `val_<name>/...`.
@@ -212,10 +224,11 @@ class InceptionClassifier(LightningModule):
         label smoothing already folded in).
         """
         smoothing = 0.0 if target.is_floating_point() else self.hparams.label_smoothing
-        main = F.cross_entropy(logits.float(), target, label_smoothing=smoothing)
+        weight = self._class_weights
+        main = F.cross_entropy(logits.float(), target, weight, label_smoothing=smoothing)
         if aux_logits is None:
             return main, main, None
-        aux = F.cross_entropy(aux_logits.float(), target, label_smoothing=smoothing)
+        aux = F.cross_entropy(aux_logits.float(), target, weight, label_smoothing=smoothing)
         return main + self.hparams.aux_weight * aux, main, aux
 
     @override
@@ -339,11 +352,28 @@ class InceptionClassifier(LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit":  # training from a restored average: the weights are the raw ones now
             self._evaluated = "raw"
+            self._class_weights = self._weights_of_classes()
         compile_model = self.hparams.compile_model
         if compile_model is not False and self._compiled_forward is None:
             options = compile_model if isinstance(compile_model, dict) else {}
             self._compiled_forward = torch.compile(self.model.forward_with_aux, **options)
             self.model.compile(**options)
+
+    def _weights_of_classes(self) -> Tensor | None:
+        """The loss's per-class weights, from the datamodule's training class counts."""
+        choice = self.hparams.get("class_weights", "none")
+        if choice == "none":
+            return None
+        trainer = self._attached_trainer()
+        counts = getattr(trainer.datamodule, "train_class_counts", None) if trainer else None
+        if not counts:
+            raise ValueError(
+                f"class_weights={choice} needs the training images of each class: use a "
+                "datamodule that counts them (ImageFolderDataModule), or class_weights none"
+            )
+        counts_t = torch.tensor(counts, dtype=torch.float32).clamp_min(1.0)
+        weights = (counts_t.sum() / (len(counts) * counts_t)) ** _WEIGHT_POWER[choice]
+        return weights
 
     @override
     def on_validation_epoch_start(self) -> None:
