@@ -3,16 +3,20 @@ them, the switch-off epoch, and clean images everywhere but the training step.""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import TINY
-from lightning.pytorch import Callback
+from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 
-from inception_lightning.data import SyntheticDataset
-from inception_lightning.training import InceptionClassifier
+from inception_lightning.callbacks import InceptionEMA
+from inception_lightning.data import SyntheticDataModule, SyntheticDataset
+from inception_lightning.training import InceptionClassifier, load_network, read_checkpoint
 from inception_lightning.training.mixup import BatchMixer, MixupOptions
 
 
@@ -122,3 +126,31 @@ def test_training_mixes_until_the_off_epoch_and_validation_sees_clean_images(
     assert train_seen == [(0, False), (0, False), (1, True), (1, True)]
     assert [clean for stage, _, clean in seen if stage == "val"] == [True, True]
     assert [clean for stage, _, clean in seen if stage == "after the step"] == [True] * 4
+
+
+def test_checkpoint_of_a_mixup_run_with_ema_reloads_and_rebuilds_its_network(
+    tmp_path: Path,
+) -> None:
+    """Mixup and cutmix with EMA on the built-in data: the checkpoint loads with
+    weights_only=True, holds the average, and restores the module with its mixing options."""
+    options = MixupOptions(mixup_alpha=0.8, cutmix_alpha=1.0, off_epoch=5)
+    module = InceptionClassifier("inception_v3", num_classes=4, model_kwargs=TINY, mixup=options)
+    data = SyntheticDataModule(num_classes=4, image_size=75, num_samples=24, batch_size=8)
+    ema = InceptionEMA(decay=0.5)
+    run = Trainer(
+        accelerator="cpu", max_epochs=1, limit_val_batches=1, num_sanity_val_steps=0,
+        logger=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True), ema],
+    )  # fmt: skip
+    run.fit(module, datamodule=data)
+    assert "val_ema/acc1" in run.callback_metrics
+    path = tmp_path / "last.ckpt"
+    saved = read_checkpoint(path)  # weights_only=True: the options are plain values
+    assert saved["hyper_parameters"]["mixup"] == dataclasses.asdict(options)
+    restored = InceptionClassifier.load_from_checkpoint(path)
+    assert restored.mixer.options == options
+    average = ema.average_network()
+    network = load_network(path).network  # the EMA weights the checkpoint holds
+    images = torch.randn(2, 3, 75, 75)
+    with torch.no_grad():
+        torch.testing.assert_close(network(images), average.eval()(images))
