@@ -216,21 +216,52 @@ def run_command(name: str, args: list[str]) -> None:
     print(f"wrote {made}" if isinstance(made, Path) else made)
 
 
-def lightning_main(argv: list[str] | None, callbacks: list[Callback] | None = None) -> Trainer:
-    """fit / validate / test / predict through LightningCLI (None: read sys.argv); the trainer.
-
-    `callbacks` join the configured ones (a sweep's pruning callback, which holds its trial
-    and so has no config of its own).
-    """
+def lightning_main(argv: list[str] | None) -> None:
+    """fit / validate / test / predict through LightningCLI (None: read sys.argv)."""
     try:
-        cli = InceptionCLI(
+        InceptionCLI(
             InceptionClassifier,
             LightningDataModule,
             subclass_mode_data=True,
-            trainer_defaults={**TRAINER_DEFAULTS, "callbacks": callbacks or []},
+            trainer_defaults=TRAINER_DEFAULTS,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"prog": PROG, "version": version("inception-lightning")},
             args=argv,
+        )
+    except USER_ERRORS as err:
+        raise SystemExit(f"{PROG}: error: {err}") from None
+
+
+class _FitCLI(InceptionCLI):
+    """`InceptionCLI` with `fit` its only subcommand: building every subcommand's parser costs
+    more than a short sweep trial's training."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's `fit` alone."""
+        return {"fit": LightningCLI.subcommands()["fit"]}
+
+    def setup_parser(
+        self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]
+    ) -> None:
+        """Lightning's parser, without the package's commands."""
+        LightningCLI.setup_parser(self, add_subcommands, main_kwargs, subparser_kwargs)
+
+
+def fit_in_process(words: list[str], callbacks: list[Callback]) -> Trainer:
+    """`inception-lightning fit WORDS` in this process, with `callbacks` added; its trainer.
+
+    The callbacks are objects, not configs (a sweep's pruning callback holds its trial).
+    """
+    try:
+        cli = _FitCLI(
+            InceptionClassifier,
+            LightningDataModule,
+            subclass_mode_data=True,
+            trainer_defaults={**TRAINER_DEFAULTS, "callbacks": callbacks},
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": PROG},
+            args=["fit", *words],
         )
     except USER_ERRORS as err:
         raise SystemExit(f"{PROG}: error: {err}") from None

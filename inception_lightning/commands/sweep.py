@@ -229,7 +229,7 @@ class _Trials:
         bookkeeping = [f"--trainer.logger={json.dumps(logger)}",
                        f"--dashboards.hparams={json.dumps(hparams)}"]  # fmt: skip
         pruning = PyTorchLightningPruningCallback(trial, monitor=self.metric)
-        trainer = _fit_in_process([*command[1:], *bookkeeping], [pruning], trial.number)
+        trainer = _fit_in_process([*command[2:], *bookkeeping], [pruning], trial.number)
         logged = trainer.callback_metrics
         if self.metric not in logged:
             raise ValueError(
@@ -319,10 +319,10 @@ class _Trials:
 
 def _fit_in_process(words: list[str], callbacks: list[Any], number: int) -> Any:
     """`inception-lightning fit WORDS` in this process, with `callbacks` added; its trainer."""
-    from inception_lightning.cli import lightning_main
+    from inception_lightning.cli import fit_in_process
 
     try:
-        return lightning_main(words, callbacks)
+        return fit_in_process(words, callbacks)
     except SystemExit as exit:  # the parser refused the words, or the run its input
         raise ValueError(f"trial {number}: fit ended early: {exit.code}") from None
 
