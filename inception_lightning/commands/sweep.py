@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # optuna is an optional extra, imported when a sweep runs
 # The installs that bring optuna and its Lightning pruning callback.
 EXTRA = "pip install 'inception-lightning[sweep]' (optuna and optuna-integration)"
 SUMMARY_FILE = "summary.md"
+DASHBOARD_BEST = ("val/acc1", "val_ema/acc1")  # TensorBoardDashboards' default `best`
 Direction = Literal["maximize", "minimize"]
 Scalar = bool | int | float | str
 
@@ -228,6 +229,8 @@ class _Trials:
         hparams = {"trial": trial.number, **values}
         bookkeeping = [f"--trainer.logger={json.dumps(logger)}",
                        f"--dashboards.hparams={json.dumps(hparams)}"]  # fmt: skip
+        if self.metric not in DASHBOARD_BEST:  # the hparams tab compares trials on it too
+            bookkeeping.append(f"--dashboards.best={json.dumps([*DASHBOARD_BEST, self.metric])}")
         pruning = PyTorchLightningPruningCallback(trial, monitor=self.metric)
         trainer = _fit_in_process([*command[2:], *bookkeeping], [pruning], trial.number)
         logged = trainer.callback_metrics
