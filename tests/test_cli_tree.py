@@ -25,8 +25,10 @@ SCRIPT = Path(sys.executable).parent / "inception-lightning"
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 SUBCOMMANDS = [
-    "fit", "validate", "test", "predict", "export", "report", "summary", "make-dataset", "sweep"
-]  # fmt: skip
+    *("fit", "validate", "test", "predict", "export", "report", "summary", "make-dataset"),
+    "convert",
+    "sweep",
+]
 MODEL = {
     "model": {"model": "inception_v4", "model_kwargs": {"width": 0.25, "stem": 79}},
     "data": {"class_path": "inception_lightning.data.SyntheticDataModule"},
@@ -38,6 +40,7 @@ CONFIGS: dict[str, tuple[dict[str, Any], tuple[str, ...], object]] = {
     "report": ({"ckpt_path": "a.ckpt", "data": "d", "out": "r", "per_class": 3}, ("per_class",), 3),
     "summary": ({"model": "inception_v4", "width": 0.5}, ("width",), 0.5),
     "make-dataset": ({"out": "shapes", "num_classes": 3}, ("num_classes",), 3),
+    "convert": ({"data": "d", "out": "c", "chunk_bytes": "16MB"}, ("chunk_bytes",), "16MB"),
     "sweep": (
         {"params": {"model.label_smoothing": {"low": 0, "high": 0.2}}, "n_trials": 3},
         ("n_trials",),

@@ -103,7 +103,7 @@ def test_bad_file_is_named(tmp_path, make, reason: str) -> None:
 
 def test_error_lists_every_bad_file(tmp_path) -> None:
     root = _tree(tmp_path)
-    bad = [root / "train/cat/a.jpg", root / "val/dog/b.png", root / "train/dog/c.txt"]
+    bad = [root / "train/cat/a.jpg", root / "val/dog/b.png", root / "train/dog/c.TIFF"]
     for path in bad:
         path.write_bytes(b"")
     with pytest.raises(DatasetError, match="3 bad image files") as error:
@@ -223,11 +223,12 @@ def test_decode_error_names_file(tmp_path) -> None:
         load_rgb(path)
 
 
-def test_empty_class_folder(tmp_path) -> None:
+def test_class_folder_without_image_files(tmp_path) -> None:
     root = _tree(tmp_path)
     (root / "train/bird").mkdir()
+    (root / "train/bird/README.md").write_text("no image files here")
     with pytest.raises(
-        DatasetError, match=re.escape(f"class folder {root / 'train/bird'} is empty")
+        DatasetError, match=re.escape(f"class folder {root / 'train/bird'} has no image files")
     ):
         _module(root).setup("fit")
 

@@ -22,8 +22,6 @@ Loader workers decode and crop to uint8; batches are normalised on the device (s
 from __future__ import annotations
 
 import dataclasses
-import random
-from collections import defaultdict
 from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -49,6 +47,7 @@ from inception_lightning.data.scanning.scan import (
     sort_results,
 )
 from inception_lightning.data.scanning.scan_cache import FileStat, Result, ScanCache
+from inception_lightning.data.scanning.split import hold_out
 from inception_lightning.data.transforms.policies import PolicyOptions, policy_transforms
 from inception_lightning.data.transforms.preprocessing import (
     Preprocessing,
@@ -180,7 +179,7 @@ class ImageFolderDataModule(ImageDataModule):
         self._check_not_emptied(files, splits)
         self._warn_small(splits)
         if "val" not in splits:
-            splits["train"], splits["val"] = _hold_out(
+            splits["train"], splits["val"] = hold_out(
                 splits["train"], self.hparams.val_fraction, self.hparams.split_seed
             )
         self.report_class_counts([r.label for r in splits["train"]])
@@ -263,21 +262,3 @@ class ImageFolderDataModule(ImageDataModule):
         return MaskedImageFolderDataset(
             records, self.classes, transform, self.normalize, self.root, annotations, geometry
         )
-
-
-def _hold_out(
-    records: list[ImageRecord], fraction: float, seed: int
-) -> tuple[list[ImageRecord], list[ImageRecord]]:
-    """Split off `fraction` of each class (at least one image stays in training), seeded."""
-    rng = random.Random(seed)
-    by_label: dict[int, list[ImageRecord]] = defaultdict(list)
-    for record in records:
-        by_label[record.label].append(record)
-    train, val = [], []
-    for label in sorted(by_label):
-        group = by_label[label]
-        rng.shuffle(group)
-        num_val = min(round(len(group) * fraction), len(group) - 1)
-        val += group[:num_val]
-        train += group[num_val:]
-    return train, val

@@ -22,6 +22,9 @@ UNLABELLED = -1
 class PredictDataModule(ImageDataModule):
     """Every image file under `root`, at any depth, in path order, for `predict`.
 
+    Image files are the candidates of `data.scanning.candidates` (an image extension, not
+    hidden); the masks that `root/boxes.json` names are annotations, not images to predict.
+
     An image in a subfolder named after one of `classes` (`root/<class>/...`) is labelled with
     it; every other image is unlabelled (label -1). Files are checked before predicting, with the
     training folders' `bad_files` policy. Images get the evaluation geometry of `preprocessing`.
@@ -72,7 +75,7 @@ class PredictDataModule(ImageDataModule):
             return
         paths = list_tree(self.root)
         if not paths:
-            raise DatasetError(f"no files under {self.root}: nothing to predict")
+            raise DatasetError(f"no image files under {self.root}: nothing to predict")
         records, bad = scan_paths(paths, [self._label(path) for path in paths])
         if bad:
             self.handle_bad_files(bad, self.hparams.bad_files, self.root)
