@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY
+from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import TensorDataset
@@ -70,6 +72,7 @@ def test_bad_counts_end_in_one_line(
     assert "Traceback" not in capsys.readouterr().err
 
 
+TINY_47 = {"width": 0.0625, "stem": 79, "aux_head": False, "drop_rate": 0.0}
 LABELS = [0] * 12 + [1] * 3 + [2] * 1  # 16 samples, 12:3:1
 
 
@@ -251,3 +254,49 @@ def test_class_weights_need_counted_classes(datamodule, trainer) -> None:
                                  class_weights="balanced")  # fmt: skip
     with pytest.raises(ValueError, match="class_weights=balanced needs the training images"):
         trainer(max_steps=1).fit(module, datamodule=datamodule(train))
+
+
+@pytest.mark.parametrize("stop_after", [4, 5])
+def test_balanced_run_stopped_and_resumed_draws_the_same_batches(
+    tmp_path: Path, trainer, stop_after: int
+) -> None:
+    """The sampler under Lightning: a run stopped after its 4th step (its last checkpoint that of
+    epoch 0's end, step 3) or its 5th (mid epoch 1), resumed from that checkpoint, draws the
+    batches and ends with the weights of a run never stopped."""
+    root = tmp_path / "lt"
+    write_dataset(root, num_classes=3, image_size=47, num_samples=30, class_counts=[12, 6, 3])
+
+    class Record(Callback):
+        def __init__(self, stop_after: int | None = None) -> None:
+            self.labels: dict[int, list[int]] = {}
+            self.stop_after = stop_after
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            self.labels[trainer.global_step] = batch[1].tolist()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if trainer.global_step == self.stop_after:
+                raise RuntimeError("stopped")  # the run ends here, its checkpoint written
+
+    def fit(folder: str, record: Record, ckpt_path: Path | None = None) -> InceptionClassifier:
+        torch.manual_seed(0)
+        module = InceptionClassifier("inception_v3", num_classes=3, model_kwargs=TINY_47)
+        data = ImageFolderDataModule(str(root), image_size=47, crop_pct=1.0, batch_size=6,
+                                     num_workers=0, sampling="class_balanced")  # fmt: skip
+        saving = ModelCheckpoint(dirpath=tmp_path / folder, every_n_train_steps=1, save_last=True)
+        run = trainer(max_epochs=2, limit_val_batches=0, callbacks=[record, saving],
+                      enable_checkpointing=True)  # fmt: skip
+        run.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        return module
+
+    whole = Record()
+    straight = fit("whole", whole)
+    assert sorted(whole.labels) == list(range(6))  # 21 draws: 3 batches of 6 an epoch
+    with pytest.raises(RuntimeError, match="stopped"):
+        fit("stopped", Record(stop_after=stop_after))
+    resumed_record = Record()
+    resumed = fit("resumed", resumed_record, ckpt_path=tmp_path / "stopped" / "last.ckpt")
+    resumed_from = stop_after - 1  # the stopping step's own checkpoint was not written
+    assert torch.load(tmp_path / "stopped" / "last.ckpt")["global_step"] == resumed_from
+    assert resumed_record.labels == {k: whole.labels[k] for k in range(resumed_from, 6)}
+    torch.testing.assert_close(resumed.model.state_dict(), straight.model.state_dict())
