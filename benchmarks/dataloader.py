@@ -43,8 +43,11 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from inception_lightning.data import (
+    CropOptions,
+    FileOptions,
     ImageFolderDataModule,
     ImageRecord,
+    LoaderOptions,
     SyntheticDataModule,
     SyntheticDataset,
     decode_rgb,
@@ -195,11 +198,7 @@ def compare_streaming(args: argparse.Namespace, num_images: int, size: tuple[int
     """The folder path against LitData's on the same images; see the module docstring."""
     from inception_lightning.data import StreamingImageDataModule
     from inception_lightning.data.streaming.chunk_writer import write_chunks
-    from inception_lightning.data.streaming.streaming_options import (
-        CropOptions,
-        LoaderOptions,
-        StreamOptions,
-    )
+    from inception_lightning.data.streaming.streaming_options import StreamOptions
 
     crop = 64
     workers = default_num_workers() if args.num_workers is None else args.num_workers
@@ -209,9 +208,11 @@ def compare_streaming(args: argparse.Namespace, num_images: int, size: tuple[int
 
         def folder_loader() -> DataLoader:
             data = ImageFolderDataModule(
-                str(root), batch_size=args.batch_size, image_size=crop, num_workers=workers,
-                scan_cache_dir=str(Path(tmp) / "scan-cache"),
-            )  # fmt: skip
+                str(root),
+                crop=CropOptions(image_size=crop),
+                files=FileOptions(scan_cache_dir=str(Path(tmp) / "scan-cache")),
+                loader=LoaderOptions(batch_size=args.batch_size, num_workers=workers),
+            )
             data.setup("fit")
             return data.train_dataloader()
 
@@ -281,7 +282,9 @@ def main() -> None:
         root = Path(tmp)
         write_jpeg_folder(root, num_images, size)
         folder = ImageFolderDataModule(
-            str(root), batch_size=args.batch_size, image_size=crop, num_workers=args.num_workers
+            str(root),
+            crop=CropOptions(image_size=crop),
+            loader=LoaderOptions(batch_size=args.batch_size, num_workers=args.num_workers),
         )
         start = time.perf_counter()
         folder.setup("fit")

@@ -7,7 +7,6 @@ import numpy as np
 from matplotlib.figure import Figure
 from typing_extensions import override
 
-from inception_lightning.callbacks._checks import positive_int
 from inception_lightning.callbacks._loggers import has_logger
 from inception_lightning.callbacks._probe import (
     ActivationSummary,
@@ -20,6 +19,7 @@ from inception_lightning.callbacks._probe import (
 )
 from inception_lightning.callbacks._sections import HEATMAP, block_tag, branch_tag, grids
 from inception_lightning.models import InceptionNet, iter_blocks, iter_residual_blocks
+from inception_lightning.models.options import positive_int
 
 HEATMAP_STATS = {"energy_share": "energy share", "dead_fraction": "dead channels"}
 

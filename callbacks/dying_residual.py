@@ -12,7 +12,6 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
 from inception_lightning._compat import callback_state_key
-from inception_lightning.callbacks._checks import in_range, one_of, positive_int
 from inception_lightning.callbacks._loggers import has_logger
 from inception_lightning.callbacks._probe import (
     ActivationSummary,
@@ -24,6 +23,7 @@ from inception_lightning.callbacks._probe import (
 )
 from inception_lightning.callbacks._sections import DYING, block_tag
 from inception_lightning.models import InceptionNet, ResidualInceptionBlock, iter_residual_blocks
+from inception_lightning.models.options import in_range, one_of, positive_int
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ class FineTuning(Callback):
     """The fine-tuning half of a recipe: a frozen backbone at first, frozen BN statistics.
 
     The backbone is the network's `features`; the heads (classifier and aux) always train. Its
-    learning rate relative to the heads' is the module's `backbone_lr_scale`.
+    learning rate relative to the heads' is the module's `optim.backbone_lr_scale`.
 
     Args:
         freeze_backbone_epochs: train only the heads for this many epochs. Under DDP this

@@ -12,8 +12,8 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from inception_lightning.callbacks._checks import one_of, positive_int
 from inception_lightning.callbacks._probe import is_due
+from inception_lightning.models.options import one_of, positive_int
 from inception_lightning.training.contract import network_of, skip_step
 
 POLICIES = ("stop", "skip")

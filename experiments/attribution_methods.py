@@ -26,6 +26,7 @@ from inception_lightning.explain import (
     METHODS,
     Explainer,
     MethodRun,
+    SanityOptions,
     make_attribution,
     write_report,
 )
@@ -97,7 +98,8 @@ def main() -> None:
         explainer = Explainer(make_attribution(method, network, layers), dataset)
         indices = indices or explainer.sample(args.per_class)
         expl = explainer.explain(indices)
-        sanity = explainer.sanity_check(indices[: args.sanity_samples], max_depth=args.sanity_depth)
+        check = SanityOptions(max_depth=args.sanity_depth)
+        sanity = explainer.sanity_check(indices[: args.sanity_samples], check)
         label = method if layers is None else f"{method} @ {'+'.join(short(n) for n in layers)}"
         runs.append(MethodRun(label, explainer.attribution.describe(), expl, sanity))
         print(json.dumps(comparison_rows(runs[-1:], dataset.classes)[0]), flush=True)

@@ -28,6 +28,7 @@ from inception_lightning._compat import (
     add_subcommand,
     build_cli_trainer,
     cli_trainer_parts,
+    merge_checkpoint_hparams,
     set_subcommand_help,
 )
 from inception_lightning.callbacks import LoggingStepProgressBar, TensorBoardDashboards
@@ -44,6 +45,7 @@ from inception_lightning.training import (
     read_checkpoint,
     read_description,
 )
+from inception_lightning.training.checkpoints import HPARAMS_KEY
 
 TRAINER_DEFAULTS = {
     # Claims its version_N folder atomically, so two runs started together never share one.
@@ -121,10 +123,20 @@ class InceptionCLI(LightningCLI):
         one-line check of `--ckpt_path` before Lightning reads it."""
         super().parse_arguments(parser, args)
         self.trained: Description | None = None
+        self.trained_hparams: dict[str, Any] = {}
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if path and Path(path).is_file():  # "last", "best", URLs: Lightning resolves them
-            self.trained = read_description(read_checkpoint(path), path)
+            checkpoint = read_checkpoint(path)  # upgraded to today's names
+            self.trained = read_description(checkpoint, path)
+            self.trained_hparams = dict(checkpoint.get(HPARAMS_KEY) or {})
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's merge of the `--ckpt_path` checkpoint's hyperparameters into the config,
+        given them upgraded: Lightning reads the file's as saved, which an older version named
+        otherwise (`checkpoints.upgrade_checkpoint`)."""
+        if self.trained_hparams:
+            merge_checkpoint_hparams(self, self.trained_hparams)
 
     def before_instantiate_classes(self) -> None:
         """`validate` / `test` / `predict` a checkpoint: its classes and preprocessing are the

@@ -22,9 +22,10 @@ from inception_lightning.callbacks._sections import branch_tag, grids
 from inception_lightning.callbacks.branch_stats import BranchActivationStats
 from inception_lightning.models.net import Architecture
 from inception_lightning.models.specs import Conv, Stage
-from inception_lightning.training import InceptionClassifier
+from inception_lightning.training import InceptionClassifier, LossOptions
 
-IR_V1 = {"width": 0.125, "stem": "299", "aux_head": False}
+NO_SMOOTHING = LossOptions(label_smoothing=0.0)
+IR_V1 = {"width": 0.125, "stem": 299, "aux_head": False}
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def ir_v1(classifier: Callable[..., InceptionClassifier]) -> Callable[..., Incep
 
     def make(model: InceptionNet | None = None) -> InceptionClassifier:
         module = classifier(
-            "inception_resnet_v1", num_classes=2, model_kwargs=IR_V1, label_smoothing=0.0, sgd=0.01
+            "inception_resnet_v1", num_classes=2, model_kwargs=IR_V1, loss=NO_SMOOTHING, sgd=0.01
         )
         if model is not None:
             module.model = model
@@ -86,7 +87,7 @@ def controlled_model() -> InceptionNet:
     """
     spec = {"a": (Conv(1),), "b": (Conv(2),)}
     arch = Architecture(
-        stems={"299": ()},
+        stems={299: ()},
         body=(Stage("block", spec, residual_scale=0.5),),
         aux_after="block",
         aux_default=False,

@@ -8,8 +8,11 @@ import pytest
 from conftest import write_image, write_tree
 
 from inception_lightning.data import (
+    CropOptions,
     DatasetError,
+    FileOptions,
     ImageFolderDataModule,
+    LoaderOptions,
     PredictDataModule,
     Preprocessing,
     write_dataset,
@@ -17,6 +20,9 @@ from inception_lightning.data import (
 from inception_lightning.data.folders.report_dataset import evaluation_dataset
 from inception_lightning.data.scanning.candidates import is_candidate
 from inception_lightning.data.scanning.scan import list_files
+
+CROP, SKIP = CropOptions(image_size=32), FileOptions(bad_files="skip")
+NO_WORKERS = LoaderOptions(num_workers=0)
 
 
 @pytest.mark.parametrize(
@@ -72,9 +78,9 @@ def test_fit_report_predict_and_scan_take_image_files_only(
     assert keys == sorted([*_images(root, "train"), "train/dog/fake.jpg"])
 
     with pytest.raises(DatasetError, match="1 bad image files") as error:  # fit
-        ImageFolderDataModule(str(root), image_size=32, num_workers=0).setup("fit")
+        ImageFolderDataModule(str(root), crop=CROP, loader=NO_WORKERS).setup("fit")
     assert f"{fake}: not an image" in str(error.value) and "notes.txt" not in str(error.value)
-    fit = ImageFolderDataModule(str(root), image_size=32, bad_files="skip", num_workers=0)
+    fit = ImageFolderDataModule(str(root), crop=CROP, files=SKIP, loader=NO_WORKERS)
     with pytest.warns(UserWarning, match="skipped 1 bad image files"):
         fit.setup("fit")
     trained = sorted(p.relative_to(root).as_posix() for p in map(fit.train_dataset.path, range(5)))
@@ -85,7 +91,7 @@ def test_fit_report_predict_and_scan_take_image_files_only(
         root, "val"
     )
 
-    predict = PredictDataModule(str(root), ["cat", "dog"], image_size=32, bad_files="skip")
+    predict = PredictDataModule(str(root), ["cat", "dog"], crop=CROP, bad_files="skip")
     with pytest.warns(UserWarning, match="skipped 1 bad image files"):
         predict.setup("predict")
     paths = map(predict.predict_dataset.path, range(9))
@@ -97,7 +103,7 @@ def test_fit_report_predict_and_scan_take_image_files_only(
 def test_predict_from_make_datasets_root_takes_its_images_not_its_masks(tmp_path: Path) -> None:
     root = write_dataset(tmp_path / "shapes", num_classes=2, image_size=32, num_samples=8)
     assert (root / "boxes.json").is_file() and any((root / "masks").rglob("*.png"))
-    data = PredictDataModule(str(root), ["circle", "square"], image_size=32)  # bad_files: error
+    data = PredictDataModule(str(root), ["circle", "square"], crop=CROP)  # bad_files: error
     data.setup("predict")
     predicted = [data.predict_dataset.path(i) for i in range(len(data.predict_dataset))]
     assert [p.relative_to(root).parts[0] for p in predicted] == ["train"] * 7 + ["val"]

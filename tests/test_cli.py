@@ -147,7 +147,12 @@ def _tiny_config(tmp_path: Path, **model: object) -> Path:
         },
         "data": {
             "class_path": "inception_lightning.data.SyntheticDataModule",
-            "init_args": {"num_classes": 4, "image_size": 75, "num_samples": 40, "batch_size": 8},
+            "init_args": {
+                "num_classes": 4,
+                "image_size": 75,
+                "num_samples": 40,
+                "loader": {"batch_size": 8},
+            },
         },
     }
     path = tmp_path / "tiny.yaml"
@@ -185,12 +190,12 @@ def test_quickstart_callback_runs_every_attribution_method(tmp_path: Path) -> No
         [str(SCRIPT), "fit", "-c", str(CONF / "quickstart.yaml"),
          "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
          "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
-         "--model.model_kwargs", '{"width": 0.0625, "stem": "79"}',
-         "--data.init_args.num_samples", "40", "--data.init_args.batch_size", "8",
+         "--model.model_kwargs", '{"width": 0.0625, "stem": 79}',
+         "--data.init_args.num_samples", "40", "--data.init_args.loader.batch_size", "8",
          "--trainer.callbacks.method", f"[{', '.join(METHODS)}]",
-         "--trainer.callbacks.method_options", OPTIONS,
-         "--trainer.callbacks.sanity_samples", "2", "--trainer.callbacks.sanity_max_depth", "3",
-         "--trainer.callbacks.report_per_class", "1"],
+         "--trainer.callbacks.maps.method_options", OPTIONS,
+         "--trainer.callbacks.sanity.samples", "2", "--trainer.callbacks.sanity.max_depth", "3",
+         "--trainer.callbacks.report.per_class", "1"],
         cwd=tmp_path,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         capture_output=True,
@@ -255,14 +260,14 @@ def test_unknown_model_name_lists_the_choices(
 
 
 def test_wrong_yaml_key_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = _tiny_config(tmp_path, label_smothing=0.2)
+    config = _tiny_config(tmp_path, loss={"label_smothing": 0.2})
     with pytest.raises(SystemExit):
         main(["fit", "-c", str(config)])
     assert "label_smothing" in capsys.readouterr().err
 
 
 def test_wrong_yaml_type_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = _tiny_config(tmp_path, aux_weight="heavy")
+    config = _tiny_config(tmp_path, loss={"aux_weight": "heavy"})
     with pytest.raises(SystemExit):
         main(["fit", "-c", str(config)])
     err = capsys.readouterr().err
@@ -286,6 +291,7 @@ def test_checkpoint_for_other_classes_proposes_fine_tuning(tmp_path: Path) -> No
         main(["validate", "-c", str(config), "--ckpt_path", str(ckpt)])
     message = str(exit_info.value.code)
     assert "7 classes but this run has 4" in message and "conf/finetune.yaml" in message
+    assert "--model.init.checkpoint_path CKPT --model.init.pretrained false" in message
 
 
 def test_summary_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -306,7 +312,7 @@ def test_make_dataset_then_report_compares_methods(
     module = InceptionClassifier(
         model="inception_v3",
         num_classes=3,
-        model_kwargs={"width": 0.0625, "aux_head": False, "stem": "79"},
+        model_kwargs={"width": 0.0625, "aux_head": False, "stem": 79},
     )
     ckpt = _save_checkpoint(module, tmp_path / "model.ckpt")
     out = tmp_path / "report"
@@ -315,7 +321,7 @@ def test_make_dataset_then_report_compares_methods(
             "--method", f"[{', '.join(METHODS)}]",
             "--layers", "[features.mixed_6e, features.mixed_7c]",
             "--method_options", OPTIONS,
-            "--sanity_samples", "2"]  # fmt: skip
+            "--sanity.samples", "2"]  # fmt: skip
     result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"wrote {out / 'index.html'}" in result.stdout
@@ -342,7 +348,7 @@ def test_make_dataset_then_report_compares_methods(
 
     # in-process, stdout a terminal: bars over deletion/insertion, the sanity check, prediction
     main(
-        [*args[:-6], "--method", "gradcam", "--sanity_samples", "1", "--out", str(tmp_path / "r2")]
+        [*args[:-6], "--method", "gradcam", "--sanity.samples", "1", "--out", str(tmp_path / "r2")]
     )
     shown = terminal_progress.getvalue()
     assert "deletion/insertion" in shown and "predicting" in shown and "images/s" in shown
@@ -353,7 +359,7 @@ def test_export_shows_its_steps_on_a_terminal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], terminal_progress: io.StringIO
 ) -> None:
     module = InceptionClassifier(
-        model="inception_v3", num_classes=3, model_kwargs={"width": 0.0625, "stem": "79"}
+        model="inception_v3", num_classes=3, model_kwargs={"width": 0.0625, "stem": 79}
     )
     ckpt = _save_checkpoint(module, tmp_path / "model.ckpt")
     main(["export", "--ckpt_path", str(ckpt), "--out", str(tmp_path / "model.pt")])

@@ -42,7 +42,7 @@ CONFIGS: dict[str, tuple[dict[str, Any], tuple[str, ...], object]] = {
     "make-dataset": ({"out": "shapes", "num_classes": 3}, ("num_classes",), 3),
     "convert": ({"data": "d", "out": "c", "chunk_bytes": "16MB"}, ("chunk_bytes",), "16MB"),
     "sweep": (
-        {"params": {"model.label_smoothing": {"low": 0, "high": 0.2}}, "n_trials": 3},
+        {"params": {"model.loss.label_smoothing": {"low": 0, "high": 0.2}}, "n_trials": 3},
         ("n_trials",),
         3,
     ),
@@ -159,7 +159,8 @@ def test_a_typo_in_a_model_argument_is_one_line_naming_the_valid_ones(
         ("--model.model_kwargs.width", "wide", "model_kwargs.width: expected float; got wide"),
         ("--model.model_kwargs.stem", "80", "model_kwargs.stem: expected one of 299, 151, 79"),
         ("--model.model_kwargs.aux_head", "maybe", "model.model_kwargs.aux_head"),
-        ("--model.label_smothing", "0.2", "did you mean model.label_smoothing?"),
+        ("--model.loss.label_smothing", "0.2", "did you mean model.loss.label_smoothing?"),
+        ("--model.label_smoothing", "0.2", "model.label_smoothing is not an option"),
         ("--data.init_args.num_sample", "9", "did you mean data.init_args.num_samples?"),
         ("--trainer.max_epochs", "many", "trainer.max_epochs: expected int; got many"),
         ("--data.init_args.num_samples", "many", "data.init_args.num_samples: expected int; got"),
@@ -186,7 +187,7 @@ def test_a_typo_in_a_callbacks_arguments_names_the_callbacks_options(
     line = _one_line_error(["fit", "-c", str(CONF / "quickstart.yaml"), "-c", str(file)], capsys)
     assert "trainer.callbacks.init_args.every_n_epoch is not an option" in line
     assert "(did you mean trainer.callbacks.init_args.every_n_epochs?)" in line
-    assert "takes layers, method, every_n_epochs, per_class" in line
+    assert "takes layers, method, every_n_epochs, seed, sample, maps" in line
 
 
 def test_a_typo_in_a_package_command_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -196,10 +197,10 @@ def test_a_typo_in_a_package_command_is_one_line(capsys: pytest.CaptureFixture[s
 
 def test_model_options_are_typed_yet_checkpoints_hold_plain_values(tmp_path: Path) -> None:
     module = InceptionClassifier(
-        "inception_v3", num_classes=3, model_kwargs={"width": 0.0625, "stem": "79"}
+        "inception_v3", num_classes=3, model_kwargs={"width": 0.0625, "stem": 79}
     )
     assert module.hparams.model_kwargs == {
-        "width": 0.0625, "stem": "79", "aux_head": None, "residual_scale": None, "drop_rate": 0.2
+        "width": 0.0625, "stem": 79, "aux_head": None, "residual_scale": None, "drop_rate": 0.2
     }  # fmt: skip
     path = tmp_path / "plain.ckpt"
     torch.save(
@@ -211,6 +212,6 @@ def test_model_options_are_typed_yet_checkpoints_hold_plain_values(tmp_path: Pat
         path,
     )
     loaded = InceptionClassifier.load_from_checkpoint(path, weights_only=True)
-    assert loaded.model.stem == "79" and loaded.model.num_classes == 3
+    assert loaded.model.stem == 79 and loaded.model.num_classes == 3
     with pytest.raises(ValueError, match=r"no option 'widht'; the options are width, stem"):
         InceptionClassifier("inception_v3", model_kwargs={"widht": 0.25})

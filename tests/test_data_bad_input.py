@@ -11,7 +11,16 @@ import torch
 from lightning.pytorch import Trainer
 from PIL import Image
 
-from inception_lightning.data import DatasetError, ImageFolderDataModule, check_image, load_rgb
+from inception_lightning.data import (
+    AugmentOptions,
+    CropOptions,
+    DatasetError,
+    FileOptions,
+    ImageFolderDataModule,
+    LoaderOptions,
+    check_image,
+    load_rgb,
+)
 
 
 def _image(
@@ -33,8 +42,13 @@ def _tree(root: Path, classes=("cat", "dog"), splits=("train", "val"), n: int = 
     return root
 
 
-def _module(root: Path, **kwargs) -> ImageFolderDataModule:
-    return ImageFolderDataModule(str(root), image_size=32, num_workers=0, **kwargs)
+def _module(root: Path, **files: object) -> ImageFolderDataModule:
+    """The folder at 32 px, no workers; `files` are `FileOptions`, `augment=False` turns it off."""
+    augment = AugmentOptions(enabled=files.pop("augment", True))
+    return ImageFolderDataModule(
+        str(root), crop=CropOptions(image_size=32), augment=augment, files=FileOptions(**files),
+        loader=LoaderOptions(num_workers=0),
+    )  # fmt: skip
 
 
 def _empty(path: Path) -> Path:
@@ -109,7 +123,7 @@ def test_error_lists_every_bad_file(tmp_path) -> None:
     with pytest.raises(DatasetError, match="3 bad image files") as error:
         _module(root).setup("fit")
     assert all(f"{path}: empty file" in str(error.value) for path in bad)
-    assert "bad_files='skip'" in str(error.value)
+    assert "files.bad_files='skip'" in str(error.value)
 
 
 def test_skip_leaves_bad_files_out_and_writes_list_to_cwd(tmp_path, monkeypatch) -> None:

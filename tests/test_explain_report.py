@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_tree
 from PIL import Image
 
 from inception_lightning import create_model
@@ -16,11 +17,17 @@ from inception_lightning.data.transforms.preprocessing import Preprocessing
 from inception_lightning.explain import (
     Batch,
     Explainer,
+    ExplainSpec,
     MethodRun,
     Predictions,
+    SanityOptions,
+    ScoreOptions,
     auc,
+    balanced_sample,
+    build_report,
     cascading_randomization,
     explain_batch,
+    load_batch,
     make_attribution,
     predict_probs,
     safe_name,
@@ -52,7 +59,7 @@ class Collector(HTMLParser):
 def make_runs() -> list[MethodRun]:
     """Grad-CAM and HiResCAMMap on 6 images, half of them wrong, with a 3-deep sanity check."""
     torch.manual_seed(0)
-    model = create_model("inception_v3", num_classes=3, width=0.125, stem="79", aux_head=False)
+    model = create_model("inception_v3", num_classes=3, width=0.125, stem=79, aux_head=False)
     pixels = torch.randint(0, 256, (6, 3, 39, 39), dtype=torch.uint8)
     images = Normalize((0.5,) * 3, (0.5,) * 3)(pixels)
     methods = [make_attribution(name, model) for name in ("gradcam", "hirescam")]
@@ -233,7 +240,7 @@ def test_a_known_image_comes_back_in_its_true_colours(tmp_path: Path) -> None:
         Image.fromarray(known.permute(1, 2, 0).numpy()).save(folder / "known.png")
     preprocessing = Preprocessing(40, crop_pct=1.0, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25))
     dataset = evaluation_dataset(tmp_path / "data", preprocessing)
-    model = create_model("inception_v3", num_classes=2, width=0.125, stem="79", aux_head=False)
+    model = create_model("inception_v3", num_classes=2, width=0.125, stem=79, aux_head=False)
     explainer = Explainer(make_attribution("gradcam", model), dataset, steps=2)
     expl = explainer.explain([0])
 
@@ -246,3 +253,33 @@ def test_a_known_image_comes_back_in_its_true_colours(tmp_path: Path) -> None:
     shown = Image.open(tmp_path / "report" / summary["images"][0]["files"]["original"])
     shown = torch.from_numpy(np.asarray(shown.convert("RGB"))).permute(2, 0, 1)
     assert (shown.int() - known.int()).abs().max() <= 1
+
+
+def test_build_report_explains_the_seeded_sample_checks_its_first_images_and_predicts_all(
+    tmp_path: Path,
+) -> None:
+    """The one pipeline behind GradCam's end-of-fit report and the `report` command."""
+    root = write_tree(tmp_path / "data", ("a", "b", "c"), ("val",), n=3, size=(47, 47))
+    dataset = evaluation_dataset(root, Preprocessing(47, crop_pct=1.0))
+    model = create_model("inception_v3", num_classes=3, width=0.125, stem=79, aux_head=False)
+    spec = ExplainSpec(["layercam", "gradcam"], scores=ScoreOptions(steps=2), seed=3)
+    sanity = SanityOptions(samples=3, max_depth=2)
+
+    index = build_report(spec, model, dataset, tmp_path / "r", {"run": "here"}, 2, sanity, False)
+
+    summary = json.loads((index.parent / "summary.json").read_text())
+    sample = balanced_sample(dataset.labels, per_class=2, seed=3)
+    assert len(sample) == 6 and [image["index"] for image in summary["images"]] == sample
+    assert [m["method"] for m in summary["methods"]] == ["layercam", "gradcam"]
+    assert summary["evaluation"]["images"] == 9  # every image of the folder predicted
+    assert summary["info"] == {"run": "here"}
+    # the sanity check: on the sample's first 3 images, 2 units deep, seeded with spec's seed
+    first = load_batch(dataset, sample[:3])
+    by_hand = cascading_randomization(
+        make_attribution("layercam", model), first.images, first.labels, max_depth=2, seed=3
+    )
+    checked = summary["methods"][0]["sanity"]
+    assert checked["depths"] == by_hand.depths == ["head", "features.mixed_7c"]
+    assert checked["images"] + checked["empty"] == 3
+    assert checked["rank_correlation"] == pytest.approx(by_hand.rank_correlation, abs=1e-6)
+    assert checked["ssim"] == pytest.approx(by_hand.ssim, abs=1e-6)

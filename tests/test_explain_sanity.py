@@ -38,7 +38,7 @@ def squares(n: int, seed: int) -> tuple[Tensor, Tensor]:
 def trained() -> nn.Module:
     """A tiny Inception-v3 that learned which channel holds the square (60 Adam steps)."""
     torch.manual_seed(0)
-    model = create_model("inception_v3", num_classes=3, width=0.0625, stem="79", aux_head=False)
+    model = create_model("inception_v3", num_classes=3, width=0.0625, stem=79, aux_head=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for step in range(60):
         x, y = squares(16, seed=step)

@@ -45,7 +45,7 @@ model:
     init_args: {lr: 0.001}
 data:
   class_path: inception_lightning.data.SyntheticDataModule
-  init_args: {num_classes: 4, image_size: 75, num_samples: 120, batch_size: 8}
+  init_args: {num_classes: 4, image_size: 75, num_samples: 120, loader: {batch_size: 8}}
 """
 RACE_RUN = """
 trainer:
@@ -62,7 +62,7 @@ model:
   model_kwargs: {width: 0.0625, aux_head: false}
 data:
   class_path: inception_lightning.data.SyntheticDataModule
-  init_args: {num_classes: 4, image_size: 75, num_samples: 40, batch_size: 8}
+  init_args: {num_classes: 4, image_size: 75, num_samples: 40, loader: {batch_size: 8}}
 """
 
 

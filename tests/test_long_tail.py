@@ -21,9 +21,10 @@ from inception_lightning.cli import main
 from inception_lightning.data import ImageFolderDataModule, SyntheticDataset, write_dataset
 from inception_lightning.data.balanced_sampler import ClassBalancedSampler
 from inception_lightning.data.builtin.make_dataset import long_tail_counts
+from inception_lightning.data.data_options import LoaderOptions
 from inception_lightning.data.loading import make_loader
 from inception_lightning.data.resumable import ResumableDataLoader
-from inception_lightning.training import InceptionClassifier
+from inception_lightning.training import InceptionClassifier, LossOptions
 
 
 def _counts(folder: Path) -> dict[str, int]:
@@ -176,8 +177,8 @@ def test_folder_reports_class_counts_and_draws_by_class(
 ) -> None:
     root = tmp_path / "lt"
     write_dataset(root, num_classes=3, image_size=32, num_samples=30, class_counts=[12, 6, 3])
-    dm = ImageFolderDataModule(str(root), image_size=32, batch_size=4, num_workers=0,
-                               sampling="class_balanced")  # fmt: skip
+    dm = ImageFolderDataModule(str(root), crop={"image_size": 32},
+                               loader=LoaderOptions(4, 0, sampling="class_balanced"))  # fmt: skip
     with caplog.at_level(logging.INFO):
         dm.setup("fit")
     assert (
@@ -189,7 +190,7 @@ def test_folder_reports_class_counts_and_draws_by_class(
     assert isinstance(loader.sampler, ClassBalancedSampler)
     assert loader.sampler.class_counts == [12, 6, 3] and len(loader) == 5  # 21 draws, 4 a batch
     assert not isinstance(dm.val_dataloader().sampler, ClassBalancedSampler)
-    shuffled = ImageFolderDataModule(str(root), image_size=32, batch_size=4, num_workers=0)
+    shuffled = ImageFolderDataModule(str(root), crop={"image_size": 32}, loader=LoaderOptions(4, 0))
     shuffled.setup("fit")
     assert not isinstance(shuffled.train_dataloader().sampler, ClassBalancedSampler)
 
@@ -232,8 +233,8 @@ def test_class_weights_weigh_the_loss_by_inverse_class_size(
     train = SyntheticDataset("train", 0, 3, 75, class_counts=[12, 3, 1])
     data = datamodule(train, batch_size=4)
     data.train_class_counts = [12, 3, 1]
-    module = InceptionClassifier("inception_v3", num_classes=3, model_kwargs=TINY,
-                                 label_smoothing=0.0, class_weights="balanced")  # fmt: skip
+    loss = LossOptions(label_smoothing=0.0, class_weights="balanced")
+    module = InceptionClassifier("inception_v3", num_classes=3, model_kwargs=TINY, loss=loss)
     trainer(max_steps=1, limit_val_batches=0).fit(module, datamodule=data)
     weights = torch.tensor([4 / 9, 16 / 9, 16 / 3])
     torch.testing.assert_close(module._class_weights, weights)
@@ -242,16 +243,16 @@ def test_class_weights_weigh_the_loss_by_inverse_class_size(
     nll = -torch.log_softmax(logits, dim=1)[[0, 1], target]
     by_hand = (weights[0] * nll[0] + weights[2] * nll[1]) / (weights[0] + weights[2])
     torch.testing.assert_close(module.loss(logits, None, target)[0], by_hand)
-    sqrt = InceptionClassifier("inception_v3", num_classes=3, model_kwargs=TINY,
-                               class_weights="square_root")  # fmt: skip
+    loss = LossOptions(class_weights="square_root")
+    sqrt = InceptionClassifier("inception_v3", num_classes=3, model_kwargs=TINY, loss=loss)
     trainer(max_steps=1, limit_val_batches=0).fit(sqrt, datamodule=data)
     torch.testing.assert_close(sqrt._class_weights, weights.sqrt())
 
 
 def test_class_weights_need_counted_classes(datamodule, trainer) -> None:
     train = SyntheticDataset("train", 8, 2, 75)
-    module = InceptionClassifier("inception_v3", num_classes=2, model_kwargs=TINY,
-                                 class_weights="balanced")  # fmt: skip
+    loss = LossOptions(class_weights="balanced")
+    module = InceptionClassifier("inception_v3", num_classes=2, model_kwargs=TINY, loss=loss)
     with pytest.raises(ValueError, match="class_weights=balanced needs the training images"):
         trainer(max_steps=1).fit(module, datamodule=datamodule(train))
 
@@ -281,8 +282,9 @@ def test_balanced_run_stopped_and_resumed_draws_the_same_batches(
     def fit(folder: str, record: Record, ckpt_path: Path | None = None) -> InceptionClassifier:
         torch.manual_seed(0)
         module = InceptionClassifier("inception_v3", num_classes=3, model_kwargs=TINY_47)
-        data = ImageFolderDataModule(str(root), image_size=47, crop_pct=1.0, batch_size=6,
-                                     num_workers=0, sampling="class_balanced")  # fmt: skip
+        crop = {"image_size": 47, "crop_pct": 1.0}
+        loader = LoaderOptions(6, 0, sampling="class_balanced")
+        data = ImageFolderDataModule(str(root), crop=crop, loader=loader)
         saving = ModelCheckpoint(dirpath=tmp_path / folder, every_n_train_steps=1, save_last=True)
         run = trainer(max_epochs=2, limit_val_batches=0, callbacks=[record, saving],
                       enable_checkpointing=True)  # fmt: skip

@@ -17,7 +17,7 @@ SHRUNK = [
     "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1",
     "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
     "--cpu_recipe", "null", "--data.init_args.num_samples", "72",
-    "--data.init_args.batch_size", "4", "--model.model_kwargs.width", "0.0625",
+    "--data.init_args.loader.batch_size", "4", "--model.model_kwargs.width", "0.0625",
 ]  # fmt: skip
 
 
@@ -29,7 +29,7 @@ def test_range_test_sets_the_suggested_lr_keeping_the_backbones_ratio(
     main(["fit", "-c", str(CONF / "quickstart.yaml"), "--trainer.callbacks", "[]",
           "-c", str(CONF / "callbacks" / "lr_range_test.yaml"), *SHRUNK,
           "--trainer.callbacks.init_args.num_training_steps", "16",
-          "--model.backbone_lr_scale", "0.5"])  # fmt: skip
+          "--model.optim.backbone_lr_scale", "0.5"])  # fmt: skip
     run = tmp_path / "runs" / "quickstart" / "version_0"
     results = json.loads((run / "lr_range_test.json").read_text())
     lrs, losses = results["lr"], results["loss"]

@@ -16,15 +16,18 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from inception_lightning.callbacks import InceptionEMA
 from inception_lightning.data import SyntheticDataModule, SyntheticDataset
-from inception_lightning.training import InceptionClassifier, load_network, read_checkpoint
-from inception_lightning.training.mixup import BatchMixer, MixupOptions
+from inception_lightning.training import (
+    InceptionClassifier,
+    LossOptions,
+    load_network,
+    read_checkpoint,
+)
+from inception_lightning.training.mixup import BatchMixer
 
 
 def _module(**mixup: float) -> InceptionClassifier:
-    return InceptionClassifier(
-        "inception_v3", num_classes=2, model_kwargs=TINY, label_smoothing=0.1, aux_weight=0.4,
-        mixup=MixupOptions(**mixup),
-    )  # fmt: skip
+    loss = LossOptions(label_smoothing=0.1, aux_weight=0.4, **mixup)
+    return InceptionClassifier("inception_v3", num_classes=2, model_kwargs=TINY, loss=loss)
 
 
 def _two_images(size: int = 4) -> torch.Tensor:
@@ -79,13 +82,13 @@ def test_switch_probability_picks_cutmix_or_mixup() -> None:
 
 
 def test_mixing_stops_at_the_off_epoch_and_needs_an_even_batch() -> None:
-    mixer = BatchMixer(MixupOptions(mixup_alpha=0.8, off_epoch=2), 2, 0.1)
+    mixer = BatchMixer(LossOptions(mixup_alpha=0.8, mixup_off_epoch=2), 2)
     assert [mixer.active(epoch) for epoch in range(4)] == [True, True, False, False]
-    assert not BatchMixer(MixupOptions(), 2, 0.1).active(0)  # both alphas 0: off
+    assert not BatchMixer(LossOptions(), 2).active(0)  # both alphas 0: off
     with pytest.raises(ValueError, match="batch size must be even, got a batch of 3"):
         mixer(torch.zeros(3, 3, 4, 4), torch.tensor([0, 1, 0]))
-    with pytest.raises(ValueError, match=r"mixup.prob must lie in \[0, 1\], got 2"):
-        MixupOptions(mixup_alpha=1.0, prob=2)
+    with pytest.raises(ValueError, match=r"loss.mixup_prob must lie in \[0.0, 1.0\], got 2"):
+        LossOptions(mixup_alpha=1.0, mixup_prob=2)
 
 
 def test_training_mixes_until_the_off_epoch_and_validation_sees_clean_images(
@@ -97,7 +100,7 @@ def test_training_mixes_until_the_off_epoch_and_validation_sees_clean_images(
     data = datamodule(train, val, batch_size=4)
     module = InceptionClassifier(
         "inception_v3", num_classes=2, model_kwargs=TINY,
-        mixup=MixupOptions(mixup_alpha=1.0, cutmix_alpha=1.0, off_epoch=1),
+        loss=LossOptions(mixup_alpha=1.0, cutmix_alpha=1.0, mixup_off_epoch=1),
     )  # fmt: skip
     seen: list[tuple[str, int, bool]] = []
     handed: dict[str, torch.Tensor] = {}
@@ -133,9 +136,11 @@ def test_checkpoint_of_a_mixup_run_with_ema_reloads_and_rebuilds_its_network(
 ) -> None:
     """Mixup and cutmix with EMA on the built-in data: the checkpoint loads with
     weights_only=True, holds the average, and restores the module with its mixing options."""
-    options = MixupOptions(mixup_alpha=0.8, cutmix_alpha=1.0, off_epoch=5)
-    module = InceptionClassifier("inception_v3", num_classes=4, model_kwargs=TINY, mixup=options)
-    data = SyntheticDataModule(num_classes=4, image_size=75, num_samples=24, batch_size=8)
+    options = LossOptions(mixup_alpha=0.8, cutmix_alpha=1.0, mixup_off_epoch=5)
+    module = InceptionClassifier("inception_v3", num_classes=4, model_kwargs=TINY, loss=options)
+    data = SyntheticDataModule(
+        num_classes=4, image_size=75, num_samples=24, loader={"batch_size": 8}
+    )
     ema = InceptionEMA(decay=0.5)
     run = Trainer(
         accelerator="cpu", max_epochs=1, limit_val_batches=1, num_sanity_val_steps=0,
@@ -146,7 +151,7 @@ def test_checkpoint_of_a_mixup_run_with_ema_reloads_and_rebuilds_its_network(
     assert "val_ema/acc1" in run.callback_metrics
     path = tmp_path / "last.ckpt"
     saved = read_checkpoint(path)  # weights_only=True: the options are plain values
-    assert saved["hyper_parameters"]["mixup"] == dataclasses.asdict(options)
+    assert saved["hyper_parameters"]["loss"] == dataclasses.asdict(options)
     restored = InceptionClassifier.load_from_checkpoint(path)
     assert restored.mixer.options == options
     average = ema.average_network()

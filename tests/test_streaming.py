@@ -25,14 +25,11 @@ from PIL import Image
 
 from inception_lightning.cli import main
 from inception_lightning.data import DatasetError, ImageFolderDataModule
+from inception_lightning.data.data_options import CropOptions, LoaderOptions
 from inception_lightning.data.streaming.chunk_info import INFO_FILE, ChunkInfo
 from inception_lightning.data.streaming.chunk_writer import write_chunks
 from inception_lightning.data.streaming.streaming_datamodule import StreamingImageDataModule
-from inception_lightning.data.streaming.streaming_options import (
-    CropOptions,
-    LoaderOptions,
-    StreamOptions,
-)
+from inception_lightning.data.streaming.streaming_options import StreamOptions
 from inception_lightning.training import read_checkpoint, read_description
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +59,10 @@ def test_convert_keeps_the_folder_paths_pixels_labels_and_masks(tmp_path: Path) 
     )  # fmt: skip
     stream.setup("fit")
     folder = ImageFolderDataModule(
-        str(root), boxes_file=str(root / "boxes.json"), image_size=40, num_workers=0
+        str(root),
+        crop=CropOptions(40),
+        files={"boxes_file": str(root / "boxes.json")},
+        loader=LoaderOptions(num_workers=0),
     )
     folder.setup("fit")
     assert stream.classes == folder.classes == ["circle", "square", "triangle"]
@@ -90,7 +90,10 @@ def test_a_flat_tree_is_held_out_as_fit_holds_it_out(
     assert "checking images" in shown and "writing train chunks" in shown and "12/12" in shown
     assert "writing val chunks" in shown and "images/s" in shown
     folder = ImageFolderDataModule(
-        str(root), val_fraction=0.2, split_seed=3, image_size=32, num_workers=0
+        str(root),
+        crop=CropOptions(32),
+        split={"val_fraction": 0.2, "seed": 3},
+        loader=LoaderOptions(num_workers=0),
     )
     folder.setup("fit")
     stream = _module(tmp_path / "chunks", tmp_path / "cache", 32)
@@ -175,9 +178,8 @@ DDP_SCRIPT = textwrap.dedent(
     import json, sys
     from lightning.pytorch import Callback, Trainer
     from inception_lightning.data.streaming.streaming_datamodule import StreamingImageDataModule
-    from inception_lightning.data.streaming.streaming_options import (
-        CropOptions, LoaderOptions, StreamOptions,
-    )
+    from inception_lightning.data.data_options import CropOptions, LoaderOptions
+    from inception_lightning.data.streaming.streaming_options import StreamOptions
     from inception_lightning.training.module import InceptionClassifier
 
     class Seen(Callback):

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(Path(sys.executable).parent / "inception-lightning")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 LR = "model.optimizer.init_args.lr"
-SMOOTHING = "model.label_smoothing"
+SMOOTHING = "model.loss.label_smoothing"
 # The shipped quickstart, shrunk: one step of training and one of validation per trial.
 SHRUNK = {
     "trainer.callbacks": [],
@@ -32,7 +32,7 @@ SHRUNK = {
     "trainer.enable_model_summary": False,
     "cpu_recipe": None,
     "data.init_args.num_samples": 20,
-    "data.init_args.batch_size": 8,
+    "data.init_args.loader.batch_size": 8,
     "model.model_kwargs.width": 0.0625,
 }
 

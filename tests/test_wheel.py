@@ -119,8 +119,8 @@ def test_fit_the_packaged_quickstart_then_predict_with_its_checkpoint(
     _run([script, "fit", "-c", "conf/quickstart.yaml",
           "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
           "--trainer.enable_progress_bar", "false",
-          "--model.model_kwargs", '{"width": 0.0625, "stem": "79"}',
-          "--data.init_args.num_samples", "40", "--data.init_args.batch_size", "8"],
+          "--model.model_kwargs", '{"width": 0.0625, "stem": 79}',
+          "--data.init_args.num_samples", "40", "--data.init_args.loader.batch_size", "8"],
          cwd=tmp_path)  # fmt: skip
     run = tmp_path / "runs" / "quickstart" / "version_0"
     saved = yaml.safe_load((run / "config.yaml").read_text())

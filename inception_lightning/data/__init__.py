@@ -12,6 +12,13 @@ from inception_lightning.data.builtin.synthetic import (
     synthetic_classes,
     synthetic_preprocessing,
 )
+from inception_lightning.data.data_options import (
+    AugmentOptions,
+    CropOptions,
+    FileOptions,
+    LoaderOptions,
+    SplitOptions,
+)
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.folders.decode import decode_rgb, load_rgb
 from inception_lightning.data.folders.folder_dataset import (
@@ -51,17 +58,22 @@ __all__ = [
     "INCEPTION_STD",
     "SHAPES",
     "Annotation",
+    "AugmentOptions",
     "BadFile",
+    "CropOptions",
     "DatasetError",
+    "FileOptions",
     "ImageFolderDataset",
     "ImageRecord",
     "LabelledImages",
+    "LoaderOptions",
     "MaskedImageFolderDataset",
     "MultiCrop",
     "MultiCropDataset",
     "MultiCropViews",
     "Normalize",
     "Preprocessing",
+    "SplitOptions",
     "SyntheticDataset",
     "check_image",
     "decode_rgb",

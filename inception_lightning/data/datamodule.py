@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from inception_lightning.data.balanced_sampler import ClassBalancedSampler
+from inception_lightning.data.data_options import BadFiles, LoaderOptions
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.loading import default_num_workers, make_loader
 from inception_lightning.data.scanning.scan import BadFile
@@ -24,9 +25,7 @@ from inception_lightning.data.transforms.multicrop import (
 )
 from inception_lightning.data.transforms.preprocessing import Normalize, Preprocessing
 
-BadFiles = Literal["error", "skip"]
-# How training samples are drawn: shuffled, or with replacement by class (`ClassBalancedSampler`)
-Sampling = Literal["shuffle", "class_balanced", "square_root"]
+# `LoaderOptions.sampling` -> the sampler's power (`ClassBalancedSampler`)
 _SAMPLER_POWER = {"class_balanced": 1.0, "square_root": 0.5}
 
 
@@ -48,39 +47,27 @@ class ImageDataModule(LightningDataModule):
     Args:
         classes: class names, by label.
         preprocessing: the input size, crop and normalisation the model is trained with.
-        batch_size: images per batch.
-        num_workers: loader processes; None: `default_num_workers` for the trainer's devices.
-        pin_memory: None pins when CUDA is available.
+        loader: batch_size, num_workers and pin_memory of the loaders (`LoaderOptions`).
         test_crops: views per test image: 1 (the evaluation crop), 12 or 144.
-        sampling: "shuffle" each epoch, or draw with replacement so that every class comes
-            equally often ("class_balanced") or in proportion to the square root of its size
-            ("square_root"): `ClassBalancedSampler`, for imbalanced classes.
     """
 
     def __init__(
         self,
         classes: list[str],
         preprocessing: Preprocessing,
-        batch_size: int,
-        num_workers: int | None,
-        pin_memory: bool | None,
+        loader: LoaderOptions,
         test_crops: int = 1,
-        sampling: Sampling = "shuffle",
     ) -> None:
         super().__init__()
-        if sampling not in ("shuffle", *_SAMPLER_POWER):
-            raise ValueError(
-                f"sampling must be shuffle, class_balanced or square_root, got {sampling!r}"
-            )
-        self.sampling = sampling
         self.train_class_counts: list[int] | None = None
         """Training images of each class, once `report_class_counts` has counted them."""
         self.classes = classes
         self.preprocessing = preprocessing
         self.normalize = Normalize(preprocessing.mean, preprocessing.std)
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
+        self.loader_options = loader
+        # an attribute of its own: Lightning's batch-size finder and the module's lr scaling
+        # read and set `batch_size`
+        self.batch_size = loader.batch_size
         self.test_crops = check_crops(test_crops)
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
@@ -129,21 +116,29 @@ class ImageDataModule(LightningDataModule):
         ratio = max(present) / min(present) if present else 1.0
         rank_zero_info(
             f"training images per class: {listed} ({len(labels):,} in all; the largest class "
-            f"is {ratio:.1f}x the smallest; sampling: {self.sampling})"
+            f"is {ratio:.1f}x the smallest; sampling: {self.loader_options.sampling})"
         )
+
+    def default_num_workers(self) -> int:
+        """Loader processes when `loader.num_workers` is None: `loading.default_num_workers`
+        for the trainer's devices on this node."""
+        return default_num_workers(self.trainer.num_devices if self.trainer else 1)
 
     def missing_split(self, split: str) -> str:
         """Why `split` has no dataset; subclasses name the folder or setting that would add it."""
         return f"{type(self).__name__} has no {split} split"
 
-    def handle_bad_files(self, bad: list[BadFile], policy: BadFiles, root: Path) -> None:
+    def handle_bad_files(
+        self, bad: list[BadFile], policy: BadFiles, root: Path, key: str = "bad_files"
+    ) -> None:
         """Apply a bad-file policy: "error" lists them all and stops; "skip" warns and writes
-        the list to `bad_files.txt` in the trainer's log directory (else the current one)."""
+        the list to `bad_files.txt` in the trainer's log directory (else the current one).
+        `key` names the policy's argument in the error."""
         listing = "\n".join(f"  {b.line()}" for b in bad)
         if policy == "error":
             raise DatasetError(
                 f"{len(bad)} bad image files under {root} "
-                f"(pass bad_files='skip' to leave them out):\n{listing}"
+                f"(pass {key}='skip' to leave them out):\n{listing}"
             )
         trainer = self.trainer
         log_dir = Path(trainer.log_dir) if trainer is not None and trainer.log_dir else Path.cwd()
@@ -159,15 +154,14 @@ class ImageDataModule(LightningDataModule):
             if all(d is None for d in splits):
                 raise RuntimeError("call setup() before asking for a dataloader")
             raise DatasetError(self.missing_split(split))
-        if self.num_workers is None:
-            workers = default_num_workers(self.trainer.num_devices if self.trainer else 1)
-        else:
-            workers = self.num_workers
+        workers = self.loader_options.num_workers
+        if workers is None:
+            workers = self.default_num_workers()
         train = split == "train"
         drop_last = train and len(dataset) > self.batch_size
+        pin_memory = self.loader_options.pin_memory
         sampler = None
-        if train and self.sampling != "shuffle":
-            sampler = ClassBalancedSampler(dataset.labels, _SAMPLER_POWER[self.sampling])
-        return make_loader(
-            dataset, self.batch_size, train, workers, self.pin_memory, drop_last, sampler
-        )
+        if train and self.loader_options.sampling != "shuffle":
+            power = _SAMPLER_POWER[self.loader_options.sampling]
+            sampler = ClassBalancedSampler(dataset.labels, power)
+        return make_loader(dataset, self.batch_size, train, workers, pin_memory, drop_last, sampler)

@@ -18,6 +18,13 @@ from inception_lightning.explain.cam import (
     fuse,
 )
 from inception_lightning.explain.comparison import MethodRun, run_methods
+from inception_lightning.explain.explain_options import (
+    MapOptions,
+    ReportOptions,
+    SampleOptions,
+    SanityOptions,
+    ScoreOptions,
+)
 from inception_lightning.explain.explainer import (
     Batch,
     Explainer,
@@ -50,6 +57,7 @@ from inception_lightning.explain.metrics import (
     scaled_tolerance,
 )
 from inception_lightning.explain.numerics import Bf16Forward, fp32
+from inception_lightning.explain.pipeline import ExplainSpec, build_report
 from inception_lightning.explain.pixel import IntegratedGradientsMap, OcclusionMap
 from inception_lightning.explain.predictions import Predictions, Reliability, predict_dataset
 from inception_lightning.explain.sanity import (
@@ -67,6 +75,7 @@ __all__ = [
     "Attribution",
     "Batch",
     "Bf16Forward",
+    "ExplainSpec",
     "Explainer",
     "Explanation",
     "GradCAMMap",
@@ -74,17 +83,23 @@ __all__ = [
     "HiResCAMMap",
     "IntegratedGradientsMap",
     "LayerCAMMap",
+    "MapOptions",
     "Method",
     "MethodRun",
     "OcclusionMap",
     "Predictions",
     "RandomizationCurve",
     "Reliability",
+    "ReportOptions",
+    "SampleOptions",
+    "SanityOptions",
+    "ScoreOptions",
     "as_methods",
     "auc",
     "balanced_sample",
     "blur",
     "boxes_to_masks",
+    "build_report",
     "cascade_units",
     "cascading_randomization",
     "default_layer",

@@ -9,6 +9,7 @@ from typing import Any
 from torch import Tensor
 
 from inception_lightning.console import track
+from inception_lightning.explain.explain_options import SanityOptions
 from inception_lightning.explain.explainer import Explainer, Explanation, summarize_explanation
 from inception_lightning.explain.sanity import RandomizationCurve
 
@@ -36,7 +37,7 @@ def run_methods(
     explainers: Mapping[str, Explainer],
     indices: Sequence[int],
     sanity_indices: Sequence[int] = (),
-    **sanity_options: Any,
+    sanity: SanityOptions = SanityOptions(),  # noqa: B008 (frozen, so never shared state)
 ) -> list[MethodRun]:
     """Explain `indices` with each method, and sanity-check it on `sanity_indices` (if any).
 
@@ -47,14 +48,14 @@ def run_methods(
         explainers: one per method name, on the same dataset and model.
         indices: the images every method explains.
         sanity_indices: the images of the sanity check; empty: no check.
-        sanity_options: for `sanity.cascading_randomization` (threshold, max_depth, ...).
+        sanity: the check's options (its `samples` are the callers' to apply).
     """
     explained = {method: explainer.explain(indices) for method, explainer in explainers.items()}
     checks: dict[str, RandomizationCurve] = {}
     if sanity_indices and explainers:
         progress = next(iter(explainers.values())).progress
         for method in track(list(explainers), "sanity check", unit="methods", enabled=progress):
-            checks[method] = explainers[method].sanity_check(sanity_indices, **sanity_options)
+            checks[method] = explainers[method].sanity_check(sanity_indices, sanity)
     return [
         MethodRun(method, explainer.attribution.describe(), explained[method], checks.get(method))
         for method, explainer in explainers.items()

@@ -23,6 +23,7 @@ from inception_lightning.explain.attribution import (
     eval_mode,
     model_device,
 )
+from inception_lightning.explain.explain_options import SanityOptions
 from inception_lightning.explain.metrics import (
     auc,
     deletion_curve,
@@ -295,12 +296,21 @@ class Explainer:
             self.attribution, batch, self.steps, self.tolerance, self.progress, self.forward
         )
 
-    def sanity_check(self, indices: Sequence[int], **options: object) -> RandomizationCurve:
-        """`sanity.cascading_randomization` of the true-class maps of the images at `indices`;
-        `options` go to it (threshold, verdict_stages, max_depth)."""
+    def sanity_check(
+        self,
+        indices: Sequence[int],
+        options: SanityOptions = SanityOptions(),  # noqa: B008 (frozen, so never shared state)
+    ) -> RandomizationCurve:
+        """`sanity.cascading_randomization` of the true-class maps of the images at `indices`,
+        with the threshold and depth of `options`."""
         batch = load_batch(self.dataset, indices)
         return cascading_randomization(
-            self.attribution, batch.images, batch.labels, seed=self.seed, **options
+            self.attribution,
+            batch.images,
+            batch.labels,
+            threshold=options.threshold,
+            max_depth=options.max_depth,
+            seed=self.seed,
         )
 
 

@@ -34,7 +34,7 @@ NETWORK_PREFIX = "model."
 _ZIP_START = b"PK\x03\x04"  # torch.save's format since torch 1.6
 _PICKLE_START = b"\x80"  # the legacy format: a pickle stream
 _UNSAFE = "Weights only load failed"  # torch's UnpicklingError for objects outside its allowlist
-TRUST_HINT = "if you made it yourself, pass trust_pickle=True (CLI: --model.trust_pickle true)"
+TRUST_HINT = "if you made it yourself, pass trust_pickle=True (CLI: --model.init.trust_pickle true)"
 
 
 def load_file(path: str | Path, trust_pickle: bool = False, trust_hint: str = TRUST_HINT) -> Any:

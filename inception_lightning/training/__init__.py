@@ -25,6 +25,12 @@ from inception_lightning.training.exporter import ExportError, export
 from inception_lightning.training.loggers import ExclusiveTensorBoardLogger
 from inception_lightning.training.module import InceptionClassifier
 from inception_lightning.training.optim import InceptionRMSprop, InceptionStepDecay
+from inception_lightning.training.training_options import (
+    ComputeOptions,
+    InitOptions,
+    LossOptions,
+    OptimOptions,
+)
 
 MOVED_TO_CALLBACKS = (
     "FineTuning",
@@ -52,14 +58,18 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AtomicCheckpointIO",
     "CheckpointMismatchError",
+    "ComputeOptions",
     "Description",
     "ExclusiveTensorBoardLogger",
     "ExportError",
     "InceptionClassifier",
     "InceptionRMSprop",
     "InceptionStepDecay",
+    "InitOptions",
     "LoadedNetwork",
+    "LossOptions",
     "NetworkModule",
+    "OptimOptions",
     "export",
     "load_network",
     "network_of",

@@ -20,7 +20,6 @@ recorded in the checkpoint.
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict
 
 import torch
 from torch.utils.data import DataLoader
@@ -28,19 +27,14 @@ from torch.utils.data.dataloader import default_collate
 from torchvision.transforms import v2
 from typing_extensions import override
 
+from inception_lightning.data.data_options import AugmentOptions, CropOptions, LoaderOptions
 from inception_lightning.data.datamodule import ImageDataModule
 from inception_lightning.data.errors import DatasetError
-from inception_lightning.data.loading import default_num_workers
 from inception_lightning.data.scanning.scan import label_space
 from inception_lightning.data.streaming.chunk_info import ChunkInfo, MissingSplitError
 from inception_lightning.data.streaming.streaming_images import ChunkImages, StreamingImages
 from inception_lightning.data.streaming.streaming_loader import ResumableStreamingDataLoader
-from inception_lightning.data.streaming.streaming_options import (
-    AugmentOptions,
-    CropOptions,
-    LoaderOptions,
-    StreamOptions,
-)
+from inception_lightning.data.streaming.streaming_options import StreamOptions
 from inception_lightning.data.transforms.preprocessing import (
     Preprocessing,
     eval_geometry,
@@ -86,10 +80,8 @@ class StreamingImageDataModule(ImageDataModule):
         classes: list[str] | None = None,
         preprocessing: Preprocessing | None = None,
     ) -> None:
-        loader = loader or LoaderOptions()
-        crop = crop or CropOptions()
-        augment = augment or AugmentOptions()
-        stream = stream or StreamOptions()
+        loader, crop = LoaderOptions.of(loader), CropOptions.of(crop)
+        augment, stream = AugmentOptions.of(augment), StreamOptions.of(stream)
         self.input_dir = input_dir.rstrip("/")
         self.stream = stream
         info = ChunkInfo.read(self._split_dir("train"), stream.storage_options)
@@ -99,9 +91,7 @@ class StreamingImageDataModule(ImageDataModule):
         super().__init__(
             label_space(info.classes, classes, self.input_dir),
             preprocessing,
-            loader.batch_size,
-            loader.num_workers,
-            loader.pin_memory,
+            loader,
             test_crops,
         )
         self.converted_classes = info.classes
@@ -109,7 +99,7 @@ class StreamingImageDataModule(ImageDataModule):
         # preprocessing is in the checkpoint's description)
         groups = {"loader": loader, "crop": crop, "augment": augment, "stream": stream}
         self.save_hyperparameters(ignore=["preprocessing", *groups])
-        self.hparams.update({name: asdict(group) for name, group in groups.items()})
+        self.hparams.update({name: group.as_kwargs() for name, group in groups.items()})
         self.train_transform = (
             train_geometry(preprocessing, augment.min_scale, augment.hflip)
             if augment.enabled
@@ -134,15 +124,12 @@ class StreamingImageDataModule(ImageDataModule):
         dataset = self.train_dataset
         if dataset is None:
             raise RuntimeError("call setup() before asking for a dataloader")
-        if self.num_workers is None:
-            workers = default_num_workers(self.trainer.num_devices if self.trainer else 1)
-        else:
-            workers = self.num_workers
+        workers, pin_memory = self.loader_options.num_workers, self.loader_options.pin_memory
         return ResumableStreamingDataLoader(
             dataset,
             batch_size=self.batch_size,
-            num_workers=workers,
-            pin_memory=torch.cuda.is_available() if self.pin_memory is None else self.pin_memory,
+            num_workers=self.default_num_workers() if workers is None else workers,
+            pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
             collate_fn=default_collate,  # [images, labels], as the folder path's batches
         )
 

@@ -1,62 +1,15 @@
-"""Option groups of `StreamingImageDataModule`: the loader, the crop, augmentation, the stream.
-
-`LoaderOptions`, `CropOptions` and `AugmentOptions` are meant to be the same groups as the
-folder datamodule's (same names, same fields); until that datamodule takes groups, they live
-here. `StreamOptions` is the streaming datamodule's own.
-"""
+"""`StreamOptions`: the streaming datamodule's own option group (its loader, crop and
+augmentation groups are the folder datamodule's, `data.data_options`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class AugmentOptions:
-    """Training augmentation: a random-resized crop and a horizontal flip.
-
-    Args:
-        enabled: False trains on evaluation crops.
-        min_scale: smallest share of the image area a training crop covers.
-        hflip: probability of a horizontal flip.
-    """
-
-    enabled: bool = True
-    min_scale: float = 0.08
-    hflip: float = 0.5
+from inception_lightning.models.options import OptionGroup
 
 
 @dataclass(frozen=True)
-class LoaderOptions:
-    """How the dataloaders batch and load.
-
-    Args:
-        batch_size: images per batch (per device).
-        num_workers: loader processes; None: `default_num_workers` for the trainer's devices on
-            this node.
-        pin_memory: None pins when CUDA is available.
-    """
-
-    batch_size: int = 32
-    num_workers: int | None = None
-    pin_memory: bool | None = None
-
-
-@dataclass(frozen=True)
-class CropOptions:
-    """Overrides of the preprocessing's crop (see `data.transforms.preprocessing`).
-
-    Args:
-        image_size: the crop size, the network's input; None: the preprocessing's.
-        crop_pct: the share of the resized image kept by the evaluation crop; None: the
-            preprocessing's.
-    """
-
-    image_size: int | None = None
-    crop_pct: float | None = None
-
-
-@dataclass(frozen=True)
-class StreamOptions:
+class StreamOptions(OptionGroup):
     """Where remote chunks are cached and how the training stream is shuffled.
 
     Args:
