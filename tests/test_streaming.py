@@ -315,7 +315,7 @@ FIT_ARGS = [
     "--trainer.logger.class_path", "inception_lightning.training.ExclusiveTensorBoardLogger",
     "--trainer.logger.init_args.save_dir", "runs",
     "--model.model_kwargs", MODEL_KWARGS,
-    "--model.aux_weight", "0",
+    "--model.loss.aux_weight", "0",
     "--data.init_args.loader", '{"batch_size": 6, "num_workers": 0}',
     "--data.init_args.crop", '{"image_size": 79}',
 ]  # fmt: skip
@@ -323,7 +323,10 @@ GRAD_CAM = """
 trainer:
   callbacks+:
     - class_path: inception_lightning.callbacks.GradCam
-      init_args: {per_class: 1, steps: 2, sanity_samples: 0, misclassified_search: 4}
+      init_args:
+        sample: {per_class: 1, misclassified_search: 4}
+        scores: {steps: 2}
+        sanity: {samples: 0}
 """
 
 
@@ -361,7 +364,7 @@ def test_convert_fit_report_and_predict_through_the_console_script(
     assert float(validated) == pytest.approx(summary["evaluation"]["accuracy"])
 
     main(["report", "--ckpt_path", str(ckpt), "--data", "shapes", "--out", "report",
-          "--per_class", "1", "--method", "gradcam", "--sanity_samples", "0"])  # fmt: skip
+          "--per_class", "1", "--method", "gradcam", "--sanity.samples", "0"])  # fmt: skip
     evaluation = json.loads(Path("report/summary.json").read_text())["evaluation"]
     assert evaluation["images"] == 3
     assert evaluation["accuracy"] == pytest.approx(float(validated))
