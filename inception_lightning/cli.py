@@ -42,6 +42,7 @@ from inception_lightning.training import (
     Description,
     ExportError,
     InceptionClassifier,
+    NetworkNotFoundError,
     read_checkpoint,
     read_description,
 )
@@ -74,6 +75,7 @@ USER_ERRORS = (
     ExportError,
     FileNotFoundError,
     InputTooSmallError,
+    NetworkNotFoundError,
 )
 # Subcommands that evaluate a checkpoint rather than train it: the data follows the checkpoint.
 EVALUATING = ("validate", "test", "predict")
