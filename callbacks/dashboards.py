@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from torch.utils.tensorboard.summary import hparams
 from typing_extensions import override
 
+from inception_lightning.callbacks._media import media_of
 from inception_lightning.training.balanced_accuracy import BalancedAccuracy
 
 PER_CLASS_TAG = "val/per_class_acc"
@@ -40,9 +41,10 @@ class TensorBoardDashboards(Callback):
     other TensorBoard logger used with this callback. The custom-scalars tab gets `LAYOUT`.
 
     After every validation in fit, each class's accuracy (its recall, from the module's
-    `val/balanced_acc` metric) is drawn as one bar chart, `val/per_class_acc` in the images
-    tab, rather than one chart per class; the bars name each class's training images when the
-    datamodule counted them (`train_class_counts`). `per_class` holds the last values.
+    `val/balanced_acc` metric) is drawn as one bar chart, `val/per_class_acc` (TensorBoard's
+    images tab, or any logger that shows pictures), rather than one chart per class; the bars
+    name each class's training images when the datamodule counted them
+    (`train_class_counts`). `per_class` holds the last values.
 
     Args:
         best: logged metrics to track the highest value of (accuracies).
@@ -88,13 +90,13 @@ class TensorBoardDashboards(Callback):
         data = trainer.datamodule
         classes = getattr(data, "classes", None) or [str(i) for i in range(len(recalls))]
         self.per_class = dict(zip(classes, recalls, strict=True))
-        writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-        if not (writers and trainer.is_global_zero):
+        media = media_of(trainer)
+        if not media:
             return
         counts = getattr(data, "train_class_counts", None)
         figure = per_class_figure(self.per_class, counts, trainer.current_epoch)
-        for writer in writers:
-            writer.add_figure(PER_CLASS_TAG, figure, trainer.global_step)
+        for shown in media:
+            shown.figure(PER_CLASS_TAG, figure, trainer.global_step)
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

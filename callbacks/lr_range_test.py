@@ -7,11 +7,12 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import matplotlib
+import matplotlib.pyplot as plt
 from lightning.pytorch.callbacks import LearningRateFinder
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from typing_extensions import override
 
-from inception_lightning.callbacks._probe import tensorboard_writers
+from inception_lightning.callbacks._media import media_of
 
 PLOT_TAG = "train/lr_range_test"
 RESULTS_FILE = "lr_range_test.json"
@@ -27,8 +28,8 @@ class LearningRateRangeTest(LearningRateFinder):
     backbone's lower lr of fine-tuning (`backbone_lr_scale`) would be lost: here the heads'
     group (the optimiser's first when none is named "head") takes the suggestion and every
     group keeps its ratio to it, the schedulers' base lrs included. The loss-vs-lr curve goes
-    to TensorBoard (`train/lr_range_test`), and the curve and the suggestion to
-    `lr_range_test.json` in the run's folder.
+    to every logger that shows pictures (`train/lr_range_test`; TensorBoard, MLflow, W&B,
+    CSV), and the curve and the suggestion to `lr_range_test.json` in the run's folder.
 
     Args:
         min_lr: the lr the test starts from.
@@ -79,12 +80,13 @@ class LearningRateRangeTest(LearningRateFinder):
             path.parent.mkdir(parents=True, exist_ok=True)
             values = {"suggestion": self.suggestion, "configured": was, **results}
             path.write_text(json.dumps(values, indent=1))
-        writers = tensorboard_writers(trainer)
-        if writers:
+        media = media_of(trainer)
+        if media:
             with matplotlib.rc_context({"backend": "agg"}):
                 figure = self.optimal_lr.plot(suggest=True, show=False)
-            for writer in writers:
-                writer.add_figure(PLOT_TAG, figure, 0)
+            for shown in media:
+                shown.figure(PLOT_TAG, figure, 0)
+            plt.close(figure)  # Lightning draws it with pyplot, which keeps it otherwise
 
 
 def _head_group(trainer: pl.Trainer) -> dict:
