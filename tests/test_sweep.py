@@ -70,9 +70,12 @@ def _hparams(run: Path) -> dict[str, float | str]:
 
 
 @pytest.mark.e2e
-def test_killed_sweep_resumes_without_repeating_trials(tmp_path: Path) -> None:
-    """6 trials; killed during the 4th, started again: the 4th runs again in its own folder,
-    then the 5th and 6th; the first three are not repeated and the hparams tab lists 6 runs."""
+def test_killed_sweep_resumes_without_repeating_trials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """6 trials; the console script killed (-9) during the 4th, the sweep started again: the 4th
+    runs again in its own folder, then the 5th and 6th; the first three are not repeated and the
+    hparams tab lists 6 runs. (The restart runs in this process: the kill is the boundary.)"""
     config = _sweep_file(tmp_path, 6)
     first = subprocess.Popen(
         [SCRIPT, "sweep", "-c", str(config)], cwd=tmp_path, env=ENV, text=True,
@@ -88,12 +91,9 @@ def test_killed_sweep_resumes_without_repeating_trials(tmp_path: Path) -> None:
         optuna.trial.TrialState.RUNNING,
     }
 
-    second = subprocess.run(
-        [SCRIPT, "sweep", "-c", str(config)], cwd=tmp_path, env=ENV, text=True,
-        capture_output=True, timeout=300,
-    )  # fmt: skip
-    assert second.returncode == 0, second.stderr[-3000:]
-    out = second.stdout
+    monkeypatch.chdir(tmp_path)
+    main(["sweep", "-c", str(config)])
+    out = capsys.readouterr().out
     assert "trial 3 was running when its worker died: queued again" in out
     assert not any(f"trial {n} (" in out for n in (0, 1, 2))  # not repeated
     trials = _study(tmp_path).trials
@@ -125,30 +125,32 @@ def test_killed_sweep_resumes_without_repeating_trials(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-def test_two_workers_share_a_journal_file(tmp_path: Path) -> None:
+def test_two_workers_share_a_journal_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The console script in a second process and `main` in this one, on one journal file:
+    the 4 trials are split between them, each run once."""
     journal = tmp_path / "runs" / "s.journal"
     journal.parent.mkdir()
     config = _sweep_file(tmp_path, 4, storage=str(journal))
-    workers = [
-        subprocess.Popen(
-            [SCRIPT, "sweep", "-c", str(config)],
-            cwd=tmp_path,
-            env=ENV,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(2)
-    ]
-    outs = [worker.communicate(timeout=300) for worker in workers]
-    assert [worker.returncode for worker in workers] == [0, 0], [err[-2000:] for _, err in outs]
+    with (tmp_path / "worker.err").open("w") as errors:
+        other = subprocess.Popen(
+            [SCRIPT, "sweep", "-c", str(config)], cwd=tmp_path, env=ENV, text=True,
+            stdout=subprocess.PIPE, stderr=errors,
+        )  # fmt: skip
+        started = [next(line for line in other.stdout if line.startswith("trial "))]
+        monkeypatch.chdir(tmp_path)
+        main(["sweep", "-c", str(config)])  # joins while the other runs its first trial
+        started += other.stdout.readlines()
+    assert other.wait(timeout=120) == 0, (tmp_path / "worker.err").read_text()[-2000:]
     trials = _study(tmp_path, str(journal)).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4
-    started = [[line for line in out.splitlines() if line.startswith("trial ") and " (" in line]
-               for out, _ in outs]  # fmt: skip
-    ran = [{int(line.split()[1]) for line in lines} for lines in started]
+    here = capsys.readouterr().out.splitlines()
+    ran = [{int(line.split()[1]) for line in lines if line.startswith("trial ") and " (" in line}
+           for lines in (started, here)]  # fmt: skip
     assert ran[0] | ran[1] == {0, 1, 2, 3} and not ran[0] & ran[1]  # each trial run once
-    assert len({t.user_attrs["worker"]["pid"] for t in trials}) == 2  # both took trials
+    assert ran[0] and ran[1]  # both took trials
+    assert {t.user_attrs["worker"]["pid"] for t in trials} == {other.pid, os.getpid()}
     assert sorted(p.name for p in (tmp_path / "runs" / "s").glob("trial_*")) == [
         f"trial_{n:04d}" for n in range(4)
     ]
