@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import TINY
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -25,6 +26,8 @@ from inception_lightning.data.data_options import LoaderOptions
 from inception_lightning.data.loading import make_loader
 from inception_lightning.data.resumable import ResumableDataLoader
 from inception_lightning.training import InceptionClassifier, LossOptions
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def _counts(folder: Path) -> dict[str, int]:
@@ -302,3 +305,35 @@ def test_balanced_run_stopped_and_resumed_draws_the_same_batches(
     assert torch.load(tmp_path / "stopped" / "last.ckpt")["global_step"] == resumed_from
     assert resumed_record.labels == {k: whole.labels[k] for k in range(resumed_from, 6)}
     torch.testing.assert_close(resumed.model.state_dict(), straight.model.state_dict())
+
+
+@pytest.mark.e2e
+def test_small_data_recipe_composes_after_the_quickstart_on_a_long_tail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The README's command, shrunk: the quickstart then conf/small_data.yaml on a long-tailed
+    folder written by make-dataset trains with class-balanced draws, and logs the balanced and
+    per-class accuracies."""
+    monkeypatch.chdir(tmp_path)
+    main(["make-dataset", "--out", "lt", "--num_classes", "3", "--num_samples", "30",
+          "--image_size", "47", "--long_tail", "[12, 3]"])  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        main(["fit", "-c", str(CONF / "quickstart.yaml"), "-c", str(CONF / "small_data.yaml"),
+              "--data.init_args.root", "lt", "--trainer.callbacks", "[]",
+              "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
+              "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+              "--cpu_recipe", "null", "--data.init_args.loader.batch_size", "4",
+              "--model.model_kwargs.width", "0.0625"])  # fmt: skip
+    assert (
+        "training images per class: circle 12, square 6, triangle 3 (21 in all; the largest "
+        "class is 4.0x the smallest; sampling: class_balanced)"
+    ) in caplog.text
+    run = tmp_path / "runs" / "quickstart" / "version_0"
+    events = EventAccumulator(str(run), size_guidance={"images": 0})
+    events.Reload()
+    assert events.Tags()["images"] == ["val/per_class_acc"]
+    assert len(events.Scalars("val/balanced_acc")) == 1
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"]["scheduler"]["init_args"]["T_max"] == 30
+    assert config["model"]["loss"]["cutmix_alpha"] == config["model"]["loss"]["mixup_alpha"] == 0
+    assert config["data"]["init_args"]["augment"]["policy"] == "none"

@@ -15,6 +15,7 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from inception_lightning.callbacks import InceptionEMA
+from inception_lightning.cli import main
 from inception_lightning.data import SyntheticDataModule, SyntheticDataset
 from inception_lightning.training import (
     InceptionClassifier,
@@ -23,6 +24,8 @@ from inception_lightning.training import (
     read_checkpoint,
 )
 from inception_lightning.training.mixup import BatchMixer
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def _module(**mixup: float) -> InceptionClassifier:
@@ -159,3 +162,31 @@ def test_checkpoint_of_a_mixup_run_with_ema_reloads_and_rebuilds_its_network(
     images = torch.randn(2, 3, 75, 75)
     with torch.no_grad():
         torch.testing.assert_close(network(images), average.eval()(images))
+
+
+@pytest.mark.e2e
+def test_readme_augmentation_and_mixing_flags_reach_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's heaviest small-data run through the console script, shrunk: the policy,
+    erasing and mixing flags (given as partial groups) reach the data and the module, and the
+    groups' other values keep theirs."""
+    monkeypatch.chdir(tmp_path)
+    main(["make-dataset", "--out", "lt", "--num_classes", "2", "--num_samples", "16",
+          "--image_size", "47", "--class_counts", "[6, 2]"])  # fmt: skip
+    main(["fit", "-c", str(CONF / "quickstart.yaml"), "-c", str(CONF / "small_data.yaml"),
+          "--data.init_args.root", "lt", "--trainer.callbacks", "[]",
+          "--data.init_args.augment", "{policy: trivialaugment, erasing: 0.25}",
+          "--model.loss", "{mixup_alpha: 0.8, cutmix_alpha: 1.0, mixup_off_epoch: 25}",
+          "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
+          "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+          "--cpu_recipe", "null", "--data.init_args.loader.batch_size", "4",
+          "--model.model_kwargs.width", "0.0625"])  # fmt: skip
+    (path,) = (tmp_path / "runs" / "quickstart" / "version_0" / "checkpoints").glob("*.ckpt")
+    saved = read_checkpoint(path)
+    augment = saved["datamodule_hyper_parameters"]["augment"]
+    assert (augment["policy"], augment["erasing"]) == ("trivialaugment", 0.25)
+    expected = LossOptions(mixup_alpha=0.8, cutmix_alpha=1.0, mixup_off_epoch=25)
+    assert saved["hyper_parameters"]["loss"] == dataclasses.asdict(expected)
+    restored = InceptionClassifier.load_from_checkpoint(path)
+    assert restored.mixer.active(0) and not restored.mixer.active(25)
