@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -81,8 +82,11 @@ def test_killed_sweep_resumes_without_repeating_trials(
         [SCRIPT, "sweep", "-c", str(config)], cwd=tmp_path, env=ENV, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    killed_run = tmp_path / "runs" / "s" / "trial_0003"
     for line in first.stdout:
         if line.startswith("trial 3 ("):  # trials 0, 1, 2 are done and the 4th has begun
+            while not list(killed_run.glob("events.out.tfevents.*")) and first.poll() is None:
+                time.sleep(0.02)  # killed with files in its run folder, as a user's would be
             first.send_signal(signal.SIGKILL)
             break
     assert first.wait(timeout=60) == -signal.SIGKILL
