@@ -142,7 +142,9 @@ def test_two_workers_share_a_journal_file(
             [SCRIPT, "sweep", "-c", str(config)], cwd=tmp_path, env=ENV, text=True,
             stdout=subprocess.PIPE, stderr=errors,
         )  # fmt: skip
-        started = [next(line for line in other.stdout if line.startswith("trial "))]
+        first = next((line for line in other.stdout if line.startswith("trial ")), None)
+        assert first, (tmp_path / "worker.err").read_text()[-2000:]  # it ended without a trial
+        started = [first]
         monkeypatch.chdir(tmp_path)
         main(["sweep", "-c", str(config)])  # joins while the other runs its first trial
         started += other.stdout.readlines()
