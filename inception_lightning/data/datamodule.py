@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
+from inception_lightning.data.balanced_sampler import ClassBalancedSampler
 from inception_lightning.data.data_options import BadFiles, LoaderOptions
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.loading import default_num_workers, make_loader
@@ -22,6 +24,9 @@ from inception_lightning.data.transforms.multicrop import (
     check_crops,
 )
 from inception_lightning.data.transforms.preprocessing import Normalize, Preprocessing
+
+# `LoaderOptions.sampling` -> the sampler's power (`ClassBalancedSampler`)
+_SAMPLER_POWER = {"class_balanced": 1.0, "square_root": 0.5}
 
 
 class ImageDataModule(LightningDataModule):
@@ -54,6 +59,8 @@ class ImageDataModule(LightningDataModule):
         test_crops: int = 1,
     ) -> None:
         super().__init__()
+        self.train_class_counts: list[int] | None = None
+        """Training images of each class, once `report_class_counts` has counted them."""
         self.classes = classes
         self.preprocessing = preprocessing
         self.normalize = Normalize(preprocessing.mean, preprocessing.std)
@@ -100,6 +107,18 @@ class ImageDataModule(LightningDataModule):
         p = self.preprocessing
         return [MultiCropViews(images, p.image_size, p.interpolation, self.normalize), labels]
 
+    def report_class_counts(self, labels: list[int]) -> None:
+        """Log the training images of each class, and the imbalance, once."""
+        counts = Counter(labels)
+        self.train_class_counts = [counts[i] for i in range(len(self.classes))]
+        listed = ", ".join(f"{name} {counts[i]:,}" for i, name in enumerate(self.classes))
+        present = [n for n in counts.values() if n]
+        ratio = max(present) / min(present) if present else 1.0
+        rank_zero_info(
+            f"training images per class: {listed} ({len(labels):,} in all; the largest class "
+            f"is {ratio:.1f}x the smallest; sampling: {self.loader_options.sampling})"
+        )
+
     def default_num_workers(self) -> int:
         """Loader processes when `loader.num_workers` is None: `loading.default_num_workers`
         for the trainer's devices on this node."""
@@ -141,4 +160,8 @@ class ImageDataModule(LightningDataModule):
         train = split == "train"
         drop_last = train and len(dataset) > self.batch_size
         pin_memory = self.loader_options.pin_memory
-        return make_loader(dataset, self.batch_size, train, workers, pin_memory, drop_last)
+        sampler = None
+        if train and self.loader_options.sampling != "shuffle":
+            power = _SAMPLER_POWER[self.loader_options.sampling]
+            sampler = ClassBalancedSampler(dataset.labels, power)
+        return make_loader(dataset, self.batch_size, train, workers, pin_memory, drop_last, sampler)

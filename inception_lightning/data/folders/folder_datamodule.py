@@ -54,6 +54,7 @@ from inception_lightning.data.scanning.scan import (
 )
 from inception_lightning.data.scanning.scan_cache import FileStat, Result, ScanCache
 from inception_lightning.data.scanning.split import hold_out
+from inception_lightning.data.transforms.policies import policy_transforms
 from inception_lightning.data.transforms.preprocessing import (
     Preprocessing,
     eval_geometry,
@@ -76,7 +77,8 @@ class ImageFolderDataModule(ImageDataModule):
         crop: image_size and crop_pct, overriding the preprocessing's (`CropOptions`).
         test_crops: views per test image: 1 (the evaluation crop), 12 or 144 (`data.multicrop`).
         split: val_fraction and seed of the hold-out when there is no `val/` (`SplitOptions`).
-        augment: enabled, min_scale, hflip of the training crops (`AugmentOptions`).
+        augment: the training crops' enabled, min_scale and hflip, then an augmentation policy
+            (RandAugment, TrivialAugment, AutoAugment) and random erasing (`AugmentOptions`).
         files: bad_files, scan_cache_dir, boxes_file (`FileOptions`): what to do with bad
             files, where their checks are cached, and the object boxes (datasets then have
             `mask(index)`).
@@ -123,7 +125,12 @@ class ImageFolderDataModule(ImageDataModule):
         labels = label_space(find_classes(train_dir), classes, train_dir)
         super().__init__(labels, preprocessing, loader, test_crops)
         self.train_transform = (
-            train_geometry(preprocessing, augment.min_scale, augment.hflip)
+            v2.Compose(
+                [
+                    train_geometry(preprocessing, augment.min_scale, augment.hflip),
+                    *policy_transforms(augment, preprocessing.mean),
+                ]
+            )
             if augment.enabled
             else eval_geometry(preprocessing)
         )
@@ -157,6 +164,7 @@ class ImageFolderDataModule(ImageDataModule):
             splits["train"], splits["val"] = hold_out(
                 splits["train"], held_out.val_fraction, held_out.seed
             )
+        self.report_class_counts([r.label for r in splits["train"]])
         annotations = self._read_boxes(files)
         self.train_dataset = self._dataset(splits["train"], train=True, annotations=annotations)
         self.val_dataset = self._dataset(splits["val"], train=False, annotations=annotations)

@@ -35,6 +35,7 @@ from inception_lightning.data.streaming.chunk_info import ChunkInfo, MissingSpli
 from inception_lightning.data.streaming.streaming_images import ChunkImages, StreamingImages
 from inception_lightning.data.streaming.streaming_loader import ResumableStreamingDataLoader
 from inception_lightning.data.streaming.streaming_options import StreamOptions
+from inception_lightning.data.transforms.policies import policy_transforms
 from inception_lightning.data.transforms.preprocessing import (
     Preprocessing,
     eval_geometry,
@@ -82,6 +83,12 @@ class StreamingImageDataModule(ImageDataModule):
     ) -> None:
         loader, crop = LoaderOptions.of(loader), CropOptions.of(crop)
         augment, stream = AugmentOptions.of(augment), StreamOptions.of(stream)
+        if loader.sampling != "shuffle":
+            raise ValueError(
+                f"{loader.key('sampling')}: a stream is read shard by shard, so it cannot be "
+                f"drawn by class ({loader.sampling}); weigh the loss instead "
+                "(model.loss.class_weights), or train from the folder (ImageFolderDataModule)"
+            )
         self.input_dir = input_dir.rstrip("/")
         self.stream = stream
         info = ChunkInfo.read(self._split_dir("train"), stream.storage_options)
@@ -101,7 +108,12 @@ class StreamingImageDataModule(ImageDataModule):
         self.save_hyperparameters(ignore=["preprocessing", *groups])
         self.hparams.update({name: group.as_kwargs() for name, group in groups.items()})
         self.train_transform = (
-            train_geometry(preprocessing, augment.min_scale, augment.hflip)
+            v2.Compose(
+                [
+                    train_geometry(preprocessing, augment.min_scale, augment.hflip),
+                    *policy_transforms(augment, preprocessing.mean),
+                ]
+            )
             if augment.enabled
             else eval_geometry(preprocessing)
         )
