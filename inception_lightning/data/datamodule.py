@@ -10,10 +10,11 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
 from typing_extensions import override
 
 from inception_lightning.data.balanced_sampler import ClassBalancedSampler
-from inception_lightning.data.data_options import BadFiles, LoaderOptions
+from inception_lightning.data.data_options import AugmentOptions, BadFiles, LoaderOptions
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.loading import default_num_workers, make_loader
 from inception_lightning.data.scanning.scan import BadFile
@@ -23,7 +24,13 @@ from inception_lightning.data.transforms.multicrop import (
     MultiCropViews,
     check_crops,
 )
-from inception_lightning.data.transforms.preprocessing import Normalize, Preprocessing
+from inception_lightning.data.transforms.policies import policy_transforms
+from inception_lightning.data.transforms.preprocessing import (
+    Normalize,
+    Preprocessing,
+    eval_geometry,
+    train_geometry,
+)
 
 # `LoaderOptions.sampling` -> the sampler's power (`ClassBalancedSampler`)
 _SAMPLER_POWER = {"class_balanced": 1.0, "square_root": 0.5}
@@ -73,6 +80,24 @@ class ImageDataModule(LightningDataModule):
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
         self.predict_dataset: Dataset | None = None
+
+    def use_file_transforms(self, augment: AugmentOptions) -> None:
+        """Set the transforms of decoded files: training crops as `augment` says (its policy and
+        erasing after them), evaluation's centre crop, and whole images for multi-crop tests."""
+        preprocessing = self.preprocessing
+        self.train_transform = (
+            v2.Compose(
+                [
+                    train_geometry(preprocessing, augment.min_scale, augment.hflip),
+                    *policy_transforms(augment, preprocessing.mean),
+                ]
+            )
+            if augment.enabled
+            else eval_geometry(preprocessing)
+        )
+        self.eval_transform = eval_geometry(preprocessing)
+        # multi-crop cuts its views from the whole image (`test_dataloader`)
+        self.test_transform = v2.Identity() if self.test_crops > 1 else self.eval_transform
 
     @property
     def num_classes(self) -> int:

@@ -54,12 +54,10 @@ from inception_lightning.data.scanning.scan import (
 )
 from inception_lightning.data.scanning.scan_cache import FileStat, Result, ScanCache
 from inception_lightning.data.scanning.split import hold_out
-from inception_lightning.data.transforms.policies import policy_transforms
 from inception_lightning.data.transforms.preprocessing import (
     Preprocessing,
     eval_geometry,
     resolve_preprocessing,
-    train_geometry,
 )
 
 Splits = dict[str, list[ImageRecord]]
@@ -124,19 +122,7 @@ class ImageFolderDataModule(ImageDataModule):
         train_dir = self.split_dirs["train"]
         labels = label_space(find_classes(train_dir), classes, train_dir)
         super().__init__(labels, preprocessing, loader, test_crops)
-        self.train_transform = (
-            v2.Compose(
-                [
-                    train_geometry(preprocessing, augment.min_scale, augment.hflip),
-                    *policy_transforms(augment, preprocessing.mean),
-                ]
-            )
-            if augment.enabled
-            else eval_geometry(preprocessing)
-        )
-        self.eval_transform = eval_geometry(preprocessing)
-        # multi-crop cuts its views from the whole image (`ImageDataModule.test_dataloader`)
-        self.test_transform = v2.Identity() if test_crops > 1 else self.eval_transform
+        self.use_file_transforms(augment)
         # plain values only: checkpoints keep them and load with weights_only=True (the
         # preprocessing is in the checkpoint's description)
         crop, augment, loader = crop.as_kwargs(), augment.as_kwargs(), loader.as_kwargs()

@@ -35,12 +35,10 @@ from inception_lightning.data.streaming.chunk_info import ChunkInfo, MissingSpli
 from inception_lightning.data.streaming.streaming_images import ChunkImages, StreamingImages
 from inception_lightning.data.streaming.streaming_loader import ResumableStreamingDataLoader
 from inception_lightning.data.streaming.streaming_options import StreamOptions
-from inception_lightning.data.transforms.policies import policy_transforms
 from inception_lightning.data.transforms.preprocessing import (
     Preprocessing,
     eval_geometry,
     resolve_preprocessing,
-    train_geometry,
 )
 
 # Lightning warns that an IterableDataset's length may be wrong with several workers unless
@@ -107,19 +105,7 @@ class StreamingImageDataModule(ImageDataModule):
         groups = {"loader": loader, "crop": crop, "augment": augment, "stream": stream}
         self.save_hyperparameters(ignore=["preprocessing", *groups])
         self.hparams.update({name: group.as_kwargs() for name, group in groups.items()})
-        self.train_transform = (
-            v2.Compose(
-                [
-                    train_geometry(preprocessing, augment.min_scale, augment.hflip),
-                    *policy_transforms(augment, preprocessing.mean),
-                ]
-            )
-            if augment.enabled
-            else eval_geometry(preprocessing)
-        )
-        self.eval_transform = eval_geometry(preprocessing)
-        # multi-crop cuts its views from the whole image (`ImageDataModule.test_dataloader`)
-        self.test_transform = v2.Identity() if test_crops > 1 else self.eval_transform
+        self.use_file_transforms(augment)
 
     @override
     def setup(self, stage: str | None = None) -> None:
