@@ -43,6 +43,7 @@ from inception_lightning.explain.render import overlay_pictures, randomization_p
 from inception_lightning.explain.sanity import RandomizationCurve
 from inception_lightning.models.options import positive_int
 from inception_lightning.training.contract import FoundNetwork, find_network, saved_network_of
+from inception_lightning.training.fence import rank_zero_alone
 
 MIN_GRID = 7
 
@@ -87,7 +88,8 @@ class GradCam(Callback):
     as the `report` command writes it) is written beside the run, in `report/` of the run's
     folder (TensorBoard's or CSV's log dir, W&B's run files) by default, and logged as the
     run's artifacts where the logger keeps them (MLflow), with a progress bar unless the
-    trainer's bar is off.
+    trainer's bar is off. Under DDP the other ranks wait for rank 0's explanations and report
+    outside any collective's timeout (`training.fence.rank_zero_alone`), however long they take.
 
     Args:
         layers: dotted module name(s) of `pl_module.model` for the layer methods, fused when
@@ -167,10 +169,16 @@ class GradCam(Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.report.enabled:
             return
-        # before the rank check: `trainer.log_dir` is a collective call (a broadcast)
+        # before the fence: `trainer.log_dir` is a collective call (a broadcast)
         fallback = Path(trainer.log_dir or trainer.default_root_dir) / "report"
-        if not trainer.is_global_zero:
-            return
+        with rank_zero_alone(trainer, "GradCam's report") as lead:
+            if lead:
+                self._write_report(trainer, pl_module, fallback)
+
+    def _write_report(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, fallback: Path
+    ) -> None:
+        """Write the attribution report of the fitted network (rank 0 alone)."""
         self.last_weights, saved = saved_network_of(pl_module, self._found)
         info = {
             "model": self._found.anatomy.architecture,
@@ -206,7 +214,10 @@ class GradCam(Callback):
                 "nothing is explained"
             )
             return  # on every rank alike: none waits on the broadcast below
-        metrics = self._explain(trainer, pl_module, stage) if trainer.is_global_zero else None
+        metrics = None
+        with rank_zero_alone(trainer, f"GradCam's {stage} explanations") as lead:
+            if lead:
+                metrics = self._explain(trainer, pl_module, stage)
         # One broadcast: every rank logs rank 0's figures, so monitoring callbacks agree.
         metrics = trainer.strategy.broadcast(metrics, src=0)
         if metrics:

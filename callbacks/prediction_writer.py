@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
@@ -16,6 +17,7 @@ from typing_extensions import override
 
 from inception_lightning.files import atomic_write
 from inception_lightning.models.options import positive_int
+from inception_lightning.training.fence import rank_zero_alone
 
 Row = tuple[int, list[str]]  # (dataset index, CSV fields)
 
@@ -30,10 +32,11 @@ class PredictionWriter(BasePredictionWriter):
     (`classes`, `path(index)`, as `PredictDataModule`'s has).
 
     The file is written once, at the end, atomically (`files.atomic_write`): a run that fails
-    leaves the previous file intact. Under DDP each rank writes its rows to a part file beside
-    the output (so the folder must be shared by the ranks, as a single node's is), and rank 0
-    merges them in input order, dropping the samples `DistributedSampler` repeats to even out
-    the ranks.
+    leaves the previous file intact. Under DDP rank 0 gathers every rank's rows through the
+    process group (so the ranks need no shared folder, on one node or several) and merges them
+    in input order, dropping the samples `DistributedSampler` repeats to even out the ranks;
+    the others wait for the file outside any collective's timeout
+    (`training.fence.rank_zero_alone`).
 
     Args:
         output: the CSV file.
@@ -79,17 +82,15 @@ class PredictionWriter(BasePredictionWriter):
         if trainer.world_size == 1:
             self._write(self._rows)
             return
-        atomic_write(self._part(trainer.global_rank), _encode(self._rows, with_index=True))
-        trainer.strategy.barrier("prediction_writer_parts")
-        if trainer.is_global_zero:
-            rows: dict[int, list[str]] = {}
-            for rank in range(trainer.world_size):
-                part = self._part(rank)
-                for record in csv.reader(io.StringIO(part.read_text())):
-                    rows.setdefault(int(record[0]), record[1:])
-                part.unlink()
-            self._write(list(rows.items()))
-        trainer.strategy.barrier("prediction_writer_merged")
+        parts: list[Any] | None = [None] * trainer.world_size if trainer.is_global_zero else None
+        dist.gather_object(self._rows, parts, dst=0)
+        with rank_zero_alone(trainer, "PredictionWriter's merge") as lead:
+            if lead and parts is not None:
+                rows: dict[int, list[str]] = {}
+                for part in parts:
+                    for index, fields in part:
+                        rows.setdefault(index, fields)
+                self._write(list(rows.items()))
 
     def _write(self, rows: list[Row]) -> None:
         width = max((len(fields) for _, fields in rows), default=2)
@@ -99,17 +100,12 @@ class PredictionWriter(BasePredictionWriter):
         atomic_write(self.output, _encode(sorted(rows), header=header))
         rank_zero_info(f"wrote {self.output} ({len(rows)} images)")
 
-    def _part(self, rank: int) -> Path:
-        return self.output.with_name(f".{self.output.name}.rank{rank}")
 
-
-def _encode(rows: list[Row], header: list[str] | None = None, with_index: bool = False) -> bytes:
+def _encode(rows: list[Row], header: list[str]) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    if header is not None:
-        writer.writerow(header)
-    for index, fields in rows:
-        writer.writerow([str(index), *fields] if with_index else fields)
+    writer.writerow(header)
+    writer.writerows(fields for _, fields in rows)
     return buffer.getvalue().encode()
 
 

@@ -1,4 +1,4 @@
-"""Every private Lightning API the package uses, in one place.
+"""Every private Lightning API the package uses, in one place (and torch.distributed's one).
 
 Each function names what it reads and why no public API does the same. `tests/test_compat.py`
 pins them all, so a Lightning upgrade that removes one fails there, with a message naming it,
@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
+import torch.distributed as dist
 from jsonargparse import ArgumentParser
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import Callback
@@ -23,10 +24,12 @@ __all__ = [
     "build_cli_trainer",
     "callback_state_key",
     "cli_trainer_parts",
+    "default_store",
     "find_unused_parameters",
     "is_local_path",
     "merge_checkpoint_hparams",
     "set_subcommand_help",
+    "subcommand_parser",
     "writes_logs",
 ]
 
@@ -63,6 +66,14 @@ def cli_trainer_parts(cli: LightningCLI, **overrides: Any) -> tuple[dict[str, An
     config = {**cli._get(cli.config_init, "trainer", default={}), **overrides}
     keys = cli._parser(cli.subcommand).callback_keys
     return config, [cli._get(cli.config_init, key) for key in keys]
+
+
+def subcommand_parser(cli: LightningCLI, subcommand: str) -> ArgumentParser:
+    """The parser of one of LightningCLI's subcommands, whose `error` names it (`prog fit`).
+
+    LightningCLI keeps them privately, and reads them through the same private helper.
+    """
+    return cli._parser(subcommand)
 
 
 def build_cli_trainer(
@@ -118,3 +129,12 @@ def find_unused_parameters(strategy: DDPStrategy) -> None:
     the model after the setup hooks.
     """
     strategy._ddp_kwargs["find_unused_parameters"] = True
+
+
+def default_store() -> dist.Store:
+    """The key-value store of the default process group (a TCP store hosted by rank 0).
+
+    torch.distributed keeps it privately; `training.fence` waits on it, outside any
+    collective's timeout. No public function returns it.
+    """
+    return dist.distributed_c10d._get_default_store()

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning.pytorch as pl
 from jsonargparse import ActionConfigFile, Namespace
@@ -30,6 +30,7 @@ from inception_lightning._compat import (
     cli_trainer_parts,
     merge_checkpoint_hparams,
     set_subcommand_help,
+    subcommand_parser,
 )
 from inception_lightning.callbacks import LoggingStepProgressBar, TensorBoardDashboards
 from inception_lightning.commands import COMMANDS
@@ -37,6 +38,7 @@ from inception_lightning.data.errors import DatasetError
 from inception_lightning.models import InputTooSmallError
 from inception_lightning.models.weights import CheckpointError
 from inception_lightning.parser import InceptionArgumentParser
+from inception_lightning.path_checks import checkpoint_problem
 from inception_lightning.recipes import RecipeOrConfigFile, recipe_names
 from inception_lightning.training import (
     Description,
@@ -68,7 +70,8 @@ LIGHTNING_COMMANDS = {
     "predict": "Run a model on the data's predict set.",
 }
 
-# Errors about the user's input, raised while running: shown as one line, not a traceback.
+# Errors about the user's input, raised while running: shown as one line, not a traceback,
+# with the exit code of a value refused while parsing (`bad_input`).
 USER_ERRORS = (
     CheckpointError,
     DatasetError,
@@ -128,7 +131,11 @@ class InceptionCLI(LightningCLI):
         self.trained_hparams: dict[str, Any] = {}
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if path and Path(path).is_file():  # "last", "best", URLs: Lightning resolves them
+        if not path:
+            return
+        if problem := checkpoint_problem(str(path)):
+            subcommand_parser(self, subcommand).error(f"ckpt_path: {problem}")
+        if Path(path).is_file():  # "last", "best", URLs: Lightning resolves them
             checkpoint = read_checkpoint(path)  # upgraded to today's names
             self.trained = read_description(checkpoint, path)
             self.trained_hparams = dict(checkpoint.get(HPARAMS_KEY) or {})
@@ -226,7 +233,7 @@ def run_command(name: str, args: list[str]) -> None:
         made = COMMANDS[name](**kwargs)
     except (*USER_ERRORS, ValueError, KeyError, OSError) as err:
         # the arguments parsed: the user needs the one line, not the usage
-        raise SystemExit(f"{PROG} {name}: error: {err}") from None
+        bad_input(f"{PROG} {name}: error: {err}")
     print(f"wrote {made}" if isinstance(made, Path) else made)
 
 
@@ -243,7 +250,14 @@ def lightning_main(argv: list[str] | None) -> None:
             args=argv,
         )
     except USER_ERRORS as err:
-        raise SystemExit(f"{PROG}: error: {err}") from None
+        bad_input(f"{PROG}: error: {err}")
+
+
+def bad_input(line: str) -> NoReturn:
+    """End the console script on the user's input found while running: `line` on stderr and
+    exit code 2, as argparse (and so jsonargparse) ends on a value refused while parsing."""
+    print(line, file=sys.stderr)
+    raise SystemExit(2)
 
 
 class _FitCLI(InceptionCLI):

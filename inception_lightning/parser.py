@@ -30,6 +30,7 @@ from jsonargparse.typing import Path_fr, import_object
 from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from inception_lightning.models.options import out_of_range
 from inception_lightning.training.cpu_recipe import choose_cpu_recipe, precision_line
 
 CPU_RECIPE = "cpu_recipe"
@@ -154,7 +155,7 @@ def _unknown_option(
 
 def _bad_value(reason: str, path: list[str], class_path: str | None) -> str:
     """`KEY: reason` for a value of the wrong type (or anything else jsonargparse refused)."""
-    reason = " ".join(reason.split())
+    reason = out_of_range(" ".join(reason.split()))
     for pattern, replacement in PRETTY:
         reason = pattern.sub(replacement, reason)
     if class_path:

@@ -251,7 +251,8 @@ def test_console_script_names_a_network_that_is_none(
             "--model.model_kwargs", '{"width": 0.0625, "stem": "79"}',
             "--data.init_args.num_samples", "40", "--trainer.enable_progress_bar", "false",
         ])  # fmt: skip
-    assert str(stopped.value) == (
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "inception-lightning: error: GradCam: network='model.head' in InceptionClassifier is a "
         f"ClassifierHead, no Inception architecture the callbacks know ({KNOWN}); pass one of "
         "InceptionClassifier's: 'model' (inception_lightning inception_resnet_v1)"

@@ -318,9 +318,10 @@ def test_every_unusable_checkpoint_gets_one_line_at_every_entry_point(
     ckpt = bad_checkpoints[case]
     with pytest.raises(SystemExit) as exit_info:
         main(_arguments(entry, ckpt, tmp_path))
-    message = str(exit_info.value.code)
+    assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
+    message = err.strip().splitlines()[-1]
     assert "\n" not in message and message.startswith("inception-lightning"), message
     problem, fix = EXPECTED[case]
     assert ckpt.name in message and problem in message and fix in message, message
@@ -336,7 +337,10 @@ def test_read_description_of_the_trained_checkpoint_needs_no_warning(
 
 
 def test_a_subset_of_the_classes_is_mapped_by_name_and_other_classes_are_refused(
-    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
     subset = [CLASSES[3], CLASSES[1]]  # two of the four, in another order
@@ -363,5 +367,6 @@ def test_a_subset_of_the_classes_is_mapped_by_name_and_other_classes_are_refused
     strange = write_tree(tmp_path / "strange", [CLASSES[0], "zebra"], ("val",), n=1)
     with pytest.raises(SystemExit) as exit_info:
         main(["report", "--ckpt_path", str(trained), "--data", str(strange), "--out", "r2"])
-    message = str(exit_info.value.code)
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
     assert "['zebra'] that the model does not know" in message and "\n" not in message

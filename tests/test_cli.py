@@ -281,7 +281,9 @@ def test_missing_data_folder_is_named(tmp_path: Path, capsys: pytest.CaptureFixt
     assert str(missing) in capsys.readouterr().err
 
 
-def test_checkpoint_for_other_classes_proposes_fine_tuning(tmp_path: Path) -> None:
+def test_checkpoint_for_other_classes_proposes_fine_tuning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     module = InceptionClassifier(
         model="inception_v3", num_classes=7, model_kwargs={"width": 0.0625, "aux_head": False}
     )
@@ -289,7 +291,8 @@ def test_checkpoint_for_other_classes_proposes_fine_tuning(tmp_path: Path) -> No
     config = _tiny_config(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         main(["validate", "-c", str(config), "--ckpt_path", str(ckpt)])
-    message = str(exit_info.value.code)
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
     assert "7 classes but this run has 4" in message and "conf/finetune.yaml" in message
     assert "--model.init.checkpoint_path CKPT --model.init.pretrained false" in message
 
@@ -370,11 +373,14 @@ def test_export_shows_its_steps_on_a_terminal(
     assert state.keys() == module.model.state_dict().keys()
 
 
-def test_report_on_a_missing_checkpoint_names_it(tmp_path: Path) -> None:
+def test_report_on_a_missing_checkpoint_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["report", "--ckpt_path", str(tmp_path / "gone.ckpt"), "--data", str(tmp_path),
               "--out", str(tmp_path / "r")])  # fmt: skip
-    assert "gone.ckpt" in str(exit_info.value.code)
+    assert exit_info.value.code == 2
+    assert "gone.ckpt" in capsys.readouterr().err
 
 
 def test_python_dash_m_is_the_same_command() -> None:

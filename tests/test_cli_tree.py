@@ -109,9 +109,11 @@ def test_every_option_has_a_help_text(name: str) -> None:
 
 @pytest.mark.parametrize("name", SUBCOMMANDS)
 def test_every_subcommand_takes_a_config_file_and_prints_its_config(
-    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config, path, value = CONFIGS[name]
+    monkeypatch.chdir(tmp_path)
+    Path("a.ckpt").touch()  # export's and report's checkpoint must exist while they parse
     file = tmp_path / "config.yaml"
     file.write_text(yaml.safe_dump(config))
     with pytest.raises(SystemExit) as exit_info:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning
 import pytest
+import torch
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
@@ -72,4 +75,34 @@ def test_find_unused_parameters_sets_what_the_named_ddp_strategy_sets() -> None:
     assert strategy._ddp_kwargs == named._ddp_kwargs, UPGRADE % (
         "find_unused_parameters",
         "DDPStrategy._ddp_kwargs",
+    )
+
+
+def test_the_default_store_is_the_process_groups() -> None:
+    torch.distributed.init_process_group(
+        "gloo", store=torch.distributed.HashStore(), rank=0, world_size=1
+    )
+    try:
+        store = _compat.default_store()
+        store.set("fence", b"done")  # under the group's prefix, in the store the group was given
+        assert store.check(["fence"]) and store.get("fence") == b"done", UPGRADE.replace(
+            "Lightning", "torch"
+        ) % ("default_store", "torch.distributed.distributed_c10d._get_default_store")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_a_subcommands_parser_is_the_one_that_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # InceptionCLI reports a missing --ckpt_path through `subcommand_parser(cli, "fit")`
+    with pytest.raises(SystemExit):
+        InceptionCLI(InceptionClassifier, LightningDataModule, subclass_mode_data=True, args=[
+            "fit", "--data", "inception_lightning.data.SyntheticDataModule",
+            "--ckpt_path", str(tmp_path / "nope.ckpt"),
+        ])  # fmt: skip
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.split(maxsplit=1)[1].startswith("fit: error: ckpt_path:"), UPGRADE % (
+        "subcommand_parser",
+        f"LightningCLI._parser: {line}",
     )

@@ -18,6 +18,7 @@ from typing import Literal
 import pytest
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from inception_lightning.models import options
 from inception_lightning.parser import PRETTY, WORDING
 
 UPGRADE = "jsonargparse reworded %s (parser.py's %s no longer matches): %r"
@@ -122,3 +123,15 @@ def test_an_unknown_key_of_a_subcommand_names_its_parser() -> None:
     )
     fit = root._subcommands_action.choices["fit"]
     assert getattr(chain[-1], "subcommand_parser", None) is fit  # one_line names its options
+
+
+def test_a_value_out_of_a_restricted_types_range() -> None:
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--smoothing", type=options.Fraction, default=0.1)
+    reason = str(_chain(parser, ["--smoothing", "1.5"])[-1])
+    assert options.OUT_OF_RANGE.fullmatch(reason), UPGRADE % (
+        "a restricted number's range",
+        "models.options.OUT_OF_RANGE",
+        reason,
+    )
+    assert options.out_of_range(reason) == "must be >= 0 and < 1, got 1.5"

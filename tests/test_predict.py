@@ -138,7 +138,7 @@ DDP_SCRIPT = textwrap.dedent(
 )
 
 
-def test_ddp_ranks_write_parts_that_rank_zero_merges_in_input_order(tmp_path: Path) -> None:
+def test_ddp_ranks_rows_gathered_to_rank_zero_merge_in_input_order(tmp_path: Path) -> None:
     root = _folder(tmp_path / "images")
     write_image(root / "e.png", (80, 76), seed=5)  # 5 images: the sampler repeats one
     assert _run_two_ranks(DDP_SCRIPT, tmp_path) == {"world_size": 2}

@@ -112,7 +112,8 @@ def test_convert_names_bad_files_and_wants_an_empty_folder(
     out = tmp_path / "chunks"
     with pytest.raises(SystemExit) as error:
         main(["convert", "--data", str(root), "--out", str(out)])
-    message = str(error.value.code)
+    assert error.value.code == 2
+    message = capsys.readouterr().err
     assert "1 bad image files" in message and f"{root / 'train/cat/fake.jpg'}" in message
     assert not out.exists()
 
@@ -124,7 +125,8 @@ def test_convert_names_bad_files_and_wants_an_empty_folder(
 
     with pytest.raises(SystemExit) as error:
         main(["convert", "--data", str(root), "--out", str(out)])
-    assert f"{out} is not an empty folder" in str(error.value.code)
+    assert error.value.code == 2
+    assert f"{out} is not an empty folder" in capsys.readouterr().err
 
 
 def test_a_folder_that_was_not_converted_is_named(tmp_path: Path) -> None:

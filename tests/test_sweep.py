@@ -196,19 +196,25 @@ def test_pruner_stops_a_trial_on_the_validation_metric(
     ],
 )
 def test_bad_sweep_settings_end_in_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict, message: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    change: dict,
+    message: str,
 ) -> None:
     config = _sweep_file(tmp_path, 1, **change)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         main(["sweep", "-c", str(config)])
-    assert message in str(exit_info.value.code) and "\n" not in str(exit_info.value.code)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_sweep_without_optuna_names_the_extra(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "optuna", None)  # as if not installed: import fails
     with pytest.raises(SystemExit) as exit_info:
         main(["sweep", "-c", str(_sweep_file(tmp_path, 1))])
-    assert "pip install 'inception-lightning[sweep]'" in str(exit_info.value.code)
+    assert exit_info.value.code == 2
+    assert "pip install 'inception-lightning[sweep]'" in capsys.readouterr().err

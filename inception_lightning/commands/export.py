@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from inception_lightning.path_checks import CheckpointFile, OutputFile
 from inception_lightning.training.checkpoints import Weights
 from inception_lightning.training.exporter import export as export_network
 
 
-def export(ckpt_path: str, out: str, weights: Weights | None = None) -> Path:
+def export(ckpt_path: CheckpointFile, out: OutputFile, weights: Weights | None = None) -> Path:
     """Write a checkpoint's network as a plain state dict (.pt) or an ONNX model (.onnx).
 
     The .pt file loads with `create_model(name, ..., checkpoint_path=FILE)`. The ONNX model has
@@ -18,7 +19,7 @@ def export(ckpt_path: str, out: str, weights: Weights | None = None) -> Path:
 
     Args:
         ckpt_path: a checkpoint written while training InceptionClassifier.
-        out: the file to write, .pt or .onnx.
+        out: the file to write, .pt or .onnx (its folder is made if missing).
         weights: "ema" (the averaged weights) or "raw"; null: those the checkpoint's
             state_dict holds (the average, when the run kept one).
     """

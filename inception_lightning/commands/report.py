@@ -21,14 +21,15 @@ from inception_lightning.explain import (
     SanityOptions,
     build_report,
 )
+from inception_lightning.path_checks import CheckpointFile, OutputFolder
 from inception_lightning.training.checkpoints import Weights, load_network
 from inception_lightning.training.cpu_recipe import native_bf16
 
 
 def report(
-    ckpt_path: str,
+    ckpt_path: CheckpointFile,
     data: str,
-    out: str,
+    out: OutputFolder,
     boxes_file: str | None = None,
     image_size: int | None = None,
     crop_pct: float | None = None,

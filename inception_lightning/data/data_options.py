@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
 
+from jsonargparse.typing import NonNegativeInt, PositiveInt
+
 from inception_lightning.models.options import OptionGroup, one_of
 
 BadFiles = Literal["error", "skip"]
@@ -25,8 +27,8 @@ class LoaderOptions(OptionGroup):
     """How the dataloaders batch and load.
 
     Args:
-        batch_size: images per batch (per device).
-        num_workers: loader processes; None: the datamodule's default (`default_num_workers`
+        batch_size: images per batch (per device), >= 1.
+        num_workers: loader processes, >= 0; None: the datamodule's default (`default_num_workers`
             for the trainer's devices on this node; 0 for the built-in dataset, whose images
             are tensors already).
         pin_memory: None pins when CUDA is available.
@@ -38,12 +40,13 @@ class LoaderOptions(OptionGroup):
 
     prefix: ClassVar[str] = "loader"
 
-    batch_size: int = 32
-    num_workers: int | None = None
+    batch_size: PositiveInt = 32
+    num_workers: NonNegativeInt | None = None
     pin_memory: bool | None = None
     sampling: Sampling = "shuffle"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         one_of(self.key("sampling"), self.sampling, get_args(Sampling))
 
 
@@ -78,6 +81,7 @@ class SplitOptions(OptionGroup):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(
                 f"{self.key('val_fraction')} must lie in (0, 1), got {self.val_fraction}"
@@ -114,6 +118,7 @@ class AugmentOptions(OptionGroup):
     erasing: float = 0.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         one_of(self.key("policy"), self.policy, get_args(Policy))
         if self.num_ops < 1:
             raise ValueError(f"{self.key('num_ops')} must be at least 1, got {self.num_ops}")
@@ -144,4 +149,5 @@ class FileOptions(OptionGroup):
     boxes_file: str | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         one_of(self.key("bad_files"), self.bad_files, get_args(BadFiles))

@@ -47,6 +47,7 @@ class SampleOptions(OptionGroup):
     misclassified_search: int = 128
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         positive_int(self.key("per_class"), self.per_class)
         positive_int(self.key("max_samples"), self.max_samples)
         non_negative_int(self.key("max_misclassified"), self.max_misclassified)
@@ -73,6 +74,7 @@ class MapOptions(OptionGroup):
     batch_size: int = 32
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         one_of(self.key("sign"), self.sign, (None, *SIGN_MODES))
         one_of(self.key("interpolation"), self.interpolation, INTERPOLATIONS)
         positive_int(self.key("batch_size"), self.batch_size)
@@ -98,6 +100,7 @@ class ScoreOptions(OptionGroup):
     tolerance: int | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         positive_int(self.key("steps"), self.steps)
         non_negative_int(self.key("tolerance"), self.tolerance, allow_none=True)
 
@@ -119,6 +122,7 @@ class SanityOptions(OptionGroup):
     max_depth: int | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         non_negative_int(self.key("samples"), self.samples)
         in_range(self.key("threshold"), self.threshold, -1.0, 1.0)
         positive_int(self.key("max_depth"), self.max_depth, allow_none=True)
@@ -142,4 +146,5 @@ class ReportOptions(OptionGroup):
     per_class: int = 8
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         positive_int(self.key("per_class"), self.per_class)

@@ -6,14 +6,26 @@ reads a dataclass-typed argument as a nested group, so YAML stays readable
 `as_kwargs` turns a group back into the plain values that checkpoints store, so that they load
 with `torch.load(..., weights_only=True)`; `of` reads them back (and Python callers may pass a
 plain mapping too). Each group checks its values in `__post_init__`, naming the key.
+
+A number with a valid range is typed with one of jsonargparse's restricted number types
+(`jsonargparse.typing.PositiveInt`, `NonNegativeInt`, ..., or `Fraction` below): jsonargparse
+refuses a value out of range while it parses (one line from the console script: the key, the
+range, the value), and `OptionGroup.__post_init__` checks the same type for Python callers and
+keeps the value as a plain int or float, so that checkpoints hold no jsonargparse class.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self, get_args
+
+from jsonargparse.typing import restricted_number_type
 
 # Integers, so that YAML's `stem: 79` and `stem: "79"` both parse (jsonargparse converts the
 # string). Checkpoints of older versions hold strings: their upgrade converts them (`as_stem`).
@@ -36,14 +48,48 @@ def as_stem(value: int | str) -> Stem:
     return stem  # type: ignore[return-value]  # checked against STEMS just above
 
 
+Fraction = restricted_number_type("Fraction", float, [(">=", 0.0), ("<", 1.0)])
+"""A float in [0, 1)."""
+# jsonargparse's wording of a value out of a restricted type's range (pinned by
+# tests/test_parser_wording.py): "1.5 does not conform to restriction v>=0.0 and v<1.0"
+OUT_OF_RANGE = re.compile(r"(.*) does not conform to restriction (.*)")
+
+
+def out_of_range(message: str) -> str:
+    """jsonargparse's "V does not conform to restriction v>=0 and v<1" as "must be >= 0 and < 1,
+    got V" (other messages unchanged)."""
+    found = OUT_OF_RANGE.fullmatch(message.strip())
+    if found is None:
+        return message
+    value, expression = found.groups()
+    bounds = re.sub(r"v(==|!=|<=|>=|<|>)(\S+)", lambda m: f"{m[1]} {m[2].removesuffix('.0')}",
+                    expression)  # fmt: skip
+    return f"must be {bounds}, got {value}"
+
+
 @dataclass(frozen=True)
 class OptionGroup:
     """Base of the option dataclasses: read from a mapping, written as plain values.
 
-    `prefix` names the group in error messages (`loss.label_smoothing must ...`).
+    `prefix` names the group in error messages (`loss.label_smoothing: must ...`). Fields typed
+    with a restricted number type are checked here; a subclass with its own `__post_init__`
+    calls `super().__post_init__()`.
     """
 
     prefix: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        """Check each restricted number against its type; keep it as a plain int or float."""
+        for name, kind in _restricted_fields(type(self)).items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                kind(value)
+            except ValueError as error:
+                raise ValueError(f"{self.key(name)}: {out_of_range(str(error))}") from None
+            plain = int(value) if issubclass(kind, int) else float(value)
+            object.__setattr__(self, name, plain)  # frozen: set once, while being made
 
     @classmethod
     def of(cls, value: Self | Mapping[str, Any] | None) -> Self:
@@ -105,7 +151,21 @@ class ModelOptions(OptionGroup):
     drop_rate: float = 0.2
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         one_of(self.key("stem"), self.stem, STEMS)
+
+
+@functools.cache
+def _restricted_fields(group: type[OptionGroup]) -> dict[str, type]:
+    """The fields of `group` typed with a restricted number type (or that type | None)."""
+    found = {}
+    for name, hint in typing.get_type_hints(group).items():
+        kinds = get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        for kind in kinds:
+            plain = (int, float, bool)
+            if isinstance(kind, type) and issubclass(kind, int | float) and kind not in plain:
+                found[name] = kind
+    return found
 
 
 def option_names() -> list[str]:

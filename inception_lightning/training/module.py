@@ -35,6 +35,7 @@ from inception_lightning.training.checkpoints import (
 )
 from inception_lightning.training.contract import NetworkProvider
 from inception_lightning.training.ensembling import average_probs, load_ensemble
+from inception_lightning.training.fence import release_group_at_exit
 from inception_lightning.training.mixup import BatchMixer
 from inception_lightning.training.optim import InceptionRMSprop, InceptionStepDecay
 from inception_lightning.training.training_options import (
@@ -336,6 +337,8 @@ class InceptionClassifier(LightningModule):
 
     @override
     def setup(self, stage: str) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            release_group_at_exit()  # a rank exiting right after a collective could abort
         if stage == "fit":  # training from a restored average: the weights are the raw ones now
             self._evaluated = "raw"
             self._class_weights = self._weights_of_classes()

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, get_args
 
-from inception_lightning.models.options import OptionGroup, in_range, one_of
+from jsonargparse.typing import NonNegativeFloat
+
+from inception_lightning.models.options import Fraction, OptionGroup, in_range, one_of
 
 # Per-class weights of the training loss: none, `N / (C * n_c)`, or its square root.
 ClassWeights = Literal["none", "balanced", "square_root"]
@@ -25,9 +27,9 @@ class LossOptions(OptionGroup):
     `--mixup-off-epoch`; see `training.mixup`); both alphas 0 (the default) leave them alone.
 
     Args:
-        label_smoothing: epsilon of the label-smoothed cross-entropy (v3 paper sect. 7: 0.1);
-            with mixing, folded into the soft targets.
-        aux_weight: weight of the aux head's loss (TF-slim: 0.4).
+        label_smoothing: epsilon of the label-smoothed cross-entropy, in [0, 1) (v3 paper sect.
+            7: 0.1); with mixing, folded into the soft targets.
+        aux_weight: weight of the aux head's loss, >= 0 (TF-slim: 0.4).
         class_weights: weigh each class's training loss by `N / (C * n_c)` ("balanced",
             scikit-learn's class_weight="balanced") or its square root ("square_root"), from
             the training images the datamodule counted (`train_class_counts`); "none" weighs
@@ -45,8 +47,8 @@ class LossOptions(OptionGroup):
 
     prefix: ClassVar[str] = "loss"
 
-    label_smoothing: float = 0.1
-    aux_weight: float = 0.4
+    label_smoothing: Fraction = 0.1
+    aux_weight: NonNegativeFloat = 0.4
     class_weights: ClassWeights = "none"
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
@@ -55,6 +57,7 @@ class LossOptions(OptionGroup):
     mixup_off_epoch: int | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         one_of(self.key("class_weights"), self.class_weights, get_args(ClassWeights))
         for name in ("mixup_alpha", "cutmix_alpha"):
             if getattr(self, name) < 0:
