@@ -17,7 +17,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-from inception_lightning.callbacks._checks import in_range, non_negative_int, one_of, positive_int
+from inception_lightning.callbacks._checks import non_negative_int, one_of, positive_int
 from inception_lightning.callbacks._loggers import has_logger
 from inception_lightning.callbacks._probe import short_name
 from inception_lightning.data.protocol import LabelledImages
@@ -29,6 +29,7 @@ from inception_lightning.explain.attribution import (
     SignMode,
 )
 from inception_lightning.explain.cam import LayerMethod
+from inception_lightning.explain.checks import CHEAP_CHECKS, CHECKS
 from inception_lightning.explain.comparison import run_methods
 from inception_lightning.explain.explainer import (
     Explainer,
@@ -41,11 +42,13 @@ from inception_lightning.explain.methods import Method, as_methods, make_attribu
 from inception_lightning.explain.numerics import fp32
 from inception_lightning.explain.predictions import predict_dataset
 from inception_lightning.explain.render import overlay_pictures, randomization_plot
-from inception_lightning.explain.sanity import RANK_THRESHOLD, RandomizationCurve
+from inception_lightning.explain.sanity import SanityOptions
+from inception_lightning.explain.verdict import CheckResult
 from inception_lightning.models import InceptionNet, iter_blocks
 from inception_lightning.training.contract import saved_network_of
 
 MIN_GRID = 7
+VERDICT_VALUES = {"pass": 1.0, "undecided": 0.0, "fail": -1.0}
 
 
 class GradCam(Callback):
@@ -65,9 +68,11 @@ class GradCam(Callback):
       `.../empty` (maps with no evidence for the true class) and, when the dataset has
       `mask(index)`, `.../pointing_game` and `.../energy_pointing_game` (higher is better),
       averaged over the fixed sample's non-empty maps;
-    - the sanity check (`explain.sanity`, Adebayo et al. 2018) on the sample's first
-      `sanity_samples` images: `.../sanity_passed` (1 or 0), `.../sanity_rank_correlation` at
-      the verdict depth, and `gradcam/<stage>/randomization`, the curves of every method.
+    - the cheap sanity checks (`explain.checks.CHEAP_CHECKS`: MPRT in each order, eMPRT, the
+      random-logit test; `sanity.checks` chooses others) on the sample's first
+      `sanity.samples` images: `.../sanity/<check>` (the mean score) and
+      `.../sanity/<check>_verdict` (1 pass, 0 undecided, -1 fail) per check, and
+      `gradcam/<stage>/randomization`, the curves of every method.
 
     The scalars go through `pl_module.log`, so `ModelCheckpoint` and `EarlyStopping` can
     monitor them (e.g. `monitor: gradcam/val/pointing_game`); rank 0 broadcasts them, so every
@@ -101,10 +106,10 @@ class GradCam(Callback):
         tolerance: pointing-game tolerance in pixels; None scales Zhang et al.'s 15 px at
             224 px to the input size.
         batch_size: images per forward/backward pass.
-        seed: seeds the sample and the sanity check's re-initialisation.
-        sanity_samples: images of the sanity check, each run; 0 turns it off.
-        sanity_threshold: a method passes when its mean rank correlation falls below this.
-        sanity_max_depth: randomise at most this many units (None: the whole network).
+        seed: seeds the sample and the sanity checks' draws.
+        sanity: the sanity checks' settings (`explain.SanityOptions`; `samples: 0` turns them
+            off); None: `SanityOptions()` with the cheap checks at every run, and all of them
+            (ROAD and sMPRT too) in the report at the end of `fit`.
         report: write an attribution report comparing the methods at the end of `fit`.
         report_dir: the report's folder; None: `report/` in the run's log directory (beside
             its TensorBoard files), so two runs never share one.
@@ -127,9 +132,7 @@ class GradCam(Callback):
         tolerance: int | None = None,
         batch_size: int = 32,
         seed: int = 0,
-        sanity_samples: int = 8,
-        sanity_threshold: float = RANK_THRESHOLD,
-        sanity_max_depth: int | None = None,
+        sanity: SanityOptions | None = None,
         report: bool = True,
         report_dir: str | Path | None = None,
         report_per_class: int = 8,
@@ -149,9 +152,6 @@ class GradCam(Callback):
         non_negative_int("max_misclassified", max_misclassified)
         non_negative_int("misclassified_search", misclassified_search)
         non_negative_int("tolerance", tolerance, allow_none=True)
-        non_negative_int("sanity_samples", sanity_samples)
-        positive_int("sanity_max_depth", sanity_max_depth, allow_none=True)
-        in_range("sanity_threshold", sanity_threshold, -1.0, 1.0)
         one_of("sign", sign, (None, *SIGN_MODES))
         one_of("interpolation", interpolation, INTERPOLATIONS)
         self.methods = as_methods(method)
@@ -171,14 +171,13 @@ class GradCam(Callback):
         self.tolerance = tolerance
         self.batch_size = batch_size
         self.seed = seed
-        self.sanity_samples = sanity_samples
-        self.sanity_options = {"threshold": sanity_threshold, "max_depth": sanity_max_depth}
+        self.sanity = sanity or SanityOptions()
         self.report = report
         self.report_dir = None if report_dir is None else Path(report_dir)
         self.report_per_class = report_per_class
         self.samples: dict[str, list[int]] = {}
         self.last: dict[str, Explanation] = {}
-        self.last_sanity: dict[str, RandomizationCurve] = {}
+        self.last_sanity: dict[str, list[CheckResult]] = {}
         self.last_metrics: dict[str, float] = {}
         self.last_weights = "raw"
         """The weight set ("ema" or "raw") of the last explanations."""
@@ -222,9 +221,9 @@ class GradCam(Callback):
                 explainer.progress = progress
             first = next(iter(explainers.values()))
             indices = first.sample(self.report_per_class)
-            runs = run_methods(
-                explainers, indices, self._sanity_indices(indices), **self.sanity_options
-            )
+            checks = self._checks(explainers, CHECKS)
+            sanity = self._sanity_indices(indices)
+            runs = run_methods(explainers, indices, sanity, self.sanity, checks)
             predictions = predict_dataset(first.attribution, first.dataset, progress)
         info = {
             "model": first.attribution.model.name,
@@ -271,8 +270,15 @@ class GradCam(Callback):
             for method, attribution in self._attributions(network).items()
         }
 
+    def _checks(self, explainers: dict[str, Explainer], default: Sequence[str]) -> list[str]:
+        """The checks to run (the options', else `default`); ROAD runs in the explainers."""
+        checks = list(self.sanity.checks or default)
+        for explainer in explainers.values():
+            explainer.road = "road" in checks and self.sanity.samples > 0
+        return checks
+
     def _sanity_indices(self, sample: Sequence[int]) -> list[int]:
-        return list(sample[: self.sanity_samples])
+        return list(sample[: self.sanity.samples])
 
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not isinstance(_dataset(trainer, stage), LabelledImages):
@@ -300,23 +306,23 @@ class GradCam(Callback):
             sample = self.samples[stage]
             self._check_grid(first, sample[0])
             extra = first.misclassified(sample, self.max_misclassified, self.misclassified_search)
-            runs = run_methods(
-                explainers, sample + extra, self._sanity_indices(sample), **self.sanity_options
-            )
+            checks = self._checks(explainers, CHEAP_CHECKS)
+            sanity = self._sanity_indices(sample)
+            runs = run_methods(explainers, sample + extra, sanity, self.sanity, checks)
         in_sample = torch.arange(len(sample) + len(extra)) < len(sample)
         classes = first.dataset.classes
         self.last = {run.method: run.explanation for run in runs}
-        self.last_sanity = {run.method: run.sanity for run in runs if run.sanity is not None}
+        self.last_sanity = {run.method: run.checks for run in runs if run.checks}
         self.last_metrics = {}
         for run in runs:
             prefix = f"gradcam/{stage}/" + ("" if len(runs) == 1 else f"{run.method}/")
             overall = summarize_explanation(run.explanation, classes, in_sample)["overall"]
             names = ("empty", *run.explanation.scores)
             self.last_metrics.update({prefix + k: overall[k] for k in names})
-            if run.sanity is not None:
-                self.last_metrics[prefix + "sanity_passed"] = float(run.sanity.passed)
-                correlation = run.sanity.verdict_correlation
-                self.last_metrics[prefix + "sanity_rank_correlation"] = correlation
+            for check in run.checks:
+                tag = f"{prefix}sanity/{check.name.replace('/', '_')}"
+                self.last_metrics[tag] = check.verdict.mean
+                self.last_metrics[tag + "_verdict"] = VERDICT_VALUES[check.verdict.outcome]
             note = f"{self.last_weights} weights" if len(runs) == 1 else run.method
             self._log_overlays(trainer, prefix + "overlays", run.explanation, classes, note)
         if self.last_sanity:

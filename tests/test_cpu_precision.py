@@ -213,7 +213,7 @@ def test_report_chooses_bf16_forwards_where_the_cpu_has_native_bf16(
         boxes = data / "boxes.json"
         main(["report", "--ckpt_path", str(ckpt), "--data", str(data), "--boxes_file", str(boxes),
               "--out", str(tmp_path / out), "--per_class", "2",
-              "--sanity_samples", "0"])  # fmt: skip
+              "--sanity.samples", "0"])  # fmt: skip
         return json.loads((tmp_path / out / "summary.json").read_text())
 
     native = report("native")

@@ -2,6 +2,7 @@
 inference mode, ranks, report."""
 
 import io
+import json
 from collections.abc import Callable
 from copy import deepcopy
 from functools import partial
@@ -17,14 +18,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.data import Dataset
 
 from inception_lightning.callbacks import InceptionEMA
-from inception_lightning.callbacks.grad_cam import GradCam
+from inception_lightning.callbacks.grad_cam import VERDICT_VALUES, GradCam
 from inception_lightning.data import Normalize
-from inception_lightning.explain import METHODS, Explainer, make_attribution
+from inception_lightning.explain import METHODS, Explainer, SanityOptions, make_attribution
 from inception_lightning.training import InceptionClassifier
 
 SIZE = 47
 SCORES = ["deletion_auc", "insertion_auc", "pointing_game", "energy_pointing_game"]
-METRICS = [*SCORES, "empty", "sanity_passed", "sanity_rank_correlation"]
+CHEAP = ["mprt_top_down", "mprt_bottom_up", "mprt_independent", "emprt", "random_logit"]
+METRICS = [*SCORES, "empty", *(f"sanity/{c}{v}" for c in CHEAP for v in ("", "_verdict"))]
 
 
 class Squares(Dataset):
@@ -132,9 +134,14 @@ def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(
     val_steps = [e.step for e in events.Scalars("val/acc1")][1:]  # epoch 2 only: every 2
     for name in METRICS:  # logged by Lightning with the epoch's validation metrics
         assert [e.step for e in events.Scalars(f"gradcam/val/{name}")] == val_steps
-    sanity = cam.last_sanity["gradcam"]
-    assert events.Scalars("gradcam/val/sanity_passed")[0].value == float(sanity.passed)
-    assert sanity.images + sanity.empty == 6 and sanity.depths[0] == "head"
+    checks = cam.last_sanity["gradcam"]  # the cheap checks at every validation
+    assert [c.name.replace("/", "_") for c in checks] == CHEAP
+    for check in checks:
+        tag = f"gradcam/val/sanity/{check.name.replace('/', '_')}"
+        assert events.Scalars(tag + "_verdict")[0].value == VERDICT_VALUES[check.verdict.outcome]
+        assert events.Scalars(tag)[0].value == pytest.approx(check.verdict.mean, nan_ok=True)
+        assert len(check.scores) == 6  # the sample, fewer than `sanity.samples`
+    assert checks[0].curve.x[0] == "head"
     assert probe.checked == 2 and probe.contexts == [(False, False)] * 2  # fit: no_grad
 
     expl = cam.last["gradcam"]
@@ -150,7 +157,10 @@ def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(
 
     assert (tmp_path / "report" / "index.html").is_file()
     assert (tmp_path / "report" / "sanity.png").is_file()
-    assert (tmp_path / "report" / "summary.json").is_file()
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    reported = [c["name"] for c in summary["methods"][0]["sanity"]]  # every check, ROAD too
+    assert reported == [*(c.replace("_", "/", 1) for c in CHEAP[:3]), "smprt/bottom_up",
+                        "emprt", "random_logit", "road"]  # fmt: skip
     html = (tmp_path / "report" / "index.html").read_text()
     assert "&lt;script&gt;" in html and "<script>" not in html
 
@@ -163,7 +173,7 @@ def test_validate_and_test_get_gradients_under_inference_mode(
     tmp_path: Path, v3: Callable, logged: Callable, datamodule: Callable
 ) -> None:
     data = Squares()
-    cam = GradCam(steps=2, max_misclassified=0, sanity_samples=2)
+    cam = GradCam(steps=2, max_misclassified=0, sanity=SanityOptions(samples=2))
     probe = Probe()
     run = logged(tmp_path, [probe, cam, probe])
     with pytest.warns(UserWarning, match=r"4x4 map.*coarser than 7x7.*stem='79'.*mixed_6e"):
@@ -191,8 +201,7 @@ def test_fit_explains_the_ema_weights_the_checkpoint_will_hold(
         steps=2,
         max_misclassified=0,
         method_options={"integrated_gradients": {"steps": 2}},
-        sanity_samples=2,
-        sanity_max_depth=2,
+        sanity=SanityOptions(samples=2, max_depth=2, orders=("top_down",), checks=("mprt",)),
         report_dir=tmp_path / "report",
     )
     fit = logged(tmp_path, [ema, cam], max_epochs=1, limit_train_batches=2)
@@ -224,12 +233,13 @@ def test_several_methods_tag_by_method_fuse_layers_and_other_ranks_do_nothing(
     layers = ["features.mixed_6e", "features.mixed_7c"]
     methods = ["layercam", "occlusion"]
     options = {"occlusion": {"window": 16, "stride": 16}}
+    sanity = SanityOptions(samples=2)
     cam = GradCam(
-        layers, methods, steps=2, max_misclassified=0, sanity_samples=2, method_options=options
+        layers, methods, steps=2, max_misclassified=0, sanity=sanity, method_options=options
     )
     module = v3()
     logged(tmp_path, [cam]).validate(module, datamodule=datamodule(Squares(6)))
-    prefixes = {k.rsplit("/", 1)[0] for k in cam.last_metrics}
+    prefixes = {"/".join(k.split("/")[:3]) for k in cam.last_metrics}
     assert prefixes == {f"gradcam/val/{m}" for m in methods}
     assert set(cam.last_sanity) == set(methods)
     expl = cam.last["layercam"]
@@ -253,8 +263,8 @@ def test_bad_arguments(v3: Callable) -> None:
         GradCam(method="smoothgrad")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"method_options names \['occlusion'\]"):
         GradCam(method="gradcam", method_options={"occlusion": {"window": 3}})
-    with pytest.raises(ValueError, match="sanity_threshold"):
-        GradCam(sanity_threshold=1.5)
+    with pytest.raises(ValueError, match="unknown similarity 'pearson'"):
+        GradCam(sanity=SanityOptions(similarity="pearson"))
     with pytest.raises(ValueError, match="occlusion has no option 'steps'"):
         GradCam(method="occlusion", method_options={"occlusion": {"steps": 3}}).setup(
             pl.Trainer(logger=False), v3(), "fit"
@@ -268,7 +278,9 @@ def test_checkpoints_monitor_grad_cam_scalars(
 ) -> None:
     # |map|: a barely trained network has no positive evidence for most classes, and an empty
     # map scores NaN, which a checkpoint never takes for the best
-    cam = GradCam(sign="abs", steps=2, max_misclassified=0, sanity_samples=0, report=False)
+    cam = GradCam(
+        sign="abs", steps=2, max_misclassified=0, sanity=SanityOptions(samples=0), report=False
+    )
     best = ModelCheckpoint(tmp_path / "ckpt", monitor="gradcam/val/insertion_auc", mode="max")
     fit = logged(
         tmp_path, [cam, best], max_epochs=2, limit_train_batches=1, enable_checkpointing=True
@@ -288,8 +300,9 @@ def test_reports_land_beside_their_runs_with_progress_unless_the_bar_is_off(
     shown = terminal_progress
     for bar in (True, False):
         cam = GradCam(
-            steps=2, max_misclassified=0, every_n_epochs=5, report_per_class=1, batch_size=1
-        )
+            steps=2, max_misclassified=0, every_n_epochs=5, report_per_class=1, batch_size=1,
+            sanity=SanityOptions(samples=0),
+        )  # fmt: skip
         pl.Trainer(
             accelerator="cpu", max_epochs=1, limit_train_batches=1, num_sanity_val_steps=0,
             logger=TensorBoardLogger(tmp_path, name="tb"), enable_checkpointing=False,
@@ -311,7 +324,7 @@ def test_maps_and_scores_are_fp32_whatever_the_training_precision(
     layer = "features.mixed_6e"
     cam = GradCam(
         layer, list(METHODS), steps=4, max_misclassified=0, method_options=options,
-        sanity_samples=0, report=False,
+        sanity=SanityOptions(samples=0), report=False,
     )  # fmt: skip
     module = v3()
     run = logged(tmp_path, [cam], max_epochs=1, limit_train_batches=1, precision=precision)

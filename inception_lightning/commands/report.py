@@ -13,11 +13,12 @@ from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.folders.report_dataset import evaluation_dataset
 from inception_lightning.data.transforms.preprocessing import Preprocessing, resolve_preprocessing
 from inception_lightning.explain import (
+    CHECKS,
     LAYER_METHODS,
-    RANK_THRESHOLD,
     Bf16Forward,
     Explainer,
     Method,
+    SanityOptions,
     as_methods,
     make_attribution,
     predict_dataset,
@@ -41,15 +42,15 @@ def report(
     weights: Weights | None = None,
     method: Method | Sequence[Method] = LAYER_METHODS,
     method_options: dict[str, dict[str, Any]] | None = None,
-    sanity_samples: int = 8,
-    sanity_threshold: float = RANK_THRESHOLD,
+    sanity: SanityOptions | None = None,
     precision: Literal["auto", "32-true", "bf16-mixed"] = "auto",
 ) -> Path:
     """Write a static attribution report comparing methods: index.html, PNGs, summary.json.
 
     A seeded, class-balanced sample of the folder, preprocessed as the checkpoint says it was
     trained and its classes mapped by name, is explained with the checkpoint's network by each
-    method, and each method's maps are sanity-checked by cascading randomisation; every image
+    method, and each method's maps are sanity-checked (MPRT in three orders, sMPRT, eMPRT, the
+    random-logit test and ROAD, each with a bootstrap verdict: `explain.checks`); every image
     of the folder is predicted for the accuracy per class, the confusion matrix and the
     reliability diagram.
 
@@ -71,8 +72,8 @@ def report(
             (gradcam, guided_gradcam, hirescam, layercam); integrated_gradients and occlusion
             cost tens to hundreds of passes per map, so they are named when wanted.
         method_options: per method, its own settings, e.g. '{"occlusion": {"window": 8}}'.
-        sanity_samples: images of the sanity check per method; 0 skips it.
-        sanity_threshold: a method passes when its mean rank correlation falls below this.
+        sanity: the sanity checks (`explain.SanityOptions`: samples, similarity, orders,
+            checks, ...); null: `SanityOptions()`, every check on the first 16 images.
         precision: of the forward-only work (predictions, deletion and insertion curves);
             maps, and the sanity check, are fp32 always. auto: bf16-mixed on a CPU with
             native bf16 (AMX or AVX512-BF16), else 32-true (on the quickstart bf16 moved no
@@ -101,6 +102,8 @@ def report(
         network.to(memory_format=torch.channels_last)  # oneDNN's bf16 kernels work in NHWC
         forward = Bf16Forward(network)
     options = method_options or {}
+    sanity = sanity or SanityOptions()
+    checks = sanity.checks or CHECKS
     explainers = {
         name: Explainer(
             make_attribution(name, network, layers, options=options.get(name)),
@@ -108,12 +111,13 @@ def report(
             seed=seed,
             progress=None,  # bars on terminals
             forward=forward,
+            road="road" in checks and sanity.samples > 0,
         )
         for name in methods
     }
     first = next(iter(explainers.values()))
     indices = first.sample(per_class)
-    runs = run_methods(explainers, indices, indices[:sanity_samples], threshold=sanity_threshold)
+    runs = run_methods(explainers, indices, indices[: sanity.samples], sanity, checks)
     predictions = predict_dataset(first.attribution, dataset, progress=None, forward=forward)
     info = {
         "checkpoint": str(ckpt_path),
