@@ -107,7 +107,9 @@ def test_gradcam_on_a_trained_tiny_network_passes_every_check(trained: nn.Module
     assert [r.name for r in results] == [*names, "emprt", "random_logit", "road"]
     assert {r.name: r.verdict.outcome for r in results} == {r.name: "pass" for r in results}
     top_down = results[0]
-    assert len(top_down.curve.x) == 10 and top_down.curve.x[-1] == "mixed_5d"  # its verdict step
+    # the curve's 3 steps, then the verdict's: mixed_5d itself random (10 units)
+    assert top_down.curve.x == ["head", "mixed_7c", "mixed_7b", "mixed_5d"]
+    assert results[3].curve.x == ["conv2d_2b_3x3"]  # sMPRT maps its verdict step alone
     assert all(r.verdict.images == 16 and r.seconds_per_image > 0 for r in results)
     assert all(torch.equal(v, before[k]) for k, v in trained.state_dict().items())
     assert torch.equal(torch.random.get_rng_state(), rng)

@@ -90,8 +90,8 @@ class Attribution(ABC):
     statistics, dropout is off) and restore every submodule's train/eval flag. Captum removes
     its hooks in `finally` blocks, so none is left behind; parameters' `.grad` are untouched.
 
-    Subclasses set `name` and `default_sign`, build their Captum objects in `_bind` and compute
-    one batch's maps in `_maps`.
+    Subclasses set `name`, `default_sign` and `costly`, build their Captum objects in `_bind`
+    and compute one batch's maps in `_maps`.
 
     Args:
         model: maps images `[N, 3, H, W]` to logits `[N, C]`.
@@ -102,6 +102,8 @@ class Attribution(ABC):
 
     name: ClassVar[str]
     default_sign: ClassVar[SignMode] = "relu"
+    costly: ClassVar[bool] = False
+    """Tens to hundreds of passes a map: the sanity checks give it fewer (`SanityOptions`)."""
 
     def __init__(
         self,

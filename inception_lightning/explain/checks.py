@@ -22,7 +22,6 @@ from torch import Tensor
 
 from inception_lightning.explain.attribution import Attribution
 from inception_lightning.explain.mprt import efficient_mprt, smooth_mprt
-from inception_lightning.explain.pixel import IntegratedGradientsMap, OcclusionMap
 from inception_lightning.explain.random_logit import random_logit
 from inception_lightning.explain.sanity import CheckName, SanityOptions, model_randomization
 from inception_lightning.explain.verdict import CheckResult
@@ -98,12 +97,6 @@ def check_names(options: SanityOptions, checks: Sequence[str]) -> list[str]:
     return names
 
 
-def noise_samples(attribution: Attribution, options: SanityOptions) -> int:
-    """sMPRT's noisy copies for this method: fewer for the costly pixel methods."""
-    pixel = isinstance(attribution, IntegratedGradientsMap | OcclusionMap)
-    return options.pixel_noise_samples if pixel else options.noise_samples
-
-
 def run_checks(
     attribution: Attribution,
     inputs: Tensor,
@@ -139,7 +132,7 @@ def run_checks(
                 model_randomization(attribution, inputs, targets, order, options, seed, trained)
             )
     if "smprt" in checks:
-        samples = noise_samples(attribution, options)
+        samples = options.noise(attribution)
         results.append(
             smooth_mprt(attribution, inputs, targets, samples, "bottom_up", options, seed)
         )

@@ -24,9 +24,12 @@ from torch import Tensor
 DIRECT, DIAGONAL = 1 / 6, 1 / 12
 NOISE = 0.01
 """The noise's standard deviation in model-input units (road_evaluation's default)."""
-TOLERANCE = 1e-5
-"""CG stops once no removed pixel differs from its neighbours' weighted mean by more than this."""
-MAX_ITERATIONS = 400
+TOLERANCE = 1e-4
+"""CG stops once no removed pixel differs from its neighbours' weighted mean by more than this,
+or after `MAX_ITERATIONS` per grid: on 79 px white-noise images with 90% of the pixels removed
+(the hardest case) the filled pixels then lie within 5e-4 of SciPy's exact solve, a twentieth
+of ROAD's noise (`tests/test_quantus_parity.py` solves to 1e-6 against Quantus's)."""
+MAX_ITERATIONS = 128
 COARSEST = 8
 
 

@@ -56,6 +56,10 @@ class NoiseAveraged(Attribution):
     def explained_layers(self) -> list[str]:
         return self.base.explained_layers
 
+    @property
+    def costly(self) -> bool:  # type: ignore[override]
+        return self.base.costly
+
     def describe(self) -> str:
         return f"{self.base.describe()}, averaged over {self.samples} noisy copies"
 
@@ -91,7 +95,8 @@ def smooth_mprt(
     options: SanityOptions | None = None,
     seed: int = 0,
 ) -> CheckResult:
-    """sMPRT: `sanity.model_randomization` of maps averaged over `samples` noisy copies.
+    """sMPRT: `sanity.model_randomization` of maps averaged over `samples` noisy copies, at the
+    verdict's step alone (a curve would cost `samples` maps a step).
 
     Args:
         attribution: the method on the trained model.
@@ -105,7 +110,7 @@ def smooth_mprt(
     options = options or SanityOptions()
     smoothed = NoiseAveraged(attribution, samples, options.noise_magnitude, seed)
     result = model_randomization(
-        smoothed, inputs, targets, order, options, seed, name=f"smprt/{order}"
+        smoothed, inputs, targets, order, options, seed, name=f"smprt/{order}", curve=False
     )
     result.details.update(noise_samples=samples, noise_magnitude=options.noise_magnitude)
     return result

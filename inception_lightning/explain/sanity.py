@@ -30,7 +30,7 @@ fresh noise scores about 0 and wrongly passes (`mprt.efficient_mprt` catches it)
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -61,8 +61,8 @@ from inception_lightning.explain.verdict import (
 CheckName = Literal["mprt", "smprt", "emprt", "random_logit", "road"]
 VERDICT_DEPTH = 3
 RANK_THRESHOLD = SIMILARITIES["spearman"].threshold
-SMOOTH_SAMPLES = 16
-SMOOTH_SAMPLES_PIXEL = 4
+SMOOTH_SAMPLES = 8
+SMOOTH_SAMPLES_PIXEL = 2
 NOISE_MAGNITUDE = 0.1
 
 
@@ -74,17 +74,17 @@ class SanityOptions:
         samples: images of the checks (0 turns them off).
         threshold: the pass threshold of the randomisation checks; None: the similarity's
             own (rank correlation 0.5, SSIM 0.5, complexity rise 0.05).
-        max_depth: randomise this many units per order (None: the whole network) beyond
-            the verdict's step; the curves stop there.
+        max_depth: the curves' steps per order (None: the whole network); a cascade also
+            maps the verdict's step, wherever it lies, and nothing between.
+        pixel_max_depth: the same for integrated gradients and occlusion (`costly` methods).
         orders: the MPRT orders to run, each with its verdict.
         similarity: "spearman", "ssim" or "complexity" (the rise in complexity).
         checks: the checks to run (`checks.CHECKS`): "mprt", "smprt", "emprt",
             "random_logit", "road"; None: the callback's cheap ones ("mprt", "emprt",
             "random_logit") in the callback, all of them in `report`.
-        noise_samples: sMPRT's noisy copies per image for the layer methods (Hedström et al.
-            use 50); integrated gradients and occlusion take `pixel_noise_samples`.
-        pixel_noise_samples: sMPRT's noisy copies per image for the pixel methods, which
-            cost tens to hundreds of passes a map.
+        noise_samples: sMPRT's noisy copies per image (Hedström et al. use 50); integrated
+            gradients and occlusion take `pixel_noise_samples`.
+        pixel_noise_samples: sMPRT's noisy copies per image for the `costly` methods.
         noise_magnitude: sMPRT's noise, as a share of each image's value range.
         verdict_depth: the cascade step the verdict reads (units random).
         min_samples: fewer scored images leave a verdict undecided.
@@ -94,6 +94,7 @@ class SanityOptions:
     samples: int = 16
     threshold: float | None = None
     max_depth: int | None = VERDICT_DEPTH
+    pixel_max_depth: int | None = 1
     orders: tuple[Order, ...] = ORDERS
     similarity: SimilarityName = "spearman"
     checks: tuple[CheckName, ...] | None = None
@@ -121,13 +122,22 @@ class SanityOptions:
         for name in ("noise_samples", "pixel_noise_samples", "verdict_depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SanityOptions.{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_depth is not None and self.max_depth < 1:
-            raise ValueError(f"SanityOptions.max_depth must be >= 1 or None: {self.max_depth}")
+        for depth in (self.max_depth, self.pixel_max_depth):
+            if depth is not None and depth < 1:
+                raise ValueError(f"SanityOptions' depths must be >= 1 or None, got {depth}")
         if self.noise_magnitude < 0 or not 0 < self.confidence < 1:
             raise ValueError(
                 "SanityOptions.noise_magnitude must be >= 0 and confidence in (0, 1): "
                 f"{self.noise_magnitude}, {self.confidence}"
             )
+
+    def depth(self, attribution: Attribution) -> int | None:
+        """The curves' depth for this method."""
+        return self.pixel_max_depth if attribution.costly else self.max_depth
+
+    def noise(self, attribution: Attribution) -> int:
+        """sMPRT's noisy copies for this method."""
+        return self.pixel_noise_samples if attribution.costly else self.noise_samples
 
     @property
     def measure(self) -> Similarity:
@@ -163,6 +173,7 @@ def randomization_scores(
     models: Iterable[tuple[str, nn.Module]],
     measure: Similarity,
     trained: Tensor | None = None,
+    keep: Container[int] | None = None,
 ) -> RandomizationScores:
     """Compare the maps of each `(name, model)` of `models` with the trained model's maps.
 
@@ -175,6 +186,7 @@ def randomization_scores(
         models: randomised copies in order, e.g. `randomization.randomized_models`.
         measure: how a pair of maps is compared.
         trained: the trained model's maps of `inputs`, if already computed.
+        keep: the steps (0-based) to map and compare; None: every one.
     """
     targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
     if trained is None:
@@ -182,7 +194,9 @@ def randomization_scores(
     empty = (trained == 0).flatten(1).all(dim=1)
     steps, rows = [], []
     start = time.perf_counter()
-    for name, model in models:
+    for step, (name, model) in enumerate(models):
+        if keep is not None and step not in keep:
+            continue
         maps = attribution.with_model(model).attribute(inputs, targets, normalize=False).cpu()
         steps.append(name)
         rows.append(measure.measure(trained, maps).masked_fill(empty, float("nan")))
@@ -201,6 +215,7 @@ def model_randomization(
     seed: int = 0,
     trained: Tensor | None = None,
     name: str | None = None,
+    curve: bool = True,
 ) -> CheckResult:
     """MPRT in one order: randomise a copy of `attribution.model` unit by unit and decide.
 
@@ -215,21 +230,32 @@ def model_randomization(
         seed: seeds the re-initialisation and the bootstrap.
         trained: the trained model's un-normalised maps of `inputs`, if already computed.
         name: the check's name (default `mprt/<order>`).
+        curve: map the curve's steps (`options.depth`); False: a cascade maps its verdict's
+            step alone (the independent order always maps each of its units).
     """
     options = options or SanityOptions()
     verdict = verdict_depth(attribution, order, options.verdict_depth)
-    depth = options.max_depth
-    if order != "independent":
+    depth = options.depth(attribution)
+    if order == "independent":
+        keep = None
+    elif curve:
+        keep = None if depth is None else {*range(depth), verdict - 1}
         depth = None if depth is None else max(depth, verdict)
+    else:
+        keep, depth = {verdict - 1}, verdict
     models = randomized_models(attribution.model, order, seed=seed, max_depth=depth)
-    result = randomization_scores(attribution, inputs, targets, models, options.measure, trained)
+    result = randomization_scores(
+        attribution, inputs, targets, models, options.measure, trained, keep
+    )
     if order == "independent":
         per_image = result.scores.nanmean(dim=0)
         read = f"mean over the {len(result.steps)} units, each randomised alone"
     else:
-        step = min(verdict, len(result.steps)) - 1
-        per_image = result.scores[step]
-        read = f"{step + 1} units random ({_short(result.steps[step])} last)"
+        units = [unit for unit, _ in cascade_units(attribution.model)]
+        units = units[::-1] if order == "bottom_up" else units
+        last = units[min(verdict, len(units)) - 1]
+        per_image = result.scores[result.steps.index(last)]
+        read = f"{units.index(last) + 1} units random ({_short(last)} last)"
     return _randomization_result(
         name or f"mprt/{order}", order, attribution, result, per_image, read, options, seed
     )
