@@ -13,6 +13,7 @@ import yaml
 from torch import Tensor
 
 from inception_lightning.callbacks.ema import InceptionEMA
+from inception_lightning.training import ComputeOptions
 from inception_lightning.training.module import InceptionClassifier
 
 TRAINER_CONFIGS = Path(__file__).resolve().parents[1] / "conf" / "trainer"
@@ -53,7 +54,7 @@ def apply_config(args: argparse.Namespace, config_file: Path | None) -> None:
     config = yaml.safe_load(config_file.read_text()) if config_file else {}
     args.precision = config.get("trainer", {}).get("precision", "32-true")
     args.cudnn_benchmark = config.get("trainer", {}).get("benchmark", False)
-    args.channels_last = config.get("model", {}).get("channels_last", False)
+    args.channels_last = config.get("model", {}).get("compute", {}).get("channels_last", False)
 
 
 def apply_gpu_config(args: argparse.Namespace, gpu: bool) -> None:
@@ -80,8 +81,7 @@ def fit_classifier(
         model=model,
         num_classes=args.num_classes,
         model_kwargs={"aux_head": False, "width": args.width},
-        channels_last=args.channels_last,
-        compile_model=compiled,
+        compute=ComputeOptions(channels_last=args.channels_last, compile=compiled),
     )
     trainer = pl.Trainer(
         accelerator=args.accelerator,

@@ -91,7 +91,7 @@ def main() -> None:
         )
         args.ig_steps, args.repeats = 2, 1
     torch.manual_seed(0)
-    stem = "79" if args.size < 150 else "299"
+    stem = 79 if args.size < 150 else 299
     model = create_model(args.model, num_classes=8, width=args.width, stem=stem, aux_head=False)
     model = model.to(args.device).eval()
     layer = default_layer(model)

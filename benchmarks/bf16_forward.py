@@ -85,7 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     data_args = yaml.safe_load(QUICKSTART.read_text())["data"]["init_args"]
     if args.tiny:
-        network = create_model("inception_resnet_v1", 8, width=0.125, stem="79").eval()
+        network = create_model("inception_resnet_v1", 8, width=0.125, stem=79).eval()
         data_args |= {"num_samples": 40}
         args.steps, args.repeats = 4, 1
     elif args.ckpt_path:

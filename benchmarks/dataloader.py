@@ -12,8 +12,18 @@ on the uint8 tensor; normalisation happens in batches on the device after the tr
 estimates from the new path's one-core rate what an `--host-cores` host's default workers
 deliver against a GPU step rate of `--gpu-rate` images/s (Inception-v3, H100, bf16, compiled).
 
-    python benchmarks/dataloader.py            # about a minute
-    python benchmarks/dataloader.py --tiny     # a few seconds, for CI
+With `--streaming` it compares instead the two ways to train from one folder of small JPEGs
+(`--stream-images`, 20,000 by default): `ImageFolderDataModule` on the folder, against
+`StreamingImageDataModule` on the LitData chunks `inception-lightning convert` writes from it,
+read from a local path and from a `local:` URL (LitData's stand-in for object storage: chunks
+copied into a cache as from `s3://`). Each path is timed from a new datamodule to its first
+training batch (the folder's header scan, uncached, included; the one-off conversion is timed
+apart), then over the rest of that epoch, with the same workers; the streaming figures are
+given as ratios against the folder's.
+
+    python benchmarks/dataloader.py              # about a minute
+    python benchmarks/dataloader.py --streaming  # a few minutes (needs the litdata extra)
+    python benchmarks/dataloader.py --tiny       # a few seconds, for CI (both parts)
 """
 
 from __future__ import annotations
@@ -26,14 +36,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from inception_lightning.data import (
+    CropOptions,
+    FileOptions,
     ImageFolderDataModule,
     ImageRecord,
+    LoaderOptions,
     SyntheticDataModule,
     SyntheticDataset,
     decode_rgb,
@@ -146,15 +160,113 @@ def print_decode(
     print("\n".join(f"  {line}" for line in lines))
 
 
+def write_small_jpegs(root: Path, num_images: int, size: tuple[int, int]) -> None:
+    """`num_images` distinct JPEGs, quality 90, in class folders: 500 built-in images, each
+    written shifted by a different number of pixels (rendering 20,000 would take minutes)."""
+    dataset = SyntheticDataset("train", min(500, num_images), num_classes=8, image_size=79)
+    for index in range(num_images):
+        base = index % len(dataset)
+        pixels = dataset.images[base].permute(1, 2, 0).numpy()
+        shifted = np.roll(pixels, shift=index // len(dataset), axis=1)
+        path = root / dataset.classes[dataset.labels[base]] / f"{index:05d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(shifted).resize(size, Image.BILINEAR).save(path, quality=90)
+
+
+@dataclass
+class FirstEpoch:
+    """A training loader's time to its first batch and its rate over the rest of that epoch."""
+
+    first_batch_s: float
+    images_per_s: float
+    images: int
+
+
+def first_epoch(make_loader: Callable[[], DataLoader]) -> FirstEpoch:
+    """Time `make_loader()` (a new datamodule, set up) to the first batch, then the epoch."""
+    start = time.perf_counter()
+    batches = iter(make_loader())
+    _, labels = next(batches)
+    first_batch_s = time.perf_counter() - start
+    count, start = 0, time.perf_counter()
+    for _, labels in batches:
+        count += len(labels)
+    return FirstEpoch(first_batch_s, count / (time.perf_counter() - start), count + len(labels))
+
+
+def compare_streaming(args: argparse.Namespace, num_images: int, size: tuple[int, int]) -> None:
+    """The folder path against LitData's on the same images; see the module docstring."""
+    from inception_lightning.data import StreamingImageDataModule
+    from inception_lightning.data.streaming.chunk_writer import write_chunks
+    from inception_lightning.data.streaming.streaming_options import StreamOptions
+
+    crop = 64
+    workers = default_num_workers() if args.num_workers is None else args.num_workers
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "images"
+        write_small_jpegs(root, num_images, size)
+
+        def folder_loader() -> DataLoader:
+            data = ImageFolderDataModule(
+                str(root),
+                crop=CropOptions(image_size=crop),
+                files=FileOptions(scan_cache_dir=str(Path(tmp) / "scan-cache")),
+                loader=LoaderOptions(batch_size=args.batch_size, num_workers=workers),
+            )
+            data.setup("fit")
+            return data.train_dataloader()
+
+        folder = first_epoch(folder_loader)
+        start = time.perf_counter()
+        write_chunks(root, Path(tmp) / "chunks", scan_cache_dir=str(Path(tmp) / "convert-cache"))
+        convert_s = time.perf_counter() - start
+        chunks = sum(1 for _ in (Path(tmp) / "chunks" / "train").glob("chunk-*.bin"))
+
+        def stream_loader(input_dir: str) -> Callable[[], DataLoader]:
+            def make() -> DataLoader:
+                data = StreamingImageDataModule(
+                    input_dir, LoaderOptions(args.batch_size, workers), crop=CropOptions(crop),
+                    stream=StreamOptions(cache_dir=str(Path(tmp) / "stream-cache")),
+                )  # fmt: skip
+                data.setup("fit")
+                return data.train_dataloader()
+
+            return make
+
+        local = first_epoch(stream_loader(str(Path(tmp) / "chunks")))
+        remote = first_epoch(stream_loader(f"local:{Path(tmp) / 'chunks'}"))
+
+    print(f"{num_images:,} JPEG {size[0]}x{size[1]} -> {crop} px, batch {args.batch_size},", end="")
+    print(f" loader workers {workers}; first epoch after its first batch, and time to it:")
+    rows = [("folder (ImageFolderDataModule)", folder)]
+    rows += [("LitData chunks, local path", local), ("LitData chunks, local: URL", remote)]
+    for name, result in rows:
+        print(
+            f"  {name:32s} {result.images_per_s:7.0f} images/s "
+            f"(x{result.images_per_s / folder.images_per_s:.2f})   "
+            f"first batch {result.first_batch_s:6.2f} s "
+            f"(x{result.first_batch_s / folder.first_batch_s:.2f})   {result.images} images"
+        )
+    print(f"  convert, once: {convert_s:.1f} s ({chunks} chunks of at most 64 MB for train/)")
+
+
 def main() -> None:
     """Parse arguments, run the measurements and print a table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="a few seconds, for CI")
+    parser.add_argument(
+        "--streaming", action="store_true", help="folder against LitData chunks instead"
+    )
+    parser.add_argument("--stream-images", type=int, default=20_000, help="with --streaming")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-workers", type=int, default=None, help="folder loader workers")
     parser.add_argument("--host-cores", type=int, default=16, help="CPU cores of the GPU host")
     parser.add_argument("--gpu-rate", type=float, default=3300.0, help="GPU images/s to feed")
     args = parser.parse_args()
+    if args.streaming or args.tiny:
+        compare_streaming(args, 400 if args.tiny else args.stream_images, (120, 90))
+        if args.streaming:
+            return
     if args.tiny:
         num_samples, num_images, size, crop = 320, 128, (160, 120), 64
     else:
@@ -170,7 +282,9 @@ def main() -> None:
         root = Path(tmp)
         write_jpeg_folder(root, num_images, size)
         folder = ImageFolderDataModule(
-            str(root), batch_size=args.batch_size, image_size=crop, num_workers=args.num_workers
+            str(root),
+            crop=CropOptions(image_size=crop),
+            loader=LoaderOptions(batch_size=args.batch_size, num_workers=args.num_workers),
         )
         start = time.perf_counter()
         folder.setup("fit")

@@ -20,8 +20,8 @@ from _common import median_times
 from captum.attr import LayerAttribution, LayerGradCam
 
 from inception_lightning.callbacks import GradCam
-from inception_lightning.data import SyntheticDataModule
-from inception_lightning.explain import GradCAMMap
+from inception_lightning.data import LoaderOptions, SyntheticDataModule
+from inception_lightning.explain import GradCAMMap, SampleOptions, ScoreOptions
 from inception_lightning.training import InceptionClassifier
 
 
@@ -40,7 +40,7 @@ def main() -> None:
     if args.tiny:
         args.width, args.size, args.images, args.batch_size = 0.125, 79, 8, 8
         args.repeats, args.steps = 2, 4
-    stem = "79" if args.size < 150 else "299"
+    stem = 79 if args.size < 150 else 299
     torch.manual_seed(0)
     kwargs = {"width": args.width, "stem": stem, "aux_head": False}
     module = InceptionClassifier(args.model, num_classes=8, model_kwargs=kwargs)
@@ -81,9 +81,10 @@ def main() -> None:
         image_size=args.size,
         num_samples=2 * args.images,
         val_fraction=0.5,
-        batch_size=args.batch_size,
+        loader=LoaderOptions(batch_size=args.batch_size),
     )
-    callback = GradCam(per_class=args.images, max_samples=args.images, steps=args.steps)
+    sample = SampleOptions(per_class=args.images, max_samples=args.images)
+    callback = GradCam(sample=sample, scores=ScoreOptions(steps=args.steps))
     runs = []
     with tempfile.TemporaryDirectory() as root:
         for callbacks in ([], [callback]):

@@ -4,10 +4,10 @@
 `ImageFolderDataModule`, on the CPU, loader in the process. The figure is the process's peak
 resident memory during the test less its peak before it (model built, data set up, a
 single-crop batch already run), from `getrusage`: what 144 views of a batch add on top of
-one. It runs on this code (`test_crops` on the datamodule: squares in the loader, views cut
-one at a time on the device) and on the code before it (`test_crops` and `test_crop_size` on
-the module, every view of the centre-cropped batch made first), whichever is installed, so
-the two are measured by the same script:
+one. It measures this code: `test_crops` on the datamodule, squares in the loader, views cut
+one at a time on the device. The code before it (`test_crops` and `test_crop_size` on the
+module, every view of the centre-cropped batch made first) was measured by this script up to
+commit c69e6a8, which ran on either; the module no longer takes those arguments.
 
     python benchmarks/multicrop_memory.py            # Inception-v3, 299 px, batch 8, 144 crops
     python benchmarks/multicrop_memory.py --tiny     # a tiny network, 79 px, 12 crops
@@ -16,7 +16,6 @@ the two are measured by the same script:
 from __future__ import annotations
 
 import argparse
-import inspect
 import resource
 import tempfile
 import time
@@ -27,7 +26,7 @@ import torch
 from lightning.pytorch import Trainer
 from PIL import Image
 
-from inception_lightning.data import ImageFolderDataModule
+from inception_lightning.data import CropOptions, ImageFolderDataModule, LoaderOptions
 from inception_lightning.training.module import InceptionClassifier
 
 
@@ -50,38 +49,25 @@ def write_folder(root: Path, per_class: int, size: tuple[int, int]) -> Path:
 
 
 def run(args: argparse.Namespace, root: Path) -> None:
-    on_data = "test_crops" in inspect.signature(ImageFolderDataModule).parameters
-    model_kwargs = {"aux_head": False, **({"width": 0.0625, "stem": "79"} if args.tiny else {})}
-    data_kwargs = dict(batch_size=args.batch, image_size=args.size, num_workers=0)
-    single = ImageFolderDataModule(str(root), **data_kwargs)
-    if on_data:
-        data = ImageFolderDataModule(str(root), test_crops=args.crops, **data_kwargs)
-        module = InceptionClassifier("inception_v3", num_classes=2, model_kwargs=model_kwargs)
-    else:  # the code before: the module cut the views from the centre-cropped batch
-        data = single
-        module = InceptionClassifier(
-            "inception_v3", num_classes=2, model_kwargs=model_kwargs,
-            test_crops=args.crops, test_crop_size=args.size,
-        )  # fmt: skip
+    model_kwargs = {"aux_head": False, **({"width": 0.0625, "stem": 79} if args.tiny else {})}
+    crop, loader = CropOptions(image_size=args.size), LoaderOptions(args.batch, num_workers=0)
+    single = ImageFolderDataModule(str(root), crop=crop, loader=loader)
+    data = ImageFolderDataModule(str(root), crop=crop, test_crops=args.crops, loader=loader)
+    module = InceptionClassifier("inception_v3", num_classes=2, model_kwargs=model_kwargs)
     trainer = Trainer(
         accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
         limit_test_batches=1,
     )  # fmt: skip
-    if not on_data:
-        module.hparams.test_crops = 1  # the earlier code reads it there: one view first
     trainer.test(module, datamodule=single, verbose=False)
-    if not on_data:
-        module.hparams.test_crops = args.crops
     before = peak_mib()
     start = time.perf_counter()
     trainer.test(module, datamodule=data, verbose=False)
     seconds = time.perf_counter() - start
     peak = peak_mib()
-    where = "datamodule (views cut one at a time)" if on_data else "module (views made first)"
     print(
-        f"{args.crops} crops at {args.size} px, batch {args.batch}, test_crops on the {where}: "
-        f"peak RSS {peak:.0f} MiB, {peak - before:.0f} MiB above the single-crop peak "
-        f"({before:.0f} MiB); {seconds:.1f} s"
+        f"{args.crops} crops at {args.size} px, batch {args.batch}, test_crops on the datamodule "
+        f"(views cut one at a time): peak RSS {peak:.0f} MiB, {peak - before:.0f} MiB above the "
+        f"single-crop peak ({before:.0f} MiB); {seconds:.1f} s"
     )
 
 

@@ -31,7 +31,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from inception_lightning.data import ImageFolderDataModule
+from inception_lightning.data import (
+    CropOptions,
+    FileOptions,
+    ImageFolderDataModule,
+    LoaderOptions,
+)
 
 CLASSES = 10
 VARIANTS = 16  # distinct JPEG payloads, cycled: the scan reads headers, not pixels
@@ -102,7 +107,10 @@ def measure(num_files: int, size: tuple[int, int], repeats: int) -> dict[str, An
             if not cached:
                 shutil.rmtree(cache_dir, ignore_errors=True)
             datamodule = ImageFolderDataModule(
-                str(root), image_size=32, scan_cache_dir=str(cache_dir), num_workers=0
+                str(root),
+                crop=CropOptions(image_size=32),
+                files=FileOptions(scan_cache_dir=str(cache_dir)),
+                loader=LoaderOptions(num_workers=0),
             )
             return lambda: datamodule.setup("fit")
 

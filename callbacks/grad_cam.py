@@ -14,38 +14,36 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
-from inception_lightning.callbacks._checks import non_negative_int, one_of, positive_int
 from inception_lightning.callbacks._loggers import has_logger
-from inception_lightning.callbacks._probe import short_name
+from inception_lightning.callbacks._media import media_of, report_folder, warn_unshown
 from inception_lightning.data.protocol import LabelledImages
-from inception_lightning.explain.attribution import (
-    INTERPOLATIONS,
-    SIGN_MODES,
-    Attribution,
-    Interpolation,
-    SignMode,
-)
 from inception_lightning.explain.cam import LayerMethod
-from inception_lightning.explain.checks import CHEAP_CHECKS, CHECKS
+from inception_lightning.explain.checks import CHEAP_CHECKS
 from inception_lightning.explain.comparison import run_methods
+from inception_lightning.explain.explain_options import (
+    MapOptions,
+    ReportOptions,
+    SampleOptions,
+    SanityOptions,
+    ScoreOptions,
+)
 from inception_lightning.explain.explainer import (
     Explainer,
     Explanation,
     load_batch,
     summarize_explanation,
 )
-from inception_lightning.explain.html_report import safe_name, write_report
-from inception_lightning.explain.methods import Method, as_methods, make_attribution
+from inception_lightning.explain.html_report import safe_name
+from inception_lightning.explain.methods import Method
 from inception_lightning.explain.numerics import fp32
-from inception_lightning.explain.predictions import predict_dataset
+from inception_lightning.explain.pipeline import ExplainSpec, build_report
 from inception_lightning.explain.render import overlay_pictures, randomization_plot
-from inception_lightning.explain.sanity import SanityOptions
 from inception_lightning.explain.verdict import CheckResult
-from inception_lightning.models import InceptionNet, iter_blocks
-from inception_lightning.training.contract import saved_network_of
+from inception_lightning.models.options import positive_int
+from inception_lightning.training.contract import FoundNetwork, find_network, saved_network_of
 
 MIN_GRID = 7
 VERDICT_VALUES = {"pass": 1.0, "undecided": 0.0, "fail": -1.0}
@@ -57,8 +55,9 @@ class GradCam(Callback):
 
     Every `every_n_epochs` validation epochs of `fit` (and at every `validate` / `test`), on
     global rank 0 only, the callback explains a class-balanced sample of the validation (test)
-    set, drawn once with `seed`, plus up to `max_misclassified` currently misclassified images
-    found among the next `misclassified_search` images of the same seeded order. Under the
+    set, drawn once with `seed`, plus up to `sample.max_misclassified` currently misclassified
+    images found among the next `sample.misclassified_search` images of the same seeded order.
+    Under the
     stage (`val` or `test`) it logs:
 
     - `gradcam/<stage>/overlays/<class>/<index>`: a picture per explained image, legible at
@@ -84,9 +83,15 @@ class GradCam(Callback):
     `bf16-true`), with gradients even inside Lightning's `torch.inference_mode` loops, and the
     module's train/eval flags are restored.
 
-    At the end of `fit`, an attribution report comparing the methods (`explain.write_report`)
-    is written beside the run, in `<trainer.log_dir>/report` by default, with a progress bar
-    unless the trainer's bar is off.
+    It explains the one Inception network in the LightningModule (ours, timm's or
+    torchvision's: see `models.anatomy`), or the one `network` names. Pictures reach every
+    logger that shows them (TensorBoard, MLflow, W&B, CSV: see `_media`).
+
+    At the end of `fit`, an attribution report comparing the methods (`explain.build_report`,
+    as the `report` command writes it) is written beside the run, in `report/` of the run's
+    folder (TensorBoard's or CSV's log dir, W&B's run files) by default, and logged as the
+    run's artifacts where the logger keeps them (MLflow), with a progress bar unless the
+    trainer's bar is off.
 
     Args:
         layers: dotted module name(s) of `pl_module.model` for the layer methods, fused when
@@ -94,26 +99,19 @@ class GradCam(Callback):
         method: "gradcam", "guided_gradcam", "hirescam", "layercam", "integrated_gradients",
             "occlusion", or a list of them.
         every_n_epochs: run at the end of every n-th validation epoch of `fit`.
-        per_class: sample images per class.
-        max_samples: the most sample images in all.
-        max_misclassified: extra misclassified images per run.
-        misclassified_search: images scanned for them per run.
-        sign: "relu", "abs" or "signed"; None: each method's default (see `explain.methods`).
-        interpolation: how layer maps are upsampled to the input size.
-        method_options: per method, its own settings, e.g.
-            `{"integrated_gradients": {"steps": 64, "noise_samples": 8}}`.
-        steps: deletion/insertion steps.
-        tolerance: pointing-game tolerance in pixels; None scales Zhang et al.'s 15 px at
-            224 px to the input size.
-        batch_size: images per forward/backward pass.
-        seed: seeds the sample and the sanity checks' draws.
-        sanity: the sanity checks' settings (`explain.SanityOptions`; `samples: 0` turns them
-            off); None: `SanityOptions()` with the cheap checks at every run, and all of them
-            (ROAD and sMPRT too) in the report at the end of `fit`.
-        report: write an attribution report comparing the methods at the end of `fit`.
-        report_dir: the report's folder; None: `report/` in the run's log directory (beside
-            its TensorBoard files), so two runs never share one.
-        report_per_class: report images per class.
+        seed: seeds the sample, the search for mistakes and the sanity check's
+            re-initialisation.
+        sample: per_class, max_samples, max_misclassified, misclassified_search
+            (`SampleOptions`).
+        maps: sign, interpolation, method_options, batch_size (`MapOptions`).
+        scores: steps and tolerance of the metrics (`ScoreOptions`).
+        sanity: the sanity checks' settings (`SanityOptions`: samples, similarity, orders,
+            checks, ...; `samples: 0` turns them off): the cheap checks at every run, and all
+            of them (ROAD and sMPRT too) in the report at the end of `fit`, unless
+            `sanity.checks` names them.
+        report: enabled, dir, per_class of the end-of-fit report (`ReportOptions`).
+        network: the Inception network's dotted name in the LightningModule, e.g.
+            "net.backbone"; None finds the one it holds.
     """
 
     def __init__(
@@ -121,60 +119,23 @@ class GradCam(Callback):
         layers: str | Sequence[str] | None = None,
         method: Method | Sequence[Method] = "gradcam",
         every_n_epochs: int = 1,
-        per_class: int = 2,
-        max_samples: int = 32,
-        max_misclassified: int = 8,
-        misclassified_search: int = 128,
-        sign: SignMode | None = None,
-        interpolation: Interpolation = "bilinear",
-        method_options: dict[str, dict[str, Any]] | None = None,
-        steps: int = 16,
-        tolerance: int | None = None,
-        batch_size: int = 32,
         seed: int = 0,
-        sanity: SanityOptions | None = None,
-        report: bool = True,
-        report_dir: str | Path | None = None,
-        report_per_class: int = 8,
+        # frozen dataclasses, so a shared default is never shared state
+        sample: SampleOptions = SampleOptions(),  # noqa: B008
+        maps: MapOptions = MapOptions(),  # noqa: B008
+        scores: ScoreOptions = ScoreOptions(),  # noqa: B008
+        sanity: SanityOptions = SanityOptions(),  # noqa: B008
+        report: ReportOptions = ReportOptions(),  # noqa: B008
+        network: str | None = None,
     ) -> None:
-        names = [layers] if isinstance(layers, str) else layers
-        if names is not None and (not names or not all(isinstance(n, str) and n for n in names)):
-            raise ValueError(f"layers must be a module name or a non-empty list of them: {layers}")
-        for name, value in (
-            ("every_n_epochs", every_n_epochs),
-            ("per_class", per_class),
-            ("max_samples", max_samples),
-            ("steps", steps),
-            ("batch_size", batch_size),
-            ("report_per_class", report_per_class),
-        ):
-            positive_int(name, value)
-        non_negative_int("max_misclassified", max_misclassified)
-        non_negative_int("misclassified_search", misclassified_search)
-        non_negative_int("tolerance", tolerance, allow_none=True)
-        one_of("sign", sign, (None, *SIGN_MODES))
-        one_of("interpolation", interpolation, INTERPOLATIONS)
-        self.methods = as_methods(method)
-        unknown = set(method_options or {}) - set(self.methods)
-        if unknown:
-            raise ValueError(f"method_options names {sorted(unknown)}, not in {self.methods}")
-        self.method_options = dict(method_options or {})
-        self.layers = None if names is None else list(names)
+        positive_int("every_n_epochs", every_n_epochs)
+        self.spec = ExplainSpec(method, layers, MapOptions.of(maps), ScoreOptions.of(scores), seed)
         self.every_n_epochs = every_n_epochs
-        self.per_class = per_class
-        self.max_samples = max_samples
-        self.max_misclassified = max_misclassified
-        self.misclassified_search = misclassified_search
-        self.sign = sign
-        self.interpolation = interpolation
-        self.steps = steps
-        self.tolerance = tolerance
-        self.batch_size = batch_size
-        self.seed = seed
-        self.sanity = sanity or SanityOptions()
-        self.report = report
-        self.report_dir = None if report_dir is None else Path(report_dir)
-        self.report_per_class = report_per_class
+        self.sampling = SampleOptions.of(sample)
+        self.sanity = SanityOptions.of(sanity)
+        self.report = ReportOptions.of(report)
+        self.network = network
+        self._found: FoundNetwork | None = None
         self.samples: dict[str, list[int]] = {}
         self.last: dict[str, Explanation] = {}
         self.last_sanity: dict[str, list[CheckResult]] = {}
@@ -190,8 +151,11 @@ class GradCam(Callback):
                 "GradCam runs the model on rank 0 alone, which sharded strategies (FSDP, "
                 "ModelParallel) cannot do; use DDP or a single device"
             )
-        self._attributions(saved_network_of(pl_module)[1])  # checks names, options; no hook
+        self._found = find_network(pl_module, self.network, "GradCam")
+        network = saved_network_of(pl_module, self._found)[1]
+        self.spec.attributions(network)  # checks names, options; no hook
         has_logger(trainer, self, "its overlays and scores are not logged")
+        warn_unshown(trainer, self, "its overlays")
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -207,37 +171,31 @@ class GradCam(Callback):
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.report:
+        if not self.report.enabled:
             return
         # before the rank check: `trainer.log_dir` is a collective call (a broadcast)
-        out = self.report_dir or Path(trainer.log_dir or trainer.default_root_dir) / "report"
+        fallback = Path(trainer.log_dir or trainer.default_root_dir) / "report"
         if not trainer.is_global_zero:
             return
-        progress = None if trainer.progress_bar_callback is not None else False
-        self.last_weights, saved = saved_network_of(pl_module)
-        with fp32(saved) as network:
-            explainers = self._explainers(trainer, network, "val")
-            for explainer in explainers.values():
-                explainer.progress = progress
-            first = next(iter(explainers.values()))
-            indices = first.sample(self.report_per_class)
-            checks = self._checks(explainers, CHECKS)
-            sanity = self._sanity_indices(indices)
-            runs = run_methods(explainers, indices, sanity, self.sanity, checks)
-            predictions = predict_dataset(first.attribution, first.dataset, progress)
+        self.last_weights, saved = saved_network_of(pl_module, self._found)
         info = {
-            "model": first.attribution.model.name,
+            "model": self._found.anatomy.architecture,
             "weights": self.last_weights,
-            "layers": " + ".join(self.layers) if self.layers else "last Inception block",
-            "interpolation": self.interpolation,
+            "layers": self.spec.layer_names,
+            "interpolation": self.spec.maps.interpolation,
             "epochs": trainer.current_epoch,
             "global step": trainer.global_step,
             "best checkpoint": getattr(trainer.checkpoint_callback, "best_model_path", "") or "-",
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
         }
-        classes = first.dataset.classes
-        index = write_report(out, runs, classes, info, self.report_per_class, predictions)
-        rank_zero_info(f"GradCam: attribution report in {index}")
+        progress = None if trainer.progress_bar_callback is not None else False
+        dataset, per_class = _dataset(trainer, "val"), self.report.per_class
+        media = media_of(trainer)
+        with (
+            fp32(saved) as network,
+            report_folder(media, self.report.dir, fallback, "GradCam") as out,
+        ):
+            build_report(self.spec, network, dataset, out, info, per_class, self.sanity, progress)
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -246,39 +204,6 @@ class GradCam(Callback):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.samples = {k: list(v) for k, v in state_dict["samples"].items()}
-
-    def _attributions(self, network: InceptionNet) -> dict[str, Attribution]:
-        return {
-            method: make_attribution(
-                method,
-                network,
-                self.layers,
-                self.sign,
-                self.interpolation,
-                self.batch_size,
-                self.method_options.get(method),
-            )
-            for method in self.methods
-        }
-
-    def _explainers(
-        self, trainer: pl.Trainer, network: InceptionNet, stage: str
-    ) -> dict[str, Explainer]:
-        dataset = _dataset(trainer, stage)
-        return {
-            method: Explainer(attribution, dataset, self.steps, self.tolerance, self.seed)
-            for method, attribution in self._attributions(network).items()
-        }
-
-    def _checks(self, explainers: dict[str, Explainer], default: Sequence[str]) -> list[str]:
-        """The checks to run (the options', else `default`); ROAD runs in the explainers."""
-        checks = list(self.sanity.checks or default)
-        for explainer in explainers.values():
-            explainer.road = "road" in checks and self.sanity.samples > 0
-        return checks
-
-    def _sanity_indices(self, sample: Sequence[int]) -> list[int]:
-        return list(sample[: self.sanity.samples])
 
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not isinstance(_dataset(trainer, stage), LabelledImages):
@@ -297,17 +222,22 @@ class GradCam(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
     ) -> dict[str, float]:
         """Explain the stage's sample, log its pictures, and return its scalars."""
-        self.last_weights, saved = saved_network_of(pl_module)
+        self.last_weights, saved = saved_network_of(pl_module, self._found)
+        options = self.sampling
         with fp32(saved) as network:
-            explainers = self._explainers(trainer, network, stage)
+            explainers = self.spec.explainers(network, _dataset(trainer, stage))
             first = next(iter(explainers.values()))
             if stage not in self.samples:
-                self.samples[stage] = first.sample(self.per_class, self.max_samples)
+                self.samples[stage] = first.sample(options.per_class, options.max_samples)
             sample = self.samples[stage]
             self._check_grid(first, sample[0])
-            extra = first.misclassified(sample, self.max_misclassified, self.misclassified_search)
-            checks = self._checks(explainers, CHEAP_CHECKS)
-            sanity = self._sanity_indices(sample)
+            extra = first.misclassified(
+                sample, options.max_misclassified, options.misclassified_search
+            )
+            checks = list(self.sanity.checks or CHEAP_CHECKS)
+            for explainer in explainers.values():
+                explainer.road = "road" in checks and self.sanity.samples > 0
+            sanity = sample[: self.sanity.samples]
             runs = run_methods(explainers, sample + extra, sanity, self.sanity, checks)
         in_sample = torch.arange(len(sample) + len(extra)) < len(sample)
         classes = first.dataset.classes
@@ -337,19 +267,17 @@ class GradCam(Callback):
         self._warned = True
         images = load_batch(explainer.dataset, [index]).images
         size = tuple(images.shape[-2:])
-        network: InceptionNet = layered.model
-        stages = network.spatial_sizes(size[0])
-        fine = [
-            name for name, _ in iter_blocks(network) if min(stages[short_name(name)]) >= MIN_GRID
-        ]
+        anatomy = self._found.anatomy
+        stages = anatomy.grids(layered.model, size[0])
+        fine = [block.module for block in anatomy.blocks if min(stages[block.name]) >= MIN_GRID]
         finest = max(layered.grids(images))
         if min(finest) < MIN_GRID:
             earlier = f"an earlier layer such as {fine[-1]!r}" if fine else "an earlier layer"
             rank_zero_warn(
                 f"GradCam: layers {layered.layers} give at best a {finest[0]}x{finest[1]} map "
                 f"at {size[0]}x{size[1]} input, coarser than {MIN_GRID}x{MIN_GRID}, so they "
-                f"locate little. Use the low-resolution stem (create_model(..., stem='79')) or "
-                f"{earlier}."
+                f"locate little. Use larger inputs, our low-resolution stem "
+                f"(create_model(..., stem=79)) or {earlier}."
             )
 
     def _log_overlays(
@@ -370,11 +298,10 @@ class GradCam(Callback):
         self._log_images(trainer, dict(zip(names, pictures, strict=True)))
 
     def _log_images(self, trainer: pl.Trainer, pictures: dict[str, np.ndarray]) -> None:
-        """`uint8 [H, W, 3]` pictures by tag, to every logger that takes images."""
-        for logger in trainer.loggers:
-            add_image = getattr(logger.experiment, "add_image", None)
-            for tag, picture in pictures.items() if add_image else ():
-                add_image(tag, picture, trainer.global_step, dataformats="HWC")
+        """`uint8 [H, W, 3]` pictures by tag, to every logger that shows images."""
+        for media in media_of(trainer):
+            for tag, picture in pictures.items():
+                media.image(tag, picture, trainer.global_step)
 
 
 def _dataset(trainer: pl.Trainer, stage: str) -> Any:

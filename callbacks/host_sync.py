@@ -13,8 +13,8 @@ from torch.profiler import ProfilerActivity, profile
 from typing_extensions import override
 
 from inception_lightning._compat import writes_logs
-from inception_lightning.callbacks._checks import non_negative_int, positive_int
 from inception_lightning.callbacks._loggers import has_logger
+from inception_lightning.models.options import non_negative_int, positive_int
 
 # On a GPU the audit counts the CUDA runtime calls that block the host: exact, and they also
 # catch .cpu(), .tolist() and .numpy(). On the CPU, where nothing blocks, it counts the operators

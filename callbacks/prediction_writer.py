@@ -14,8 +14,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 from typing_extensions import override
 
-from inception_lightning.callbacks._checks import positive_int
 from inception_lightning.files import atomic_write
+from inception_lightning.models.options import positive_int
 
 Row = tuple[int, list[str]]  # (dataset index, CSV fields)
 

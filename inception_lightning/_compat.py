@@ -7,6 +7,7 @@ rather than somewhere deep in a run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
@@ -24,6 +25,7 @@ __all__ = [
     "cli_trainer_parts",
     "find_unused_parameters",
     "is_local_path",
+    "merge_checkpoint_hparams",
     "set_subcommand_help",
     "writes_logs",
 ]
@@ -68,6 +70,22 @@ def build_cli_trainer(
 ) -> pl.Trainer:
     """LightningCLI's own last step of `instantiate_trainer` (adds the config-saving callback)."""
     return cli._instantiate_trainer(config, callbacks)
+
+
+def merge_checkpoint_hparams(cli: LightningCLI, hparams: Mapping[str, Any]) -> None:
+    """Merge a checkpoint's module hyperparameters into the CLI's config for its subcommand.
+
+    What `LightningCLI._parse_ckpt_path` does (called right after parsing, for `--ckpt_path`)
+    with the hyperparameters it reads from the file as saved; `InceptionCLI` overrides it to give
+    them upgraded (`checkpoints.upgrade_checkpoint`), as an older version's names do not parse.
+    """
+    hparams = {k: v for k, v in hparams.items() if k != "_instantiator"}
+    if not hparams:
+        return
+    if "_class_path" in hparams:
+        hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+    update = {cli.config.subcommand: {"model": hparams}}
+    cli.config = cli.parser.parse_object(update, cli.config)
 
 
 def add_subcommand(parser: ArgumentParser, name: str, subparser: ArgumentParser, help: str) -> None:

@@ -12,24 +12,23 @@ as the data's defaults, so they evaluate the model on what it was trained on.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import sys
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
-from jsonargparse.typing import Path_fr
+import lightning.pytorch as pl
+from jsonargparse import ActionConfigFile, Namespace
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from inception_lightning._compat import (
     add_subcommand,
     build_cli_trainer,
     cli_trainer_parts,
+    merge_checkpoint_hparams,
     set_subcommand_help,
 )
 from inception_lightning.callbacks import LoggingStepProgressBar, TensorBoardDashboards
@@ -38,14 +37,16 @@ from inception_lightning.data.errors import DatasetError
 from inception_lightning.models import InputTooSmallError
 from inception_lightning.models.weights import CheckpointError
 from inception_lightning.parser import InceptionArgumentParser
+from inception_lightning.recipes import RecipeOrConfigFile, recipe_names
 from inception_lightning.training import (
     Description,
     ExportError,
     InceptionClassifier,
+    NetworkNotFoundError,
     read_checkpoint,
     read_description,
 )
-from inception_lightning.training.cpu_recipe import choose_cpu_recipe
+from inception_lightning.training.checkpoints import HPARAMS_KEY
 
 TRAINER_DEFAULTS = {
     # Claims its version_N folder atomically, so two runs started together never share one.
@@ -57,6 +58,7 @@ TRAINER_DEFAULTS = {
     "plugins": [{"class_path": "inception_lightning.training.AtomicCheckpointIO"}],
 }
 
+PROG = "inception-lightning"
 DESCRIPTION = "Train, watch and explain Inception-family image classifiers."
 # One line each in `--help` (Lightning's are the first lines of the Trainer's docstrings).
 LIGHTNING_COMMANDS = {
@@ -73,6 +75,7 @@ USER_ERRORS = (
     ExportError,
     FileNotFoundError,
     InputTooSmallError,
+    NetworkNotFoundError,
 )
 # Subcommands that evaluate a checkpoint rather than train it: the data follows the checkpoint.
 EVALUATING = ("validate", "test", "predict")
@@ -82,6 +85,15 @@ class InceptionCLI(LightningCLI):
     """LightningCLI with `num_classes` linked from the data, a sync-free bar, an lr monitor,
     TensorBoard's hparams and custom-scalars tabs, and the package's own commands in its
     `--help`."""
+
+    def __init__(
+        self,
+        *args: Any,
+        parser_class: type[InceptionArgumentParser] = InceptionArgumentParser,
+        **kwargs: Any,
+    ) -> None:
+        """LightningCLI's, parsing with `InceptionArgumentParser` (one-line errors, cpu_recipe)."""
+        super().__init__(*args, parser_class=parser_class, **kwargs)
 
     def setup_parser(
         self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]
@@ -95,15 +107,38 @@ class InceptionCLI(LightningCLI):
             for name, command in COMMANDS.items():
                 add_subcommand(self.parser, name, command_parser(name), one_line_help(command))
 
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """Lightning's parser, whose `-c` also takes a shipped recipe by name."""
+        kwargs.setdefault("dump_header", [f"lightning.pytorch=={pl.__version__}"])
+        parser = self.parser_class(**kwargs)
+        parser.add_argument(
+            "-c",
+            "--config",
+            action=RecipeOrConfigFile,
+            help="a YAML file of settings (repeat -c to compose), or a shipped recipe by name: "
+            + ", ".join(recipe_names()),
+        )
+        return parser
+
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
-        """Lightning's parsing (with `cpu_recipe` composed where it applies), then a one-line
-        check of `--ckpt_path` before Lightning reads it."""
-        self._parse_with_cpu_recipe(parser, args)
+        """Lightning's parsing (a subcommand's parser composes its `cpu_recipe`), then a
+        one-line check of `--ckpt_path` before Lightning reads it."""
+        super().parse_arguments(parser, args)
         self.trained: Description | None = None
+        self.trained_hparams: dict[str, Any] = {}
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if path and Path(path).is_file():  # "last", "best", URLs: Lightning resolves them
-            self.trained = read_description(read_checkpoint(path), path)
+            checkpoint = read_checkpoint(path)  # upgraded to today's names
+            self.trained = read_description(checkpoint, path)
+            self.trained_hparams = dict(checkpoint.get(HPARAMS_KEY) or {})
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's merge of the `--ckpt_path` checkpoint's hyperparameters into the config,
+        given them upgraded: Lightning reads the file's as saved, which an older version named
+        otherwise (`checkpoints.upgrade_checkpoint`)."""
+        if self.trained_hparams:
+            merge_checkpoint_hparams(self, self.trained_hparams)
 
     def before_instantiate_classes(self) -> None:
         """`validate` / `test` / `predict` a checkpoint: its classes and preprocessing are the
@@ -134,57 +169,8 @@ class InceptionCLI(LightningCLI):
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
         parser.add_lightning_class_args(LoggingStepProgressBar, "progress_bar")
         parser.add_lightning_class_args(TensorBoardDashboards, "dashboards")
-        parser.add_argument(
-            "--cpu_recipe",
-            type=Path_fr | None,
-            default=None,
-            help="a config file composed first (so any other value wins) when the run is on the "
-            "CPU, sets no precision and the CPU has native bf16 (AMX or AVX512-BF16); in a "
-            "config file, relative to it. The quickstart names conf/trainer/cpu.yaml",
-        )
-
-    def _parse_with_cpu_recipe(self, parser: LightningArgumentParser, args: ArgsType) -> None:
-        """Lightning's parse; where `cpu_recipe` applies, the same words again with the recipe
-        composed first. A run with `cpu_recipe` says which precision it got, in one line."""
-        if isinstance(args, dict | Namespace):
-            super().parse_arguments(parser, args)
-            return
-        words = list(sys.argv[1:] if args is None else args)
-        printing = _without_print_config(words) != words
-        config = _parse(parser, _without_print_config(words), quietly=printing)
-        if config is not None:
-            self.config = config
-            recipe = self._subcommand_config().get("cpu_recipe")
-            if recipe is not None:
-                words = self._compose_cpu_recipe(parser, words, recipe)
-        if printing:  # jsonargparse prints the configuration the run gets, and exits
-            parser.parse_args(words)
-
-    def _compose_cpu_recipe(
-        self, parser: LightningArgumentParser, words: list[str], recipe: Path_fr
-    ) -> list[str]:
-        """`words` with `-c RECIPE` after the subcommand where the recipe applies (parsed into
-        `self.config`); logs the run's precision and why."""
-        trainer = self._subcommand_config().trainer
-        choice = choose_cpu_recipe(trainer.precision, trainer.accelerator)
-        if choice.apply:
-            subcommand = self.config.get("subcommand")
-            at = words.index(subcommand) + 1 if subcommand else 0
-            words = [*words[:at], "-c", recipe.absolute, *words[at:]]
-            self.config = parser.parse_args(_without_print_config(words))
-        config = self._subcommand_config()
-        layout = "channels_last" if config.model.channels_last else "contiguous format"
-        source = f" (composed {recipe})" if choice.apply else ""
-        precision = config.trainer.precision or "32-true"
-        rank_zero_info(f"precision {precision}, {layout}{source}: {choice.reason}")
-        # Decided: the saved config.yaml records the outcome, not a path relative to here.
-        config.cpu_recipe = None
-        return words
-
-    def _subcommand_config(self) -> Namespace:
-        """The parsed configuration of the subcommand (all of it without subcommands)."""
-        subcommand = self.config.get("subcommand")
-        return self.config[subcommand] if subcommand else self.config
+        if parser is not self.parser:  # a subcommand's: composed while the root parses
+            parser.add_cpu_recipe_argument()
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Lightning's, leaving the bar out under `trainer.enable_progress_bar: false` and the
@@ -216,26 +202,6 @@ def _user_error(err: BaseException) -> BaseException:
     return err
 
 
-def _without_print_config(words: list[str]) -> list[str]:
-    """`words` less `--print_config[=...]`, with which jsonargparse prints and exits."""
-    return [word for word in words if not word.startswith("--print_config")]
-
-
-def _parse(parser: ArgumentParser, words: list[str], quietly: bool) -> Namespace | None:
-    """`parser.parse_args(words)`; quietly: None, and no message, where it fails.
-
-    `--print_config` prints partial configurations (jsonargparse prints before it checks for
-    required values), which a strict parse refuses: those print as they are.
-    """
-    if not quietly:
-        return parser.parse_args(words)
-    with contextlib.redirect_stderr(io.StringIO()):
-        try:
-            return parser.parse_args(words)
-        except SystemExit:
-            return None
-
-
 def one_line_help(command: Callable[..., Any]) -> str:
     """The first line of a command's docstring: its one-line help."""
     return (command.__doc__ or "").strip().splitlines()[0]
@@ -245,9 +211,7 @@ def command_parser(name: str) -> InceptionArgumentParser:
     """The parser of one of the package's commands: its function's arguments, `-c`, and
     (from jsonargparse, with `-c`) `--print_config`."""
     command = COMMANDS[name]
-    parser = InceptionArgumentParser(
-        prog=f"inception-lightning {name}", description=one_line_help(command)
-    )
+    parser = InceptionArgumentParser(prog=f"{PROG} {name}", description=one_line_help(command))
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="a YAML file of flags")
     parser.add_function_arguments(command, as_group=False)
     return parser
@@ -268,7 +232,7 @@ def run_command(name: str, args: list[str]) -> None:
         made = COMMANDS[name](**kwargs)
     except (*USER_ERRORS, ValueError, KeyError, OSError) as err:
         # the arguments parsed: the user needs the one line, not the usage
-        raise SystemExit(f"inception-lightning {name}: error: {err}") from None
+        raise SystemExit(f"{PROG} {name}: error: {err}") from None
     print(f"wrote {made}" if isinstance(made, Path) else made)
 
 
@@ -281,11 +245,11 @@ def lightning_main(argv: list[str] | None) -> None:
             subclass_mode_data=True,
             trainer_defaults=TRAINER_DEFAULTS,
             save_config_kwargs={"overwrite": True},
-            parser_class=InceptionArgumentParser,
+            parser_kwargs={"prog": PROG, "version": version("inception-lightning")},
             args=argv,
         )
     except USER_ERRORS as err:
-        raise SystemExit(f"inception-lightning: error: {err}") from None
+        raise SystemExit(f"{PROG}: error: {err}") from None
 
 
 def main(argv: list[str] | None = None) -> None:

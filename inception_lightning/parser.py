@@ -1,32 +1,51 @@
-"""The console script's argument parser: LightningCLI's, with errors on one line.
+"""The console script's argument parser: LightningCLI's, with errors on one line and the CPU
+recipe composed where it applies.
 
 jsonargparse prints the whole usage before an error (hundreds of lines for `fit`), reports a
-bad value over several lines, and names an unknown key without the valid ones. Its exceptions
-hold text only, no fields, but each level of a nested value raises from the level below: the
-first line of each exception in the `__cause__` chain names one level of the key
-(`Parser key "data":`, `Problem with given class_path '...':`) and the innermost one says what
-was wrong. Here those become one line naming the key, the reason and, for an unknown key, the
-keys its group takes.
+bad value over several lines, and names an unknown key without the valid ones. Here an error
+becomes one line naming the key, the reason and, for an unknown key, the keys its group takes.
+What jsonargparse gives as structure is read as structure: the exception's type (`KeyError`
+for an unknown key), the parser it names (`subcommand_parser`), the parser's own actions (the
+options a group takes) and a class's signature. The key itself is only in the text: each level
+of a nested value raises from the level below, and the first line of each exception in the
+`__cause__` chain names one level (`Parser key "data":`, `Problem with given class_path
+'...':`). Those wordings are the patterns in `WORDING`, each pinned against jsonargparse by
+`tests/test_parser_wording.py`, so an upgrade that rewords one fails there instead of printing
+a worse line here.
 """
 
 from __future__ import annotations
 
 import difflib
+import glob
 import inspect
 import re
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
-from jsonargparse import ArgumentParser
-from jsonargparse.typing import import_object
+from jsonargparse import ArgumentParser, Namespace
+from jsonargparse.typing import Path_fr, import_object
 from lightning.pytorch.cli import LightningArgumentParser
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from inception_lightning.training.cpu_recipe import choose_cpu_recipe, precision_line
+
+CPU_RECIPE = "cpu_recipe"
 _NOT_OPTIONS = {"help", "config", "print_config", "print_shtab"}
-_KEY = re.compile(r'Parser key "([^"]+)":')
-_CLASS_PATH = re.compile(r"Problem with given class_path '([^']+)':")
-_QUOTED = re.compile(r"'([^']+)'")
-# jsonargparse's wording of a type error -> ours
-_PRETTY = (
+
+# jsonargparse's (and argparse's) wording, where the exceptions hold text only.
+WORDING = {
+    "unrecognized": re.compile(r"unrecognized arguments: (.*)"),
+    "key": re.compile(r'Parser key "([^"]+)":'),
+    "class_path": re.compile(r"Problem with given class_path '([^']+)':"),
+    "not_in_subcommand": re.compile(r"Subcommand '[^']+' does not accept option '([^']+)'"),
+    "not_in_group": re.compile(r"Group '([^']+)' does not accept option '([^']+)'"),
+    "not_accepted": re.compile(r"Option '([^']+)' is not accepted"),
+}
+# jsonargparse's wording of a type error -> ours (cosmetic: unmatched, the reason reads as is)
+PRETTY = (
     (re.compile(r"Expected a typing\.Literal\[(.*?)\]\.?"), r"expected one of \1"),
     (re.compile(r"Expected a <class '(\w+)'>\.?"), r"expected \1"),
     (re.compile(r"\s*Got value: "), "; got "),
@@ -34,7 +53,8 @@ _PRETTY = (
 
 
 class InceptionArgumentParser(LightningArgumentParser):
-    """`LightningArgumentParser` whose errors are one line (see the module docstring)."""
+    """`LightningArgumentParser` whose errors are one line and which composes `cpu_recipe` (see
+    the module docstring and `add_cpu_recipe_argument`)."""
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         """Print `prog: error: <one line>` and exit 2; nested parsers still raise."""
@@ -45,11 +65,55 @@ class InceptionArgumentParser(LightningArgumentParser):
         sys.stderr.write(f"{prog}: error: {one_line(message, ex, parser)}\n")
         self.exit(2)
 
+    def add_cpu_recipe_argument(self) -> None:
+        """`--cpu_recipe FILE`: a config composed first where the run is on the CPU, sets no
+        precision and the CPU computes bf16 natively (`training.cpu_recipe` decides)."""
+        self.add_argument(
+            f"--{CPU_RECIPE}",
+            type=Path_fr | None,
+            default=None,
+            help="a config file composed first (so any other value wins) when the run is on the "
+            "CPU, sets no precision and the CPU has native bf16 (AMX or AVX512-BF16); in a "
+            "config file, relative to it. The quickstart names conf/trainer/cpu.yaml",
+        )
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Namespace | None = None, **kwargs: Any
+    ) -> Namespace:
+        """jsonargparse's parse; where it gives a `cpu_recipe` that applies, the same arguments
+        again with the recipe as a default config file, the layer jsonargparse puts under every
+        config and flag, so any other value wins. Says which precision the run got, and why.
+
+        A subcommand's parser composes its own recipe while the root parser's parse is under
+        way, so the root's `--print_config` prints the configuration the run gets.
+        """
+        config = super().parse_args(args, namespace, **kwargs)
+        recipe = config.get(CPU_RECIPE)
+        if recipe is None:
+            return config
+        choice = choose_cpu_recipe(config.trainer.precision, config.trainer.accelerator)
+        if choice.apply:
+            config = self._parse_over(Path(recipe.absolute), args, namespace, **kwargs)
+        rank_zero_info(precision_line(config, choice, recipe))
+        config[CPU_RECIPE] = None  # decided: the saved config.yaml reruns as this run ran
+        return config
+
+    def _parse_over(
+        self, recipe: Path, args: Sequence[str] | None, namespace: Namespace | None, **kwargs: Any
+    ) -> Namespace:
+        """`parse_args` with `recipe` as one more default config file (for this parse only)."""
+        before = self.default_config_files
+        self.default_config_files = [*before, glob.escape(str(recipe))]  # patterns, globbed
+        try:
+            return super().parse_args(args, namespace, **kwargs)
+        finally:
+            self.default_config_files = before
+
 
 def one_line(message: str, ex: BaseException | None, parser: ArgumentParser) -> str:
     """The error as `KEY: reason`; an unknown key gets the keys its group takes."""
-    if message.startswith("unrecognized arguments:"):  # argparse's own, for flags
-        flags = [word.lstrip("-") for word in message.split()[2:] if word.startswith("--")]
+    if unrecognized := WORDING["unrecognized"].match(message):  # flags argparse did not take
+        flags = [word.lstrip("-") for word in unrecognized[1].split() if word.startswith("--")]
         return "; ".join(_unknown_key(flag, parser) for flag in flags)
     chain = []
     while ex is not None:
@@ -58,20 +122,40 @@ def one_line(message: str, ex: BaseException | None, parser: ArgumentParser) -> 
     path: list[str] = []
     class_path = None  # of the innermost class, when no key of it follows
     for head in (str(err).partition("\n")[0] for err in chain):
-        if (found := _KEY.match(head)) and path[-1:] != [found[1]]:  # (re-raised as is)
+        if (found := WORDING["key"].match(head)) and path[-1:] != [found[1]]:  # (re-raised)
             path += ["init_args", found[1]] if class_path else [found[1]]
             class_path = None
-        elif found := _CLASS_PATH.match(head):
+        elif found := WORDING["class_path"].match(head):
             class_path = found[1]
-    if chain and isinstance(chain[-1], KeyError):  # jsonargparse's NSKeyError: an unknown key
-        quoted = _QUOTED.findall(str(chain[-1]))
-        name = ".".join(quoted) if str(chain[-1]).startswith("Group") else quoted[-1]
-        if not path:
-            return _unknown_key(name, parser)
-        options = _parameters(class_path) if class_path else []
-        return _not_an_option(".".join([*path, "init_args"]), name, options)
-    reason = " ".join(str(chain[-1] if chain else message).split())
-    for pattern, replacement in _PRETTY:
+    line = _unknown_option(chain[-1], path, class_path, parser) if chain else None
+    return line or _bad_value(str(chain[-1] if chain else message), path, class_path)
+
+
+def _unknown_option(
+    innermost: BaseException, path: list[str], class_path: str | None, parser: ArgumentParser
+) -> str | None:
+    """The line for an unknown key (jsonargparse raises a `KeyError` for one), else None."""
+    if not isinstance(innermost, KeyError):
+        return None
+    text = str(innermost)
+    if found := WORDING["not_in_subcommand"].match(text):
+        name = found[1]
+    elif found := WORDING["not_in_group"].match(text):
+        name = f"{found[1]}.{found[2]}"
+    elif found := WORDING["not_accepted"].match(text):
+        name = found[1]
+    else:
+        return None
+    if not path:
+        return _unknown_key(name, parser)
+    options = _parameters(class_path) if class_path else []
+    return _not_an_option(".".join([*path, "init_args"]), name, options)
+
+
+def _bad_value(reason: str, path: list[str], class_path: str | None) -> str:
+    """`KEY: reason` for a value of the wrong type (or anything else jsonargparse refused)."""
+    reason = " ".join(reason.split())
+    for pattern, replacement in PRETTY:
         reason = pattern.sub(replacement, reason)
     if class_path:
         reason = f"class_path {class_path}: {reason}"

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from inception_lightning import console
+from inception_lightning.data import LoaderOptions
 from inception_lightning.data.datamodule import ImageDataModule
 from inception_lightning.data.transforms.preprocessing import Preprocessing
 from inception_lightning.training import InceptionClassifier
@@ -32,7 +33,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 # A CPU-sized Inception-v3: 75 px inputs, no aux head.
-TINY = {"width": 0.0625, "stem": "299", "aux_head": False}
+TINY = {"width": 0.0625, "stem": 299, "aux_head": False}
 
 
 @pytest.fixture(autouse=True)
@@ -99,7 +100,7 @@ class DatasetsModule(ImageDataModule):
     ) -> None:
         size = train[0][0].shape[-1]
         preprocessing = Preprocessing(size, crop_pct=1.0)
-        super().__init__(list(train.classes), preprocessing, batch_size, 0, False)
+        super().__init__(list(train.classes), preprocessing, LoaderOptions(batch_size, 0, False))
         self.train_dataset, self.val_dataset, self.test_dataset = train, val or train, test
 
     def setup(self, stage: str | None = None) -> None:

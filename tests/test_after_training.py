@@ -22,7 +22,7 @@ from PIL import Image
 
 from inception_lightning.callbacks import InceptionEMA
 from inception_lightning.cli import InceptionCLI, main
-from inception_lightning.data import SyntheticDataModule
+from inception_lightning.data import LoaderOptions, SyntheticDataModule
 from inception_lightning.data.folders.decode import decode_rgb
 from inception_lightning.data.transforms.preprocessing import (
     Normalize,
@@ -61,8 +61,9 @@ def test_fit_then_validate_predict_export_and_report_from_the_checkpoint(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # where the in-process validate writes its config
     data = write_tree(tmp_path / "data", CLASSES, ("train", "val", "test"), n=4, size=(96, 80))
-    _run("fit", *FIT_CONFIGS, "--data.root", str(data), "--data.image_size", "75",
-         "--data.batch_size", "4", "--data.num_workers", "0", "--model.model_kwargs", TINY_V3,
+    _run("fit", *FIT_CONFIGS, "--data.root", str(data), "--data.crop.image_size", "75",
+         "--data.loader.batch_size", "4", "--data.loader.num_workers", "0",
+         "--model.model_kwargs", TINY_V3,
          "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
          "--trainer.enable_progress_bar", "false", cwd=tmp_path)  # fmt: skip
     folder = tmp_path / "runs/inception/version_0/checkpoints"
@@ -71,13 +72,13 @@ def test_fit_then_validate_predict_export_and_report_from_the_checkpoint(
     trained = Preprocessing(image_size=75, crop_pct=0.875)
 
     # validate: the best checkpoint gives the val_ema/acc1 fit logged for it, on the
-    # checkpoint's preprocessing (no --data.image_size given)
+    # checkpoint's preprocessing (no --data.crop.image_size given)
     saved = torch.load(best, map_location="cpu", weights_only=True)
     (state,) = [s for key, s in saved["callbacks"].items() if key.startswith("ModelCheckpoint")]
     cli = InceptionCLI(
         InceptionClassifier, LightningDataModule, subclass_mode_data=True,
         args=["validate", *FIT_CONFIGS[:2], *FIT_CONFIGS[4:], "--data.root", str(data),
-              "--data.num_workers", "0", "--ckpt_path", str(best),
+              "--data.loader.num_workers", "0", "--ckpt_path", str(best),
               "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"],
     )  # fmt: skip
     assert cli.datamodule.preprocessing == trained and cli.datamodule.classes == CLASSES
@@ -90,7 +91,7 @@ def test_fit_then_validate_predict_export_and_report_from_the_checkpoint(
     for seed, (name, size) in enumerate(files):
         write_image(images / name, size, seed)
     _run("predict", "-c", str(CONF / "predict.yaml"), "--ckpt_path", str(best),
-         "--data.root", str(images), "--data.num_workers", "0", cwd=tmp_path)  # fmt: skip
+         "--data.root", str(images), "--data.loader.num_workers", "0", cwd=tmp_path)  # fmt: skip
     with (tmp_path / "predictions.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert [(Path(r["path"]).relative_to(images).as_posix(), r["label"]) for r in rows] == [
@@ -127,14 +128,17 @@ def test_fit_then_validate_predict_export_and_report_from_the_checkpoint(
 def test_test_runs_on_the_quickstart_configuration(tmp_path: Path) -> None:
     # a checkpoint of the quickstart's network, trained a step on its data
     module = InceptionClassifier(
-        "inception_resnet_v1", num_classes=8, model_kwargs={"width": 0.125, "stem": "79"}
+        "inception_resnet_v1", num_classes=8, model_kwargs={"width": 0.125, "stem": 79}
     )
     trainer = Trainer(
         accelerator="cpu", max_steps=1, limit_val_batches=0, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         callbacks=[InceptionEMA()],
     )  # fmt: skip
-    trainer.fit(module, SyntheticDataModule(image_size=79, num_samples=16, batch_size=8))
+    trainer.fit(
+        module,
+        SyntheticDataModule(image_size=79, num_samples=16, loader=LoaderOptions(batch_size=8)),
+    )
     trainer.save_checkpoint(tmp_path / "quickstart.ckpt")
 
     result = _run("test", "-c", str(CONF / "quickstart.yaml"), "--ckpt_path", "quickstart.ckpt",
@@ -154,7 +158,10 @@ def test_onnx_export_matches_torch_for_the_other_variants(model: str, tmp_path: 
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
     trainer.fit(
-        module, SyntheticDataModule(num_classes=3, image_size=75, num_samples=8, batch_size=4)
+        module,
+        SyntheticDataModule(
+            num_classes=3, image_size=75, num_samples=8, loader=LoaderOptions(batch_size=4)
+        ),
     )
     trainer.save_checkpoint(tmp_path / "model.ckpt")
 

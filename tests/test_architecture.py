@@ -66,6 +66,20 @@ def test_callbacks_know_no_architecture_table() -> None:
     assert not offenders, f"callbacks must work on any InceptionNet, not import tables: {offenders}"
 
 
+def test_callbacks_never_ask_whether_the_network_is_ours() -> None:
+    """They see every network through `models.anatomy`, so timm's and torchvision's work too."""
+    ours = {"InceptionNet", "InceptionBlock", "ResidualInceptionBlock", "iter_blocks"}
+    ours |= {"iter_branches", "iter_residual_blocks"}
+    offenders = {
+        f"{path.name}: {name}"
+        for path in (ROOT / "callbacks").glob("*.py")
+        for name in imported_modules(path)
+        if name.rsplit(".", 1)[-1] in ours
+        or name.startswith(("inception_lightning.models.net", "inception_lightning.models.blocks"))
+    }
+    assert not offenders, f"callbacks must go through the anatomy: {offenders}"
+
+
 @pytest.mark.parametrize("folder", sorted(ALLOWED))
 def test_each_folder_imports_only_from_below(folder: str) -> None:
     offenders = set()

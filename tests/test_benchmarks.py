@@ -22,3 +22,18 @@ def test_benchmark_runs_in_tiny_mode(script: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip()  # it printed its figures
+
+
+def test_callback_overhead_times_timms_network_beside_ours(tmp_path: Path) -> None:
+    script = next(path for path in BENCHMARKS if path.stem == "callback_overhead")
+    result = subprocess.run(
+        [sys.executable, str(script), "--tiny", "--timm"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for owner in ("our", "timm's"):
+        assert f"{owner} inception_v3 in a plain LightningModule" in result.stdout
+    assert result.stdout.count("ema + diagnostics") == 2

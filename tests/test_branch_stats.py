@@ -20,11 +20,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from inception_lightning import InceptionNet, iter_branches, iter_residual_blocks
 from inception_lightning.callbacks._sections import branch_tag, grids
 from inception_lightning.callbacks.branch_stats import BranchActivationStats
+from inception_lightning.models.anatomy import anatomy_of
 from inception_lightning.models.net import Architecture
 from inception_lightning.models.specs import Conv, Stage
-from inception_lightning.training import InceptionClassifier
+from inception_lightning.training import InceptionClassifier, LossOptions
 
-IR_V1 = {"width": 0.125, "stem": "299", "aux_head": False}
+NO_SMOOTHING = LossOptions(label_smoothing=0.0)
+IR_V1 = {"width": 0.125, "stem": 299, "aux_head": False}
 
 
 @pytest.fixture
@@ -33,7 +35,7 @@ def ir_v1(classifier: Callable[..., InceptionClassifier]) -> Callable[..., Incep
 
     def make(model: InceptionNet | None = None) -> InceptionClassifier:
         module = classifier(
-            "inception_resnet_v1", num_classes=2, model_kwargs=IR_V1, label_smoothing=0.0, sgd=0.01
+            "inception_resnet_v1", num_classes=2, model_kwargs=IR_V1, loss=NO_SMOOTHING, sgd=0.01
         )
         if model is not None:
             module.model = model
@@ -86,7 +88,7 @@ def controlled_model() -> InceptionNet:
     """
     spec = {"a": (Conv(1),), "b": (Conv(2),)}
     arch = Architecture(
-        stems={"299": ()},
+        stems={299: ()},
         body=(Stage("block", spec, residual_scale=0.5),),
         aux_after="block",
         aux_default=False,
@@ -161,7 +163,7 @@ def test_every_block_is_logged_at_the_cadence(ir_v1: Callable, fit: Callable) ->
     scalars = events(trainer)
     tags = scalars.Tags()
     blocks: dict[str, float] = {}
-    grid = grids(model)
+    grid = grids(anatomy_of(model), model)
     assert grid["block35_1"] == "35x35" and grid["block17_1"] == "17x17"  # at 299 px
     for dotted, branch, _ in iter_branches(model):
         block = dotted.rsplit(".", 1)[-1]
@@ -294,7 +296,7 @@ def test_statistics_under_bf16_reduce_in_fp32(ir_v1: Callable, trainer: Callable
         branch.register_forward_hook(partial(keep, (dotted.rsplit(".", 1)[-1], name)))
         for dotted, name, branch in iter_branches(module.model)
     ]
-    grid = grids(module.model)
+    grid = grids(anatomy_of(module.model), module.model)
     logger = Recorded()
     images = torch.randn(8, 3, 75, 75, generator=torch.Generator().manual_seed(1))
     loader = DataLoader(TensorDataset(images, torch.arange(8) % 2), batch_size=8)

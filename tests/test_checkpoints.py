@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -17,19 +18,25 @@ from inception_lightning.callbacks import InceptionEMA
 from inception_lightning.cli import InceptionCLI, main
 from inception_lightning.data import SyntheticDataModule, synthetic_classes
 from inception_lightning.models.options import ModelOptions
-from inception_lightning.training import InceptionClassifier, load_network
+from inception_lightning.training import (
+    InceptionClassifier,
+    LossOptions,
+    OptimOptions,
+    load_network,
+)
 from inception_lightning.training.checkpoints import (
     DESCRIPTION_KEY,
     package_version,
     read_checkpoint,
     read_description,
+    upgrade_checkpoint,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = synthetic_classes(4)
 # every option is recorded, the defaults included, so the file alone rebuilds the network
 MODEL_ARGS = {"num_classes": 4, **ModelOptions.of(TINY).as_kwargs()}
-DATA = {"num_classes": 4, "image_size": 75, "num_samples": 24, "batch_size": 8}
+DATA = {"num_classes": 4, "image_size": 75, "num_samples": 24, "loader": {"batch_size": 8}}
 
 
 def _fit(root: Path, ema: bool) -> Path:
@@ -69,16 +76,81 @@ def test_every_checkpoint_describes_itself_in_plain_values(trained: Path, tmp_pa
     assert "current_model_state" not in raw
 
 
-def test_an_older_checkpoint_loads_with_a_warning_naming_what_it_lacks(
+# The hyperparameters an older version saved (LightningCLI's record of the module's arguments):
+# flat names, the dead test_crops / test_crop_size, the stem as a string.
+OLD_HPARAMS = {
+    "_instantiator": "lightning.pytorch.cli.instantiate_module",
+    "model": "inception_v3",
+    "num_classes": 4,
+    "model_kwargs": {**MODEL_ARGS, "num_classes": None, "stem": "299"},
+    "label_smoothing": 0.2,
+    "aux_weight": 0.3,
+    "scheduler_interval": "step",
+    "lr_reference_batch_size": None,
+    "backbone_lr_scale": 0.5,
+    "channels_last": False,
+    "compile_model": False,
+    "test_crops": 1,
+    "test_crop_size": 299,
+}
+del OLD_HPARAMS["model_kwargs"]["num_classes"]
+OLD_DATA_HPARAMS = {
+    "num_classes": 4, "image_size": 75, "num_samples": 24, "val_fraction": 0.1,
+    "difficulty": 0.25, "seed": 0, "batch_size": 8, "num_workers": 0, "pin_memory": None,
+    "test_samples": None, "test_crops": 1, "classes": None,
+}  # fmt: skip
+
+
+def _old_checkpoint(trained: Path, path: Path) -> Path:
+    """`trained` as an older version wrote it: flat hyperparameters, no description."""
+    checkpoint = torch.load(trained, map_location="cpu", weights_only=True)
+    del checkpoint[DESCRIPTION_KEY]
+    checkpoint["hyper_parameters"] = dict(OLD_HPARAMS)
+    checkpoint["datamodule_hyper_parameters"] = dict(OLD_DATA_HPARAMS)
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_the_upgrade_moves_flat_hyperparameters_into_their_groups(trained: Path) -> None:
+    checkpoint = {
+        "hyper_parameters": dict(OLD_HPARAMS, test_crops=12),
+        "datamodule_hyper_parameters": {"root": "d", "val_fraction": 0.2, "split_seed": 3,
+                                        "augment": False, "batch_size": 4, "image_size": 75,
+                                        "boxes_file": "b.json", "classes": None},
+        DESCRIPTION_KEY: {"model": "inception_v3", "model_args": {"stem": "79"}},
+    }  # fmt: skip
+    with pytest.warns(UserWarning, match=r"old\.ckpt was saved with the module's test_crops 12.*"
+                      r"--data\.init_args\.test_crops 12"):  # fmt: skip
+        upgrade_checkpoint(checkpoint, "old.ckpt")
+    assert checkpoint["hyper_parameters"] == {
+        "_instantiator": "lightning.pytorch.cli.instantiate_module",
+        "model": "inception_v3",
+        "num_classes": 4,
+        "model_kwargs": {**OLD_HPARAMS["model_kwargs"], "stem": 299},
+        "loss": {"label_smoothing": 0.2, "aux_weight": 0.3},
+        "optim": {"backbone_lr_scale": 0.5, "lr_reference_batch_size": None,
+                  "scheduler_interval": "step"},
+        "compute": {"channels_last": False, "compile": False},
+    }  # fmt: skip
+    assert checkpoint["datamodule_hyper_parameters"] == {
+        "root": "d", "classes": None, "loader": {"batch_size": 4}, "crop": {"image_size": 75},
+        "split": {"val_fraction": 0.2, "seed": 3}, "augment": {"enabled": False},
+        "files": {"boxes_file": "b.json"},
+    }  # fmt: skip
+    assert checkpoint[DESCRIPTION_KEY]["model_args"] == {"stem": 79}
+    today = torch.load(trained, map_location="cpu", weights_only=True)
+    described = ("hyper_parameters", "datamodule_hyper_parameters", DESCRIPTION_KEY)
+    before = copy.deepcopy({key: today[key] for key in described})
+    upgrade_checkpoint(today)
+    assert {key: today[key] for key in described} == before  # today's form: left as it is
+
+
+@pytest.mark.e2e  # the console script's validate, fit (resumed), report and export
+def test_an_older_checkpoint_loads_everywhere_with_a_warning_naming_what_it_lacks(
     trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # where validate writes its config
-    checkpoint = torch.load(trained, map_location="cpu", weights_only=True)
-    del checkpoint[DESCRIPTION_KEY]
-    # what the module saved before multi-crop moved to the data
-    checkpoint["hyper_parameters"].update(test_crops=1, test_crop_size=299)
-    old = tmp_path / "old.ckpt"
-    torch.save(checkpoint, old)
+    old = _old_checkpoint(trained, tmp_path / "old.ckpt")
 
     with pytest.warns(
         UserWarning, match=r"old\.ckpt does not say its class names or preprocessing"
@@ -91,9 +163,21 @@ def test_an_older_checkpoint_loads_with_a_warning_naming_what_it_lacks(
     torch.testing.assert_close(
         loaded.network.state_dict(), load_network(trained).network.state_dict()
     )
+    data = SyntheticDataModule(**loaded.checkpoint["datamodule_hyper_parameters"])
+    assert data.batch_size == 8 and data.loader_options.num_workers == 0
 
-    # the console script still evaluates it: the data's classes and preprocessing are used
-    config = {"trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False},
+    module = InceptionClassifier.load_from_checkpoint(old, weights_only=True)
+    assert module.loss_options == LossOptions(label_smoothing=0.2, aux_weight=0.3)
+    assert module.optim_options == OptimOptions(0.5, None, "step")
+    assert module.model.stem == 299
+    torch.testing.assert_close(module.state_dict(), InceptionClassifier.load_from_checkpoint(
+        trained, weights_only=True).state_dict())  # fmt: skip
+
+    # the console script evaluates it with the checkpoint's hyperparameters, and resumes it;
+    # the data's classes and preprocessing are used
+    config = {"trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False,
+                          "enable_checkpointing": False, "limit_train_batches": 1,
+                          "limit_val_batches": 1},
               "data": {"class_path": "inception_lightning.data.SyntheticDataModule",
                        "init_args": {**DATA, "num_samples": 16}}}  # fmt: skip
     (tmp_path / "data.yaml").write_text(yaml.safe_dump(config))
@@ -103,6 +187,26 @@ def test_an_older_checkpoint_loads_with_a_warning_naming_what_it_lacks(
             args=["validate", "-c", str(tmp_path / "data.yaml"), "--ckpt_path", str(old)],
         )  # fmt: skip
     assert "val_ema/acc1" in cli.trainer.callback_metrics
+    assert cli.model.loss_options == LossOptions(label_smoothing=0.2, aux_weight=0.3)
+    with pytest.warns(UserWarning, match=r"old\.ckpt does not say"):
+        cli = InceptionCLI(
+            InceptionClassifier, LightningDataModule, subclass_mode_data=True,
+            args=["fit", "-c", str(tmp_path / "data.yaml"), "--ckpt_path", str(old),
+                  "--trainer.max_epochs", "2"], save_config_kwargs={"overwrite": True},
+        )  # fmt: skip
+    # the 2 steps it was trained for, and one more: the second epoch, limited to one batch
+    assert cli.trainer.current_epoch == 2 and cli.trainer.global_step == 2 + 1
+    assert cli.model.optim_options.scheduler_interval == "step"
+
+    # and the package's commands read it
+    images = write_tree(tmp_path / "images", classes=CLASSES, splits=("val",), n=1, size=(75, 75))
+    with pytest.warns(UserWarning, match=r"old\.ckpt does not say"):
+        main(["report", "--ckpt_path", str(old), "--data", str(images), "--out", "report",
+              "--per_class", "1", "--method", "gradcam", "--sanity.samples", "0"])  # fmt: skip
+    assert (tmp_path / "report" / "index.html").is_file()
+    with pytest.warns(UserWarning, match=r"old\.ckpt does not say"):
+        main(["export", "--ckpt_path", str(old), "--out", "model.pt"])
+    torch.testing.assert_close(torch.load("model.pt"), loaded.network.state_dict())
 
 
 def test_a_plain_state_dict_is_not_taken_for_a_checkpoint(tmp_path: Path) -> None:
@@ -235,7 +339,8 @@ def test_a_subset_of_the_classes_is_mapped_by_name_and_other_classes_are_refused
     cli = InceptionCLI(
         InceptionClassifier, LightningDataModule, subclass_mode_data=True,
         args=["validate", "--data", "inception_lightning.data.ImageFolderDataModule",
-              "--data.root", str(folder), "--data.num_workers", "0", "--ckpt_path", str(trained),
+              "--data.root", str(folder), "--data.loader.num_workers", "0",
+              "--ckpt_path", str(trained),
               "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"],
     )  # fmt: skip
     assert cli.datamodule.classes == CLASSES and cli.model.hparams.num_classes == 4

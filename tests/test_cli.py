@@ -51,9 +51,13 @@ SUBCOMMANDS = {"predict.yaml": "predict"}
 
 def _print_config(files: list[Path], capsys: pytest.CaptureFixture[str], *extra: str) -> dict:
     subcommand = SUBCOMMANDS.get(files[0].name, "fit")
-    args = [subcommand] + [a for f in files for a in ("-c", str(f))] + [*extra, "--print_config"]
+    return _printed([subcommand, *(a for f in files for a in ("-c", str(f))), *extra], capsys)
+
+
+def _printed(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict:
+    """The configuration `args --print_config` prints."""
     with pytest.raises(SystemExit) as exit_info:
-        main(args)
+        main([*args, "--print_config"])
     assert exit_info.value.code in (0, None), capsys.readouterr().err
     return yaml.safe_load(capsys.readouterr().out)
 
@@ -67,6 +71,28 @@ def test_every_config_file_parses_alone(file: Path, capsys: pytest.CaptureFixtur
 def test_readme_combinations_parse(files: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     config = _print_config([CONF / f for f in files], capsys)
     assert config["model"]["model"].startswith("inception_")
+
+
+def test_recipes_by_name_in_a_folder_without_conf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a wheel user has: no conf/. `-c` takes the shipped recipes by name, and the README's
+    `conf/...` paths name them too; a file of that name wins; a name of neither is one line."""
+    monkeypatch.chdir(tmp_path)
+    names = ["-c", "fit", "-c", "model/inception_v4", "-c", "data/folder"]
+    readme = ["fit", "-c", "conf/fit.yaml", "-c", "conf/model/inception_v4.yaml"]
+    readme += ["-c", "conf/data/folder.yaml"]
+    by_name = _printed(["fit", *names], capsys)
+    assert _printed(readme, capsys) == by_name
+    assert by_name["model"]["model"] == "inception_v4" and by_name["trainer"]["max_epochs"] == 100
+    own = tmp_path / "conf" / "fit.yaml"
+    own.parent.mkdir()
+    own.write_text("trainer:\n  max_epochs: 7\n")
+    assert _printed(readme, capsys)["trainer"]["max_epochs"] == 7
+    with pytest.raises(SystemExit):
+        main(["fit", "-c", "quickstrat"])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "-c quickstrat: no such file, nor a shipped recipe (did you mean quickstart?)" in line
 
 
 def test_configs_compose_callbacks(capsys: pytest.CaptureFixture[str]) -> None:
@@ -125,7 +151,12 @@ def _tiny_config(tmp_path: Path, **model: object) -> Path:
         },
         "data": {
             "class_path": "inception_lightning.data.SyntheticDataModule",
-            "init_args": {"num_classes": 4, "image_size": 75, "num_samples": 40, "batch_size": 8},
+            "init_args": {
+                "num_classes": 4,
+                "image_size": 75,
+                "num_samples": 40,
+                "loader": {"batch_size": 8},
+            },
         },
     }
     path = tmp_path / "tiny.yaml"
@@ -163,12 +194,12 @@ def test_quickstart_callback_runs_every_attribution_method(tmp_path: Path) -> No
         [str(SCRIPT), "fit", "-c", str(CONF / "quickstart.yaml"),
          "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
          "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
-         "--model.model_kwargs", '{"width": 0.0625, "stem": "79"}',
-         "--data.init_args.num_samples", "40", "--data.init_args.batch_size", "8",
+         "--model.model_kwargs", '{"width": 0.0625, "stem": 79}',
+         "--data.init_args.num_samples", "40", "--data.init_args.loader.batch_size", "8",
          "--trainer.callbacks.method", f"[{', '.join(METHODS)}]",
-         "--trainer.callbacks.method_options", OPTIONS,
+         "--trainer.callbacks.maps.method_options", OPTIONS,
          "--trainer.callbacks.sanity", SANITY,
-         "--trainer.callbacks.report_per_class", "1"],
+         "--trainer.callbacks.report.per_class", "1"],
         cwd=tmp_path,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         capture_output=True,
@@ -236,14 +267,14 @@ def test_unknown_model_name_lists_the_choices(
 
 
 def test_wrong_yaml_key_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = _tiny_config(tmp_path, label_smothing=0.2)
+    config = _tiny_config(tmp_path, loss={"label_smothing": 0.2})
     with pytest.raises(SystemExit):
         main(["fit", "-c", str(config)])
     assert "label_smothing" in capsys.readouterr().err
 
 
 def test_wrong_yaml_type_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = _tiny_config(tmp_path, aux_weight="heavy")
+    config = _tiny_config(tmp_path, loss={"aux_weight": "heavy"})
     with pytest.raises(SystemExit):
         main(["fit", "-c", str(config)])
     err = capsys.readouterr().err
@@ -267,6 +298,7 @@ def test_checkpoint_for_other_classes_proposes_fine_tuning(tmp_path: Path) -> No
         main(["validate", "-c", str(config), "--ckpt_path", str(ckpt)])
     message = str(exit_info.value.code)
     assert "7 classes but this run has 4" in message and "conf/finetune.yaml" in message
+    assert "--model.init.checkpoint_path CKPT --model.init.pretrained false" in message
 
 
 def test_summary_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -287,7 +319,7 @@ def test_make_dataset_then_report_compares_methods(
     module = InceptionClassifier(
         model="inception_v3",
         num_classes=3,
-        model_kwargs={"width": 0.0625, "aux_head": False, "stem": "79"},
+        model_kwargs={"width": 0.0625, "aux_head": False, "stem": 79},
     )
     ckpt = _save_checkpoint(module, tmp_path / "model.ckpt")
     out = tmp_path / "report"
@@ -341,7 +373,7 @@ def test_export_shows_its_steps_on_a_terminal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], terminal_progress: io.StringIO
 ) -> None:
     module = InceptionClassifier(
-        model="inception_v3", num_classes=3, model_kwargs={"width": 0.0625, "stem": "79"}
+        model="inception_v3", num_classes=3, model_kwargs={"width": 0.0625, "stem": 79}
     )
     ckpt = _save_checkpoint(module, tmp_path / "model.ckpt")
     main(["export", "--ckpt_path", str(ckpt), "--out", str(tmp_path / "model.pt")])

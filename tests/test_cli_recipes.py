@@ -109,8 +109,8 @@ def test_quickstart_runs_as_a_two_process_ddp_job(tmp_path: Path) -> None:
         "-c", str(CONF / "quickstart.yaml"),
         "--trainer.strategy", "ddp", "--trainer.devices", "2",
         "--trainer.max_steps", "3", "--trainer.limit_val_batches", "1",
-        "--model.model_kwargs", '{"width": 0.0625, "stem": "79"}',
-        "--data.init_args.num_samples", "60", "--data.init_args.batch_size", "4",
+        "--model.model_kwargs", '{"width": 0.0625, "stem": 79}',
+        "--data.init_args.num_samples", "60", "--data.init_args.loader.batch_size", "4",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = _ranks(tmp_path)
@@ -151,10 +151,10 @@ def test_finetuning_recipe_runs_as_a_two_process_ddp_job(
         "--trainer.accelerator", "cpu", "--trainer.devices", "2",
         "--trainer.sync_batchnorm", "false",  # torch runs SyncBatchNorm on GPUs only
         "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
-        "--model.pretrained", "false", "--model.checkpoint_path", str(timm_v3_state_dict),
+        "--model.init.pretrained", "false", "--model.init.checkpoint_path", str(timm_v3_state_dict),
         "--model.model_kwargs", '{"aux_head": false}',  # the aux head needs 299 px inputs
-        "--data.init_args.root", str(data), "--data.init_args.image_size", "75",
-        "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "0",
+        "--data.init_args.root", str(data), "--data.init_args.crop.image_size", "75",
+        "--data.init_args.loader.batch_size", "2", "--data.init_args.loader.num_workers", "0",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = _ranks(tmp_path)
@@ -168,8 +168,8 @@ def test_fit_without_a_logger_warns_once_per_callback_and_completes(tmp_path: Pa
         [
             CLI, "fit", "-c", str(CONF / "quickstart.yaml"), "--trainer.logger", "false",
             "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
-            "--model.model_kwargs", '{"width": 0.0625, "stem": "79"}',
-            "--data.init_args.num_samples", "40", "--data.init_args.batch_size", "8",
+            "--model.model_kwargs", '{"width": 0.0625, "stem": 79}',
+            "--data.init_args.num_samples", "40", "--data.init_args.loader.batch_size", "8",
         ],
         cwd=tmp_path,
         env={**os.environ, "OMP_NUM_THREADS": "1"},

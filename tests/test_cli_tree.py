@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,12 @@ from inception_lightning.parser import InceptionArgumentParser
 from inception_lightning.training import InceptionClassifier
 
 SCRIPT = Path(sys.executable).parent / "inception-lightning"
-CONF = Path(__file__).resolve().parents[1] / "conf"
-SUBCOMMANDS = ["fit", "validate", "test", "predict", "export", "report", "summary", "make-dataset"]
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SUBCOMMANDS = [
+    *("fit", "validate", "test", "predict", "export", "report", "summary", "make-dataset"),
+    "convert",
+]
 MODEL = {
     "model": {"model": "inception_v4", "model_kwargs": {"width": 0.25, "stem": 79}},
     "data": {"class_path": "inception_lightning.data.SyntheticDataModule"},
@@ -34,6 +39,7 @@ CONFIGS: dict[str, tuple[dict[str, Any], tuple[str, ...], object]] = {
     "report": ({"ckpt_path": "a.ckpt", "data": "d", "out": "r", "per_class": 3}, ("per_class",), 3),
     "summary": ({"model": "inception_v4", "width": 0.5}, ("width",), 0.5),
     "make-dataset": ({"out": "shapes", "num_classes": 3}, ("num_classes",), 3),
+    "convert": ({"data": "d", "out": "c", "chunk_bytes": "16MB"}, ("chunk_bytes",), "16MB"),
 }
 
 
@@ -77,6 +83,14 @@ def test_help_lists_every_subcommand_with_a_one_line_description() -> None:
     # one sentence each: Lightning's own lines for test and predict stop mid-sentence
     for name, sentence in described.items():
         assert sentence.endswith(".") and sentence.count(". ") == 0, (name, sentence)
+
+
+def test_version_is_the_projects(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code in (0, None)
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert capsys.readouterr().out == f"inception-lightning {version}\n"
 
 
 @pytest.mark.parametrize("name", SUBCOMMANDS)
@@ -139,7 +153,8 @@ def test_a_typo_in_a_model_argument_is_one_line_naming_the_valid_ones(
         ("--model.model_kwargs.width", "wide", "model_kwargs.width: expected float; got wide"),
         ("--model.model_kwargs.stem", "80", "model_kwargs.stem: expected one of 299, 151, 79"),
         ("--model.model_kwargs.aux_head", "maybe", "model.model_kwargs.aux_head"),
-        ("--model.label_smothing", "0.2", "did you mean model.label_smoothing?"),
+        ("--model.loss.label_smothing", "0.2", "did you mean model.loss.label_smoothing?"),
+        ("--model.label_smoothing", "0.2", "model.label_smoothing is not an option"),
         ("--data.init_args.num_sample", "9", "did you mean data.init_args.num_samples?"),
         ("--trainer.max_epochs", "many", "trainer.max_epochs: expected int; got many"),
         ("--data.init_args.num_samples", "many", "data.init_args.num_samples: expected int; got"),
@@ -166,7 +181,7 @@ def test_a_typo_in_a_callbacks_arguments_names_the_callbacks_options(
     line = _one_line_error(["fit", "-c", str(CONF / "quickstart.yaml"), "-c", str(file)], capsys)
     assert "trainer.callbacks.init_args.every_n_epoch is not an option" in line
     assert "(did you mean trainer.callbacks.init_args.every_n_epochs?)" in line
-    assert "takes layers, method, every_n_epochs, per_class" in line
+    assert "takes layers, method, every_n_epochs, seed, sample, maps" in line
 
 
 def test_a_typo_in_a_package_command_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -176,10 +191,10 @@ def test_a_typo_in_a_package_command_is_one_line(capsys: pytest.CaptureFixture[s
 
 def test_model_options_are_typed_yet_checkpoints_hold_plain_values(tmp_path: Path) -> None:
     module = InceptionClassifier(
-        "inception_v3", num_classes=3, model_kwargs={"width": 0.0625, "stem": "79"}
+        "inception_v3", num_classes=3, model_kwargs={"width": 0.0625, "stem": 79}
     )
     assert module.hparams.model_kwargs == {
-        "width": 0.0625, "stem": "79", "aux_head": None, "residual_scale": None, "drop_rate": 0.2
+        "width": 0.0625, "stem": 79, "aux_head": None, "residual_scale": None, "drop_rate": 0.2
     }  # fmt: skip
     path = tmp_path / "plain.ckpt"
     torch.save(
@@ -191,6 +206,6 @@ def test_model_options_are_typed_yet_checkpoints_hold_plain_values(tmp_path: Pat
         path,
     )
     loaded = InceptionClassifier.load_from_checkpoint(path, weights_only=True)
-    assert loaded.model.stem == "79" and loaded.model.num_classes == 3
+    assert loaded.model.stem == 79 and loaded.model.num_classes == 3
     with pytest.raises(ValueError, match=r"no option 'widht'; the options are width, stem"):
         InceptionClassifier("inception_v3", model_kwargs={"widht": 0.25})

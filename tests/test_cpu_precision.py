@@ -72,10 +72,17 @@ def test_quickstart_takes_the_cpu_recipe_where_bf16_is_native(
     recipe = yaml.safe_load(CPU_RECIPE.read_text())
     if feature is not None:
         assert config["trainer"]["precision"] == recipe["trainer"]["precision"] == "bf16-mixed"
-        assert config["model"]["channels_last"] is recipe["model"]["channels_last"] is True
+        assert (
+            config["model"]["compute"]["channels_last"]
+            is recipe["model"]["compute"]["channels_last"]
+            is True
+        )
         assert line.startswith("precision bf16-mixed, channels_last") and feature in line
     else:
-        assert config["trainer"]["precision"] is None and not config["model"]["channels_last"]
+        assert (
+            config["trainer"]["precision"] is None
+            and not config["model"]["compute"]["channels_last"]
+        )
         assert line.startswith("precision 32-true, contiguous format") and "no native bf16" in line
 
 
@@ -87,7 +94,7 @@ def test_without_native_bf16_the_quickstart_stays_fp32(
     _no_native_bf16(monkeypatch)
     config, line = _quickstart_choice(capsys, caplog)
     assert config["trainer"]["precision"] is None  # Lightning's default: 32-true, as before
-    assert config["model"]["channels_last"] is False
+    assert config["model"]["compute"]["channels_last"] is False
     assert line == (
         "precision 32-true, contiguous format: no native bf16 on this CPU "
         "(AMX or AVX512-BF16): fp32 is faster"
@@ -107,7 +114,7 @@ def test_an_explicit_precision_always_wins(
         _no_native_bf16(monkeypatch)
     config, line = _quickstart_choice(capsys, caplog, "--trainer.precision", precision)
     assert config["trainer"]["precision"] == precision
-    assert config["model"]["channels_last"] is False  # the recipe was not composed
+    assert config["model"]["compute"]["channels_last"] is False  # the recipe was not composed
     assert line.startswith(f"precision {precision}, contiguous format: as configured")
 
 
@@ -116,9 +123,9 @@ def test_other_values_win_over_the_recipe(
 ) -> None:
     if native_bf16() is None:
         pytest.skip("the recipe is composed on a CPU with native bf16 only")
-    config, _ = _quickstart_choice(capsys, caplog, "--model.channels_last", "false")
+    config, _ = _quickstart_choice(capsys, caplog, "--model.compute.channels_last", "false")
     assert config["trainer"]["precision"] == "bf16-mixed"
-    assert config["model"]["channels_last"] is False  # composed first: the flag wins
+    assert config["model"]["compute"]["channels_last"] is False  # composed first: the flag wins
 
 
 def test_the_recipe_is_for_cpu_runs(
@@ -139,8 +146,8 @@ def test_console_script_trains_the_quickstart_in_the_chosen_precision(
         [str(SCRIPT), "fit", "-c", str(QUICKSTART), *flags,
          "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
          "--trainer.enable_progress_bar", "false",
-         "--model.model_kwargs", '{"width": 0.0625, "stem": "79"}',
-         "--data.init_args.num_samples", "40", "--data.init_args.batch_size", "8"],
+         "--model.model_kwargs", '{"width": 0.0625, "stem": 79}',
+         "--data.init_args.num_samples", "40", "--data.init_args.loader.batch_size", "8"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -155,7 +162,7 @@ def test_console_script_trains_the_quickstart_in_the_chosen_precision(
     saved = yaml.safe_load((run / "config.yaml").read_text())
     chosen = "bf16-mixed" if native else (flags[-1] if flags else None)  # None: 32-true
     assert saved["trainer"]["precision"] == chosen
-    assert saved["model"]["channels_last"] is native
+    assert saved["model"]["compute"]["channels_last"] is native
     assert saved["cpu_recipe"] is None  # decided: the saved config reruns as this run ran
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert (run / "report" / "index.html").is_file()  # beside the run
@@ -166,7 +173,7 @@ def _tiny_checkpoint(path: Path, num_classes: int) -> Path:
     module = InceptionClassifier(
         "inception_v3",
         num_classes=num_classes,
-        model_kwargs={"width": 0.0625, "aux_head": False, "stem": "79"},
+        model_kwargs={"width": 0.0625, "aux_head": False, "stem": 79},
     )
     checkpoint = {
         "state_dict": module.state_dict(),
@@ -178,7 +185,7 @@ def _tiny_checkpoint(path: Path, num_classes: int) -> Path:
 
 
 def test_forward_only_work_runs_in_bf16_and_maps_stay_fp32() -> None:
-    network = create_model("inception_v3", 3, width=0.0625, aux_head=False, stem="79").eval()
+    network = create_model("inception_v3", 3, width=0.0625, aux_head=False, stem=79).eval()
     cam = GradCAMMap(network, batch_size=4)
     images = torch.randn(6, 3, 79, 79, generator=torch.Generator().manual_seed(0))
     batch = Batch(list(range(6)), images, images, torch.tensor([0, 1, 2, 0, 1, 2]), None)

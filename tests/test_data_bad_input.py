@@ -11,7 +11,16 @@ import torch
 from lightning.pytorch import Trainer
 from PIL import Image
 
-from inception_lightning.data import DatasetError, ImageFolderDataModule, check_image, load_rgb
+from inception_lightning.data import (
+    AugmentOptions,
+    CropOptions,
+    DatasetError,
+    FileOptions,
+    ImageFolderDataModule,
+    LoaderOptions,
+    check_image,
+    load_rgb,
+)
 
 
 def _image(
@@ -33,8 +42,13 @@ def _tree(root: Path, classes=("cat", "dog"), splits=("train", "val"), n: int = 
     return root
 
 
-def _module(root: Path, **kwargs) -> ImageFolderDataModule:
-    return ImageFolderDataModule(str(root), image_size=32, num_workers=0, **kwargs)
+def _module(root: Path, **files: object) -> ImageFolderDataModule:
+    """The folder at 32 px, no workers; `files` are `FileOptions`, `augment=False` turns it off."""
+    augment = AugmentOptions(enabled=files.pop("augment", True))
+    return ImageFolderDataModule(
+        str(root), crop=CropOptions(image_size=32), augment=augment, files=FileOptions(**files),
+        loader=LoaderOptions(num_workers=0),
+    )  # fmt: skip
 
 
 def _empty(path: Path) -> Path:
@@ -103,13 +117,13 @@ def test_bad_file_is_named(tmp_path, make, reason: str) -> None:
 
 def test_error_lists_every_bad_file(tmp_path) -> None:
     root = _tree(tmp_path)
-    bad = [root / "train/cat/a.jpg", root / "val/dog/b.png", root / "train/dog/c.txt"]
+    bad = [root / "train/cat/a.jpg", root / "val/dog/b.png", root / "train/dog/c.TIFF"]
     for path in bad:
         path.write_bytes(b"")
     with pytest.raises(DatasetError, match="3 bad image files") as error:
         _module(root).setup("fit")
     assert all(f"{path}: empty file" in str(error.value) for path in bad)
-    assert "bad_files='skip'" in str(error.value)
+    assert "files.bad_files='skip'" in str(error.value)
 
 
 def test_skip_leaves_bad_files_out_and_writes_list_to_cwd(tmp_path, monkeypatch) -> None:
@@ -223,11 +237,12 @@ def test_decode_error_names_file(tmp_path) -> None:
         load_rgb(path)
 
 
-def test_empty_class_folder(tmp_path) -> None:
+def test_class_folder_without_image_files(tmp_path) -> None:
     root = _tree(tmp_path)
     (root / "train/bird").mkdir()
+    (root / "train/bird/README.md").write_text("no image files here")
     with pytest.raises(
-        DatasetError, match=re.escape(f"class folder {root / 'train/bird'} is empty")
+        DatasetError, match=re.escape(f"class folder {root / 'train/bird'} has no image files")
     ):
         _module(root).setup("fit")
 

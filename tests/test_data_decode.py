@@ -17,8 +17,11 @@ from torchvision.transforms import v2
 from inception_lightning.callbacks.grad_cam import GradCam
 from inception_lightning.data import (
     BOXES_FILE,
+    CropOptions,
     DatasetError,
+    FileOptions,
     ImageFolderDataModule,
+    LoaderOptions,
     Normalize,
     decode_rgb,
     load_rgb,
@@ -28,7 +31,7 @@ from inception_lightning.data.folders import decode as images_module
 from inception_lightning.data.folders.report_dataset import evaluation_dataset
 from inception_lightning.data.loading import default_num_workers
 from inception_lightning.data.transforms.preprocessing import Preprocessing
-from inception_lightning.explain import load_batch
+from inception_lightning.explain import ReportOptions, SampleOptions, ScoreOptions, load_batch
 from inception_lightning.training.module import InceptionClassifier
 
 
@@ -183,7 +186,10 @@ def _jpeg_tree(root: Path, n: int = 4) -> Path:
 def test_loaders_yield_uint8_and_the_hook_normalises(tmp_path, num_workers: int) -> None:
     root = _jpeg_tree(tmp_path)
     dm = ImageFolderDataModule(
-        str(root), batch_size=4, image_size=32, num_workers=num_workers, pretrained_cfg="resnet50"
+        str(root),
+        "resnet50",
+        CropOptions(image_size=32),
+        loader=LoaderOptions(batch_size=4, num_workers=num_workers),
     )
     dm.setup("fit")
     p = dm.preprocessing
@@ -214,17 +220,23 @@ def test_trainer_and_grad_cam_get_normalised_images(tmp_path) -> None:
         tmp_path / "ds", num_samples=12, num_classes=2, image_size=79, val_fraction=0.5
     )
     dm = ImageFolderDataModule(
-        str(data), batch_size=4, boxes_file=str(data / BOXES_FILE), image_size=79, crop_pct=1.0,
-        num_workers=0,
-    )  # fmt: skip
+        str(data),
+        crop=CropOptions(image_size=79, crop_pct=1.0),
+        files=FileOptions(boxes_file=str(data / BOXES_FILE)),
+        loader=LoaderOptions(batch_size=4, num_workers=0),
+    )
     module = InceptionClassifier(
         "inception_v3",
         num_classes=2,
-        model_kwargs={"width": 0.0625, "stem": "79", "aux_head": False},
+        model_kwargs={"width": 0.0625, "stem": 79, "aux_head": False},
         optimizer=partial(torch.optim.SGD, lr=0.01),
     )
     batches = _Batches()
-    cam = GradCam(per_class=1, max_samples=2, max_misclassified=0, steps=2, report=False)
+    cam = GradCam(
+        sample=SampleOptions(per_class=1, max_samples=2, max_misclassified=0),
+        scores=ScoreOptions(steps=2),
+        report=ReportOptions(enabled=False),
+    )
     trainer = pl.Trainer(
         accelerator="cpu", max_steps=1, limit_val_batches=1, num_sanity_val_steps=0,
         logger=False, enable_checkpointing=False, enable_progress_bar=False,

@@ -13,7 +13,12 @@ from PIL import Image
 
 from inception_lightning.data import (
     BOXES_FILE,
+    AugmentOptions,
+    CropOptions,
+    FileOptions,
     ImageFolderDataModule,
+    LoaderOptions,
+    SplitOptions,
     SyntheticDataModule,
     SyntheticDataset,
     resolve_preprocessing,
@@ -21,6 +26,7 @@ from inception_lightning.data import (
 )
 
 SMALL = dict(num_classes=4, image_size=32, difficulty=0.5)
+NO_WORKERS = LoaderOptions(num_workers=0)
 
 
 def _image(path: Path, size: tuple[int, int] = (40, 30)) -> None:
@@ -37,8 +43,9 @@ def exported(tmp_path_factory) -> Path:
 
 def test_round_trip_classes_counts_images_and_masks(exported: Path) -> None:
     dm = ImageFolderDataModule(
-        str(exported), boxes_file=str(exported / BOXES_FILE), image_size=32, crop_pct=1.0,
-        augment=False, num_workers=0,
+        str(exported), crop=CropOptions(image_size=32, crop_pct=1.0),
+        augment=AugmentOptions(enabled=False),
+        files=FileOptions(boxes_file=str(exported / BOXES_FILE)), loader=NO_WORKERS,
     )  # fmt: skip
     synthetic = SyntheticDataModule(num_samples=40, val_fraction=0.25, **SMALL)
     assert dm.classes == synthetic.classes and dm.num_classes == 4
@@ -62,8 +69,8 @@ def test_round_trip_classes_counts_images_and_masks(exported: Path) -> None:
 @pytest.mark.parametrize("crop_pct", [0.875, 0.6])
 def test_masks_follow_the_eval_geometry(tmp_path, exported: Path, crop_pct: float) -> None:
     dm = ImageFolderDataModule(
-        str(exported), boxes_file=str(exported / BOXES_FILE), image_size=24, crop_pct=crop_pct,
-        num_workers=0,
+        str(exported), crop=CropOptions(image_size=24, crop_pct=crop_pct),
+        files=FileOptions(boxes_file=str(exported / BOXES_FILE)), loader=NO_WORKERS,
     )  # fmt: skip
     dm.setup("validate")
     rendered = SyntheticDataset("val", 10, **SMALL)
@@ -93,7 +100,10 @@ def test_box_mask_lands_on_the_object(tmp_path) -> None:
     ):
         boxes = tmp_path / "boxes.json"
         boxes.write_text(json.dumps({"images": {"val/a/0.png": annotation}}))
-        dm = ImageFolderDataModule(str(root), boxes_file=str(boxes), image_size=40, num_workers=0)
+        dm = ImageFolderDataModule(
+            str(root), crop=CropOptions(image_size=40), files=FileOptions(boxes_file=str(boxes)),
+            loader=NO_WORKERS,
+        )  # fmt: skip
         dm.setup("fit")
         image, _ = dm.val_dataset[0]
         mask = dm.val_dataset.mask(0)
@@ -115,8 +125,9 @@ def test_single_tree_hold_out_is_seeded_and_stratified(tmp_path) -> None:
 
     def split(seed: int) -> tuple[set[Path], set[Path]]:
         dm = ImageFolderDataModule(
-            str(tmp_path), val_fraction=0.25, split_seed=seed, image_size=24, num_workers=0
-        )
+            str(tmp_path), crop=CropOptions(image_size=24),
+            split=SplitOptions(val_fraction=0.25, seed=seed), loader=NO_WORKERS,
+        )  # fmt: skip
         dm.setup("fit")
         return (
             {r.path for r in dm.train_dataset.records},
@@ -134,7 +145,10 @@ def test_train_without_val_folder_is_split(tmp_path) -> None:
     for name in ("a", "b"):
         for i in range(5):
             _image(tmp_path / "train" / name / f"{i}.png")
-    dm = ImageFolderDataModule(str(tmp_path), val_fraction=0.2, image_size=24, num_workers=0)
+    dm = ImageFolderDataModule(
+        str(tmp_path), crop=CropOptions(image_size=24), split=SplitOptions(val_fraction=0.2),
+        loader=NO_WORKERS,
+    )  # fmt: skip
     dm.setup("fit")
     assert len(dm.train_dataset) == 8 and len(dm.val_dataset) == 2
 
@@ -144,7 +158,9 @@ def test_test_split_and_loaders(tmp_path) -> None:
         for name in ("a", "b"):
             for i in range(3):
                 _image(tmp_path / split / name / f"{i}.png", (50, 70))
-    dm = ImageFolderDataModule(str(tmp_path), batch_size=4, image_size=32, num_workers=0)
+    dm = ImageFolderDataModule(
+        str(tmp_path), crop=CropOptions(image_size=32), loader=LoaderOptions(4, num_workers=0)
+    )
     assert dm.num_classes == 2
     dm.setup("fit")
     images, labels = next(iter(dm.train_dataloader()))
@@ -158,7 +174,7 @@ def test_no_test_split(tmp_path) -> None:
     for name in ("a", "b"):
         _image(tmp_path / "train" / name / "0.png")
         _image(tmp_path / "val" / name / "0.png")
-    dm = ImageFolderDataModule(str(tmp_path), image_size=24, num_workers=0)
+    dm = ImageFolderDataModule(str(tmp_path), crop=CropOptions(image_size=24), loader=NO_WORKERS)
     dm.setup("fit")
     with pytest.raises(ValueError, match=r"no test split: .*test does not exist"):
         dm.test_dataloader()
@@ -183,12 +199,18 @@ def test_augmentation_options(tmp_path) -> None:
         for i in range(2):
             _image(tmp_path / name / f"{i}.png", (64, 48))
     dm = ImageFolderDataModule(
-        str(tmp_path), image_size=32, min_scale=0.5, hflip=0.0, val_fraction=0.5, num_workers=0
-    )
+        str(tmp_path), crop=CropOptions(image_size=32),
+        augment=AugmentOptions(min_scale=0.5, hflip=0.0), split=SplitOptions(val_fraction=0.5),
+        loader=NO_WORKERS,
+    )  # fmt: skip
     dm.setup("fit")
     assert dm.train_dataset[0][0].shape == (3, 32, 32)
     with pytest.raises(ValueError, match=r"min_scale must lie in \(0, 1\], got 0.0"):
-        ImageFolderDataModule(str(tmp_path), min_scale=0.0)
+        ImageFolderDataModule(str(tmp_path), augment={"min_scale": 0.0})
+    with pytest.raises(ValueError, match=r"split\.val_fraction must lie in \(0, 1\), got 1.0"):
+        ImageFolderDataModule(str(tmp_path), split={"val_fraction": 1.0})
+    with pytest.raises(ValueError, match="augment has no option 'min_size'; the options are"):
+        ImageFolderDataModule(str(tmp_path), augment={"min_size": 0.5})
 
 
 @pytest.mark.parametrize("cls", [ImageFolderDataModule, SyntheticDataModule])
@@ -197,8 +219,17 @@ def test_lightning_cli_can_build_it_from_yaml_values(tmp_path, cls) -> None:
         _image(tmp_path / name / "0.png")
     parser = ArgumentParser()
     parser.add_class_arguments(cls, "data")
-    args = ["--data.batch_size=4"] + (
-        [f"--data.root={tmp_path}"] if cls is ImageFolderDataModule else []
+    args = ["--data.loader.batch_size=4"] + (
+        [f"--data.root={tmp_path}", "--data.augment.hflip=0.25"]
+        if cls is ImageFolderDataModule
+        else []
     )
     data = parser.instantiate_classes(parser.parse_args(args)).data
     assert data.num_classes == 2 if cls is ImageFolderDataModule else 8
+    assert data.batch_size == 4 and data.hparams.loader == {
+        "batch_size": 4,
+        "num_workers": None,
+        "pin_memory": None,
+    }  # plain values: checkpoints load them with weights_only=True
+    if cls is ImageFolderDataModule:
+        assert data.hparams.augment == {"enabled": True, "min_scale": 0.08, "hflip": 0.25}

@@ -7,7 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from inception_lightning.data import SyntheticDataModule, SyntheticDataset, write_dataset
+from inception_lightning.data import (
+    LoaderOptions,
+    SyntheticDataModule,
+    SyntheticDataset,
+    write_dataset,
+)
 
 SMALL = dict(num_classes=4, image_size=32, difficulty=0.5)
 
@@ -73,7 +78,9 @@ def test_bad_arguments(kwargs: dict, message: str) -> None:
 
 
 def test_datamodule_classes_before_setup_and_loaders() -> None:
-    dm = SyntheticDataModule(num_samples=40, val_fraction=0.25, batch_size=8, **SMALL)
+    dm = SyntheticDataModule(
+        num_samples=40, val_fraction=0.25, loader=LoaderOptions(batch_size=8), **SMALL
+    )
     assert dm.num_classes == 4 and dm.classes == ["circle", "plus", "square", "triangle"]
     assert dm.train_dataset is None
     dm.setup("fit")
@@ -84,7 +91,9 @@ def test_datamodule_classes_before_setup_and_loaders() -> None:
 
 
 def test_datamodule_test_split_is_seeded_disjoint_and_rendered_when_testing() -> None:
-    dm = SyntheticDataModule(num_samples=40, val_fraction=0.25, batch_size=8, seed=5, **SMALL)
+    dm = SyntheticDataModule(
+        num_samples=40, val_fraction=0.25, loader=LoaderOptions(batch_size=8), seed=5, **SMALL
+    )
     dm.setup("test")
     assert dm.train_dataset is None and dm.val_dataset is None  # only what testing needs
     assert len(dm.test_dataset) == 10  # as many as the val split by default

@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent(
     images, labels = torch.randn(16, 3, 75, 75), torch.arange(16) % 4
     loader = DataLoader(TensorDataset(images, labels), batch_size=4)
     module = InceptionClassifier(
-        num_classes=4, model_kwargs={"width": 0.0625, "stem": "299", "aux_head": False}
+        num_classes=4, model_kwargs={"width": 0.0625, "stem": 299, "aux_head": False}
     )
     ema = InceptionEMA()
     trainer = Trainer(
@@ -57,18 +57,24 @@ DIAGNOSTICS_SCRIPT = textwrap.dedent(
     from lightning.pytorch import Trainer
     from lightning.pytorch.loggers import TensorBoardLogger
     from inception_lightning.callbacks import BranchActivationStats, DyingResidualDetector, GradCam
-    from inception_lightning.data import SyntheticDataModule
+    from inception_lightning.data import LoaderOptions, SyntheticDataModule
+    from inception_lightning.explain import ReportOptions, SampleOptions, ScoreOptions
     from inception_lightning.training.module import InceptionClassifier
 
-    data = SyntheticDataModule(num_classes=4, image_size=75, num_samples=48, batch_size=4)
+    data = SyntheticDataModule(
+        num_classes=4, image_size=75, num_samples=48, loader=LoaderOptions(batch_size=4)
+    )
     module = InceptionClassifier(
         model="inception_resnet_v1", num_classes=4,
-        model_kwargs={"width": 0.0625, "stem": "299", "aux_head": False},
+        model_kwargs={"width": 0.0625, "stem": 299, "aux_head": False},
     )
     callbacks = [
         BranchActivationStats(every_n_steps=1),
         DyingResidualDetector(every_n_steps=1),
-        GradCam(per_class=1, max_samples=4, max_misclassified=2, steps=2, report=False),
+        GradCam(
+            sample=SampleOptions(per_class=1, max_samples=4, max_misclassified=2),
+            scores=ScoreOptions(steps=2), report=ReportOptions(enabled=False),
+        ),
     ]
     trainer = Trainer(
         accelerator="cpu", devices=2, strategy="ddp", max_steps=2, limit_val_batches=1,

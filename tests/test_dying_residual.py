@@ -18,9 +18,10 @@ from torch import nn
 
 from inception_lightning import iter_residual_blocks
 from inception_lightning.callbacks.dying_residual import DyingResidualDetector, DyingResidualError
-from inception_lightning.training import InceptionClassifier
+from inception_lightning.training import InceptionClassifier, LossOptions, NetworkNotFoundError
 
-IR_V1 = {"width": 0.125, "stem": "299", "aux_head": False}
+NO_SMOOTHING = LossOptions(label_smoothing=0.0)
+IR_V1 = {"width": 0.125, "stem": 299, "aux_head": False}
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def ir_v1(classifier: Callable[..., InceptionClassifier]) -> Callable[..., Incep
 
     def make(dying: bool = False) -> InceptionClassifier:
         module = classifier(
-            "inception_resnet_v1", num_classes=2, model_kwargs=IR_V1, label_smoothing=0.0, sgd=0.01
+            "inception_resnet_v1", num_classes=2, model_kwargs=IR_V1, loss=NO_SMOOTHING, sgd=0.01
         )
         if dying:  # block8_5 computes relu(x + 0.2 * (W b - 1e4)): zero, no gradient revives it
             nn.init.constant_(module.model.features.block8_5.project.bias, -1e4)
@@ -179,5 +180,5 @@ def test_needs_an_inception_net(tmp_path: Path, ir_v1: Callable, fit: Callable) 
             fc=nn.Linear(2, 2),
         )
     )
-    with pytest.raises(TypeError, match="does not train an InceptionNet"):
+    with pytest.raises(NetworkNotFoundError, match="InceptionClassifier holds no Inception net"):
         fit(module, [DyingResidualDetector()], tmp_path, 1)

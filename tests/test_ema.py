@@ -18,7 +18,7 @@ from inception_lightning import create_model
 from inception_lightning.callbacks import InceptionEMA, WarmupEMAModel
 from inception_lightning.training import InceptionClassifier, export
 
-TINY = {"width": 0.0625, "stem": "299", "aux_head": False, "drop_rate": 0.0}
+TINY = {"width": 0.0625, "stem": 299, "aux_head": False, "drop_rate": 0.0}
 
 
 class RecordRaw(Callback):

@@ -24,7 +24,7 @@ def upsample4(coarse: torch.Tensor) -> torch.Tensor:
 
 def tiny_inception() -> nn.Module:
     torch.manual_seed(0)
-    return create_model("inception_v3", num_classes=3, width=0.125, stem="79", aux_head=False)
+    return create_model("inception_v3", num_classes=3, width=0.125, stem=79, aux_head=False)
 
 
 def hooks(model: nn.Module) -> int:

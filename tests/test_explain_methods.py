@@ -38,7 +38,7 @@ LAYER = "features.mixed_7c"
 @pytest.fixture(scope="module")
 def model() -> nn.Module:
     torch.manual_seed(0)
-    net = create_model("inception_v3", num_classes=3, width=0.0625, stem="79", aux_head=False)
+    net = create_model("inception_v3", num_classes=3, width=0.0625, stem=79, aux_head=False)
     return net.eval()
 
 

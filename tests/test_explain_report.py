@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_tree
 from PIL import Image
 
 from inception_lightning import create_model
@@ -18,11 +19,16 @@ from inception_lightning.data.transforms.preprocessing import Preprocessing
 from inception_lightning.explain import (
     Batch,
     Explainer,
+    ExplainSpec,
     MethodRun,
     Predictions,
     SanityOptions,
+    ScoreOptions,
     auc,
+    balanced_sample,
+    build_report,
     explain_batch,
+    load_batch,
     make_attribution,
     meaning,
     predict_probs,
@@ -59,7 +65,7 @@ def cached_runs() -> list[MethodRun]:
     """Grad-CAM and HiResCAMMap on 6 images, half of them wrong, with MPRT 3 deep in each order
     on 3 of them and ROAD."""
     torch.manual_seed(0)
-    model = create_model("inception_v3", num_classes=3, width=0.125, stem="79", aux_head=False)
+    model = create_model("inception_v3", num_classes=3, width=0.125, stem=79, aux_head=False)
     pixels = torch.randint(0, 256, (6, 3, 39, 39), dtype=torch.uint8)
     images = Normalize((0.5,) * 3, (0.5,) * 3)(pixels)
     methods = [make_attribution(name, model) for name in ("gradcam", "hirescam")]
@@ -257,7 +263,7 @@ def test_a_known_image_comes_back_in_its_true_colours(tmp_path: Path) -> None:
         Image.fromarray(known.permute(1, 2, 0).numpy()).save(folder / "known.png")
     preprocessing = Preprocessing(40, crop_pct=1.0, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25))
     dataset = evaluation_dataset(tmp_path / "data", preprocessing)
-    model = create_model("inception_v3", num_classes=2, width=0.125, stem="79", aux_head=False)
+    model = create_model("inception_v3", num_classes=2, width=0.125, stem=79, aux_head=False)
     explainer = Explainer(make_attribution("gradcam", model), dataset, steps=2)
     expl = explainer.explain([0])
 
@@ -270,3 +276,37 @@ def test_a_known_image_comes_back_in_its_true_colours(tmp_path: Path) -> None:
     shown = Image.open(tmp_path / "report" / summary["images"][0]["files"]["original"])
     shown = torch.from_numpy(np.asarray(shown.convert("RGB"))).permute(2, 0, 1)
     assert (shown.int() - known.int()).abs().max() <= 1
+
+
+def test_build_report_explains_the_seeded_sample_checks_its_first_images_and_predicts_all(
+    tmp_path: Path,
+) -> None:
+    """The one pipeline behind GradCam's end-of-fit report and the `report` command."""
+    root = write_tree(tmp_path / "data", ("a", "b", "c"), ("val",), n=3, size=(47, 47))
+    dataset = evaluation_dataset(root, Preprocessing(47, crop_pct=1.0))
+    model = create_model("inception_v3", num_classes=3, width=0.125, stem=79, aux_head=False)
+    spec = ExplainSpec(["layercam", "gradcam"], scores=ScoreOptions(steps=2), seed=3)
+    sanity = SanityOptions(
+        samples=3, max_depth=2, orders=("top_down",), checks=("mprt",), min_samples=2
+    )
+
+    index = build_report(spec, model, dataset, tmp_path / "r", {"run": "here"}, 2, sanity, False)
+
+    summary = json.loads((index.parent / "summary.json").read_text())
+    sample = balanced_sample(dataset.labels, per_class=2, seed=3)
+    assert len(sample) == 6 and [image["index"] for image in summary["images"]] == sample
+    assert [m["method"] for m in summary["methods"]] == ["layercam", "gradcam"]
+    assert summary["evaluation"]["images"] == 9  # every image of the folder predicted
+    assert summary["info"] == {"run": "here"}
+    # the sanity check: on the sample's first 3 images, 2 units deep, seeded with spec's seed
+    first = load_batch(dataset, sample[:3])
+    (by_hand,) = run_checks(
+        make_attribution("layercam", model), first.images, first.labels, 3, sanity, ["mprt"], 3
+    )
+    (checked,) = summary["methods"][0]["sanity"]
+    assert checked["name"] == by_hand.name == "mprt/top_down"
+    assert checked["curve"]["x"] == by_hand.curve.x
+    assert by_hand.curve.x[:2] == ["head", "mixed_7c"]
+    assert len(checked["scores"]) == 3
+    assert checked["scores"] == pytest.approx(by_hand.scores, abs=1e-6, nan_ok=True)
+    assert checked["verdict"]["outcome"] == by_hand.verdict.outcome

@@ -52,7 +52,7 @@ def squares(n: int, seed: int) -> tuple[Tensor, Tensor]:
 def trained() -> nn.Module:
     """A tiny Inception-v3 that learned which channel holds the square (60 Adam steps)."""
     torch.manual_seed(0)
-    model = create_model("inception_v3", num_classes=3, width=0.0625, stem="79", aux_head=False)
+    model = create_model("inception_v3", num_classes=3, width=0.0625, stem=79, aux_head=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for step in range(60):
         x, y = squares(16, seed=step)
@@ -241,7 +241,15 @@ def test_other_classes_are_never_the_target_and_options_are_checked() -> None:
     targets = torch.arange(300) % 3
     others = other_classes(targets, 3, seed=0)
     assert (others != targets).all() and set(others.tolist()) == {0, 1, 2}
-    with pytest.raises(ValueError, match="unknown similarity 'pearson'"):
+    with pytest.raises(ValueError, match=r"sanity\.similarity must be one of .*'pearson'"):
         SanityOptions(similarity="pearson")
-    with pytest.raises(ValueError, match=r"SanityOptions\.orders must name"):
+    with pytest.raises(ValueError, match=r"sanity\.orders must be one of .*'sideways'"):
         SanityOptions(orders=("sideways",))
+    with pytest.raises(ValueError, match=r"sanity\.orders must name some of"):
+        SanityOptions(orders=())
+    with pytest.raises(ValueError, match=r"sanity\.checks must be one of .*'mprt2'"):
+        SanityOptions.of({"checks": ["mprt2"]})
+    with pytest.raises(ValueError, match=r"sanity\.confidence must lie in"):
+        SanityOptions(confidence=1.0)
+    with pytest.raises(ValueError, match="sanity has no option 'depth'"):
+        SanityOptions.of({"depth": 3})

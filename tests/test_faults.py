@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from helpers import CLI, ENV, assert_same, fit_in, kill_when_written, logged_metrics
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import TensorDataset
 
@@ -23,8 +20,6 @@ from inception_lightning.explain import html_report
 from inception_lightning.training.checkpoints import AtomicCheckpointIO
 from inception_lightning.training.loggers import ExclusiveTensorBoardLogger
 
-CLI = str(Path(sys.executable).parent / "inception-lightning")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 STEPS_PER_EPOCH = 13  # 120 samples: 12 for val, 108 // 8 = 13 training batches
 TINY_RUN = """
 seed_everything: 0
@@ -50,7 +45,7 @@ model:
     init_args: {lr: 0.001}
 data:
   class_path: inception_lightning.data.SyntheticDataModule
-  init_args: {num_classes: 4, image_size: 75, num_samples: 120, batch_size: 8}
+  init_args: {num_classes: 4, image_size: 75, num_samples: 120, loader: {batch_size: 8}}
 """
 RACE_RUN = """
 trainer:
@@ -67,42 +62,8 @@ model:
   model_kwargs: {width: 0.0625, aux_head: false}
 data:
   class_path: inception_lightning.data.SyntheticDataModule
-  init_args: {num_classes: 4, image_size: 75, num_samples: 40, batch_size: 8}
+  init_args: {num_classes: 4, image_size: 75, num_samples: 40, loader: {batch_size: 8}}
 """
-
-
-def _fit(folder: Path, *args: str) -> None:
-    proc = subprocess.run(
-        [CLI, "fit", "-c", "run.yaml", *args],
-        cwd=folder,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-
-def _metrics(folder: Path, version: int) -> list[dict[str, str]]:
-    with open(folder / "logs" / "run" / f"version_{version}" / "metrics.csv") as f:
-        return [{k: v for k, v in row.items() if v} for row in csv.DictReader(f)]
-
-
-def _assert_same(a: Any, b: Any, where: str = "checkpoint") -> None:
-    """Recursive equality; tensors with `torch.equal`."""
-    assert type(a) is type(b), where
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            _assert_same(a[key], b[key], f"{where}[{key!r}]")
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 @pytest.mark.parametrize(
@@ -125,34 +86,23 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(
         config = TINY_RUN.replace("accelerator: cpu", f"accelerator: {accelerator}")
         (folder / "run.yaml").write_text(config)
     last = killed / "ckpt" / "last.ckpt"
-    run = subprocess.Popen(
-        [CLI, "fit", "-c", "run.yaml"],
-        cwd=killed,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while not last.exists() and run.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    run.send_signal(signal.SIGKILL)
-    assert run.wait(timeout=30) == -signal.SIGKILL
+    kill_when_written(killed, last)
     resumed_from = torch.load(last, weights_only=True)["global_step"]
     assert resumed_from % STEPS_PER_EPOCH != 0  # killed mid-epoch, before the end of training
     assert resumed_from < 2 * STEPS_PER_EPOCH
 
-    _fit(killed, "--ckpt_path", "last")  # resolved through ModelCheckpoint's dirpath
-    _fit(whole)
+    fit_in(killed, "--ckpt_path", "last")  # resolved through ModelCheckpoint's dirpath
+    fit_in(whole)
 
     a = torch.load(killed / "ckpt" / "last.ckpt", weights_only=True)
     b = torch.load(whole / "ckpt" / "last.ckpt", weights_only=True)
     assert a["global_step"] == b["global_step"] == 2 * STEPS_PER_EPOCH
     assert "current_model_state" in a  # the EMA weights are in `state_dict`, raw ones here
     for key in ("state_dict", "current_model_state", "averaging_state", "optimizer_states"):
-        _assert_same(a[key], b[key], key)
-    _assert_same(a["lr_schedulers"], b["lr_schedulers"], "lr_schedulers")
-    after_resume = [row for row in _metrics(whole, 0) if int(row["step"]) >= resumed_from]
-    assert _metrics(killed, 1) == after_resume  # every value logged after the resume
+        assert_same(a[key], b[key], key)
+    assert_same(a["lr_schedulers"], b["lr_schedulers"], "lr_schedulers")
+    after_resume = [row for row in logged_metrics(whole, 0) if int(row["step"]) >= resumed_from]
+    assert logged_metrics(killed, 1) == after_resume  # every value logged after the resume
     assert sum("val_ema/acc1" in row for row in after_resume) >= 1
 
 
@@ -175,10 +125,10 @@ def test_resumable_loader_continues_mid_epoch_with_the_same_batches_and_rng() ->
     resumed_rest += [b[0] for b in batches]
     assert len(first) + len(rest) == len(resumed) == 7
     assert len(resumed_rest) == 5
-    _assert_same(resumed_rest, rest)
+    assert_same(resumed_rest, rest)
     assert sorted(torch.cat(first + resumed_rest).tolist()) == list(range(20))
     next_epoch = [b[0] for b in whole], [b[0] for b in resumed]
-    _assert_same(*next_epoch)  # the generator goes on into the next epoch's order too
+    assert_same(*next_epoch)  # the generator goes on into the next epoch's order too
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent(
     from datetime import timedelta
     from lightning.pytorch import Trainer
     from lightning.pytorch.strategies import DDPStrategy
-    from inception_lightning.data import SyntheticDataModule
+    from inception_lightning.data import LoaderOptions, SyntheticDataModule
     from inception_lightning.training.module import InceptionClassifier
 
     class FailingOnRank1(InceptionClassifier):
@@ -36,9 +36,11 @@ SCRIPT = textwrap.dedent(
                 raise RuntimeError("rank 1 failed on purpose at step 2")
             return super().training_step(batch, batch_idx)
 
-    data = SyntheticDataModule(num_classes=4, image_size=75, num_samples=80, batch_size=4)
+    data = SyntheticDataModule(
+        num_classes=4, image_size=75, num_samples=80, loader=LoaderOptions(batch_size=4)
+    )
     module = FailingOnRank1(
-        num_classes=4, model_kwargs={"width": 0.0625, "stem": "299", "aux_head": False}
+        num_classes=4, model_kwargs={"width": 0.0625, "stem": 299, "aux_head": False}
     )
     trainer = Trainer(
         accelerator="cpu", devices=2, max_steps=6, limit_val_batches=0,

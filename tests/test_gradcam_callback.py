@@ -20,8 +20,17 @@ from torch.utils.data import Dataset
 from inception_lightning.callbacks import InceptionEMA
 from inception_lightning.callbacks.grad_cam import VERDICT_VALUES, GradCam
 from inception_lightning.data import Normalize
-from inception_lightning.explain import METHODS, Explainer, SanityOptions, make_attribution
-from inception_lightning.training import InceptionClassifier
+from inception_lightning.explain import (
+    METHODS,
+    Explainer,
+    MapOptions,
+    ReportOptions,
+    SampleOptions,
+    SanityOptions,
+    ScoreOptions,
+    make_attribution,
+)
+from inception_lightning.training import InceptionClassifier, LossOptions
 
 SIZE = 47
 SCORES = ["deletion_auc", "insertion_auc", "pointing_game", "energy_pointing_game"]
@@ -63,8 +72,9 @@ class Squares(Dataset):
 @pytest.fixture
 def v3(classifier: Callable[..., InceptionClassifier]) -> Callable[[], InceptionClassifier]:
     """The project's module on a seeded tiny Inception-v3, plain cross-entropy and SGD."""
-    kwargs = {"width": 0.125, "stem": "79", "aux_head": False}
-    return partial(classifier, num_classes=3, model_kwargs=kwargs, label_smoothing=0.0, sgd=0.01)
+    kwargs = {"width": 0.125, "stem": 79, "aux_head": False}
+    no_smoothing = LossOptions(label_smoothing=0.0)
+    return partial(classifier, num_classes=3, model_kwargs=kwargs, loss=no_smoothing, sgd=0.01)
 
 
 class Probe(Callback):
@@ -109,11 +119,9 @@ def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(
     cam = GradCam(
         "features.mixed_6e",
         every_n_epochs=2,
-        steps=2,
-        max_misclassified=2,
-        misclassified_search=6,
-        report_dir=tmp_path / "report",
-        report_per_class=2,
+        sample=SampleOptions(max_misclassified=2, misclassified_search=6),
+        scores=ScoreOptions(steps=2),
+        report=ReportOptions(dir=tmp_path / "report", per_class=2),
     )
     probe = Probe()
     module = v3()
@@ -173,10 +181,14 @@ def test_validate_and_test_get_gradients_under_inference_mode(
     tmp_path: Path, v3: Callable, logged: Callable, datamodule: Callable
 ) -> None:
     data = Squares()
-    cam = GradCam(steps=2, max_misclassified=0, sanity=SanityOptions(samples=2))
+    cam = GradCam(
+        sample=SampleOptions(max_misclassified=0),
+        scores=ScoreOptions(steps=2),
+        sanity=SanityOptions(samples=2),
+    )
     probe = Probe()
     run = logged(tmp_path, [probe, cam, probe])
-    with pytest.warns(UserWarning, match=r"4x4 map.*coarser than 7x7.*stem='79'.*mixed_6e"):
+    with pytest.warns(UserWarning, match=r"4x4 map.*coarser than 7x7.*stem=79\).*mixed_6e"):
         run.validate(v3(), datamodule=datamodule(data))
     assert probe.checked == 1 and probe.contexts == [(True, False)]
     assert cam.last_weights == "raw"  # no average: the module's own weights
@@ -192,17 +204,17 @@ def test_validate_and_test_get_gradients_under_inference_mode(
 def test_fit_explains_the_ema_weights_the_checkpoint_will_hold(
     tmp_path: Path, classifier: Callable, logged: Callable, datamodule: Callable
 ) -> None:
-    kwargs = {"width": 0.125, "stem": "79", "aux_head": False}
+    kwargs = {"width": 0.125, "stem": 79, "aux_head": False}
     module = classifier(num_classes=3, model_kwargs=kwargs, sgd=0.5)
     ema = InceptionEMA(decay=0.5)
     methods = ["gradcam", "integrated_gradients"]
     cam = GradCam(
         method=methods,
-        steps=2,
-        max_misclassified=0,
-        method_options={"integrated_gradients": {"steps": 2}},
+        sample=SampleOptions(max_misclassified=0),
+        maps=MapOptions(method_options={"integrated_gradients": {"steps": 2}}),
+        scores=ScoreOptions(steps=2),
         sanity=SanityOptions(samples=2, max_depth=2, orders=("top_down",), checks=("mprt",)),
-        report_dir=tmp_path / "report",
+        report=ReportOptions(dir=tmp_path / "report"),
     )
     fit = logged(tmp_path, [ema, cam], max_epochs=1, limit_train_batches=2)
     fit.fit(module, datamodule=datamodule(Squares()))
@@ -214,7 +226,7 @@ def test_fit_explains_the_ema_weights_the_checkpoint_will_hold(
         with torch.no_grad():
             probs = average(expl.images).softmax(-1)
         torch.testing.assert_close(expl.probs, probs, rtol=0, atol=1e-6)
-        options = cam.method_options.get(method)
+        options = cam.spec.maps.options_of(method)
         expected = make_attribution(method, average, options=options).attribute(
             expl.images, expl.labels
         )
@@ -235,7 +247,12 @@ def test_several_methods_tag_by_method_fuse_layers_and_other_ranks_do_nothing(
     options = {"occlusion": {"window": 16, "stride": 16}}
     sanity = SanityOptions(samples=2)
     cam = GradCam(
-        layers, methods, steps=2, max_misclassified=0, sanity=sanity, method_options=options
+        layers,
+        methods,
+        sample=SampleOptions(max_misclassified=0),
+        maps=MapOptions(method_options=options),
+        scores=ScoreOptions(steps=2),
+        sanity=sanity,
     )
     module = v3()
     logged(tmp_path, [cam]).validate(module, datamodule=datamodule(Squares(6)))
@@ -246,7 +263,7 @@ def test_several_methods_tag_by_method_fuse_layers_and_other_ranks_do_nothing(
     fused = make_attribution("layercam", module.model, layers).attribute(expl.images, expl.labels)
     torch.testing.assert_close(expl.maps, fused)
 
-    other = GradCam(layers, steps=2)
+    other = GradCam(layers, scores=ScoreOptions(steps=2))
     monkeypatch.setattr(pl.Trainer, "is_global_zero", property(lambda self: False))
     logged(tmp_path / "rank1", [other]).validate(v3(), datamodule=datamodule(Squares(6)))
     assert other.last == {} and other.samples == {}
@@ -257,18 +274,23 @@ def test_bad_arguments(v3: Callable) -> None:
         GradCam(every_n_epochs=0)
     with pytest.raises(ValueError, match="layers"):
         GradCam(layers=[])
-    with pytest.raises(ValueError, match="sign"):
-        GradCam(sign="up")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"maps\.sign must be one of"):
+        GradCam(maps=MapOptions(sign="up"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown attribution method 'smoothgrad'"):
         GradCam(method="smoothgrad")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"method_options names \['occlusion'\]"):
-        GradCam(method="gradcam", method_options={"occlusion": {"window": 3}})
-    with pytest.raises(ValueError, match="unknown similarity 'pearson'"):
+    with pytest.raises(ValueError, match=r"maps\.method_options names \['occlusion'\]"):
+        GradCam(method="gradcam", maps=MapOptions(method_options={"occlusion": {"window": 3}}))
+    with pytest.raises(ValueError, match=r"sanity\.threshold must lie in"):
+        GradCam(sanity={"threshold": 1.5})
+    with pytest.raises(ValueError, match=r"sanity\.similarity must be one of .*'pearson'"):
         GradCam(sanity=SanityOptions(similarity="pearson"))
+    with pytest.raises(ValueError, match=r"sample\.per_class must be a positive integer"):
+        GradCam(sample={"per_class": 0})
+    with pytest.raises(ValueError, match="report has no option 'report_dir'"):
+        GradCam(report={"report_dir": "out"})
+    options = MapOptions(method_options={"occlusion": {"steps": 3}})
     with pytest.raises(ValueError, match="occlusion has no option 'steps'"):
-        GradCam(method="occlusion", method_options={"occlusion": {"steps": 3}}).setup(
-            pl.Trainer(logger=False), v3(), "fit"
-        )
+        GradCam(method="occlusion", maps=options).setup(pl.Trainer(logger=False), v3(), "fit")
     with pytest.raises(ValueError, match="no submodule"):
         GradCam("features.nope").setup(pl.Trainer(logger=False), v3(), "fit")
 
@@ -279,7 +301,11 @@ def test_checkpoints_monitor_grad_cam_scalars(
     # |map|: a barely trained network has no positive evidence for most classes, and an empty
     # map scores NaN, which a checkpoint never takes for the best
     cam = GradCam(
-        sign="abs", steps=2, max_misclassified=0, sanity=SanityOptions(samples=0), report=False
+        sample=SampleOptions(max_misclassified=0),
+        maps=MapOptions(sign="abs"),
+        scores=ScoreOptions(steps=2),
+        sanity=SanityOptions(samples=0),
+        report=ReportOptions(enabled=False),
     )
     best = ModelCheckpoint(tmp_path / "ckpt", monitor="gradcam/val/insertion_auc", mode="max")
     fit = logged(
@@ -300,9 +326,13 @@ def test_reports_land_beside_their_runs_with_progress_unless_the_bar_is_off(
     shown = terminal_progress
     for bar in (True, False):
         cam = GradCam(
-            steps=2, max_misclassified=0, every_n_epochs=5, report_per_class=1, batch_size=1,
+            every_n_epochs=5,
+            sample=SampleOptions(max_misclassified=0),
+            maps=MapOptions(batch_size=1),
+            scores=ScoreOptions(steps=2),
             sanity=SanityOptions(samples=0),
-        )  # fmt: skip
+            report=ReportOptions(per_class=1),
+        )
         pl.Trainer(
             accelerator="cpu", max_epochs=1, limit_train_batches=1, num_sanity_val_steps=0,
             logger=TensorBoardLogger(tmp_path, name="tb"), enable_checkpointing=False,
@@ -323,8 +353,9 @@ def test_maps_and_scores_are_fp32_whatever_the_training_precision(
     options = {"integrated_gradients": {"steps": 2}, "occlusion": {"window": 16, "stride": 16}}
     layer = "features.mixed_6e"
     cam = GradCam(
-        layer, list(METHODS), steps=4, max_misclassified=0, method_options=options,
-        sanity=SanityOptions(samples=0), report=False,
+        layer, list(METHODS), sample=SampleOptions(max_misclassified=0),
+        maps=MapOptions(method_options=options), scores=ScoreOptions(steps=4),
+        sanity=SanityOptions(samples=0), report=ReportOptions(enabled=False),
     )  # fmt: skip
     module = v3()
     run = logged(tmp_path, [cam], max_epochs=1, limit_train_batches=1, precision=precision)

@@ -7,8 +7,9 @@ from functools import partial
 import lightning.pytorch as pl
 import torch
 
-from inception_lightning.data import SyntheticDataModule
+from inception_lightning.data import LoaderOptions, SyntheticDataModule
 from inception_lightning.explain import Explainer, GradCAMMap
+from inception_lightning.training import ComputeOptions
 from inception_lightning.training.cpu_recipe import native_bf16
 from inception_lightning.training.module import InceptionClassifier
 
@@ -20,13 +21,13 @@ def _random_point_hit_rate(masks: torch.Tensor) -> float:
 
 def test_pointing_game_after_training_beats_a_random_point() -> None:
     pl.seed_everything(0)
-    data = SyntheticDataModule(num_samples=1600, batch_size=32)
+    data = SyntheticDataModule(num_samples=1600, loader=LoaderOptions(batch_size=32))
     module = InceptionClassifier(
         model="inception_resnet_v1",
         num_classes=data.num_classes,
-        model_kwargs={"width": 0.125, "stem": "79"},
+        model_kwargs={"width": 0.125, "stem": 79},
         optimizer=partial(torch.optim.AdamW, lr=2e-3),
-        channels_last=native_bf16() is not None,
+        compute=ComputeOptions(channels_last=native_bf16() is not None),
     )
     trainer = pl.Trainer(
         accelerator="cpu",

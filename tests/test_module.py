@@ -14,11 +14,16 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from inception_lightning import create_model
 from inception_lightning.callbacks import FineTuning
-from inception_lightning.data import SyntheticDataModule
+from inception_lightning.data import LoaderOptions, SyntheticDataModule
 from inception_lightning.models import ModelOptions
-from inception_lightning.training import InceptionClassifier
+from inception_lightning.training import (
+    ComputeOptions,
+    InceptionClassifier,
+    InitOptions,
+    LossOptions,
+)
 
-TINY_AUX = {"width": 0.0625, "stem": "79", "aux_head": True}
+TINY_AUX = {"width": 0.0625, "stem": 79, "aux_head": True}
 
 
 def smoothed_ce(logits: list[float], target: int, eps: float) -> float:
@@ -30,7 +35,7 @@ def smoothed_ce(logits: list[float], target: int, eps: float) -> float:
 
 
 def test_loss_matches_hand_computation_with_aux_term() -> None:
-    module = InceptionClassifier(num_classes=3, model_kwargs=TINY, aux_weight=0.4)
+    module = InceptionClassifier(num_classes=3, model_kwargs=TINY, loss=LossOptions(aux_weight=0.4))
     logits = [[2.0, 0.0, -1.0], [0.5, 0.5, 1.0]]
     aux = [[0.0, 1.0, 0.0], [-2.0, 0.0, 3.0]]
     target = [0, 2]
@@ -51,7 +56,7 @@ def test_loss_matches_hand_computation_with_aux_term() -> None:
 
 def test_loss_is_fp32_for_bf16_logits() -> None:
     """Under bf16-true (no autocast to upcast it) the loss is still computed in fp32."""
-    module = InceptionClassifier(num_classes=3, model_kwargs=TINY, aux_weight=0.4)
+    module = InceptionClassifier(num_classes=3, model_kwargs=TINY, loss=LossOptions(aux_weight=0.4))
     logits = [[2.0, 0.0, -1.0], [0.5, 0.5, 1.0]]  # exact in bf16
     target = [0, 2]
     hand = sum(smoothed_ce(v, t, 0.1) for v, t in zip(logits, target, strict=True)) / 2
@@ -142,25 +147,30 @@ def test_fine_tune_from_local_checkpoint_replaces_heads(tmp_path) -> None:
     torch.save(source.state_dict(), tmp_path / "source.pt")
 
     module = InceptionClassifier(
-        num_classes=3, model_kwargs=TINY_AUX, checkpoint_path=str(tmp_path / "source.pt")
+        num_classes=3,
+        model_kwargs=TINY_AUX,
+        init=InitOptions(checkpoint_path=str(tmp_path / "source.pt")),
     )
 
     assert module.model.head.fc.out_features == 3
     assert module.model.aux.fc.out_features == 3
     for name, value in source.features.state_dict().items():
         assert torch.equal(module.model.features.state_dict()[name], value)
-    assert "checkpoint_path" not in module.hparams
+    assert "init" not in module.hparams and "checkpoint_path" not in module.hparams
 
 
 def test_load_from_checkpoint_rebuilds_without_config(tmp_path, trainer) -> None:
-    module = InceptionClassifier(num_classes=4, model_kwargs=TINY, label_smoothing=0.2)
+    module = InceptionClassifier(
+        num_classes=4, model_kwargs=TINY, loss=LossOptions(label_smoothing=0.2)
+    )
     run = trainer(max_steps=1, limit_val_batches=0)
     run.fit(module, random_loader())
     run.save_checkpoint(tmp_path / "last.ckpt")
 
     loaded = InceptionClassifier.load_from_checkpoint(tmp_path / "last.ckpt", weights_only=True)
 
-    assert loaded.hparams.label_smoothing == 0.2
+    assert loaded.hparams.loss == {"label_smoothing": 0.2, "aux_weight": 0.4}  # plain values
+    assert loaded.loss_options == LossOptions(label_smoothing=0.2)
     assert loaded.hparams.model_kwargs == ModelOptions.of(TINY).as_kwargs()  # plain values
     for name, value in module.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value)
@@ -175,7 +185,9 @@ def test_channels_last_and_compile_options_train(monkeypatch, trainer) -> None:
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     module = InceptionClassifier(
-        num_classes=4, model_kwargs=TINY, channels_last=True, compile_model={"dynamic": False}
+        num_classes=4,
+        model_kwargs=TINY,
+        compute=ComputeOptions(channels_last=True, compile={"dynamic": False}),
     )
     trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1).fit(
         module, random_loader(), random_loader()
@@ -210,15 +222,15 @@ def test_tiny_model_learns_the_synthetic_dataset(
 ) -> None:
     data = SyntheticDataModule(
         num_classes=4, image_size=79, num_samples=320, val_fraction=0.2, difficulty=0.0,
-        batch_size=16,
+        loader=LoaderOptions(batch_size=16),
     )  # fmt: skip
     seed_everything(0)
     module = InceptionClassifier(
         num_classes=4,
-        model_kwargs={"width": 0.0625, "stem": "151", "aux_head": False, "drop_rate": 0.0},
+        model_kwargs={"width": 0.0625, "stem": 151, "aux_head": False, "drop_rate": 0.0},
         optimizer=partial(torch.optim.AdamW, lr=3e-3, weight_decay=0.0),
         scheduler=partial(torch.optim.lr_scheduler.ConstantLR, factor=1.0),
-        channels_last=channels_last,
+        compute=ComputeOptions(channels_last=channels_last),
     )
     dtypes = Dtypes()
     run = trainer(max_epochs=4, num_sanity_val_steps=0, precision=precision, callbacks=[dtypes])

@@ -11,7 +11,13 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from inception_lightning import create_model
-from inception_lightning.data import ImageFolderDataModule, MultiCrop, MultiCropViews
+from inception_lightning.data import (
+    CropOptions,
+    ImageFolderDataModule,
+    LoaderOptions,
+    MultiCrop,
+    MultiCropViews,
+)
 from inception_lightning.data.transforms.preprocessing import Normalize, Preprocessing
 from inception_lightning.training.ensembling import average_probs
 from inception_lightning.training.module import InceptionClassifier
@@ -66,7 +72,10 @@ def test_a_non_square_image_gives_144_distinct_views_through_the_folder_datamodu
     write_tree(tmp_path / "data", classes=("cat",), splits=("test",), n=1, size=(90, 90))
     square = tmp_path / "data/test/cat/0.png"  # the cat's test image, now square
     data = ImageFolderDataModule(
-        str(root), batch_size=1, image_size=75, test_crops=144, num_workers=0
+        str(root),
+        crop=CropOptions(image_size=75),
+        test_crops=144,
+        loader=LoaderOptions(batch_size=1, num_workers=0),
     )
     data.setup("test")
     order = [data.test_dataset.path(i) for i in range(len(data.test_dataset))]
@@ -98,7 +107,10 @@ class CountingNetwork(torch.nn.Module):
 def test_test_step_averages_every_view_one_batch_at_a_time(tmp_path) -> None:
     root = write_tree(tmp_path / "data", splits=("train", "val", "test"), n=3, size=(100, 80))
     data = ImageFolderDataModule(
-        str(root), batch_size=4, image_size=75, test_crops=12, num_workers=0
+        str(root),
+        crop=CropOptions(image_size=75),
+        test_crops=12,
+        loader=LoaderOptions(batch_size=4, num_workers=0),
     )
     module = InceptionClassifier(num_classes=2, model_kwargs=TINY)
     trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
@@ -144,7 +156,10 @@ def test_test_step_evaluates_crops_and_an_ensemble_of_checkpoints(tmp_path) -> N
     torch.save(member.state_dict(), tmp_path / "member.pt")
     root = write_tree(tmp_path / "data", splits=("train", "val", "test"), n=2, size=(90, 96))
     data = ImageFolderDataModule(
-        str(root), batch_size=4, image_size=75, test_crops=12, num_workers=0
+        str(root),
+        crop=CropOptions(image_size=75),
+        test_crops=12,
+        loader=LoaderOptions(batch_size=4, num_workers=0),
     )
     module = InceptionClassifier(
         num_classes=2, model_kwargs=TINY, ensemble_checkpoints=[str(tmp_path / "member.pt")]

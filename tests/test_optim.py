@@ -12,9 +12,14 @@ from lightning.pytorch import Callback, LightningDataModule, Trainer
 from timm.optim import RMSpropTF
 from torch.utils.data import DataLoader, TensorDataset
 
-from inception_lightning.training import InceptionClassifier, InceptionRMSprop, InceptionStepDecay
+from inception_lightning.training import (
+    InceptionClassifier,
+    InceptionRMSprop,
+    InceptionStepDecay,
+    OptimOptions,
+)
 
-TINY = {"width": 0.0625, "stem": "299", "aux_head": False}
+TINY = {"width": 0.0625, "stem": 299, "aux_head": False}
 
 
 class RecordLr(Callback):
@@ -96,8 +101,7 @@ def test_sgd_with_backbone_lr_and_batch_size_scaling(fit: Callable) -> None:
         num_classes=4,
         model_kwargs=TINY,
         optimizer=partial(torch.optim.SGD, lr=0.1, momentum=0.9),
-        backbone_lr_scale=0.1,
-        lr_reference_batch_size=8,
+        optim=OptimOptions(backbone_lr_scale=0.1, lr_reference_batch_size=8),
     )
     record = fit(module, max_epochs=1, accumulate_grad_batches=2)
 

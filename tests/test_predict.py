@@ -13,10 +13,12 @@ from lightning.pytorch import Trainer
 from test_ddp import _run_two_ranks
 
 from inception_lightning.callbacks import PredictionWriter
-from inception_lightning.data import DatasetError, PredictDataModule
+from inception_lightning.data import CropOptions, DatasetError, LoaderOptions, PredictDataModule
 from inception_lightning.training import InceptionClassifier
 
 CLASSES = ["cat", "dog", "fox"]
+AT_75 = CropOptions(image_size=75)
+NO_WORKERS = LoaderOptions(num_workers=0)
 
 
 def _folder(root: Path) -> Path:
@@ -44,7 +46,9 @@ def _predict(data: PredictDataModule, output: Path, top_k: int = 2) -> list[dict
 
 def test_a_folder_with_and_without_class_subfolders(tmp_path: Path) -> None:
     root = _folder(tmp_path / "images")
-    data = PredictDataModule(str(root), CLASSES, image_size=75, batch_size=3, num_workers=0)
+    data = PredictDataModule(
+        str(root), CLASSES, crop=AT_75, loader=LoaderOptions(batch_size=3, num_workers=0)
+    )
     rows = _predict(data, tmp_path / "out.csv")
 
     found = [(Path(r["path"]).relative_to(root).as_posix(), r["label"]) for r in rows]
@@ -61,10 +65,10 @@ def test_bad_files_follow_the_training_policy(
     root = _folder(tmp_path / "images")
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     with pytest.raises(DatasetError, match=r"(?s)1 bad image files.*bad_files='skip'.*broken\.png"):
-        PredictDataModule(str(root), CLASSES, image_size=75, num_workers=0).setup("predict")
+        PredictDataModule(str(root), CLASSES, crop=AT_75, loader=NO_WORKERS).setup("predict")
 
     monkeypatch.chdir(tmp_path)  # no trainer log directory: the list goes here
-    data = PredictDataModule(str(root), CLASSES, image_size=75, bad_files="skip", num_workers=0)
+    data = PredictDataModule(str(root), CLASSES, crop=AT_75, bad_files="skip", loader=NO_WORKERS)
     with pytest.warns(UserWarning, match="skipped 1 bad image files"):
         rows = _predict(data, tmp_path / "out.csv")
     assert len(rows) == 4 and not any("broken" in r["path"] for r in rows)
@@ -80,7 +84,7 @@ def test_a_failed_run_keeps_the_previous_predictions(tmp_path: Path) -> None:
     output = tmp_path / "out.csv"
     output.write_text("previous\n")
     root = _folder(tmp_path / "images")
-    data = PredictDataModule(str(root), CLASSES, image_size=75, num_workers=0)
+    data = PredictDataModule(str(root), CLASSES, crop=AT_75, loader=NO_WORKERS)
     torch.manual_seed(0)
     module = InceptionClassifier(num_classes=len(CLASSES), model_kwargs=TINY)
     calls = []
@@ -109,16 +113,19 @@ DDP_SCRIPT = textwrap.dedent(
     import torch
     from lightning.pytorch import Trainer
     from inception_lightning.callbacks import PredictionWriter
-    from inception_lightning.data import PredictDataModule
+    from inception_lightning.data import CropOptions, LoaderOptions, PredictDataModule
     from inception_lightning.training.module import InceptionClassifier
 
     root = Path(sys.argv[1]).parent
     torch.manual_seed(0)
     module = InceptionClassifier(
-        num_classes=3, model_kwargs={"width": 0.0625, "stem": "299", "aux_head": False}
+        num_classes=3, model_kwargs={"width": 0.0625, "stem": 299, "aux_head": False}
     )
     data = PredictDataModule(
-        str(root / "images"), ["cat", "dog", "fox"], image_size=75, batch_size=1, num_workers=0
+        str(root / "images"),
+        ["cat", "dog", "fox"],
+        crop=CropOptions(image_size=75),
+        loader=LoaderOptions(batch_size=1, num_workers=0),
     )
     trainer = Trainer(
         accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_progress_bar=False,
@@ -136,7 +143,9 @@ def test_ddp_ranks_write_parts_that_rank_zero_merges_in_input_order(tmp_path: Pa
     write_image(root / "e.png", (80, 76), seed=5)  # 5 images: the sampler repeats one
     assert _run_two_ranks(DDP_SCRIPT, tmp_path) == {"world_size": 2}
 
-    data = PredictDataModule(str(root), CLASSES, image_size=75, batch_size=1, num_workers=0)
+    data = PredictDataModule(
+        str(root), CLASSES, crop=AT_75, loader=LoaderOptions(batch_size=1, num_workers=0)
+    )
     single = _predict(data, tmp_path / "single.csv")
     with (tmp_path / "ddp.csv").open() as file:
         merged = list(csv.DictReader(file))

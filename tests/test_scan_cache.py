@@ -13,7 +13,13 @@ from lightning.pytorch import Trainer
 from rich.console import Console
 
 from inception_lightning import console
-from inception_lightning.data import DatasetError, ImageFolderDataModule
+from inception_lightning.data import (
+    CropOptions,
+    DatasetError,
+    FileOptions,
+    ImageFolderDataModule,
+    LoaderOptions,
+)
 from inception_lightning.data.scanning import scan as scan_module
 from inception_lightning.data.scanning.scan_cache import BESIDE_NAME, RACY_NS, ScanCache
 
@@ -32,8 +38,14 @@ def checked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def setup(root: Path, **kwargs: object) -> ImageFolderDataModule:
-    datamodule = ImageFolderDataModule(str(root), image_size=24, num_workers=0, **kwargs)
+def setup(root: Path, **files: object) -> ImageFolderDataModule:
+    """The folder at 24 px, set up for fit; `files` are `FileOptions`."""
+    datamodule = ImageFolderDataModule(
+        str(root),
+        crop=CropOptions(image_size=24),
+        files=FileOptions(**files),
+        loader=LoaderOptions(num_workers=0),
+    )
     datamodule.setup("fit")
     return datamodule
 
@@ -204,7 +216,9 @@ def test_progress_counts_files_unless_the_trainer_bar_is_off(
     monkeypatch.setattr(console, "Progress", Captured)
     monkeypatch.setattr(console.sys, "stdout", _Terminal())
     root = age(write_tree(tmp_path / "data", n=2))
-    datamodule = ImageFolderDataModule(str(root), image_size=24, num_workers=0)
+    datamodule = ImageFolderDataModule(
+        str(root), crop=CropOptions(image_size=24), loader=LoaderOptions(num_workers=0)
+    )
     datamodule.trainer = Trainer(enable_progress_bar=bar, logger=False, accelerator="cpu")
     datamodule.setup("fit")
     text = shown.getvalue()

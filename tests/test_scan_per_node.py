@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import age, write_tree
 
-from inception_lightning.data import ImageFolderDataModule
+from inception_lightning.data import CropOptions, ImageFolderDataModule, LoaderOptions
 from inception_lightning.data.scanning import scan
 from inception_lightning.data.scanning.scan_cache import BESIDE_NAME
 
@@ -52,8 +52,8 @@ COUNT_SCANS = textwrap.dedent(
 TINY_FIT = [
     "-c", str(CONF / "data/folder.yaml"),
     "--model.model_kwargs", '{"width": 0.0625, "aux_head": false}',
-    "--data.init_args.image_size", "75", "--data.init_args.batch_size", "2",
-    "--data.init_args.num_workers", "0",
+    "--data.init_args.crop.image_size", "75", "--data.init_args.loader.batch_size", "2",
+    "--data.init_args.loader.num_workers", "0",
     "--trainer.accelerator", "cpu", "--trainer.max_steps", "1",
     "--trainer.limit_val_batches", "1", "--trainer.logger", "false",
     "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
@@ -123,7 +123,9 @@ def test_a_read_only_data_folder_keeps_its_cache_in_the_user_cache_folder(
     (cache,) = (xdg / "inception-lightning" / "scan").iterdir()
     assert f"checked 8 of 8 images under {data} (scan cache: {cache})" in proc.stderr
     monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
-    datamodule = ImageFolderDataModule(str(data), image_size=75, num_workers=0)
+    datamodule = ImageFolderDataModule(
+        str(data), crop=CropOptions(image_size=75), loader=LoaderOptions(num_workers=0)
+    )
     checked = []
     real = scan.check_image
     monkeypatch.setattr(scan, "check_image", lambda path: checked.append(path) or real(path))

@@ -16,7 +16,7 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from inception_lightning.callbacks import BranchActivationStats, DyingResidualDetector
-from inception_lightning.data import SyntheticDataModule
+from inception_lightning.data import LoaderOptions, SyntheticDataModule
 from inception_lightning.training import (
     ExclusiveTensorBoardLogger,
     InceptionClassifier,
@@ -48,7 +48,9 @@ def test_no_section_exceeds_the_chart_limit_for_inception_resnet_v2(tmp_path: Pa
         num_classes=3,
         model_kwargs={"width": 0.0625, "stem": 79, "aux_head": False},
     )
-    data = SyntheticDataModule(num_classes=3, image_size=79, num_samples=8, batch_size=4)
+    data = SyntheticDataModule(
+        num_classes=3, image_size=79, num_samples=8, loader=LoaderOptions(batch_size=4)
+    )
     callbacks = [
         BranchActivationStats(every_n_steps=1, histogram_every_n_steps=1),
         DyingResidualDetector(every_n_steps=1),
@@ -84,7 +86,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "trainer.logger.init_args.save_dir": str(root),
         "trainer.enable_progress_bar": "false",
         "data.init_args.num_samples": "240",
-        "data.init_args.batch_size": "8",
+        "data.init_args.loader.batch_size": "8",
     }
     flags = [word for key, value in overrides.items() for word in (f"--{key}", value)]
     command = [str(SCRIPT), "fit", "-c", str(CONF / "quickstart.yaml"), *flags]

@@ -118,7 +118,7 @@ def test_create_model_refuses_pickles_unless_trusted(tmp_path: Path) -> None:
     path = tmp_path / "pickled.pt"
     torch.save({"state_dict": model.state_dict(), "extra": _Payload()}, path)
     kwargs = {"num_classes": 4, "width": 0.125, "checkpoint_path": path}
-    with pytest.raises(UnsafeCheckpointError, match=r"--model\.trust_pickle true"):
+    with pytest.raises(UnsafeCheckpointError, match=r"--model\.init\.trust_pickle true"):
         create_model("inception_resnet_v1", **kwargs)
     trusted = create_model("inception_resnet_v1", trust_pickle=True, **kwargs)
     assert torch.equal(trusted.head.fc.weight, model.head.fc.weight)

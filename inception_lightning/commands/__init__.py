@@ -8,6 +8,7 @@ A command returns what it made: a path is reported as written, text is printed.
 from collections.abc import Callable
 from pathlib import Path
 
+from inception_lightning.commands.convert import convert
 from inception_lightning.commands.export import export
 from inception_lightning.commands.report import report
 from inception_lightning.commands.summary import summary
@@ -18,6 +19,7 @@ COMMANDS: dict[str, Callable[..., Path | str]] = {
     "report": report,
     "summary": summary,
     "make-dataset": write_dataset,
+    "convert": convert,
 }
 
 __all__ = ["COMMANDS"]

@@ -13,17 +13,13 @@ from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.folders.report_dataset import evaluation_dataset
 from inception_lightning.data.transforms.preprocessing import Preprocessing, resolve_preprocessing
 from inception_lightning.explain import (
-    CHECKS,
     LAYER_METHODS,
     Bf16Forward,
-    Explainer,
+    ExplainSpec,
+    MapOptions,
     Method,
     SanityOptions,
-    as_methods,
-    make_attribution,
-    predict_dataset,
-    run_methods,
-    write_report,
+    build_report,
 )
 from inception_lightning.training.checkpoints import Weights, load_network
 from inception_lightning.training.cpu_recipe import native_bf16
@@ -42,7 +38,7 @@ def report(
     weights: Weights | None = None,
     method: Method | Sequence[Method] = LAYER_METHODS,
     method_options: dict[str, dict[str, Any]] | None = None,
-    sanity: SanityOptions | None = None,
+    sanity: SanityOptions = SanityOptions(),  # noqa: B008 (frozen, so never shared state)
     precision: Literal["auto", "32-true", "bf16-mixed"] = "auto",
 ) -> Path:
     """Write a static attribution report comparing methods: index.html, PNGs, summary.json.
@@ -52,7 +48,7 @@ def report(
     method, and each method's maps are sanity-checked (MPRT in three orders, sMPRT, eMPRT, the
     random-logit test and ROAD, each with a bootstrap verdict: `explain.checks`); every image
     of the folder is predicted for the accuracy per class, the confusion matrix and the
-    reliability diagram.
+    reliability diagram (`explain.build_report`, as the GradCam callback writes it after fit).
 
     Args:
         ckpt_path: a checkpoint written while training InceptionClassifier.
@@ -73,17 +69,17 @@ def report(
             cost tens to hundreds of passes per map, so they are named when wanted.
         method_options: per method, its own settings, e.g. '{"occlusion": {"window": 8}}'.
         sanity: the sanity checks (`explain.SanityOptions`: samples, similarity, orders,
-            checks, ...); null: `SanityOptions()`, every check on the first 16 images.
+            checks, ...); by default every check on the sample's first 16 images.
         precision: of the forward-only work (predictions, deletion and insertion curves);
             maps, and the sanity check, are fp32 always. auto: bf16-mixed on a CPU with
             native bf16 (AMX or AVX512-BF16), else 32-true (on the quickstart bf16 moved no
             AUC by more than 0.004 and no top-1 class: benchmarks/bf16_forward.py).
     """
-    methods = as_methods(method)
+    spec = ExplainSpec(method, layers, MapOptions(method_options=method_options), seed=seed)
     loaded = load_network(ckpt_path, weights)
     network, description = loaded.network, loaded.description
     if description.preprocessing is None:  # an older checkpoint: Inception's, at the stem's size
-        trained = Preprocessing(image_size=int(network.stem))
+        trained = Preprocessing(image_size=network.stem)
     else:
         trained = Preprocessing.from_dict(description.preprocessing)
     preprocessing = resolve_preprocessing(None, image_size, crop_pct, trained)
@@ -101,24 +97,6 @@ def report(
     if precision == "bf16-mixed":
         network.to(memory_format=torch.channels_last)  # oneDNN's bf16 kernels work in NHWC
         forward = Bf16Forward(network)
-    options = method_options or {}
-    sanity = sanity or SanityOptions()
-    checks = sanity.checks or CHECKS
-    explainers = {
-        name: Explainer(
-            make_attribution(name, network, layers, options=options.get(name)),
-            dataset,
-            seed=seed,
-            progress=None,  # bars on terminals
-            forward=forward,
-            road="road" in checks and sanity.samples > 0,
-        )
-        for name in methods
-    }
-    first = next(iter(explainers.values()))
-    indices = first.sample(per_class)
-    runs = run_methods(explainers, indices, indices[: sanity.samples], sanity, checks)
-    predictions = predict_dataset(first.attribution, dataset, progress=None, forward=forward)
     info = {
         "checkpoint": str(ckpt_path),
         "model": network.name,
@@ -127,7 +105,7 @@ def report(
         "weights": loaded.weights,
         "data": str(data),
         "preprocessing": asdict(preprocessing),
-        "layers": " + ".join([layers] if isinstance(layers, str) else layers or ["last block"]),
+        "layers": spec.layer_names,
         "forward-only precision": precision,
     }
-    return write_report(out, runs, dataset.classes, info, per_class, predictions)
+    return build_report(spec, network, dataset, out, info, per_class, sanity, None, forward)

@@ -4,13 +4,20 @@ The datasets, transforms and files import without Lightning; the datamodules loa
 """
 
 from inception_lightning._lazy import lazy_getattr
-from inception_lightning.data.boxes import Annotation, read_boxes, write_boxes
-from inception_lightning.data.builtin.make_dataset import BOXES_FILE, write_dataset
+from inception_lightning.data.boxes import BOXES_FILE, Annotation, read_boxes, write_boxes
+from inception_lightning.data.builtin.make_dataset import write_dataset
 from inception_lightning.data.builtin.shapes import SHAPES
 from inception_lightning.data.builtin.synthetic import (
     SyntheticDataset,
     synthetic_classes,
     synthetic_preprocessing,
+)
+from inception_lightning.data.data_options import (
+    AugmentOptions,
+    CropOptions,
+    FileOptions,
+    LoaderOptions,
+    SplitOptions,
 )
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.folders.decode import decode_rgb, load_rgb
@@ -39,6 +46,8 @@ _LAZY = {
     "ImageDataModule": "inception_lightning.data.datamodule",
     "ImageFolderDataModule": "inception_lightning.data.folders.folder_datamodule",
     "PredictDataModule": "inception_lightning.data.folders.predict_datamodule",
+    # the `litdata` extra: imported only when named
+    "StreamingImageDataModule": "inception_lightning.data.streaming.streaming_datamodule",
     "SyntheticDataModule": "inception_lightning.data.builtin.synthetic_datamodule",
 }
 
@@ -49,17 +58,22 @@ __all__ = [
     "INCEPTION_STD",
     "SHAPES",
     "Annotation",
+    "AugmentOptions",
     "BadFile",
+    "CropOptions",
     "DatasetError",
+    "FileOptions",
     "ImageFolderDataset",
     "ImageRecord",
     "LabelledImages",
+    "LoaderOptions",
     "MaskedImageFolderDataset",
     "MultiCrop",
     "MultiCropDataset",
     "MultiCropViews",
     "Normalize",
     "Preprocessing",
+    "SplitOptions",
     "SyntheticDataset",
     "check_image",
     "decode_rgb",

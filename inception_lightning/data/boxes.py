@@ -28,6 +28,7 @@ from PIL import Image
 from inception_lightning.data.errors import DatasetError
 
 Box = tuple[float, float, float, float]
+BOXES_FILE = "boxes.json"  # the name make-dataset gives it, at the dataset's root
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_warn
@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
+from inception_lightning.data.data_options import BadFiles, LoaderOptions
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.loading import default_num_workers, make_loader
 from inception_lightning.data.scanning.scan import BadFile
@@ -21,8 +22,6 @@ from inception_lightning.data.transforms.multicrop import (
     check_crops,
 )
 from inception_lightning.data.transforms.preprocessing import Normalize, Preprocessing
-
-BadFiles = Literal["error", "skip"]
 
 
 class ImageDataModule(LightningDataModule):
@@ -43,9 +42,7 @@ class ImageDataModule(LightningDataModule):
     Args:
         classes: class names, by label.
         preprocessing: the input size, crop and normalisation the model is trained with.
-        batch_size: images per batch.
-        num_workers: loader processes; None: `default_num_workers` for the trainer's devices.
-        pin_memory: None pins when CUDA is available.
+        loader: batch_size, num_workers and pin_memory of the loaders (`LoaderOptions`).
         test_crops: views per test image: 1 (the evaluation crop), 12 or 144.
     """
 
@@ -53,18 +50,17 @@ class ImageDataModule(LightningDataModule):
         self,
         classes: list[str],
         preprocessing: Preprocessing,
-        batch_size: int,
-        num_workers: int | None,
-        pin_memory: bool | None,
+        loader: LoaderOptions,
         test_crops: int = 1,
     ) -> None:
         super().__init__()
         self.classes = classes
         self.preprocessing = preprocessing
         self.normalize = Normalize(preprocessing.mean, preprocessing.std)
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
+        self.loader_options = loader
+        # an attribute of its own: Lightning's batch-size finder and the module's lr scaling
+        # read and set `batch_size`
+        self.batch_size = loader.batch_size
         self.test_crops = check_crops(test_crops)
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
@@ -104,18 +100,26 @@ class ImageDataModule(LightningDataModule):
         p = self.preprocessing
         return [MultiCropViews(images, p.image_size, p.interpolation, self.normalize), labels]
 
+    def default_num_workers(self) -> int:
+        """Loader processes when `loader.num_workers` is None: `loading.default_num_workers`
+        for the trainer's devices on this node."""
+        return default_num_workers(self.trainer.num_devices if self.trainer else 1)
+
     def missing_split(self, split: str) -> str:
         """Why `split` has no dataset; subclasses name the folder or setting that would add it."""
         return f"{type(self).__name__} has no {split} split"
 
-    def handle_bad_files(self, bad: list[BadFile], policy: BadFiles, root: Path) -> None:
+    def handle_bad_files(
+        self, bad: list[BadFile], policy: BadFiles, root: Path, key: str = "bad_files"
+    ) -> None:
         """Apply a bad-file policy: "error" lists them all and stops; "skip" warns and writes
-        the list to `bad_files.txt` in the trainer's log directory (else the current one)."""
+        the list to `bad_files.txt` in the trainer's log directory (else the current one).
+        `key` names the policy's argument in the error."""
         listing = "\n".join(f"  {b.line()}" for b in bad)
         if policy == "error":
             raise DatasetError(
                 f"{len(bad)} bad image files under {root} "
-                f"(pass bad_files='skip' to leave them out):\n{listing}"
+                f"(pass {key}='skip' to leave them out):\n{listing}"
             )
         trainer = self.trainer
         log_dir = Path(trainer.log_dir) if trainer is not None and trainer.log_dir else Path.cwd()
@@ -131,10 +135,10 @@ class ImageDataModule(LightningDataModule):
             if all(d is None for d in splits):
                 raise RuntimeError("call setup() before asking for a dataloader")
             raise DatasetError(self.missing_split(split))
-        if self.num_workers is None:
-            workers = default_num_workers(self.trainer.num_devices if self.trainer else 1)
-        else:
-            workers = self.num_workers
+        workers = self.loader_options.num_workers
+        if workers is None:
+            workers = self.default_num_workers()
         train = split == "train"
         drop_last = train and len(dataset) > self.batch_size
-        return make_loader(dataset, self.batch_size, train, workers, self.pin_memory, drop_last)
+        pin_memory = self.loader_options.pin_memory
+        return make_loader(dataset, self.batch_size, train, workers, pin_memory, drop_last)

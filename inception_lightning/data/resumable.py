@@ -55,7 +55,7 @@ class ResumableDataLoader(DataLoader):
             state, self._pending = self._pending, None
             self.generator.set_state(state["generator"])
             self._skip = state["batches"]
-            _set_rng(state["rng"])
+            set_rng_states(state["rng"])
         self._epoch_start = self.generator.get_state()
         self._handed_out = self._skip
         for batch in super().__iter__():
@@ -64,7 +64,7 @@ class ResumableDataLoader(DataLoader):
 
     def state_dict(self) -> dict[str, Any]:
         """The epoch's starting generator state, batches handed out, and the RNGs now."""
-        return {"generator": self._epoch_start, "batches": self._handed_out, "rng": _get_rng()}
+        return {"generator": self._epoch_start, "batches": self._handed_out, "rng": rng_states()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume from `state_dict` at the next iteration."""
@@ -85,7 +85,7 @@ class _SkipFirst:
         return islice(iter(self.sampler), skip, None)  # type: ignore[call-overload]
 
 
-def _get_rng() -> dict[str, Any]:
+def rng_states() -> dict[str, Any]:
     """The global RNG states as tensors and plain values (loadable with `weights_only=True`).
 
     Lightning's own `_collect_rng_states` keeps NumPy's state as an array, which
@@ -100,7 +100,8 @@ def _get_rng() -> dict[str, Any]:
     }
 
 
-def _set_rng(state: dict[str, Any]) -> None:
+def set_rng_states(state: dict[str, Any]) -> None:
+    """Set the global RNGs back to `state`, from `rng_states`."""
     torch.set_rng_state(state["torch"])
     _set_cuda_rng(state.get("cuda", []))  # states saved before the CUDA ones were kept have none
     version, internal, gauss = state["python"]

@@ -19,6 +19,13 @@ from inception_lightning.explain.cam import (
 )
 from inception_lightning.explain.checks import CHEAP_CHECKS, CHECKS, meaning, run_checks
 from inception_lightning.explain.comparison import MethodRun, run_methods
+from inception_lightning.explain.explain_options import (
+    MapOptions,
+    ReportOptions,
+    SampleOptions,
+    SanityOptions,
+    ScoreOptions,
+)
 from inception_lightning.explain.explainer import (
     Batch,
     Explainer,
@@ -53,6 +60,7 @@ from inception_lightning.explain.metrics import (
 )
 from inception_lightning.explain.mprt import NoiseAveraged, efficient_mprt, smooth_mprt
 from inception_lightning.explain.numerics import Bf16Forward, fp32
+from inception_lightning.explain.pipeline import ExplainSpec, build_report
 from inception_lightning.explain.pixel import IntegratedGradientsMap, OcclusionMap
 from inception_lightning.explain.predictions import Predictions, Reliability, predict_dataset
 from inception_lightning.explain.random_logit import random_logit
@@ -65,7 +73,6 @@ from inception_lightning.explain.randomization import (
 from inception_lightning.explain.road import RoadCurves, road_check, road_curves
 from inception_lightning.explain.sanity import (
     RANK_THRESHOLD,
-    SanityOptions,
     model_randomization,
     randomization_scores,
 )
@@ -90,6 +97,7 @@ __all__ = [
     "Batch",
     "Bf16Forward",
     "CheckResult",
+    "ExplainSpec",
     "Explainer",
     "Explanation",
     "GradCAMMap",
@@ -97,14 +105,18 @@ __all__ = [
     "HiResCAMMap",
     "IntegratedGradientsMap",
     "LayerCAMMap",
+    "MapOptions",
     "Method",
     "MethodRun",
     "NoiseAveraged",
     "OcclusionMap",
     "Predictions",
     "Reliability",
+    "ReportOptions",
     "RoadCurves",
+    "SampleOptions",
     "SanityOptions",
+    "ScoreOptions",
     "Verdict",
     "as_methods",
     "auc",
@@ -112,6 +124,7 @@ __all__ = [
     "blur",
     "bootstrap_verdict",
     "boxes_to_masks",
+    "build_report",
     "cascade_units",
     "complexity",
     "complexity_rise",

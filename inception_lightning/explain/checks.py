@@ -21,9 +21,10 @@ import torch
 from torch import Tensor
 
 from inception_lightning.explain.attribution import Attribution
+from inception_lightning.explain.explain_options import CheckName, SanityOptions
 from inception_lightning.explain.mprt import efficient_mprt, smooth_mprt
 from inception_lightning.explain.random_logit import random_logit
-from inception_lightning.explain.sanity import CheckName, SanityOptions, model_randomization
+from inception_lightning.explain.sanity import model_randomization
 from inception_lightning.explain.verdict import CheckResult
 
 CHECKS: tuple[str, ...] = get_args(CheckName)

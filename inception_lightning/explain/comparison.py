@@ -10,9 +10,9 @@ from torch import Tensor
 
 from inception_lightning.console import track
 from inception_lightning.explain.checks import CHEAP_CHECKS
+from inception_lightning.explain.explain_options import SanityOptions
 from inception_lightning.explain.explainer import Explainer, Explanation, summarize_explanation
 from inception_lightning.explain.road import road_check
-from inception_lightning.explain.sanity import SanityOptions
 from inception_lightning.explain.verdict import CheckResult
 
 SCORES = (
@@ -50,7 +50,7 @@ def run_methods(
     explainers: Mapping[str, Explainer],
     indices: Sequence[int],
     sanity_indices: Sequence[int] = (),
-    options: SanityOptions | None = None,
+    sanity: SanityOptions | None = None,
     checks: Sequence[str] = CHEAP_CHECKS,
 ) -> list[MethodRun]:
     """Explain `indices` with each method, and sanity-check it on `sanity_indices` (if any).
@@ -63,20 +63,21 @@ def run_methods(
         explainers: one per method name, on the same dataset and model.
         indices: the images every method explains.
         sanity_indices: the images of the sanity checks; empty: none.
-        options: the checks' settings (default `SanityOptions()`).
+        sanity: the checks' settings (default `SanityOptions()`; its `samples` are the
+            callers' to apply).
         checks: the checks to run (`checks.CHECKS`; "road" is the explainers' `road`).
     """
-    options = options or SanityOptions()
+    sanity = sanity or SanityOptions()
     explained = {method: explainer.explain(indices) for method, explainer in explainers.items()}
     results: dict[str, list[CheckResult]] = {method: [] for method in explainers}
     if sanity_indices and explainers:
         progress = next(iter(explainers.values())).progress
         for method in track(list(explainers), "sanity checks", unit="methods", enabled=progress):
-            results[method] = explainers[method].sanity_check(sanity_indices, options, checks)
+            results[method] = explainers[method].sanity_check(sanity_indices, sanity, checks)
     for method, explainer in explainers.items():
         road = explained[method].road
         if road is not None:
-            results[method].append(road_check(road, options, explainer.seed))
+            results[method].append(road_check(road, sanity, explainer.seed))
     return [
         MethodRun(method, explainer.attribution.describe(), explained[method], results[method])
         for method, explainer in explainers.items()

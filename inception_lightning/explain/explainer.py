@@ -24,6 +24,7 @@ from inception_lightning.explain.attribution import (
     model_device,
 )
 from inception_lightning.explain.checks import CHEAP_CHECKS, run_checks
+from inception_lightning.explain.explain_options import SanityOptions
 from inception_lightning.explain.metrics import (
     auc,
     deletion_curve,
@@ -32,7 +33,6 @@ from inception_lightning.explain.metrics import (
     pointing_game,
 )
 from inception_lightning.explain.road import RoadCurves, road_curves
-from inception_lightning.explain.sanity import SanityOptions
 from inception_lightning.explain.verdict import CheckResult
 
 

@@ -19,8 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from inception_lightning.explain.attribution import Attribution, model_device
+from inception_lightning.explain.explain_options import SanityOptions
 from inception_lightning.explain.randomization import Order, fully_randomized
-from inception_lightning.explain.sanity import SanityOptions, model_randomization, synchronize
+from inception_lightning.explain.sanity import model_randomization, synchronize
 from inception_lightning.explain.similarity import complexity, complexity_rise
 from inception_lightning.explain.verdict import CheckResult, bootstrap_verdict
 

@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from inception_lightning.explain.attribution import Attribution
-from inception_lightning.explain.sanity import SanityOptions, synchronize
+from inception_lightning.explain.explain_options import SanityOptions
+from inception_lightning.explain.sanity import synchronize
 from inception_lightning.explain.similarity import SIMILARITIES
 from inception_lightning.explain.verdict import CheckResult, bootstrap_verdict
 

@@ -28,8 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from inception_lightning.explain.attribution import empty_maps, eval_mode, model_device
+from inception_lightning.explain.explain_options import SanityOptions
 from inception_lightning.explain.imputation import NOISE, noisy_linear_imputation
-from inception_lightning.explain.sanity import SanityOptions, synchronize
+from inception_lightning.explain.sanity import synchronize
 from inception_lightning.explain.verdict import CheckResult, Curve, bootstrap_verdict
 
 FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)

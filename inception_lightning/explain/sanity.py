@@ -32,14 +32,13 @@ from __future__ import annotations
 import time
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
 from inception_lightning.explain.attribution import Attribution, model_device
+from inception_lightning.explain.explain_options import VERDICT_DEPTH, SanityOptions
 from inception_lightning.explain.randomization import (
-    ORDERS,
     Order,
     cascade_units,
     randomized_models,
@@ -47,107 +46,10 @@ from inception_lightning.explain.randomization import (
 from inception_lightning.explain.similarity import (
     SIMILARITIES,
     Similarity,
-    SimilarityName,
-    similarity,
 )
-from inception_lightning.explain.verdict import (
-    CONFIDENCE,
-    MIN_IMAGES,
-    CheckResult,
-    Curve,
-    bootstrap_verdict,
-)
+from inception_lightning.explain.verdict import CheckResult, Curve, bootstrap_verdict
 
-CheckName = Literal["mprt", "smprt", "emprt", "random_logit", "road"]
-VERDICT_DEPTH = 3
 RANK_THRESHOLD = SIMILARITIES["spearman"].threshold
-SMOOTH_SAMPLES = 8
-SMOOTH_SAMPLES_PIXEL = 2
-NOISE_MAGNITUDE = 0.1
-
-
-@dataclass(frozen=True)
-class SanityOptions:
-    """What the sanity checks run and how they decide; the callback's and `report`'s.
-
-    Args:
-        samples: images of the checks (0 turns them off).
-        threshold: the pass threshold of the randomisation checks; None: the similarity's
-            own (rank correlation 0.5, SSIM 0.5, complexity rise 0.05).
-        max_depth: the curves' steps per order (None: the whole network); a cascade also
-            maps the verdict's step, wherever it lies, and nothing between.
-        pixel_max_depth: the same for integrated gradients and occlusion (`costly` methods).
-        orders: the MPRT orders to run, each with its verdict.
-        similarity: "spearman", "ssim" or "complexity" (the rise in complexity).
-        checks: the checks to run (`checks.CHECKS`): "mprt", "smprt", "emprt",
-            "random_logit", "road"; None: the callback's cheap ones ("mprt", "emprt",
-            "random_logit") in the callback, all of them in `report`.
-        noise_samples: sMPRT's noisy copies per image (Hedström et al. use 50); integrated
-            gradients and occlusion take `pixel_noise_samples`.
-        pixel_noise_samples: sMPRT's noisy copies per image for the `costly` methods.
-        noise_magnitude: sMPRT's noise, as a share of each image's value range.
-        verdict_depth: the cascade step the verdict reads (units random).
-        min_samples: fewer scored images leave a verdict undecided.
-        confidence: the coverage of the verdict's bootstrap interval.
-    """
-
-    samples: int = 16
-    threshold: float | None = None
-    max_depth: int | None = VERDICT_DEPTH
-    pixel_max_depth: int | None = 1
-    orders: tuple[Order, ...] = ORDERS
-    similarity: SimilarityName = "spearman"
-    checks: tuple[CheckName, ...] | None = None
-    noise_samples: int = SMOOTH_SAMPLES
-    pixel_noise_samples: int = SMOOTH_SAMPLES_PIXEL
-    noise_magnitude: float = NOISE_MAGNITUDE
-    verdict_depth: int = VERDICT_DEPTH
-    min_samples: int = MIN_IMAGES
-    confidence: float = CONFIDENCE
-
-    def __post_init__(self) -> None:
-        similarity(self.similarity)  # a clear error for an unknown name
-        if self.checks is not None and not set(self.checks) <= set(get_args(CheckName)):
-            raise ValueError(
-                f"SanityOptions.checks must name some of {get_args(CheckName)}: {self.checks}"
-            )
-        unknown = [o for o in self.orders if o not in ORDERS]
-        if unknown or not self.orders:
-            raise ValueError(
-                f"SanityOptions.orders must name some of {ORDERS}, got {list(self.orders)}"
-            )
-        for name in ("samples", "min_samples"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"SanityOptions.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("noise_samples", "pixel_noise_samples", "verdict_depth"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"SanityOptions.{name} must be >= 1, got {getattr(self, name)}")
-        for depth in (self.max_depth, self.pixel_max_depth):
-            if depth is not None and depth < 1:
-                raise ValueError(f"SanityOptions' depths must be >= 1 or None, got {depth}")
-        if self.noise_magnitude < 0 or not 0 < self.confidence < 1:
-            raise ValueError(
-                "SanityOptions.noise_magnitude must be >= 0 and confidence in (0, 1): "
-                f"{self.noise_magnitude}, {self.confidence}"
-            )
-
-    def depth(self, attribution: Attribution) -> int | None:
-        """The curves' depth for this method."""
-        return self.pixel_max_depth if attribution.costly else self.max_depth
-
-    def noise(self, attribution: Attribution) -> int:
-        """sMPRT's noisy copies for this method."""
-        return self.pixel_noise_samples if attribution.costly else self.noise_samples
-
-    @property
-    def measure(self) -> Similarity:
-        """The chosen similarity."""
-        return similarity(self.similarity)
-
-    @property
-    def pass_threshold(self) -> float:
-        """`threshold`, or the similarity's own."""
-        return self.measure.threshold if self.threshold is None else self.threshold
 
 
 @dataclass(frozen=True)

@@ -111,11 +111,11 @@ def stem(first_stride: int = 2, split_stride: int = 2) -> tuple[Stage, ...]:
 
 INCEPTION_V4 = Architecture(
     stems={
-        "299": stem(),
-        "151": stem(first_stride=1),
+        299: stem(),
+        151: stem(first_stride=1),
         # v4's first pool sits inside Mixed_3a beside a conv, so "no pool" becomes stride 1 on
         # both its branches; the grids then match the 79 px v3 stem (73 -> 35 -> 17 -> 8).
-        "79": stem(first_stride=1, split_stride=1),
+        79: stem(first_stride=1, split_stride=1),
     },
     body=(
         *(Stage(f"mixed_5{i}", inception_a()) for i in "bcde"),

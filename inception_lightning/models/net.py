@@ -11,9 +11,8 @@ from torch import Tensor, nn
 from inception_lightning.models.blocks import InceptionBlock, ResidualInceptionBlock
 from inception_lightning.models.heads import AuxHead, ClassifierHead
 from inception_lightning.models.layers import layer_out_size, make_layer
+from inception_lightning.models.options import Stem
 from inception_lightning.models.specs import Conv, Pool, Stage
-
-STEMS = ("299", "151", "79")
 
 
 @dataclass(frozen=True)
@@ -21,29 +20,29 @@ class Architecture:
     """A variant's tables.
 
     Args:
-        stems: stem stage rows per stem option ("299" is the paper's; "151" and "79" are the
+        stems: stem stage rows per stem option (299 is the paper's; 151 and 79 are the
             low-resolution stems of v3 sect. 9, Table 2, where the variant allows them).
         body: the stage rows after the stem.
         aux_after: the stage whose output feeds the auxiliary head.
         aux_default: whether the paper uses the auxiliary head.
     """
 
-    stems: Mapping[str, tuple[Stage, ...]]
+    stems: Mapping[Stem, tuple[Stage, ...]]
     body: tuple[Stage, ...]
     aux_after: str
     aux_default: bool
 
 
-def low_resolution_stems(stem: tuple[Stage, ...], first_pool: str) -> dict[str, tuple[Stage, ...]]:
+def low_resolution_stems(stem: tuple[Stage, ...], first_pool: str) -> dict[Stem, tuple[Stage, ...]]:
     """The stems of v3 sect. 9, Table 2, derived from the 299 px stem.
 
-    "151": stride 1 in the first conv, the first max pool kept. "79": stride 1 and no
+    151: stride 1 in the first conv, the first max pool kept. 79: stride 1 and no
     `first_pool`. Both keep the final grid at 8 x 8.
     """
     first = stem[0]
     stem_151 = (replace(first, layer=replace(first.layer, stride=1)), *stem[1:])
     stem_79 = tuple(row for row in stem_151 if row.name != first_pool)
-    return {"299": stem, "151": stem_151, "79": stem_79}
+    return {299: stem, 151: stem_151, 79: stem_79}
 
 
 class InputTooSmallError(ValueError):
@@ -66,12 +65,13 @@ class InceptionNet(nn.Module):
         residual_scale: float | None = None,
         width: float = 1.0,
         drop_rate: float = 0.2,  # TF-slim's dropout_keep_prob 0.8 (v4 paper Fig. 9)
-        stem: str | int = "299",
+        stem: Stem = 299,
     ) -> None:
         super().__init__()
-        stem = str(stem)  # YAML reads `stem: 79` as an int
         if stem not in arch.stems:
-            raise ValueError(f"{name} has no stem {stem!r}; choose one of {sorted(arch.stems)}")
+            choices = ", ".join(map(str, arch.stems))
+            hint = " (stems are ints, not strings)" if isinstance(stem, str) else ""
+            raise ValueError(f"{name} has no stem {stem!r}; choose one of {choices}{hint}")
         if width <= 0:
             raise ValueError(f"width must be positive, got {width}")
         self.name = name

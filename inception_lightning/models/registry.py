@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from inception_lightning.models.net import Architecture, InceptionNet
+from inception_lightning.models.options import Stem
 from inception_lightning.models.weights import load_into, read_state_dict
 
 
@@ -47,7 +48,7 @@ def create_model(
     residual_scale: float | None = None,
     width: float = 1.0,
     drop_rate: float = 0.2,
-    stem: str | int = "299",
+    stem: Stem = 299,
     pretrained: bool = False,
     checkpoint_path: str | Path | None = None,
     pretrained_cfg_overlay: dict[str, Any] | None = None,
@@ -63,7 +64,7 @@ def create_model(
         residual_scale: overrides every residual block's scale (1.0: the unscaled ablation).
         width: channel multiplier, for small models.
         drop_rate: dropout before the classifier.
-        stem: "299", or a low-resolution stem "151" / "79" (v3 sect. 9).
+        stem: 299, or a low-resolution stem 151 / 79 (v3 sect. 9).
         pretrained: load timm's released weights (downloads them through timm).
         checkpoint_path: a local state dict: ours, a Lightning checkpoint of ours, or timm's.
         pretrained_cfg_overlay: passed to timm with `pretrained`, e.g. `{"file": path}`.

@@ -20,11 +20,22 @@ from inception_lightning.training.checkpoints import (
     read_checkpoint,
     read_description,
 )
-from inception_lightning.training.contract import NetworkModule, network_of
+from inception_lightning.training.contract import (
+    FoundNetwork,
+    NetworkModule,
+    NetworkNotFoundError,
+    find_network,
+)
 from inception_lightning.training.exporter import ExportError, export
 from inception_lightning.training.loggers import ExclusiveTensorBoardLogger
 from inception_lightning.training.module import InceptionClassifier
 from inception_lightning.training.optim import InceptionRMSprop, InceptionStepDecay
+from inception_lightning.training.training_options import (
+    ComputeOptions,
+    InitOptions,
+    LossOptions,
+    OptimOptions,
+)
 
 MOVED_TO_CALLBACKS = (
     "FineTuning",
@@ -52,17 +63,23 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AtomicCheckpointIO",
     "CheckpointMismatchError",
+    "ComputeOptions",
     "Description",
     "ExclusiveTensorBoardLogger",
     "ExportError",
+    "FoundNetwork",
     "InceptionClassifier",
     "InceptionRMSprop",
     "InceptionStepDecay",
+    "InitOptions",
     "LoadedNetwork",
+    "LossOptions",
     "NetworkModule",
+    "NetworkNotFoundError",
+    "OptimOptions",
     "export",
+    "find_network",
     "load_network",
-    "network_of",
     "network_state",
     "read_checkpoint",
     "read_description",

@@ -10,6 +10,9 @@ Every checkpoint written during fit also describes itself under `DESCRIPTION_KEY
 values that `torch.load(..., weights_only=True)` reads: the class names, the preprocessing, the
 model name and arguments, the weight set `state_dict` holds and the package version (see
 `Description`). `read_description` reads it, and fills in what an older checkpoint lacks.
+
+A checkpoint written by an older version, whose hyperparameters have other names, goes through
+one upgrade step (`upgrade_checkpoint`) wherever it is read.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import importlib.metadata
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import torch
+from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor, nn
 from typing_extensions import override
@@ -29,6 +34,7 @@ from typing_extensions import override
 from inception_lightning._compat import is_local_path
 from inception_lightning.files import atomic_write
 from inception_lightning.models import InceptionNet, create_model
+from inception_lightning.models.options import as_stem
 from inception_lightning.models.weights import (
     NETWORK_PREFIX,
     STATE_DICT_KEY,
@@ -41,6 +47,7 @@ WEIGHT_SETS = ("ema", "raw")
 RAW_KEY = "current_model_state"
 AVERAGING_KEY = "averaging_state"
 HPARAMS_KEY = "hyper_parameters"
+DATA_HPARAMS_KEY = "datamodule_hyper_parameters"
 DESCRIPTION_KEY = "inception_lightning"
 # Lightning's `_parse_ckpt_path` reads --ckpt_path with weights_only=True whatever the flags say,
 # so the CLI has no opt-in for arbitrary unpickling: the fix is a plain re-save.
@@ -167,6 +174,125 @@ def _describe(checkpoint: Mapping[str, Any], source: str | Path) -> Description:
     return Description(hparams["model"], model_args, weights)
 
 
+# Where the flat arguments of older versions went: into the option groups (`training_options`,
+# `data.data_options`), by old name -> (group, option).
+MODULE_MOVES = {
+    "label_smoothing": ("loss", "label_smoothing"),
+    "aux_weight": ("loss", "aux_weight"),
+    "backbone_lr_scale": ("optim", "backbone_lr_scale"),
+    "lr_reference_batch_size": ("optim", "lr_reference_batch_size"),
+    "scheduler_interval": ("optim", "scheduler_interval"),
+    "channels_last": ("compute", "channels_last"),
+    "compile_model": ("compute", "compile"),
+}
+_LOADER_MOVES = {name: ("loader", name) for name in ("batch_size", "num_workers", "pin_memory")}
+_CROP_MOVES = {name: ("crop", name) for name in ("image_size", "crop_pct")}
+DATA_MOVES = {
+    "SyntheticDataModule": _LOADER_MOVES,
+    "PredictDataModule": {**_LOADER_MOVES, **_CROP_MOVES},
+    "ImageFolderDataModule": {
+        **_LOADER_MOVES,
+        **_CROP_MOVES,
+        "val_fraction": ("split", "val_fraction"),
+        "split_seed": ("split", "seed"),
+        "augment": ("augment", "enabled"),
+        "min_scale": ("augment", "min_scale"),
+        "hflip": ("augment", "hflip"),
+        "bad_files": ("files", "bad_files"),
+        "scan_cache_dir": ("files", "scan_cache_dir"),
+        "boxes_file": ("files", "boxes_file"),
+    },
+}
+
+
+def upgrade_checkpoint(
+    checkpoint: dict[str, Any], source: str | Path = "the checkpoint"
+) -> dict[str, Any]:
+    """Bring a checkpoint written by an older version to today's form, in place; returns it.
+
+    The one upgrade step every reader goes through (`read_checkpoint`, the module's
+    `load_from_checkpoint`, the console script's `--ckpt_path`):
+
+    - the module's flat hyperparameters move into their option groups
+      (`label_smoothing` -> `loss.label_smoothing`, ...; `MODULE_MOVES`), and so do the
+      package's datamodules' (`DATA_MOVES`);
+    - the module's dead `test_crops` and `test_crop_size` go: multi-crop views are the data's
+      (a warning names the flag when the module was set to more than one view);
+    - the stem is an int (older versions wrote the string "79").
+
+    A checkpoint in today's form is left as it is.
+    """
+    hparams = checkpoint.get(HPARAMS_KEY)
+    if isinstance(hparams, dict):
+        _move(hparams, MODULE_MOVES)
+        crops = hparams.pop("test_crops", 1)
+        hparams.pop("test_crop_size", None)
+        if crops not in (1, None):
+            warnings.warn(
+                f"{source} was saved with the module's test_crops {crops}; multi-crop views are "
+                f"cut by the data now: pass --data.init_args.test_crops {crops} to test with them",
+                stacklevel=2,
+            )
+        _upgrade_stem(hparams.get("model_kwargs"))
+    data = checkpoint.get(DATA_HPARAMS_KEY)
+    if isinstance(data, dict):
+        _move(data, DATA_MOVES.get(_datamodule_name(data), {}))
+    description = checkpoint.get(DESCRIPTION_KEY)
+    if isinstance(description, dict):
+        _upgrade_stem(description.get("model_args"))
+    return checkpoint
+
+
+def _move(hparams: dict[str, Any], moves: Mapping[str, tuple[str, str]]) -> None:
+    """Move flat keys into their groups (`aux_weight` -> `{"loss": {"aux_weight": ...}}`),
+    merged into a group that is already there."""
+    for old, (group, name) in moves.items():
+        if old in hparams:
+            value = hparams.pop(old)
+            current = hparams.get(group)
+            hparams[group] = {**(current if isinstance(current, Mapping) else {}), name: value}
+
+
+def _upgrade_stem(model_args: Any) -> None:
+    if isinstance(model_args, dict) and "stem" in model_args:
+        model_args["stem"] = as_stem(model_args["stem"])
+
+
+def _datamodule_name(hparams: Mapping[str, Any]) -> str | None:
+    """The package datamodule whose hyperparameters these are (LightningCLI records its class
+    path; a datamodule made in Python is known by its arguments), or None."""
+    class_path = hparams.get("_class_path")
+    if isinstance(class_path, str):
+        return class_path.rsplit(".", 1)[-1]
+    if "num_samples" in hparams:
+        return "SyntheticDataModule"
+    if "root" in hparams:
+        return "ImageFolderDataModule" if "val_fraction" in hparams else "PredictDataModule"
+    return None
+
+
+def stored_hyperparameters(
+    source: str | Path | IO[bytes], weights_only: bool | None = None
+) -> dict[str, Any]:
+    """The module's hyperparameters a checkpoint file holds, upgraded (`upgrade_checkpoint`).
+
+    A local file is memory-mapped, so its tensors are not read; a file object is read and
+    rewound; other paths (s3://, ...) are read through fsspec, as Lightning reads them.
+    """
+    weights_only = True if weights_only is None else weights_only
+    if isinstance(source, str | Path) and is_local_path(source):
+        checkpoint = torch.load(source, map_location="cpu", weights_only=weights_only, mmap=True)
+    elif isinstance(source, str | Path):
+        with get_filesystem(source).open(source, "rb") as file:
+            checkpoint = torch.load(file, map_location="cpu", weights_only=weights_only)
+    else:
+        start = source.tell()
+        checkpoint = torch.load(source, map_location="cpu", weights_only=weights_only)
+        source.seek(start)
+    hparams = upgrade_checkpoint(checkpoint, getattr(source, "name", source)).get(HPARAMS_KEY)
+    return dict(hparams) if isinstance(hparams, Mapping) else {}
+
+
 def read_checkpoint(
     path: str | Path, trust_pickle: bool = False, trust_hint: str = CLI_TRUST_HINT
 ) -> dict[str, Any]:
@@ -193,17 +319,30 @@ def read_checkpoint(
             f"{path} is not a training checkpoint: it holds {what}; pass a .ckpt that "
             "`inception-lightning fit` wrote (runs/.../checkpoints/*.ckpt)"
         )
+    upgrade_checkpoint(checkpoint, path)
     _describe(checkpoint, path)  # refuses a checkpoint of another LightningModule
     return checkpoint
 
 
-def mismatch(state: Mapping[str, Tensor], network: nn.Module) -> tuple[str, str] | None:
-    """How a network state dict fails to fit `network`, or None when it fits.
+class MismatchKind(Enum):
+    """How a state dict fails to fit a network."""
 
-    Returns:
-        `("classes", detail)` when only the classifiers' output counts differ,
-        `("architecture", detail)` for anything else; the detail is in words.
-    """
+    CLASSES = "classes"
+    """Only the classifiers' output counts differ: the same architecture, another task."""
+    ARCHITECTURE = "architecture"
+    """Anything else: missing, unexpected or reshaped tensors."""
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A state dict that does not fit a network: the kind, and the detail in words."""
+
+    kind: MismatchKind
+    detail: str
+
+
+def mismatch(state: Mapping[str, Tensor], network: nn.Module) -> Mismatch | None:
+    """How a network state dict fails to fit `network`, or None when it fits."""
     target = network.state_dict()
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]
@@ -213,10 +352,8 @@ def mismatch(state: Mapping[str, Tensor], network: nn.Module) -> tuple[str, str]
     heads = ("head.fc.", "aux.fc.")
     if not missing and not unexpected and all(k.startswith(heads) for k in reshaped):
         key = reshaped[0]
-        return (
-            "classes",
-            f"its classifier has {state[key].shape[0]} classes, not {target[key].shape[0]}",
-        )
+        detail = f"its classifier has {state[key].shape[0]} classes, not {target[key].shape[0]}"
+        return Mismatch(MismatchKind.CLASSES, detail)
     parts = []
     if reshaped:
         key = reshaped[0]
@@ -228,7 +365,7 @@ def mismatch(state: Mapping[str, Tensor], network: nn.Module) -> tuple[str, str]
         parts.append(f"{len(missing)} tensors missing (e.g. {missing[0]})")
     if unexpected:
         parts.append(f"{len(unexpected)} tensors the network lacks (e.g. {unexpected[0]})")
-    return "architecture", "; ".join(parts)
+    return Mismatch(MismatchKind.ARCHITECTURE, "; ".join(parts))
 
 
 def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -241,12 +378,15 @@ def has_average(checkpoint: dict[str, Any]) -> bool:
     return RAW_KEY in checkpoint
 
 
-def network_state(checkpoint: dict[str, Any], weights: Weights = "ema") -> dict[str, Tensor]:
+def network_state(
+    checkpoint: dict[str, Any], weights: Weights = "ema", prefix: str = NETWORK_PREFIX
+) -> dict[str, Tensor]:
     """The network's state dict, without the module prefix, from a loaded checkpoint.
 
     Args:
         checkpoint: the loaded dictionary.
         weights: "ema" (the average; an error for a checkpoint without one) or "raw".
+        prefix: where the network lies in the module's state ("": the whole module's state).
     """
     if weights not in WEIGHT_SETS:
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
@@ -256,27 +396,31 @@ def network_state(checkpoint: dict[str, Any], weights: Weights = "ema") -> dict[
             "its first update); use weights='raw'"
         )
     state = checkpoint[RAW_KEY if weights == "raw" and has_average(checkpoint) else STATE_DICT_KEY]
-    return {
-        k.removeprefix(NETWORK_PREFIX): v for k, v in state.items() if k.startswith(NETWORK_PREFIX)
-    }
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
 def store_average(
-    checkpoint: dict[str, Any], average: dict[str, Tensor], averaging: dict[str, Tensor]
+    checkpoint: dict[str, Any],
+    average: dict[str, Tensor],
+    averaging: dict[str, Tensor],
+    prefix: str = NETWORK_PREFIX,
 ) -> None:
-    """Put the network's average in `state_dict`, moving the raw weights to their own key."""
+    """Put the average in `state_dict` under `prefix` ("": the whole module's average), moving
+    the raw weights to their own key."""
     checkpoint[RAW_KEY] = checkpoint[STATE_DICT_KEY]
-    checkpoint[STATE_DICT_KEY] = {NETWORK_PREFIX + k: v for k, v in average.items()}
+    checkpoint[STATE_DICT_KEY] = {prefix + k: v for k, v in average.items()}
     checkpoint[AVERAGING_KEY] = averaging
 
 
 def stored_average(
-    checkpoint: dict[str, Any],
+    checkpoint: dict[str, Any], prefix: str = NETWORK_PREFIX
 ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]] | None:
-    """`(average, averaging state, raw module state)` of a checkpoint that has them, else None."""
+    """`(average, averaging state, raw module state)` of a checkpoint that has them, else None;
+    the average without `prefix`."""
     if not (has_average(checkpoint) and AVERAGING_KEY in checkpoint):
         return None
-    return network_state(checkpoint, "ema"), checkpoint[AVERAGING_KEY], checkpoint[RAW_KEY]
+    average = network_state(checkpoint, "ema", prefix)
+    return average, checkpoint[AVERAGING_KEY], checkpoint[RAW_KEY]
 
 
 @dataclass(frozen=True)
@@ -310,7 +454,8 @@ def load_network(path: str | Path, weights: Weights | None = None) -> LoadedNetw
     found = mismatch(state, network)
     if found is not None:
         raise CheckpointMismatchError(
-            f"{path}: its weights do not fit the {description.model} it describes: {found[1]}; "
+            f"{path}: its weights do not fit the {description.model} it describes: "
+            f"{found.detail}; "
             "the file was edited or written by another program: pass a checkpoint that "
             "`inception-lightning fit` wrote"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -54,7 +55,7 @@ def choose_cpu_recipe(precision: str | int | None, accelerator: Any) -> RecipeCh
         return RecipeChoice(
             False,
             f"torch {torch.__version__} cannot report CPU features; with AMX or AVX512-BF16 "
-            "pass --trainer.precision bf16-mixed --model.channels_last true",
+            "pass --trainer.precision bf16-mixed --model.compute.channels_last true",
         )
     feature = native_bf16()
     if feature is None:
@@ -62,3 +63,11 @@ def choose_cpu_recipe(precision: str | int | None, accelerator: Any) -> RecipeCh
             False, "no native bf16 on this CPU (AMX or AVX512-BF16): fp32 is faster"
         )
     return RecipeChoice(True, f"this CPU computes bf16 natively ({feature})")
+
+
+def precision_line(config: Any, choice: RecipeChoice, recipe: str | Path) -> str:
+    """The run's first line: its precision, its memory layout and why (`config` is the run's
+    parsed configuration, with `trainer.precision` and `model.compute.channels_last`)."""
+    layout = "channels_last" if config.model.compute.channels_last else "contiguous format"
+    source = f" (composed {recipe})" if choice.apply else ""
+    return f"precision {config.trainer.precision or '32-true'}, {layout}{source}: {choice.reason}"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from pathlib import Path
+from typing import IO, Any, Self
 
 import torch
 import torch.nn.functional as F
@@ -23,15 +24,23 @@ from inception_lightning.models.net import InceptionNet
 from inception_lightning.models.registry import create_model
 from inception_lightning.training.checkpoints import (
     CheckpointMismatchError,
+    MismatchKind,
     Weights,
     has_average,
     mismatch,
     network_state,
+    stored_hyperparameters,
     write_description,
 )
 from inception_lightning.training.contract import NetworkProvider
 from inception_lightning.training.ensembling import average_probs, load_ensemble
 from inception_lightning.training.optim import InceptionRMSprop, InceptionStepDecay
+from inception_lightning.training.training_options import (
+    ComputeOptions,
+    InitOptions,
+    LossOptions,
+    OptimOptions,
+)
 
 # Images are a batch `[B, 3, S, S]`, or for multi-crop testing the views of one (see
 # `data.multicrop`): an iterable of such batches, made on the device one at a time.
@@ -61,86 +70,61 @@ class InceptionClassifier(LightningModule):
         model: a name from `list_models()`.
         num_classes: classifier outputs (LightningCLI links it from the data).
         model_kwargs: how the network is built: width, stem, aux_head, residual_scale,
-            drop_rate (`ModelOptions`; a dict with those keys is accepted too).
-        label_smoothing: epsilon of the label-smoothed loss.
-        aux_weight: weight of the aux loss (TF-slim: 0.4).
+            drop_rate (`ModelOptions`; a dict with those keys is accepted too, as for every
+            group below).
+        loss: label_smoothing and aux_weight of the loss (`LossOptions`).
         optimizer: builds the optimiser from two parameter groups, "backbone" and "head";
             None is `InceptionRMSprop` (RMSpropTF, lr 0.045, alpha 0.9, eps 1.0, momentum 0.9).
         scheduler: builds the lr scheduler from the optimiser; None is `InceptionStepDecay`
             (x0.94 every 2 epochs).
-        scheduler_interval: step the scheduler every "epoch" or every optimiser "step".
-        lr_reference_batch_size: if set, every lr is multiplied by
-            `global batch size / lr_reference_batch_size` (linear scaling); the per-device batch
-            size is read from the datamodule's `batch_size`.
-        pretrained: start from timm's released weights (the heads are re-initialised when
-            `num_classes` differs).
-        checkpoint_path: start from a local state dict (ours, a Lightning checkpoint, or timm's).
-        trust_pickle: let `checkpoint_path` unpickle arbitrary objects (refused by default:
-            only for files you made yourself).
-        backbone_lr_scale: the backbone group's lr relative to the heads'.
-        channels_last: use the channels-last memory format for the network and the images.
-        compile_model: `torch.compile` the network; a dict gives `torch.compile` arguments.
+        optim: backbone_lr_scale, lr_reference_batch_size and scheduler_interval
+            (`OptimOptions`): how the optimiser's learning rates scale, when the scheduler steps.
+        init: pretrained, checkpoint_path, trust_pickle (`InitOptions`): the weights the
+            network starts from; not saved in checkpoints, which hold the weights themselves.
+        compute: channels_last and compile (`ComputeOptions`): how the network runs.
         ensemble_checkpoints: further checkpoints of the same architecture whose softmax the
             test step averages with this model's (their EMA weights, when they have them).
-        test_crops: no longer the module's (multi-crop views are cut from whole images by the
-            data: `--data.init_args.test_crops`); older checkpoints hold it, so 1 is accepted.
-        test_crop_size: likewise: the view size is the data's input size now.
     """
 
     def __init__(
         self,
         model: ModelName = "inception_v3",
         num_classes: int = 1000,
-        model_kwargs: ModelOptions = ModelOptions(),  # noqa: B008 (frozen, so never shared state)
-        label_smoothing: float = 0.1,
-        aux_weight: float = 0.4,
+        # frozen dataclasses, so a shared default is never shared state
+        model_kwargs: ModelOptions = ModelOptions(),  # noqa: B008
+        loss: LossOptions = LossOptions(),  # noqa: B008
         # None means the paper's recipe. A class default here would leak its init_args (RMSProp's
         # eps=1.0) into any optimiser a YAML file switches to, through jsonargparse.
         optimizer: OptimizerCallable | None = None,
         scheduler: LRSchedulerCallable | None = None,
-        scheduler_interval: Literal["epoch", "step"] = "epoch",
-        lr_reference_batch_size: int | None = None,
-        pretrained: bool = False,
-        checkpoint_path: str | None = None,
-        trust_pickle: bool = False,
-        backbone_lr_scale: float = 1.0,
-        channels_last: bool = False,
-        compile_model: bool | dict[str, Any] = False,
+        optim: OptimOptions = OptimOptions(),  # noqa: B008
+        init: InitOptions = InitOptions(),  # noqa: B008
+        compute: ComputeOptions = ComputeOptions(),  # noqa: B008
         ensemble_checkpoints: list[str] | None = None,
-        test_crops: int = 1,
-        test_crop_size: int | None = None,
     ) -> None:
         super().__init__()
-        if test_crops != 1:
-            raise ValueError(
-                f"test_crops is set on the data now, which cuts the views from whole images: "
-                f"--data.init_args.test_crops {test_crops} instead of --model.test_crops"
-            )
+        self.model_options = ModelOptions.of(model_kwargs)
+        self.loss_options = LossOptions.of(loss)
+        self.optim_options = OptimOptions.of(optim)
+        self.compute_options = ComputeOptions.of(compute)
+        start = InitOptions.of(init)
         # Saved as plain values, so that checkpoints load with weights_only=True.
-        model_kwargs = ModelOptions.of(model_kwargs).as_kwargs()
+        model_kwargs = self.model_options.as_kwargs()
+        loss = self.loss_options.as_kwargs()
+        optim = self.optim_options.as_kwargs()
+        compute = self.compute_options.as_kwargs()
         # Initial weights and optimiser factories stay out: the checkpoint holds the weights,
         # and callables cannot be loaded with weights_only=True.
-        self.save_hyperparameters(
-            ignore=[
-                "optimizer",
-                "scheduler",
-                "pretrained",
-                "checkpoint_path",
-                "trust_pickle",
-                "ensemble_checkpoints",
-                "test_crops",
-                "test_crop_size",
-            ]
-        )
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "init", "ensemble_checkpoints"])
         self.model: InceptionNet = create_model(
             model,
             num_classes=num_classes,
-            pretrained=pretrained,
-            checkpoint_path=checkpoint_path,
-            trust_pickle=trust_pickle,
+            pretrained=start.pretrained,
+            checkpoint_path=start.checkpoint_path,
+            trust_pickle=start.trust_pickle,
             **model_kwargs,
         )
-        if channels_last:
+        if self.compute_options.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = optimizer or InceptionRMSprop
         self.scheduler = scheduler or InceptionStepDecay
@@ -155,6 +139,19 @@ class InceptionClassifier(LightningModule):
         self._ensemble: list[nn.Module] = []
         self._evaluated: Weights = "raw"
         self._step_skipped = False
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: str | Path | IO[bytes], *args: Any, **kwargs: Any
+    ) -> Self:
+        """Lightning's `load_from_checkpoint`, on the checkpoint's hyperparameters in today's
+        form: those of an older version go through `checkpoints.upgrade_checkpoint` first.
+
+        Lightning would drop the older names it does not know, and build the module with the
+        defaults instead; the upgraded ones are given as keyword arguments, which still win.
+        """
+        stored = stored_hyperparameters(checkpoint_path, kwargs.get("weights_only"))
+        return super().load_from_checkpoint(checkpoint_path, *args, **{**stored, **kwargs})
 
     def add_eval_network(self, name: str, provider: NetworkProvider, saved: bool = False) -> None:
         """Evaluate `provider()` beside `model` in every validation epoch, as `val_<name>/...`.
@@ -197,13 +194,12 @@ class InceptionClassifier(LightningModule):
         self, logits: Tensor, aux_logits: Tensor | None, target: Tensor
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """`(total, main, aux)`: label-smoothed CE on both heads, aux weighted by `aux_weight`."""
-        main = F.cross_entropy(logits.float(), target, label_smoothing=self.hparams.label_smoothing)
+        options = self.loss_options
+        main = F.cross_entropy(logits.float(), target, label_smoothing=options.label_smoothing)
         if aux_logits is None:
             return main, main, None
-        aux = F.cross_entropy(
-            aux_logits.float(), target, label_smoothing=self.hparams.label_smoothing
-        )
-        return main + self.hparams.aux_weight * aux, main, aux
+        aux = F.cross_entropy(aux_logits.float(), target, label_smoothing=options.label_smoothing)
+        return main + options.aux_weight * aux, main, aux
 
     @override
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
@@ -249,7 +245,8 @@ class InceptionClassifier(LightningModule):
         return self.model(self._model_input(images)).float().softmax(dim=-1)
 
     def _evaluate(self, logits: Tensor, target: Tensor, stage: str) -> None:
-        loss = F.cross_entropy(logits.float(), target, label_smoothing=self.hparams.label_smoothing)
+        smoothing = self.loss_options.label_smoothing
+        loss = F.cross_entropy(logits.float(), target, label_smoothing=smoothing)
         # the batch size given: Lightning would look for it in the batch, views included
         self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(target))
         metrics = self.metrics[stage]
@@ -273,7 +270,7 @@ class InceptionClassifier(LightningModule):
         if dataclasses.is_dataclass(preprocessing):
             preprocessing = dataclasses.asdict(preprocessing)
         hp = self.hparams
-        model_args = {"num_classes": hp.num_classes, **(hp.model_kwargs or {})}
+        model_args = {"num_classes": hp.num_classes, **self.model_options.as_kwargs()}
         classes = getattr(datamodule, "classes", None)
         write_description(checkpoint, hp.model, model_args, classes, preprocessing)
 
@@ -284,17 +281,17 @@ class InceptionClassifier(LightningModule):
         state = network_state(checkpoint, weights)
         source = self._checkpoint_name()
         found = mismatch(state, self.model)
-        if found is not None and found[0] == "classes":
+        if found is not None and found.kind is MismatchKind.CLASSES:
             raise CheckpointMismatchError(
                 f"{source}'s classifier has {state['head.fc.weight'].shape[0]} classes but this "
                 f"run has {self.model.num_classes}: --ckpt_path resumes the same task. To "
-                "fine-tune on new classes, start from its weights instead: -c "
-                "conf/finetune.yaml --model.checkpoint_path CKPT --model.pretrained false"
+                "fine-tune on new classes, start from its weights instead: -c conf/finetune.yaml "
+                "--model.init.checkpoint_path CKPT --model.init.pretrained false"
             )
         if found is not None:
             raise CheckpointMismatchError(
                 f"{source} holds another architecture's weights than this run's "
-                f"{self.hparams.model} ({found[1]}): pass a checkpoint of this model, or the "
+                f"{self.hparams.model} ({found.detail}): pass a checkpoint of this model, or the "
                 "model config it was trained with"
             )
         trainer = self._attached_trainer()
@@ -324,7 +321,7 @@ class InceptionClassifier(LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit":  # training from a restored average: the weights are the raw ones now
             self._evaluated = "raw"
-        compile_model = self.hparams.compile_model
+        compile_model = self.compute_options.compile
         if compile_model is not False and self._compiled_forward is None:
             options = compile_model if isinstance(compile_model, dict) else {}
             self._compiled_forward = torch.compile(self.model.forward_with_aux, **options)
@@ -345,7 +342,7 @@ class InceptionClassifier(LightningModule):
         self._ensemble = [
             network.to(self.device, memory_format=self._memory_format)
             for network in load_ensemble(
-                self.ensemble_checkpoints, hp.model, hp.num_classes, hp.model_kwargs
+                self.ensemble_checkpoints, hp.model, hp.num_classes, self.model_options.as_kwargs()
             )
         ]
 
@@ -369,7 +366,8 @@ class InceptionClassifier(LightningModule):
 
     @property
     def _memory_format(self) -> torch.memory_format:
-        return torch.channels_last if self.hparams.channels_last else torch.contiguous_format
+        channels_last = self.compute_options.channels_last
+        return torch.channels_last if channels_last else torch.contiguous_format
 
     @override
     def configure_optimizers(self) -> dict[str, Any]:
@@ -381,27 +379,28 @@ class InceptionClassifier(LightningModule):
         )
         batch_scale = self._batch_scale()
         for group in optimizer.param_groups:
-            group_scale = self.hparams.backbone_lr_scale if group["name"] == "backbone" else 1.0
+            backbone = group["name"] == "backbone"
+            group_scale = self.optim_options.backbone_lr_scale if backbone else 1.0
             group["lr"] = group["lr"] * batch_scale * group_scale
         scheduler = self.scheduler(optimizer)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {
                 "scheduler": scheduler,
-                "interval": self.hparams.scheduler_interval,
+                "interval": self.optim_options.scheduler_interval,
                 "name": "train/lr",  # LearningRateMonitor's tags: train/lr/{backbone,head}
             },
         }
 
     def _batch_scale(self) -> float:
-        reference = self.hparams.lr_reference_batch_size
+        reference = self.optim_options.lr_reference_batch_size
         if reference is None:
             return 1.0
         try:
             batch_size = lightning_getattr(self, "batch_size")
         except AttributeError:
             raise ValueError(
-                "lr_reference_batch_size needs the per-device batch size: use a datamodule "
+                "optim.lr_reference_batch_size needs the per-device batch size: use a datamodule "
                 "with a `batch_size` attribute"
             ) from None
         trainer = self.trainer

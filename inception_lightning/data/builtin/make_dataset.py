@@ -17,10 +17,8 @@ from pathlib import Path
 from PIL import Image
 
 from inception_lightning.console import track
-from inception_lightning.data.boxes import Annotation, write_boxes
+from inception_lightning.data.boxes import BOXES_FILE, Annotation, write_boxes
 from inception_lightning.data.builtin.synthetic import SyntheticDataset
-
-BOXES_FILE = "boxes.json"
 
 
 def write_dataset(

@@ -12,6 +12,7 @@ from inception_lightning.data.builtin.synthetic import (
     synthetic_classes,
     synthetic_preprocessing,
 )
+from inception_lightning.data.data_options import LoaderOptions
 from inception_lightning.data.datamodule import ImageDataModule
 from inception_lightning.data.scanning.scan import label_space
 from inception_lightning.data.transforms.preprocessing import Preprocessing
@@ -33,9 +34,6 @@ class SyntheticDataModule(ImageDataModule):
         val_fraction: share of `num_samples` in the val split.
         difficulty: 0 (large, high-contrast objects) to 1 (small objects in heavy clutter).
         seed: the same seed renders the same images and masks.
-        batch_size: images per batch.
-        num_workers: loader processes; 0 is fastest, as the images are already tensors.
-        pin_memory: None pins when CUDA is available.
         test_samples: images in the test split; None: as many as in the val split.
         test_crops: views per test image: 1 (the image itself), 12 or 144 (`data.multicrop`).
         classes: the class names to label by (a trained model's; the CLI passes a
@@ -43,6 +41,8 @@ class SyntheticDataModule(ImageDataModule):
         preprocessing: a trained model's preprocessing (the CLI passes a checkpoint's): its
             mean and std normalise the images, its size renders them unless `image_size` is
             given. None: Inception's mean and std.
+        loader: batch_size, num_workers, pin_memory of the loaders (`LoaderOptions`);
+            `num_workers` None is 0, the fastest, as the images are tensors already.
     """
 
     def __init__(
@@ -53,13 +53,11 @@ class SyntheticDataModule(ImageDataModule):
         val_fraction: float = 0.1,
         difficulty: float = 0.25,
         seed: int = 0,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        pin_memory: bool | None = None,
         test_samples: int | None = None,
         test_crops: int = 1,
         classes: list[str] | None = None,
         preprocessing: Preprocessing | None = None,
+        loader: LoaderOptions = LoaderOptions(),  # noqa: B008 (frozen, so never shared state)
     ) -> None:
         if image_size is None:
             image_size = DEFAULT_IMAGE_SIZE if preprocessing is None else preprocessing.image_size
@@ -67,15 +65,11 @@ class SyntheticDataModule(ImageDataModule):
         if preprocessing is not None:  # rendered at the input size: only mean and std apply
             rendered = replace(rendered, mean=preprocessing.mean, std=preprocessing.std)
         shapes = synthetic_classes(num_classes)
-        super().__init__(
-            label_space(shapes, classes, "the built-in dataset"),
-            rendered,
-            batch_size,
-            num_workers,
-            pin_memory,
-            test_crops,
-        )
-        self.save_hyperparameters(ignore=["preprocessing"])  # plain values, for weights_only
+        loader = LoaderOptions.of(loader)
+        labels = label_space(shapes, classes, "the built-in dataset")
+        super().__init__(labels, rendered, loader, test_crops)
+        loader = loader.as_kwargs()  # plain values, for weights_only
+        self.save_hyperparameters(ignore=["preprocessing"])
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
         if test_samples is not None and test_samples < 1:
@@ -93,6 +87,10 @@ class SyntheticDataModule(ImageDataModule):
             self.val_dataset = self._render("val", num_val)
         if stage in ("test", None) and self.test_dataset is None:
             self.test_dataset = self._render("test", hp.test_samples or num_val)
+
+    @override
+    def default_num_workers(self) -> int:
+        return 0  # the images are tensors already: worker processes would only add start-up
 
     def _render(self, split: Split, num_samples: int) -> SyntheticDataset:
         hp = self.hparams

@@ -55,18 +55,23 @@ def decode_rgb(path: str | Path) -> Tensor:
         data = Path(path).read_bytes()
     except OSError as error:
         raise DatasetError(f"cannot decode image {path}: {error}") from error
-    if data.startswith(_JPEG_START):
+    return decode_bytes(data, path)
+
+
+def decode_bytes(data: bytes | bytearray | memoryview, name: str | Path) -> Tensor:
+    """Decode an image file's bytes as `decode_rgb` decodes the file; errors name `name`."""
+    if bytes(data[:3]) == _JPEG_START:
         image = _decode_jpeg(data)
         if image is not None:
             return image
     # PNG stays on PIL: torchvision 0.29's decode_png segfaults on a corrupt deflate stream
     # behind valid chunk checksums (which the header scan passes), killing the loader worker
     # instead of raising; see pytorch/vision#3613 for the history of such crashes.
-    rgb = np.asarray(_pil_rgb(io.BytesIO(data), path))
+    rgb = np.asarray(_pil_rgb(io.BytesIO(data), name))
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
 
 
-def _decode_jpeg(data: bytes) -> Tensor | None:
+def _decode_jpeg(data: bytes | bytearray | memoryview) -> Tensor | None:
     """torchvision's decode of a 1- or 3-channel JPEG as RGB; None for CMYK or on any error."""
     try:
         # torchvision 0.29 deprecates its decoders for TorchCodec, which is not a dependency

@@ -3,15 +3,15 @@
 Two layouts are accepted under `root`:
 
 - `root/train/<class>/*`, `root/val/<class>/*` and optionally `root/test/<class>/*`;
-  without `val/`, `val_fraction` of `train/` is held out;
-- `root/<class>/*`: one tree, of which a seeded, per-class `val_fraction` is held out.
+  without `val/`, `split.val_fraction` of `train/` is held out;
+- `root/<class>/*`: one tree, of which a seeded, per-class `split.val_fraction` is held out.
 
 Classes are the folder names under the training tree, sorted, as in torchvision's
 `ImageFolder`; given `classes` (a trained model's), the folders must be among them and are
 labelled by their index there. Every file is checked at `setup`, before training starts (see
-`data.scan`); with `bad_files="skip"` the bad ones are left out, and their list is written to
-`bad_files.txt` in the trainer's log directory, or in the current directory when no trainer is
-attached. The checks' results are cached (`data.scan_cache`), so a later start checks only the
+`data.scan`); with `files.bad_files="skip"` the bad ones are left out, and their list is written
+to `bad_files.txt` in the trainer's log directory, or in the current directory when no trainer
+is attached. The checks' results are cached (`data.scan_cache`), so a later start checks only the
 files that changed; under DDP, local rank 0 of each node scans while the node's other ranks
 wait, then read its cache (`data.per_node`).
 
@@ -21,8 +21,6 @@ Loader workers decode and crop to uint8; batches are normalised on the device (s
 
 from __future__ import annotations
 
-import random
-from collections import defaultdict
 from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -30,7 +28,14 @@ from torchvision.transforms import v2
 from typing_extensions import override
 
 from inception_lightning.data.boxes import Annotation, read_boxes
-from inception_lightning.data.datamodule import BadFiles, ImageDataModule
+from inception_lightning.data.data_options import (
+    AugmentOptions,
+    CropOptions,
+    FileOptions,
+    LoaderOptions,
+    SplitOptions,
+)
+from inception_lightning.data.datamodule import ImageDataModule
 from inception_lightning.data.errors import DatasetError, printable
 from inception_lightning.data.folders.folder_dataset import (
     ImageFolderDataset,
@@ -48,6 +53,7 @@ from inception_lightning.data.scanning.scan import (
     sort_results,
 )
 from inception_lightning.data.scanning.scan_cache import FileStat, Result, ScanCache
+from inception_lightning.data.scanning.split import hold_out
 from inception_lightning.data.transforms.preprocessing import (
     Preprocessing,
     eval_geometry,
@@ -64,90 +70,71 @@ class ImageFolderDataModule(ImageDataModule):
 
     Args:
         root: the dataset folder, in one of the layouts of the module docstring.
-        batch_size: images per batch.
-        val_fraction: share of each class held out for validation when there is no `val/`.
-        split_seed: seed of that hold-out.
-        boxes_file: a boxes file (format in `data.boxes`); datasets then have `mask(index)`.
         pretrained_cfg: a timm model name, or one of `list_models()`, whose pretrained config
             sets size, crop_pct, interpolation, mean and std; None: Inception's (299 px,
             crop_pct 0.875, bicubic, mean and std 0.5).
-        image_size: overrides the crop size.
-        crop_pct: overrides the share of the resized image kept by the evaluation crop.
-        augment: random-resized crop and flip for training; False trains on evaluation crops.
-        min_scale: smallest share of the image area a training crop covers.
-        hflip: probability of a horizontal flip in training.
-        bad_files: "error" lists every bad file and stops; "skip" leaves them out.
-        scan_cache_dir: where the scan's results are cached; None: beside the data
-            (`root/.inception-lightning-scan.json`), or in the user cache folder
-            (`$XDG_CACHE_HOME/inception-lightning/scan`) when `root` is read-only.
+        crop: image_size and crop_pct, overriding the preprocessing's (`CropOptions`).
         test_crops: views per test image: 1 (the evaluation crop), 12 or 144 (`data.multicrop`).
+        split: val_fraction and seed of the hold-out when there is no `val/` (`SplitOptions`).
+        augment: enabled, min_scale, hflip of the training crops (`AugmentOptions`).
+        files: bad_files, scan_cache_dir, boxes_file (`FileOptions`): what to do with bad
+            files, where their checks are cached, and the object boxes (datasets then have
+            `mask(index)`).
+        loader: batch_size, num_workers, pin_memory of the loaders (`LoaderOptions`).
         classes: the class names to label by (a trained model's; the CLI passes a
             checkpoint's); the folders must be among them. None: the folders' names.
         preprocessing: the preprocessing to start from (a trained model's; the CLI passes a
-            checkpoint's), which `image_size` and `crop_pct` may still override; not with
-            `pretrained_cfg`. None: `pretrained_cfg`'s or Inception's.
-        num_workers: loader processes; None: `default_num_workers` for the trainer's devices
-            on this node.
-        pin_memory: None pins when CUDA is available.
+            checkpoint's), which `crop` may still override; not with `pretrained_cfg`. None:
+            `pretrained_cfg`'s or Inception's.
     """
 
     def __init__(
         self,
         root: str,
-        batch_size: int = 32,
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
-        boxes_file: str | None = None,
         pretrained_cfg: str | None = None,
-        image_size: int | None = None,
-        crop_pct: float | None = None,
-        augment: bool = True,
-        min_scale: float = 0.08,
-        hflip: float = 0.5,
-        bad_files: BadFiles = "error",
-        scan_cache_dir: str | None = None,
+        # frozen dataclasses, so a shared default is never shared state
+        crop: CropOptions = CropOptions(),  # noqa: B008
         test_crops: int = 1,
+        split: SplitOptions = SplitOptions(),  # noqa: B008
+        augment: AugmentOptions = AugmentOptions(),  # noqa: B008
+        files: FileOptions = FileOptions(),  # noqa: B008
+        loader: LoaderOptions = LoaderOptions(),  # noqa: B008
         classes: list[str] | None = None,
         preprocessing: Preprocessing | None = None,
-        num_workers: int | None = None,
-        pin_memory: bool | None = None,
     ) -> None:
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
-        if bad_files not in ("error", "skip"):
-            raise ValueError(f"bad_files must be 'error' or 'skip', got {bad_files!r}")
+        crop, augment = CropOptions.of(crop), AugmentOptions.of(augment)
+        loader = LoaderOptions.of(loader)
+        self.split_options, self.file_options = SplitOptions.of(split), FileOptions.of(files)
         self.root = Path(root).expanduser()
         self.split_dirs = {
-            split: self.root / split
-            for split in ("train", "val", "test")
-            if (self.root / split).is_dir()
+            name: self.root / name
+            for name in ("train", "val", "test")
+            if (self.root / name).is_dir()
         }
         if self.split_dirs and "train" not in self.split_dirs:
             found = ", ".join(f"{name}/" for name in self.split_dirs)
             raise DatasetError(f"{self.root} has {found} but no train/ folder")
         if not self.split_dirs:
             self.split_dirs = {"train": self.root}
-        preprocessing = resolve_preprocessing(pretrained_cfg, image_size, crop_pct, preprocessing)
-        train_dir = self.split_dirs["train"]
-        super().__init__(
-            label_space(find_classes(train_dir), classes, train_dir),
-            preprocessing,
-            batch_size,
-            num_workers,
-            pin_memory,
-            test_crops,
+        preprocessing = resolve_preprocessing(
+            pretrained_cfg, crop.image_size, crop.crop_pct, preprocessing
         )
-        # plain values only: checkpoints keep them and load with weights_only=True (the
-        # preprocessing is in the checkpoint's description)
-        self.save_hyperparameters(ignore=["preprocessing"])
+        train_dir = self.split_dirs["train"]
+        labels = label_space(find_classes(train_dir), classes, train_dir)
+        super().__init__(labels, preprocessing, loader, test_crops)
         self.train_transform = (
-            train_geometry(preprocessing, min_scale, hflip)
-            if augment
+            train_geometry(preprocessing, augment.min_scale, augment.hflip)
+            if augment.enabled
             else eval_geometry(preprocessing)
         )
         self.eval_transform = eval_geometry(preprocessing)
         # multi-crop cuts its views from the whole image (`ImageDataModule.test_dataloader`)
         self.test_transform = v2.Identity() if test_crops > 1 else self.eval_transform
+        # plain values only: checkpoints keep them and load with weights_only=True (the
+        # preprocessing is in the checkpoint's description)
+        crop, augment, loader = crop.as_kwargs(), augment.as_kwargs(), loader.as_kwargs()
+        split, files = self.split_options.as_kwargs(), self.file_options.as_kwargs()
+        self.save_hyperparameters(ignore=["preprocessing"])
 
     def setup(self, stage: str | None = None) -> None:
         """Scan every split once, apply the bad-file policy and build the datasets."""
@@ -161,12 +148,14 @@ class ImageFolderDataModule(ImageDataModule):
                 splits[split], split_bad = sort_results(split_files, self.classes, results)
                 bad += split_bad
         if bad:
-            self.handle_bad_files(bad, self.hparams.bad_files, self.root)
+            policy = self.file_options
+            self.handle_bad_files(bad, policy.bad_files, self.root, policy.key("bad_files"))
         self._check_not_emptied(files, splits)
         self._warn_small(splits)
         if "val" not in splits:
-            splits["train"], splits["val"] = _hold_out(
-                splits["train"], self.hparams.val_fraction, self.hparams.split_seed
+            held_out = self.split_options
+            splits["train"], splits["val"] = hold_out(
+                splits["train"], held_out.val_fraction, held_out.seed
             )
         annotations = self._read_boxes(files)
         self.train_dataset = self._dataset(splits["train"], train=True, annotations=annotations)
@@ -183,7 +172,7 @@ class ImageFolderDataModule(ImageDataModule):
             for split, folder in self.split_dirs.items()
         }
         listed = [file for split in files.values() for stats in split.values() for file in stats]
-        cache = ScanCache(self.root, self.hparams.scan_cache_dir)
+        cache = ScanCache(self.root, self.file_options.scan_cache_dir)
         trainer = self.trainer
         quiet = trainer is not None and (
             trainer.progress_bar_callback is None or not trainer.is_global_zero
@@ -214,9 +203,10 @@ class ImageFolderDataModule(ImageDataModule):
             )
 
     def _read_boxes(self, files: Listing) -> dict[str, Annotation] | None:
-        if self.hparams.boxes_file is None:
+        boxes_file = self.file_options.boxes_file
+        if boxes_file is None:
             return None
-        annotations = read_boxes(self.hparams.boxes_file)
+        annotations = read_boxes(boxes_file)
         known = {
             file.key  # the path relative to root
             for split_files in files.values()
@@ -227,7 +217,7 @@ class ImageFolderDataModule(ImageDataModule):
         if unknown:
             shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
             raise DatasetError(
-                f"{len(unknown)} entries of boxes file {self.hparams.boxes_file} name no image "
+                f"{len(unknown)} entries of boxes file {boxes_file} name no image "
                 f"under {self.root} (paths must be relative to it): {shown}"
             )
         return annotations
@@ -247,21 +237,3 @@ class ImageFolderDataModule(ImageDataModule):
         return MaskedImageFolderDataset(
             records, self.classes, transform, self.normalize, self.root, annotations, geometry
         )
-
-
-def _hold_out(
-    records: list[ImageRecord], fraction: float, seed: int
-) -> tuple[list[ImageRecord], list[ImageRecord]]:
-    """Split off `fraction` of each class (at least one image stays in training), seeded."""
-    rng = random.Random(seed)
-    by_label: dict[int, list[ImageRecord]] = defaultdict(list)
-    for record in records:
-        by_label[record.label].append(record)
-    train, val = [], []
-    for label in sorted(by_label):
-        group = by_label[label]
-        rng.shuffle(group)
-        num_val = min(round(len(group) * fraction), len(group) - 1)
-        val += group[:num_val]
-        train += group[num_val:]
-    return train, val

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 from typing_extensions import override
 
-from inception_lightning.data.datamodule import BadFiles, ImageDataModule
+from inception_lightning.data.data_options import BadFiles, CropOptions, LoaderOptions
+from inception_lightning.data.datamodule import ImageDataModule
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.folders.folder_dataset import ImageFolderDataset
 from inception_lightning.data.scanning.scan import list_tree, scan_paths
@@ -15,12 +17,16 @@ from inception_lightning.data.transforms.preprocessing import (
     eval_geometry,
     resolve_preprocessing,
 )
+from inception_lightning.models.options import one_of
 
 UNLABELLED = -1
 
 
 class PredictDataModule(ImageDataModule):
     """Every image file under `root`, at any depth, in path order, for `predict`.
+
+    Image files are the candidates of `data.scanning.candidates` (an image extension, not
+    hidden); the masks that `root/boxes.json` names are annotations, not images to predict.
 
     An image in a subfolder named after one of `classes` (`root/<class>/...`) is labelled with
     it; every other image is unlabelled (label -1). Files are checked before predicting, with the
@@ -30,13 +36,10 @@ class PredictDataModule(ImageDataModule):
         root: the folder of images.
         classes: the model's class names, by label (the CLI passes the checkpoint's).
         preprocessing: the model's preprocessing (the CLI passes the checkpoint's); None:
-            Inception's. `image_size` and `crop_pct` override it.
-        image_size: overrides the crop size.
-        crop_pct: overrides the share of the resized image kept by the centre crop.
-        batch_size: images per batch.
+            Inception's. `crop` overrides it.
+        crop: image_size and crop_pct, overriding the preprocessing's (`CropOptions`).
         bad_files: "error" lists every bad file and stops; "skip" leaves them out.
-        num_workers: loader processes; None: `default_num_workers` for the trainer's devices.
-        pin_memory: None pins when CUDA is available.
+        loader: batch_size, num_workers, pin_memory of the loader (`LoaderOptions`).
     """
 
     def __init__(
@@ -44,26 +47,25 @@ class PredictDataModule(ImageDataModule):
         root: str,
         classes: list[str] | None = None,
         preprocessing: Preprocessing | None = None,
-        image_size: int | None = None,
-        crop_pct: float | None = None,
-        batch_size: int = 32,
+        # frozen dataclasses, so a shared default is never shared state
+        crop: CropOptions = CropOptions(),  # noqa: B008
         bad_files: BadFiles = "error",
-        num_workers: int | None = None,
-        pin_memory: bool | None = None,
+        loader: LoaderOptions = LoaderOptions(),  # noqa: B008
     ) -> None:
         if classes is None:
             raise DatasetError(
                 "predict needs the model's class names: pass --ckpt_path with a checkpoint that "
                 "knows them, or --data.classes [name, ...] in label order"
             )
-        if bad_files not in ("error", "skip"):
-            raise ValueError(f"bad_files must be 'error' or 'skip', got {bad_files!r}")
+        one_of("bad_files", bad_files, get_args(BadFiles))
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder does not exist or is a file: {self.root}")
-        preprocessing = resolve_preprocessing(None, image_size, crop_pct, preprocessing)
-        super().__init__(list(classes), preprocessing, batch_size, num_workers, pin_memory)
-        self.save_hyperparameters(ignore=["preprocessing"])  # plain values, for weights_only
+        crop, loader = CropOptions.of(crop), LoaderOptions.of(loader)
+        preprocessing = resolve_preprocessing(None, crop.image_size, crop.crop_pct, preprocessing)
+        super().__init__(list(classes), preprocessing, loader)
+        crop, loader = crop.as_kwargs(), loader.as_kwargs()  # plain values, for weights_only
+        self.save_hyperparameters(ignore=["preprocessing"])
 
     @override
     def setup(self, stage: str | None = None) -> None:
@@ -72,7 +74,7 @@ class PredictDataModule(ImageDataModule):
             return
         paths = list_tree(self.root)
         if not paths:
-            raise DatasetError(f"no files under {self.root}: nothing to predict")
+            raise DatasetError(f"no image files under {self.root}: nothing to predict")
         records, bad = scan_paths(paths, [self._label(path) for path in paths])
         if bad:
             self.handle_bad_files(bad, self.hparams.bad_files, self.root)

@@ -1,5 +1,8 @@
 """Checking a class-per-folder tree before training: structure first, then every file's header.
 
+Only candidate images are listed: files with an image extension, not hidden
+(`candidates.is_candidate`, the one rule everywhere).
+
 A file is bad when it is empty, is not an image PIL can identify, exceeds PIL's
 decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`), fails `Image.verify()`, or is a
 truncated JPEG. The scan never decodes pixels: `Image.open` reads the header and `verify()`
@@ -28,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from inception_lightning.console import track
 from inception_lightning.data.errors import DatasetError, printable
+from inception_lightning.data.scanning.candidates import annotation_masks, is_candidate, is_hidden
 from inception_lightning.data.scanning.scan_cache import FileStat, Result, ScanCache, cached_result
 
 
@@ -83,7 +87,7 @@ def find_classes(split_dir: Path) -> list[str]:
     """Sorted class-folder names under `split_dir`; at least two are required."""
     if not split_dir.is_dir():
         raise FileNotFoundError(f"dataset folder does not exist or is a file: {split_dir}")
-    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not _hidden(p.name))
+    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not is_hidden(p.name))
     if not classes:
         raise DatasetError(f"no class folders in {split_dir}: expected {split_dir}/<class>/<image>")
     if len(classes) == 1:
@@ -113,9 +117,9 @@ def label_space(found: list[str], classes: list[str] | None, where: Path | str) 
 def list_files(
     split_dir: Path, classes: list[str], root: Path | None = None
 ) -> dict[str, list[FileStat]]:
-    """Every non-hidden file under each class folder of `split_dir`, sorted by path, with its
-    size and mtime from the one `stat` the listing makes (symlinked files count; symlinked
-    folders are not entered, as `Path.rglob` does).
+    """Every candidate image (`candidates.is_candidate`) under each class folder of `split_dir`,
+    sorted by path, with its size and mtime from the one `stat` the listing makes (symlinked
+    files count; symlinked folders are not entered, as `Path.rglob` does).
 
     Args:
         split_dir: a class-per-folder tree.
@@ -123,12 +127,12 @@ def list_files(
         root: the folder the files' cache keys are relative to; None: `split_dir`.
 
     Raises:
-        DatasetError: for a class folder that is empty or not among `classes`.
+        DatasetError: for a class folder without image files, or not among `classes`.
     """
     within = "." if root is None else split_dir.relative_to(root).as_posix()
     prefix = "" if within == "." else f"{within}/"
     files = {}
-    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not _hidden(p.name)):
+    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not is_hidden(p.name)):
         if class_dir.name not in classes:
             raise DatasetError(
                 f"class folder {class_dir} is not a training class; training classes: {classes}"
@@ -136,22 +140,23 @@ def list_files(
         found: list[FileStat] = []
         _walk(class_dir, prefix + class_dir.name, found)
         if not found:
-            raise DatasetError(f"class folder {class_dir} is empty")
+            raise DatasetError(f"class folder {class_dir} has no image files")
         files[class_dir.name] = found
     return files
 
 
 def _walk(folder: Path, key: str, found: list[FileStat]) -> None:
-    """Append the files under `folder` to `found`, depth first in name order (= path order)."""
+    """Append the candidate images under `folder` to `found`, depth first in name order (= path
+    order)."""
     with os.scandir(folder) as scan:
         entries = sorted(scan, key=lambda entry: entry.name)
     for entry in entries:
         name = entry.name
-        if _hidden(name):
+        if is_hidden(name):
             continue
         if entry.is_dir(follow_symlinks=False):
             _walk(folder / name, f"{key}/{name}", found)
-        elif entry.is_file():
+        elif is_candidate(name) and entry.is_file():
             stat = entry.stat()
             # `folder / name` parses the name alone: a third cheaper than `Path(entry.path)`.
             found.append(FileStat(folder / name, f"{key}/{name}", stat.st_size, stat.st_mtime_ns))
@@ -248,15 +253,16 @@ def sort_results(
 
 
 def list_tree(root: Path) -> list[Path]:
-    """Every non-hidden file under `root`, at any depth, sorted by path."""
+    """Every candidate image under `root`, at any depth, sorted by path, less the masks that
+    `root`'s boxes file names (`candidates.annotation_masks`)."""
     if not root.is_dir():
         raise FileNotFoundError(f"image folder does not exist or is a file: {root}")
+    masks = annotation_masks(root)
     return sorted(
         p
         for p in root.rglob("*")
-        if p.is_file() and not any(_hidden(part) for part in p.relative_to(root).parts)
+        if is_candidate(p.name)
+        and p.is_file()
+        and not any(is_hidden(part) for part in p.relative_to(root).parts)
+        and p not in masks
     )
-
-
-def _hidden(name: str) -> bool:
-    return name.startswith(".")

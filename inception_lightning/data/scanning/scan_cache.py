@@ -143,7 +143,7 @@ class ScanCache:
         warnings.warn(
             "the scan cache could not be written, so the next start checks every image again ("
             + "; ".join(failures)
-            + "); pass a writable scan_cache_dir",
+            + "); pass a writable files.scan_cache_dir",
             stacklevel=2,
         )
 

@@ -1,0 +1,143 @@
+"""The built wheel, installed where the checkout's editable install cannot reach: its package
+list, its recipes and its console script, as a wheel user gets them.
+
+The wheel is built from a copy of what setuptools reads (a stale `build/` in the checkout could
+add files the package list misses) and installed, not `-e`, into a fresh venv. The venv takes
+its dependencies from the checkout's venv through a `.pth` line, so no torch is downloaded; the
+editable install's own `.pth` there, which installs a finder mapping the package to the
+checkout, is not read (Python reads `.pth` files in site directories only), so a module the
+wheel lacks fails to import here instead of being found in the checkout.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tomllib
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from inception_lightning.training.cpu_recipe import native_bf16
+
+ROOT = Path(__file__).resolve().parents[1]
+# The checkout's folders and where the wheel installs them (pyproject's package-dir).
+INSTALLED_AS = {
+    "inception_lightning": "inception_lightning",
+    "callbacks": "inception_lightning/callbacks",
+    "conf": "inception_lightning/conf",
+}
+BUILT_FROM = ("pyproject.toml", "README.md", *INSTALLED_AS)
+FIX = "list its package in pyproject's [tool.setuptools] packages"
+
+pytestmark = pytest.mark.e2e
+
+
+def _run(args: list[str | Path], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [str(arg) for arg in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, f"{args[:3]}...:\n{result.stdout[-2000:]}{result.stderr[-3000:]}"
+    return result
+
+
+def source_files() -> set[str]:
+    """Every file of the source tree, named as the wheel must hold it."""
+    return {
+        f"{INSTALLED_AS[top]}/{path.relative_to(ROOT / top).as_posix()}"
+        for top in INSTALLED_AS
+        for path in (ROOT / top).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, as `pip wheel --no-deps --no-build-isolation` builds it."""
+    source = tmp_path_factory.mktemp("source")
+    for name in BUILT_FROM:
+        if (ROOT / name).is_dir():
+            ignore = shutil.ignore_patterns("__pycache__")
+            shutil.copytree(ROOT / name, source / name, ignore=ignore)
+        else:
+            shutil.copy(ROOT / name, source / name)
+    dist = tmp_path_factory.mktemp("dist")
+    pip = [sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check"]
+    _run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", dist, source])
+    (built,) = dist.glob("*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with the wheel installed and the checkout venv's site-packages on its path."""
+    venv = tmp_path_factory.mktemp("venv")
+    _run([sys.executable, "-m", "venv", "--without-pip", venv])
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
+    (site / "checkout_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    pip = [sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check"]
+    _run([*pip, "--python", venv / "bin" / "python", "install", "--no-deps", wheel])
+    return venv
+
+
+def test_the_wheel_holds_every_module_and_recipe(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        held = {name for name in archive.namelist() if ".dist-info/" not in name}
+    expected = source_files()
+    missing, extra = sorted(expected - held), sorted(held - expected)
+    assert not missing, f"the wheel lacks {missing}: {FIX} (package-data for other files)"
+    assert not extra, f"the wheel holds files the source tree has not: {extra}"
+    assert {"inception_lightning/callbacks/__init__.py", "inception_lightning/py.typed"} <= held
+
+
+def test_the_installed_console_script_is_the_wheel(venv: Path, tmp_path: Path) -> None:
+    result = _run([venv / "bin" / "inception-lightning", "--version"], cwd=tmp_path)
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert result.stdout.strip() == f"inception-lightning {version}"
+    modules = "inception_lightning", "inception_lightning.callbacks", "inception_lightning.conf"
+    code = f"import importlib.util as u; print(*(u.find_spec(m).origin for m in {modules}))"
+    files = _run([venv / "bin" / "python", "-c", code], cwd=tmp_path).stdout.split()
+    site = sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)})
+    assert all(file.startswith(site) for file in files), files  # not the checkout's
+
+
+def test_fit_the_packaged_quickstart_then_predict_with_its_checkpoint(
+    venv: Path, tmp_path: Path
+) -> None:
+    """The README's quickstart command as written, in a folder with no conf/: the packaged
+    recipe (and its cpu_recipe beside it), shrunk; then `predict` with the run's checkpoint."""
+    script = venv / "bin" / "inception-lightning"
+    _run([script, "fit", "-c", "conf/quickstart.yaml",
+          "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+          "--trainer.enable_progress_bar", "false",
+          "--model.model_kwargs", '{"width": 0.0625, "stem": 79}',
+          "--data.init_args.num_samples", "40", "--data.init_args.loader.batch_size", "8"],
+         cwd=tmp_path)  # fmt: skip
+    run = tmp_path / "runs" / "quickstart" / "version_0"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["model"] == "inception_resnet_v1" and saved["cpu_recipe"] is None
+    # the packaged trainer/cpu.yaml, found beside the packaged quickstart, where it applies
+    assert saved["trainer"]["precision"] == ("bf16-mixed" if native_bf16() else None)
+    assert (run / "report" / "index.html").is_file()  # the packaged template, rendered
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        pixels = rng.integers(0, 256, (79, 79, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(images / f"{index}.png")
+    _run([script, "predict", "-c", "conf/predict.yaml",
+          "--ckpt_path", run / "checkpoints" / "last.ckpt", "--data.root", images],
+         cwd=tmp_path)  # fmt: skip
+    with (tmp_path / "predictions.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert sorted(Path(row["path"]).name for row in rows) == ["0.png", "1.png", "2.png"]
+    assert all(float(row["prob_1"]) >= float(row["prob_2"]) > 0 for row in rows)
