@@ -233,18 +233,32 @@ def test_imputation_matches_quantus_sparse_solve() -> None:
         np.testing.assert_allclose(ours[i].numpy(), theirs, atol=1e-4)
 
 
-def test_road_morf_accuracy_matches_quantus_on_a_one_channel_model() -> None:
+def test_road_matches_quantus_on_a_one_channel_model() -> None:
     """Quantus 0.6's ROAD broadcasts a one-channel map over the input's channels and then
     indexes the image with channel-expanded positions (IndexError on RGB inputs), so the
-    comparison runs on one-channel images; without noise both are deterministic."""
-    model = small_cnn(channels=1)
-    x, y = data(8, channels=1)
-    maps = torch.rand(8, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
+    comparison runs on one-channel images; without noise both are deterministic. Quantus has
+    MoRF only: its MoRF of the reversed map is our LeRF. The model's own predictions are the
+    targets and the map is the pixels' magnitude, so the curves fall and differ."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 5, padding=2), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten()
+    ).eval()
+    x, _ = data(12, channels=1)
+    with torch.no_grad():
+        y = model(x).argmax(dim=1)
+    maps = x[:, 0].abs()
     percentages = [10, 30, 50, 70, 90]
-    theirs = quantus.ROAD(
-        percentages=percentages, noise=0.0, abs=False, normalise=False, disable_warnings=True
-    )(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=maps[:, None].numpy(),
-      device="cpu")  # fmt: skip
+
+    def quantus_morf(a_batch: Tensor) -> np.ndarray:
+        road = quantus.ROAD(
+            percentages=percentages, noise=0.0, abs=False, normalise=False, disable_warnings=True
+        )
+        theirs = road(model=model, x_batch=x.numpy(), y_batch=y.numpy(),
+                      a_batch=a_batch[:, None].numpy(), device="cpu")  # fmt: skip
+        return np.array([theirs[p] for p in percentages])
+
     ours = road_curves(model, x, maps, y, [p / 100 for p in percentages], noise=0.0)
-    accuracy = ours.morf_hits[:, 1:].mean(dim=0).numpy()
-    np.testing.assert_allclose(accuracy, [theirs[p] for p in percentages], atol=1e-4)
+    morf, lerf = ours.morf_hits[:, 1:].mean(dim=0), ours.lerf_hits[:, 1:].mean(dim=0)
+    assert morf.max() - morf.min() > 0.3 and (lerf - morf).abs().max() > 0.3
+    np.testing.assert_allclose(morf.numpy(), quantus_morf(maps), atol=1e-4)
+    np.testing.assert_allclose(lerf.numpy(), quantus_morf(maps.max() - maps), atol=1e-4)
