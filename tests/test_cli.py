@@ -222,7 +222,10 @@ def test_quickstart_callback_runs_every_attribution_method(tmp_path: Path) -> No
     for m in summary["methods"]:  # the report at the end of fit runs every check
         assert [c["name"] for c in m["sanity"]][3:] == ["smprt/bottom_up", "emprt",
                                                        "random_logit", "road"]  # fmt: skip
-        assert len(m["sanity"][0]["curve"]["x"]) == 1 and len(m["sanity"][0]["scores"]) == 2
+        # bottom-up reads step 1; a layer method's top-down waits for its layer's stage
+        assert len(m["sanity"][1]["curve"]["x"]) == 1 and len(m["sanity"][0]["scores"]) == 2
+        layered = m["method"] not in ("integrated_gradients", "occlusion")
+        assert m["sanity"][0]["curve"]["x"] == (["head", "block8_5"] if layered else ["head"])
 
 
 @pytest.mark.parametrize("enabled", [True, False])
