@@ -11,11 +11,12 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
+from user_project import Recorded
 
 from inception_lightning import InceptionNet, iter_branches, iter_residual_blocks
 from inception_lightning.callbacks._sections import branch_tag, grids
@@ -261,28 +262,6 @@ def test_no_hook_survives_an_exception(
     with pytest.raises(RuntimeError, match="boom"):
         fit(module, [BranchActivationStats(every_n_steps=1)], images, 3)
     assert count_hooks(module) == 0
-
-
-class Recorded(Logger):
-    """Keeps every logged value in memory, unrounded (TensorBoard stores float32)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.metrics: dict[str, float] = {}
-
-    @property
-    def name(self) -> str:
-        return "recorded"
-
-    @property
-    def version(self) -> int:
-        return 0
-
-    def log_hyperparams(self, params: object, *args: object, **kwargs: object) -> None:
-        """Nothing to keep."""
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.metrics.update(metrics)
 
 
 def test_statistics_under_bf16_reduce_in_fp32(ir_v1: Callable, trainer: Callable) -> None:

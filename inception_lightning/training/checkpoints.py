@@ -247,6 +247,8 @@ def _move(hparams: dict[str, Any], moves: Mapping[str, tuple[str, str]]) -> None
     """Move flat keys into their groups (`aux_weight` -> `{"loss": {"aux_weight": ...}}`),
     merged into a group that is already there."""
     for old, (group, name) in moves.items():
+        if old == group and isinstance(hparams.get(old), Mapping):
+            continue  # `augment` was a flag and is now its group's name: today's group stays
         if old in hparams:
             value = hparams.pop(old)
             current = hparams.get(group)
