@@ -185,7 +185,7 @@ def markdown(
         f"\n{images} validation images of `{args.ckpt_path}`, seed {args.seed}; sanity checks on "
         f"{options.samples} of them ({options.similarity}; sMPRT with {options.noise_samples} "
         f"noisy copies, {options.pixel_noise_samples} for integrated gradients and occlusion); "
-        f"ROAD on all of them.\n"
+        + ("ROAD on all of them.\n" if options.samples else "no ROAD.\n")
     )
     return head + "\n".join(lines) + "\n" + note
 
