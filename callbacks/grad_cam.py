@@ -21,6 +21,7 @@ from inception_lightning.callbacks._loggers import has_logger
 from inception_lightning.callbacks._media import media_of, report_folder, warn_unshown
 from inception_lightning.data.protocol import LabelledImages
 from inception_lightning.explain.cam import LayerMethod
+from inception_lightning.explain.checks import CHEAP_CHECKS
 from inception_lightning.explain.comparison import run_methods
 from inception_lightning.explain.explain_options import (
     MapOptions,
@@ -40,12 +41,13 @@ from inception_lightning.explain.methods import Method
 from inception_lightning.explain.numerics import fp32
 from inception_lightning.explain.pipeline import ExplainSpec, build_report
 from inception_lightning.explain.render import overlay_pictures, randomization_plot
-from inception_lightning.explain.sanity import RandomizationCurve
+from inception_lightning.explain.verdict import CheckResult
 from inception_lightning.models.options import positive_int
 from inception_lightning.training.contract import FoundNetwork, find_network, saved_network_of
 from inception_lightning.training.fence import rank_zero_alone
 
 MIN_GRID = 7
+VERDICT_VALUES = {"pass": 1.0, "undecided": 0.0, "fail": -1.0}
 
 
 class GradCam(Callback):
@@ -66,9 +68,11 @@ class GradCam(Callback):
       `.../empty` (maps with no evidence for the true class) and, when the dataset has
       `mask(index)`, `.../pointing_game` and `.../energy_pointing_game` (higher is better),
       averaged over the fixed sample's non-empty maps;
-    - the sanity check (`explain.sanity`, Adebayo et al. 2018) on the sample's first
-      `sanity.samples` images: `.../sanity_passed` (1 or 0), `.../sanity_rank_correlation` at
-      the verdict depth, and `gradcam/<stage>/randomization`, the curves of every method.
+    - the cheap sanity checks (`explain.checks.CHEAP_CHECKS`: MPRT in each order, eMPRT, the
+      random-logit test; `sanity.checks` chooses others) on the sample's first
+      `sanity.samples` images: `.../sanity/<check>` (the mean score) and
+      `.../sanity/<check>_verdict` (1 pass, 0 undecided, -1 fail) per check, and
+      `gradcam/<stage>/randomization`, the curves of every method.
 
     The scalars go through `pl_module.log`, so `ModelCheckpoint` and `EarlyStopping` can
     monitor them (e.g. `monitor: gradcam/val/pointing_game`); rank 0 broadcasts them, so every
@@ -103,8 +107,10 @@ class GradCam(Callback):
             (`SampleOptions`).
         maps: sign, interpolation, method_options, batch_size (`MapOptions`).
         scores: steps and tolerance of the metrics (`ScoreOptions`).
-        sanity: samples, threshold, max_depth of the sanity check (`SanityOptions`;
-            `samples: 0` turns it off).
+        sanity: the sanity checks' settings (`SanityOptions`: samples, similarity, orders,
+            checks, ...; `samples: 0` turns them off): the cheap checks at every run, and all
+            of them (ROAD and sMPRT too) in the report at the end of `fit`, unless
+            `sanity.checks` names them.
         report: enabled, dir, per_class of the end-of-fit report (`ReportOptions`).
         network: the Inception network's dotted name in the LightningModule, e.g.
             "net.backbone"; None finds the one it holds.
@@ -134,7 +140,7 @@ class GradCam(Callback):
         self._found: FoundNetwork | None = None
         self.samples: dict[str, list[int]] = {}
         self.last: dict[str, Explanation] = {}
-        self.last_sanity: dict[str, RandomizationCurve] = {}
+        self.last_sanity: dict[str, list[CheckResult]] = {}
         self.last_metrics: dict[str, float] = {}
         self.last_weights = "raw"
         """The weight set ("ema" or "raw") of the last explanations."""
@@ -239,22 +245,25 @@ class GradCam(Callback):
             extra = first.misclassified(
                 sample, options.max_misclassified, options.misclassified_search
             )
+            checks = list(self.sanity.checks or CHEAP_CHECKS)
+            for explainer in explainers.values():
+                explainer.road = "road" in checks and self.sanity.samples > 0
             sanity = sample[: self.sanity.samples]
-            runs = run_methods(explainers, sample + extra, sanity, self.sanity)
+            runs = run_methods(explainers, sample + extra, sanity, self.sanity, checks)
         in_sample = torch.arange(len(sample) + len(extra)) < len(sample)
         classes = first.dataset.classes
         self.last = {run.method: run.explanation for run in runs}
-        self.last_sanity = {run.method: run.sanity for run in runs if run.sanity is not None}
+        self.last_sanity = {run.method: run.checks for run in runs if run.checks}
         self.last_metrics = {}
         for run in runs:
             prefix = f"gradcam/{stage}/" + ("" if len(runs) == 1 else f"{run.method}/")
             overall = summarize_explanation(run.explanation, classes, in_sample)["overall"]
             names = ("empty", *run.explanation.scores)
             self.last_metrics.update({prefix + k: overall[k] for k in names})
-            if run.sanity is not None:
-                self.last_metrics[prefix + "sanity_passed"] = float(run.sanity.passed)
-                correlation = run.sanity.verdict_correlation
-                self.last_metrics[prefix + "sanity_rank_correlation"] = correlation
+            for check in run.checks:
+                tag = f"{prefix}sanity/{check.name.replace('/', '_')}"
+                self.last_metrics[tag] = check.verdict.mean
+                self.last_metrics[tag + "_verdict"] = VERDICT_VALUES[check.verdict.outcome]
             note = f"{self.last_weights} weights" if len(runs) == 1 else run.method
             self._log_overlays(trainer, prefix + "overlays", run.explanation, classes, note)
         if self.last_sanity:

@@ -1,12 +1,13 @@
-"""Which attribution method and layers locate the objects? Every method on the quickstart run.
+"""Which attribution method and layers locate the objects, and pass the sanity checks?
 
 Loads a checkpoint of `conf/quickstart.yaml` (or any run on `SyntheticDataModule`), rebuilds its
 validation split from the checkpoint's datamodule hyperparameters (the images the GradCam
-callback explains during that run), and scores every method, and the layer methods on the last
-block of each grid size and on fusions of them, on a class-balanced sample: pointing game,
-energy pointing game, deletion/insertion AUC, empty maps, the sanity check and the cost. Writes
-a Markdown table and JSON into --out, and the comparison report of the best configurations
-into --out/report.
+callback explains during that run), and scores every method (the layer methods on the last
+block of each grid size and on fusions of them, or on `--layer_sets`) on a class-balanced
+sample: pointing game, energy pointing game, deletion/insertion AUC, ROAD, empty maps, the cost,
+and each sanity check's verdict (`explain.checks`) on the sample's first images. Writes a
+Markdown table and JSON into --out, and the comparison report of the best configurations into
+--out/report.
 
     python experiments/attribution_methods.py \
         --ckpt_path runs/quickstart/version_0/checkpoints/last.ckpt --out docs/attribution_methods
@@ -28,14 +29,25 @@ from inception_lightning.explain import (
     MethodRun,
     SanityOptions,
     make_attribution,
+    road_check,
     write_report,
 )
 from inception_lightning.explain.cam import LayerMethod
+from inception_lightning.explain.checks import RANDOMIZATION_CHECKS
 from inception_lightning.explain.comparison import comparison_rows
 from inception_lightning.models import iter_blocks
 from inception_lightning.training.checkpoints import load_network
 
 GOALS = {"pointing_game": 0.95, "energy_pointing_game": 0.6}
+COLUMNS = {
+    "mprt/top_down": "MPRT top-down",
+    "mprt/bottom_up": "MPRT bottom-up",
+    "mprt/independent": "MPRT independent",
+    "smprt/bottom_up": "sMPRT",
+    "emprt": "eMPRT",
+    "random_logit": "random logit",
+    "road": "ROAD",
+}
 
 
 def layer_sets(network: torch.nn.Module, size: int) -> list[list[str]]:
@@ -57,12 +69,12 @@ def main() -> None:
     parser.add_argument("--ckpt_path", default="runs/quickstart/version_0/checkpoints/last.ckpt")
     parser.add_argument("--out", default="docs/attribution_methods")
     parser.add_argument("--per_class", type=int, default=35, help="35: the quickstart's val set")
-    parser.add_argument("--sanity_samples", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the sample and the checks")
     parser.add_argument(
-        "--sanity_depth",
-        type=int,
-        help="units the sanity check randomises, head first (default: all); the verdict "
-        "reads the third (head and 2 stages), so 3 is the cheapest that still gives it",
+        "--sanity",
+        default="{}",
+        help='SanityOptions as JSON, e.g. \'{"samples": 16, "similarity": "ssim"}\'; '
+        "samples 0: no check",
     )
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument(
@@ -71,10 +83,15 @@ def main() -> None:
         help="layer sets of the layer methods, stage names joined by '+' (e.g. "
         "block17_10+block8_5); default: the last block of each grid and fusions of them",
     )
+    parser.add_argument(
+        "--method_options", default="{}", help='per method, e.g. \'{"occlusion": {"window": 6}}\''
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's own")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    options = SanityOptions(**json.loads(args.sanity))
+    method_options = json.loads(args.method_options)
     loaded = load_network(args.ckpt_path)
     network = loaded.network
     hparams = loaded.checkpoint["datamodule_hyper_parameters"]
@@ -95,20 +112,25 @@ def main() -> None:
     runs: list[MethodRun] = []
     indices: list[int] = []
     for method, layers in candidates:
-        explainer = Explainer(make_attribution(method, network, layers), dataset)
+        attribution = make_attribution(method, network, layers, options=method_options.get(method))
+        explainer = Explainer(attribution, dataset, seed=args.seed, road=options.samples > 0)
         indices = indices or explainer.sample(args.per_class)
         expl = explainer.explain(indices)
-        check = SanityOptions(max_depth=args.sanity_depth)
-        sanity = explainer.sanity_check(indices[: args.sanity_samples], check)
+        checks = []
+        if options.samples:
+            checks = explainer.sanity_check(
+                indices[: options.samples], options, RANDOMIZATION_CHECKS
+            )
+            checks.append(road_check(expl.road, options, args.seed))
         label = method if layers is None else f"{method} @ {'+'.join(short(n) for n in layers)}"
-        runs.append(MethodRun(label, explainer.attribution.describe(), expl, sanity))
+        runs.append(MethodRun(label, explainer.attribution.describe(), expl, checks))
         print(json.dumps(comparison_rows(runs[-1:], dataset.classes)[0]), flush=True)
 
     rows = comparison_rows(runs, dataset.classes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
-    (out / "table.md").write_text(markdown(rows, args, len(indices)))
+    (out / "table.md").write_text(markdown(rows, args, options, len(indices)))
     best = {}
     for run, row in zip(runs, rows, strict=True):
         method = run.method.split(" @ ")[0]
@@ -129,25 +151,41 @@ def score(row: dict) -> float:
     return sum(0.0 if math.isnan(v) else v for v in values)
 
 
-def markdown(rows: list[dict], args: argparse.Namespace, images: int) -> str:
+def verdict(check: dict | None) -> str:
+    """A table cell: the outcome and the mean, e.g. `pass -0.04`."""
+    if check is None:
+        return "-"
+    outcome = "FAIL" if check["outcome"] == "fail" else check["outcome"]
+    return f"{outcome} {check['mean']:.2f}"
+
+
+def markdown(
+    rows: list[dict], args: argparse.Namespace, options: SanityOptions, images: int
+) -> str:
     head = (
         "| method @ layers | pointing game | energy pointing game | deletion AUC | "
-        "insertion AUC | empty maps | sanity (rank corr.) | ms / image |\n"
-        "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+        "insertion AUC | ROAD combined | empty maps | "
+        + " | ".join(COLUMNS.values())
+        + " | ms / image (map) | s / image (checks) |\n"
+        + "| --- " * (9 + len(COLUMNS))
+        + "|\n"
     )
     lines = []
     for row in rows:
-        sanity = "pass" if row["sanity_passed"] else "FAIL"
+        checks = row.get("checks", {})
+        cost = sum(c["seconds_per_image"] for c in checks.values())
         lines.append(
             f"| {row['method']} | {row['pointing_game']:.3f} | {row['energy_pointing_game']:.3f} "
-            f"| {row['deletion_auc']:.3f} | {row['insertion_auc']:.3f} | {int(row['empty'])} "
-            f"| {sanity} ({row['sanity_rank_correlation']:.2f}) "
-            f"| {1000 * row['seconds_per_image']:.1f} |"
+            f"| {row['deletion_auc']:.3f} | {row['insertion_auc']:.3f} "
+            f"| {row.get('road_combined', math.nan):.3f} | {int(row['empty'])} | "
+            + " | ".join(verdict(checks.get(name)) for name in COLUMNS)
+            + f" | {1000 * row['seconds_per_image']:.1f} | {cost:.2f} |"
         )
-    depth = "every unit" if args.sanity_depth is None else f"the top {args.sanity_depth} units"
     note = (
-        f"\n{images} validation images of `{args.ckpt_path}`; sanity check on "
-        f"{args.sanity_samples} of them, randomising {depth}.\n"
+        f"\n{images} validation images of `{args.ckpt_path}`, seed {args.seed}; sanity checks on "
+        f"{options.samples} of them ({options.similarity}; sMPRT with {options.noise_samples} "
+        f"noisy copies, {options.pixel_noise_samples} for integrated gradients and occlusion); "
+        + ("ROAD on all of them.\n" if options.samples else "no ROAD.\n")
     )
     return head + "\n".join(lines) + "\n" + note
 

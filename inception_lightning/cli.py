@@ -228,7 +228,13 @@ def run_command(name: str, args: list[str]) -> None:
     """Parse `args` for the command `name` and run it; user errors end in one line."""
     parser = command_parser(name)
     config = parser.parse_args(args)
-    kwargs = {k: v for k, v in parser.instantiate_classes(config).items() if k != "config"}
+    try:
+        made = parser.instantiate_classes(config)
+    except ValueError as err:  # an options dataclass refused its values: say why, in a line
+        while err.__cause__ is not None:
+            err = err.__cause__
+        parser.error(str(err))
+    kwargs = {k: v for k, v in made.items() if k != "config"}
     try:
         made = COMMANDS[name](**kwargs)
     except (*USER_ERRORS, ValueError, KeyError, OSError) as err:

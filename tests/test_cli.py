@@ -27,6 +27,10 @@ CONF = ROOT / "conf"
 SCRIPT = Path(sys.executable).parent / "inception-lightning"
 # cheap settings of the two pixel methods, for tests that run every method
 OPTIONS = '{"integrated_gradients": {"steps": 4}, "occlusion": {"window": 20, "stride": 20}}'
+SANITY = (
+    '{"samples": 2, "max_depth": 1, "verdict_depth": 1, "noise_samples": 2, '
+    '"pixel_noise_samples": 1}'
+)
 
 # The combinations the README shows.
 COMBINATIONS = [
@@ -194,7 +198,7 @@ def test_quickstart_callback_runs_every_attribution_method(tmp_path: Path) -> No
          "--data.init_args.num_samples", "40", "--data.init_args.loader.batch_size", "8",
          "--trainer.callbacks.method", f"[{', '.join(METHODS)}]",
          "--trainer.callbacks.maps.method_options", OPTIONS,
-         "--trainer.callbacks.sanity.samples", "2", "--trainer.callbacks.sanity.max_depth", "3",
+         "--trainer.callbacks.sanity", SANITY,
          "--trainer.callbacks.report.per_class", "1"],
         cwd=tmp_path,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -207,7 +211,7 @@ def test_quickstart_callback_runs_every_attribution_method(tmp_path: Path) -> No
     events.Reload()
     scalars, images = set(events.Tags()["scalars"]), set(events.Tags()["images"])
     for method in METHODS:
-        for name in ("pointing_game", "deletion_auc", "empty", "sanity_passed"):
+        for name in ("pointing_game", "deletion_auc", "empty", "sanity/emprt_verdict"):
             assert f"gradcam/val/{method}/{name}" in scalars, (method, name)
         assert any(tag.startswith(f"gradcam/val/{method}/overlays/") for tag in images)
     assert "gradcam/val/randomization" in images
@@ -215,7 +219,13 @@ def test_quickstart_callback_runs_every_attribution_method(tmp_path: Path) -> No
     summary = json.loads((report / "summary.json").read_text())
     assert summary["info"]["weights"] == "ema"
     assert [m["method"] for m in summary["methods"]] == list(METHODS)
-    assert all(len(m["sanity"]["depths"]) == 3 for m in summary["methods"])
+    for m in summary["methods"]:  # the report at the end of fit runs every check
+        assert [c["name"] for c in m["sanity"]][3:] == ["smprt/bottom_up", "emprt",
+                                                       "random_logit", "road"]  # fmt: skip
+        # bottom-up reads step 1; a layer method's top-down waits for its layer's stage
+        assert len(m["sanity"][1]["curve"]["x"]) == 1 and len(m["sanity"][0]["scores"]) == 2
+        layered = m["method"] not in ("integrated_gradients", "occlusion")
+        assert m["sanity"][0]["curve"]["x"] == (["head", "block8_5"] if layered else ["head"])
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -324,7 +334,7 @@ def test_make_dataset_then_report_compares_methods(
             "--method", f"[{', '.join(METHODS)}]",
             "--layers", "[features.mixed_6e, features.mixed_7c]",
             "--method_options", OPTIONS,
-            "--sanity.samples", "2"]  # fmt: skip
+            "--sanity", SANITY]  # fmt: skip
     result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"wrote {out / 'index.html'}" in result.stdout
@@ -334,9 +344,16 @@ def test_make_dataset_then_report_compares_methods(
     assert "mixed_6e + features.mixed_7c" in methods["layercam"]["description"]
     assert "4 steps" in methods["integrated_gradients"]["description"]
     assert "window 20 px" in methods["occlusion"]["description"]
+    checks = ["mprt/top_down", "mprt/bottom_up", "mprt/independent", "smprt/bottom_up", "emprt",
+              "random_logit", "road"]  # fmt: skip
     for m in methods.values():
-        assert m["sanity"]["images"] + m["sanity"]["empty"] == 2
-        assert "pointing_game" in m and m["seconds_per_image"] > 0
+        assert [c["name"] for c in m["sanity"]] == checks and list(m["checks"]) == checks
+        assert all(len(c["scores"]) == 2 for c in m["sanity"][:-1])  # ROAD: every image
+        assert all(c["verdict"]["outcome"] == "undecided" for c in m["sanity"])  # 2 images
+        assert "pointing_game" in m and "road_combined" in m and m["seconds_per_image"] > 0
+    noisy = {m: c["details"]["noise_samples"] for m in methods for c in methods[m]["sanity"]
+             if c["name"] == "smprt/bottom_up"}  # fmt: skip
+    assert noisy == {**{m: 2 for m in METHODS}, "integrated_gradients": 1, "occlusion": 1}
     html = (out / "index.html").read_text()
     assert html.count("<img") >= 6 * 4 and (out / "sanity.png").is_file()
     assert summary["evaluation"]["images"] == 3  # every val image predicted
@@ -355,7 +372,7 @@ def test_make_dataset_then_report_compares_methods(
     )
     shown = terminal_progress.getvalue()
     assert "deletion/insertion" in shown and "predicting" in shown and "images/s" in shown
-    assert "sanity check" in shown and "1/1" in shown
+    assert "sanity checks" in shown and "1/1" in shown
 
 
 def test_export_shows_its_steps_on_a_terminal(

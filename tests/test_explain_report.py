@@ -1,5 +1,7 @@
 """Attribution report: the methods' table and curves, files, HTML, escaping, containment."""
 
+import copy
+import functools
 import json
 from html.parser import HTMLParser
 from pathlib import Path
@@ -25,11 +27,13 @@ from inception_lightning.explain import (
     auc,
     balanced_sample,
     build_report,
-    cascading_randomization,
     explain_batch,
     load_batch,
     make_attribution,
+    meaning,
     predict_probs,
+    road_check,
+    run_checks,
     safe_name,
     write_report,
 )
@@ -56,8 +60,10 @@ class Collector(HTMLParser):
         self.text.append(data)
 
 
-def make_runs() -> list[MethodRun]:
-    """Grad-CAM and HiResCAMMap on 6 images, half of them wrong, with a 3-deep sanity check."""
+@functools.cache
+def cached_runs() -> list[MethodRun]:
+    """Grad-CAM and HiResCAMMap on 6 images, half of them wrong, with MPRT 3 deep in each order
+    on 3 of them and ROAD."""
     torch.manual_seed(0)
     model = create_model("inception_v3", num_classes=3, width=0.125, stem=79, aux_head=False)
     pixels = torch.randint(0, 256, (6, 3, 39, 39), dtype=torch.uint8)
@@ -68,15 +74,19 @@ def make_runs() -> list[MethodRun]:
     masks = torch.zeros(6, 39, 39, dtype=torch.bool)
     masks[:, 10:30, 10:30] = True
     batch = Batch(list(range(100, 106)), pixels, images, labels, masks)
-    return [
-        MethodRun(
-            m.name,
-            m.describe(),
-            explain_batch(m, batch, steps=2),
-            cascading_randomization(m, images[:3], labels[:3], max_depth=3),
-        )
-        for m in methods
-    ]
+    options = SanityOptions(max_depth=3, min_samples=2)
+    runs = []
+    for m in methods:
+        explanation = explain_batch(m, batch, steps=2, road=True)
+        checks = run_checks(m, images[:3], labels[:3], 3, options, ["mprt"])
+        checks.append(road_check(explanation.road, options))
+        runs.append(MethodRun(m.name, m.describe(), explanation, checks))
+    return runs
+
+
+def make_runs() -> list[MethodRun]:
+    """A fresh copy of `cached_runs` (computed once), which a test may change."""
+    return copy.deepcopy(cached_runs())
 
 
 def test_report_files_html_and_escaping(tmp_path: Path) -> None:
@@ -101,10 +111,21 @@ def test_report_files_html_and_escaping(tmp_path: Path) -> None:
         assert row["empty"] == int(run.explanation.empty.sum())
         scores = run.explanation.scores["pointing_game"]
         assert row["pointing_game"] == pytest.approx(scores.nanmean().item(), nan_ok=True)
-        assert row["sanity_passed"] == run.sanity.passed
-        assert row["sanity"]["depths"] == ["head", "features.mixed_7c", "features.mixed_7b"]
+        names = ["mprt/top_down", "mprt/bottom_up", "mprt/independent", "road"]
+        assert list(row["checks"]) == names
+        for check in run.checks:
+            assert row["checks"][check.name]["outcome"] == check.verdict.outcome
+            assert row["checks"][check.name]["seconds_per_image"] > 0
+            assert meaning(check) in html  # what it means, beside each verdict
+        assert [c["name"] for c in row["sanity"]] == names
+        assert row["sanity"][0]["curve"]["x"] == ["head", "mixed_7c", "mixed_7b"]
+        assert row["road_combined"] == pytest.approx(
+            run.explanation.scores["road_combined"].nanmean().item(), nan_ok=True
+        )
         assert row["seconds_per_image"] > 0 and set(row["per_class"]) <= set(EVIL)
-    assert parser.tags.count("strong") == 2 and ("pass (" in html or "FAIL (" in html)
+    assert "<h3>gradcam</h3>" in html and "<h3>hirescam</h3>" in html
+    # mixed_7c feeds global pooling and one linear layer: Grad-CAM and HiResCAM coincide
+    assert "gradcam and hirescam give the same maps on every image" in html
     assert (out / "sanity.png").is_file() and 'src="sanity.png"' in html
     wrong = [img for img in summary["images"] if img["wrong"]]
     assert len(wrong) == 3
@@ -184,6 +205,8 @@ def test_report_plots_exist_html_nests_and_classes_go_worst_first(tmp_path: Path
 
     plots = {p.name for p in (tmp_path / "plots").iterdir()}
     assert plots == {"curves.png", "reliability.png", "confusion.png"}
+    with Image.open(tmp_path / "plots" / "curves.png") as curves:
+        assert curves.width == 4 * 500  # 5-inch panels: deletion, insertion, ROAD MoRF, LeRF
     for name in plots:
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"plots/{name}" in parser.sources
@@ -247,7 +270,7 @@ def test_a_known_image_comes_back_in_its_true_colours(tmp_path: Path) -> None:
     assert (dataset.normalize.invert(expl.images[0]).int() - known.int()).abs().max() <= 1
     unblended = overlay(expl.pixels[0], expl.maps[0], alpha=0.0)
     assert np.array_equal(unblended, known.permute(1, 2, 0).numpy())
-    run = MethodRun("gradcam", explainer.attribution.describe(), expl, None)
+    run = MethodRun("gradcam", explainer.attribution.describe(), expl)
     write_report(tmp_path / "report", [run], dataset.classes, {})
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     shown = Image.open(tmp_path / "report" / summary["images"][0]["files"]["original"])
@@ -263,7 +286,9 @@ def test_build_report_explains_the_seeded_sample_checks_its_first_images_and_pre
     dataset = evaluation_dataset(root, Preprocessing(47, crop_pct=1.0))
     model = create_model("inception_v3", num_classes=3, width=0.125, stem=79, aux_head=False)
     spec = ExplainSpec(["layercam", "gradcam"], scores=ScoreOptions(steps=2), seed=3)
-    sanity = SanityOptions(samples=3, max_depth=2)
+    sanity = SanityOptions(
+        samples=3, max_depth=2, orders=("top_down",), checks=("mprt",), min_samples=2
+    )
 
     index = build_report(spec, model, dataset, tmp_path / "r", {"run": "here"}, 2, sanity, False)
 
@@ -275,11 +300,13 @@ def test_build_report_explains_the_seeded_sample_checks_its_first_images_and_pre
     assert summary["info"] == {"run": "here"}
     # the sanity check: on the sample's first 3 images, 2 units deep, seeded with spec's seed
     first = load_batch(dataset, sample[:3])
-    by_hand = cascading_randomization(
-        make_attribution("layercam", model), first.images, first.labels, max_depth=2, seed=3
+    (by_hand,) = run_checks(
+        make_attribution("layercam", model), first.images, first.labels, 3, sanity, ["mprt"], 3
     )
-    checked = summary["methods"][0]["sanity"]
-    assert checked["depths"] == by_hand.depths == ["head", "features.mixed_7c"]
-    assert checked["images"] + checked["empty"] == 3
-    assert checked["rank_correlation"] == pytest.approx(by_hand.rank_correlation, abs=1e-6)
-    assert checked["ssim"] == pytest.approx(by_hand.ssim, abs=1e-6)
+    (checked,) = summary["methods"][0]["sanity"]
+    assert checked["name"] == by_hand.name == "mprt/top_down"
+    assert checked["curve"]["x"] == by_hand.curve.x
+    assert by_hand.curve.x[:2] == ["head", "mixed_7c"]
+    assert len(checked["scores"]) == 3
+    assert checked["scores"] == pytest.approx(by_hand.scores, abs=1e-6, nan_ok=True)
+    assert checked["verdict"]["outcome"] == by_hand.verdict.outcome

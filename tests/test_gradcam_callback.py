@@ -2,6 +2,7 @@
 inference mode, ranks, report."""
 
 import io
+import json
 from collections.abc import Callable
 from copy import deepcopy
 from functools import partial
@@ -17,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.data import Dataset
 
 from inception_lightning.callbacks import InceptionEMA
-from inception_lightning.callbacks.grad_cam import GradCam
+from inception_lightning.callbacks.grad_cam import VERDICT_VALUES, GradCam
 from inception_lightning.data import Normalize
 from inception_lightning.explain import (
     METHODS,
@@ -33,7 +34,8 @@ from inception_lightning.training import InceptionClassifier, LossOptions
 
 SIZE = 47
 SCORES = ["deletion_auc", "insertion_auc", "pointing_game", "energy_pointing_game"]
-METRICS = [*SCORES, "empty", "sanity_passed", "sanity_rank_correlation"]
+CHEAP = ["mprt_top_down", "mprt_bottom_up", "mprt_independent", "emprt", "random_logit"]
+METRICS = [*SCORES, "empty", *(f"sanity/{c}{v}" for c in CHEAP for v in ("", "_verdict"))]
 
 
 class Squares(Dataset):
@@ -140,9 +142,14 @@ def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(
     val_steps = [e.step for e in events.Scalars("val/acc1")][1:]  # epoch 2 only: every 2
     for name in METRICS:  # logged by Lightning with the epoch's validation metrics
         assert [e.step for e in events.Scalars(f"gradcam/val/{name}")] == val_steps
-    sanity = cam.last_sanity["gradcam"]
-    assert events.Scalars("gradcam/val/sanity_passed")[0].value == float(sanity.passed)
-    assert sanity.images + sanity.empty == 6 and sanity.depths[0] == "head"
+    checks = cam.last_sanity["gradcam"]  # the cheap checks at every validation
+    assert [c.name.replace("/", "_") for c in checks] == CHEAP
+    for check in checks:
+        tag = f"gradcam/val/sanity/{check.name.replace('/', '_')}"
+        assert events.Scalars(tag + "_verdict")[0].value == VERDICT_VALUES[check.verdict.outcome]
+        assert events.Scalars(tag)[0].value == pytest.approx(check.verdict.mean, nan_ok=True)
+        assert len(check.scores) == 6  # the sample, fewer than `sanity.samples`
+    assert checks[0].curve.x[0] == "head"
     assert probe.checked == 2 and probe.contexts == [(False, False)] * 2  # fit: no_grad
 
     expl = cam.last["gradcam"]
@@ -158,7 +165,10 @@ def test_fit_logs_to_tensorboard_matches_captum_and_writes_report(
 
     assert (tmp_path / "report" / "index.html").is_file()
     assert (tmp_path / "report" / "sanity.png").is_file()
-    assert (tmp_path / "report" / "summary.json").is_file()
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    reported = [c["name"] for c in summary["methods"][0]["sanity"]]  # every check, ROAD too
+    assert reported == [*(c.replace("_", "/", 1) for c in CHEAP[:3]), "smprt/bottom_up",
+                        "emprt", "random_logit", "road"]  # fmt: skip
     html = (tmp_path / "report" / "index.html").read_text()
     assert "&lt;script&gt;" in html and "<script>" not in html
 
@@ -208,7 +218,7 @@ def test_fit_explains_the_ema_weights_the_checkpoint_will_hold(
         sample=SampleOptions(max_misclassified=0),
         maps=MapOptions(method_options={"integrated_gradients": {"steps": 2}}),
         scores=ScoreOptions(steps=2),
-        sanity=SanityOptions(samples=2, max_depth=2),
+        sanity=SanityOptions(samples=2, max_depth=2, orders=("top_down",), checks=("mprt",)),
         report=ReportOptions(dir=tmp_path / "report"),
     )
     data = datamodule(Squares())
@@ -244,17 +254,18 @@ def test_several_methods_tag_by_method_fuse_layers_and_other_ranks_do_nothing(
     layers = ["features.mixed_6e", "features.mixed_7c"]
     methods = ["layercam", "occlusion"]
     options = {"occlusion": {"window": 16, "stride": 16}}
+    sanity = SanityOptions(samples=2)
     cam = GradCam(
         layers,
         methods,
         sample=SampleOptions(max_misclassified=0),
         maps=MapOptions(method_options=options),
         scores=ScoreOptions(steps=2),
-        sanity=SanityOptions(samples=2),
+        sanity=sanity,
     )
     module = v3()
     logged(tmp_path, [cam]).validate(module, datamodule=datamodule(Squares(6)))
-    prefixes = {k.rsplit("/", 1)[0] for k in cam.last_metrics}
+    prefixes = {"/".join(k.split("/")[:3]) for k in cam.last_metrics}
     assert prefixes == {f"gradcam/val/{m}" for m in methods}
     assert set(cam.last_sanity) == set(methods)
     expl = cam.last["layercam"]
@@ -280,6 +291,8 @@ def test_bad_arguments(v3: Callable) -> None:
         GradCam(method="gradcam", maps=MapOptions(method_options={"occlusion": {"window": 3}}))
     with pytest.raises(ValueError, match=r"sanity\.threshold must lie in"):
         GradCam(sanity={"threshold": 1.5})
+    with pytest.raises(ValueError, match=r"sanity\.similarity must be one of .*'pearson'"):
+        GradCam(sanity=SanityOptions(similarity="pearson"))
     with pytest.raises(ValueError, match=r"sample\.per_class must be a positive integer"):
         GradCam(sample={"per_class": 0})
     with pytest.raises(ValueError, match="report has no option 'report_dir'"):
@@ -326,6 +339,7 @@ def test_reports_land_beside_their_runs_with_progress_unless_the_bar_is_off(
             sample=SampleOptions(max_misclassified=0),
             maps=MapOptions(batch_size=1),
             scores=ScoreOptions(steps=2),
+            sanity=SanityOptions(samples=0),
             report=ReportOptions(per_class=1),
         )
         pl.Trainer(

@@ -46,7 +46,8 @@ def report(
 
     A seeded, class-balanced sample of the folder, preprocessed as the checkpoint says it was
     trained and its classes mapped by name, is explained with the checkpoint's network by each
-    method, and each method's maps are sanity-checked by cascading randomisation; every image
+    method, and each method's maps are sanity-checked (MPRT in three orders, sMPRT, eMPRT, the
+    random-logit test and ROAD, each with a bootstrap verdict: `explain.checks`); every image
     of the folder is predicted for the accuracy per class, the confusion matrix and the
     reliability diagram (`explain.build_report`, as the GradCam callback writes it after fit).
 
@@ -68,8 +69,8 @@ def report(
             (gradcam, guided_gradcam, hirescam, layercam); integrated_gradients and occlusion
             cost tens to hundreds of passes per map, so they are named when wanted.
         method_options: per method, its own settings, e.g. '{"occlusion": {"window": 8}}'.
-        sanity: the sanity check: `samples` images per method (0 skips it), the pass
-            `threshold` on the mean rank correlation, and the `max_depth` it randomises.
+        sanity: the sanity checks (`explain.SanityOptions`: samples, similarity, orders,
+            checks, ...); by default every check on the sample's first 16 images.
         precision: of the forward-only work (predictions, deletion and insertion curves);
             maps, and the sanity check, are fp32 always. auto: bf16-mixed on a CPU with
             native bf16 (AMX or AVX512-BF16), else 32-true (on the quickstart bf16 moved no

@@ -8,7 +8,8 @@ same steps, so that the metrics compare methods fairly:
 2. apply the sign: "relu" keeps evidence for the class, "abs" keeps magnitude, "signed" both;
 3. bring the map to the input size (`F.interpolate`, as Captum's `LayerAttribution.interpolate`);
 4. divide by the map's largest magnitude, so every map peaks at 1 (or -1); a map that is zero
-   everywhere stays zero and counts as empty (see `empty_maps`).
+   everywhere stays zero and counts as empty (see `empty_maps`). The sanity checks skip this
+   step (`attribute(..., normalize=False)`): a map's magnitude is part of what they compare.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def normalize_maps(maps: Tensor) -> Tensor:
 
 
 def to_map(raw: Tensor, size: tuple[int, int], sign: SignMode, interpolation: str) -> Tensor:
-    """Steps 1-4 of the module docstring: raw attributions `[N, C, h, w]` to maps `[N, H, W]`."""
+    """Steps 1-3 of the module docstring: raw attributions `[N, C, h, w]` to maps `[N, H, W]`
+    (`Attribution.attribute` normalises them)."""
     summed = raw.detach().float().sum(dim=1, keepdim=True)
     if sign == "relu":
         summed = summed.clamp(min=0)
@@ -78,7 +80,7 @@ def to_map(raw: Tensor, size: tuple[int, int], sign: SignMode, interpolation: st
     if tuple(summed.shape[-2:]) != tuple(size):
         align = None if interpolation == "nearest" else False
         summed = F.interpolate(summed, size=size, mode=interpolation, align_corners=align)
-    return normalize_maps(summed[:, 0])
+    return summed[:, 0]
 
 
 class Attribution(ABC):
@@ -89,8 +91,8 @@ class Attribution(ABC):
     statistics, dropout is off) and restore every submodule's train/eval flag. Captum removes
     its hooks in `finally` blocks, so none is left behind; parameters' `.grad` are untouched.
 
-    Subclasses set `name` and `default_sign`, build their Captum objects in `_bind` and compute
-    one batch's maps in `_maps`.
+    Subclasses set `name`, `default_sign` and `costly`, build their Captum objects in `_bind`
+    and compute one batch's maps in `_maps`.
 
     Args:
         model: maps images `[N, 3, H, W]` to logits `[N, C]`.
@@ -101,6 +103,8 @@ class Attribution(ABC):
 
     name: ClassVar[str]
     default_sign: ClassVar[SignMode] = "relu"
+    costly: ClassVar[bool] = False
+    """Tens to hundreds of passes a map: the sanity checks give it fewer (`SanityOptions`)."""
 
     def __init__(
         self,
@@ -129,16 +133,34 @@ class Attribution(ABC):
         other._bind(model)
         return other
 
+    @property
+    def explained_layers(self) -> list[str]:
+        """The layers whose activations the maps come from (none: the input's pixels)."""
+        return []
+
+    def with_sign(self, sign: SignMode) -> Attribution:
+        """The same method and model with another sign ("signed": the raw attribution)."""
+        if sign not in SIGN_MODES:
+            raise ValueError(f"sign must be one of {SIGN_MODES}, got {sign!r}")
+        other = copy.copy(self)
+        other.sign = sign
+        return other
+
     def describe(self) -> str:
         """The method and its settings, for captions and reports."""
         return f"{self.name} ({self.sign})"
 
-    def attribute(self, inputs: Tensor, targets: Tensor | Sequence[int]) -> Tensor:
+    def attribute(
+        self, inputs: Tensor, targets: Tensor | Sequence[int], normalize: bool = True
+    ) -> Tensor:
         """Maps `[N, H, W]` (float32, on the model's device) for `targets[i]` of `inputs[i]`.
 
         Args:
             inputs: images `[N, 3, H, W]`, on any device.
             targets: one class index per image.
+            normalize: divide each map by its largest magnitude (step 4 of the module
+                docstring); False keeps the method's own scale (fused maps are normalised
+                before fusing whatever this says).
         """
         device = model_device(self.model)
         targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
@@ -155,7 +177,8 @@ class Attribution(ABC):
                 x = inputs[start : start + self.batch_size].to(device).clone()
                 t = targets[start : start + self.batch_size].tolist()
                 chunks.append(self._maps(x, t))
-        return torch.cat(chunks)
+        maps = torch.cat(chunks)
+        return normalize_maps(maps) if normalize else maps
 
     def _finish(self, raw: Tensor, size: tuple[int, int]) -> Tensor:
         return to_map(raw, size, self.sign, self.interpolation)
@@ -166,4 +189,4 @@ class Attribution(ABC):
 
     @abstractmethod
     def _maps(self, inputs: Tensor, targets: list[int]) -> Tensor:
-        """Maps `[n, H, W]` of one batch, through `_finish`."""
+        """Maps `[n, H, W]` of one batch, through `_finish` (not normalised)."""

@@ -9,7 +9,7 @@
   pixel, Captum's `GuidedGradCam`.
 
 Each then takes its sign ("relu" by default: the papers' final ReLU) and is brought to the
-input size and normalised (`attribution.to_map`). Several layers are fused as LayerCAM does.
+input size (`attribution.to_map`). Several layers are fused as LayerCAM does.
 """
 
 from __future__ import annotations
@@ -78,6 +78,10 @@ class LayerMethod(Attribution):
         """The first (or only) layer."""
         return self.layers[0]
 
+    @property
+    def explained_layers(self) -> list[str]:
+        return list(self.layers)
+
     def describe(self) -> str:
         return f"{self.name} ({self.sign}) on {' + '.join(self.layers)}"
 
@@ -109,7 +113,8 @@ class LayerMethod(Attribution):
 
     def _maps(self, inputs: Tensor, targets: list[int]) -> Tensor:
         size = tuple(inputs.shape[-2:])
-        return fuse([self._finish(self._raw(c, inputs, targets), size) for c in self._captum])
+        maps = [self._finish(self._raw(c, inputs, targets), size) for c in self._captum]
+        return maps[0] if len(maps) == 1 else fuse([normalize_maps(m) for m in maps])
 
     @abstractmethod
     def _captum_for(self, model: nn.Module, module: nn.Module) -> object:

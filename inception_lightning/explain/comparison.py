@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
 
 from inception_lightning.console import track
+from inception_lightning.explain.checks import CHEAP_CHECKS
 from inception_lightning.explain.explain_options import SanityOptions
 from inception_lightning.explain.explainer import Explainer, Explanation, summarize_explanation
-from inception_lightning.explain.sanity import RandomizationCurve
+from inception_lightning.explain.road import road_check
+from inception_lightning.explain.verdict import CheckResult
 
-SCORES = ("pointing_game", "energy_pointing_game", "deletion_auc", "insertion_auc")
+SCORES = (
+    "pointing_game",
+    "energy_pointing_game",
+    "deletion_auc",
+    "insertion_auc",
+    "road_combined",
+)
 
 
 @dataclass(frozen=True)
@@ -24,40 +32,54 @@ class MethodRun:
         method: the method's name (`methods.METHODS`).
         description: the method and its settings (layers, sign, ...).
         explanation: maps and scores of the sample.
-        sanity: the cascading randomisation check, or None when it was not run.
+        checks: the sanity checks' results (`checks.run_checks`, then ROAD's when the explainer
+            ran it), empty when none ran.
     """
 
     method: str
     description: str
     explanation: Explanation
-    sanity: RandomizationCurve | None
+    checks: list[CheckResult] = field(default_factory=list)
+
+    def check(self, name: str) -> CheckResult | None:
+        """The result named `name` ("mprt/top_down", "emprt", ...), if it ran."""
+        return next((c for c in self.checks if c.name == name), None)
 
 
 def run_methods(
     explainers: Mapping[str, Explainer],
     indices: Sequence[int],
     sanity_indices: Sequence[int] = (),
-    sanity: SanityOptions = SanityOptions(),  # noqa: B008 (frozen, so never shared state)
+    sanity: SanityOptions | None = None,
+    checks: Sequence[str] = CHEAP_CHECKS,
 ) -> list[MethodRun]:
     """Explain `indices` with each method, and sanity-check it on `sanity_indices` (if any).
 
     The sanity checks run after every method has explained, under one progress bar over the
-    methods, shown as the explainers' `progress` says (bars cannot nest).
+    methods, shown as the explainers' `progress` says (bars cannot nest). ROAD's verdict, when
+    the explainers ran it, joins each method's checks.
 
     Args:
         explainers: one per method name, on the same dataset and model.
         indices: the images every method explains.
-        sanity_indices: the images of the sanity check; empty: no check.
-        sanity: the check's options (its `samples` are the callers' to apply).
+        sanity_indices: the images of the sanity checks; empty: none.
+        sanity: the checks' settings (default `SanityOptions()`; its `samples` are the
+            callers' to apply).
+        checks: the checks to run (`checks.CHECKS`; "road" is the explainers' `road`).
     """
+    sanity = sanity or SanityOptions()
     explained = {method: explainer.explain(indices) for method, explainer in explainers.items()}
-    checks: dict[str, RandomizationCurve] = {}
+    results: dict[str, list[CheckResult]] = {method: [] for method in explainers}
     if sanity_indices and explainers:
         progress = next(iter(explainers.values())).progress
-        for method in track(list(explainers), "sanity check", unit="methods", enabled=progress):
-            checks[method] = explainers[method].sanity_check(sanity_indices, sanity)
+        for method in track(list(explainers), "sanity checks", unit="methods", enabled=progress):
+            results[method] = explainers[method].sanity_check(sanity_indices, sanity, checks)
+    for method, explainer in explainers.items():
+        road = explained[method].road
+        if road is not None:
+            results[method].append(road_check(road, sanity, explainer.seed))
     return [
-        MethodRun(method, explainer.attribution.describe(), explained[method], checks.get(method))
+        MethodRun(method, explainer.attribution.describe(), explained[method], results[method])
         for method, explainer in explainers.items()
     ]
 
@@ -65,8 +87,8 @@ def run_methods(
 def comparison_rows(
     runs: Sequence[MethodRun], classes: Sequence[str], subset: Tensor | None = None
 ) -> list[dict[str, Any]]:
-    """One row per method: mean scores of the non-empty maps, empty maps, the sanity verdict,
-    and the cost in seconds per image.
+    """One row per method: mean scores of the non-empty maps, empty maps, the cost in seconds
+    per image, and each check's verdict (outcome, mean, interval, its own cost per image).
 
     Args:
         runs: from `run_methods`.
@@ -79,8 +101,15 @@ def comparison_rows(
         row: dict[str, Any] = {"method": run.method, "description": run.description}
         row.update({k: overall[k] for k in ("count", "accuracy", "empty", *SCORES) if k in overall})
         row["seconds_per_image"] = run.explanation.seconds_per_image
-        if run.sanity is not None:
-            row["sanity_passed"] = run.sanity.passed
-            row["sanity_rank_correlation"] = run.sanity.verdict_correlation
+        row["checks"] = {
+            c.name: {
+                "outcome": c.verdict.outcome,
+                "mean": c.verdict.mean,
+                "low": c.verdict.low,
+                "high": c.verdict.high,
+                "seconds_per_image": c.seconds_per_image,
+            }
+            for c in run.checks
+        }
         rows.append(row)
     return rows

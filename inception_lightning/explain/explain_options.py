@@ -7,17 +7,26 @@ New options join a group (or a new one), so that the callback's constructor stay
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 from inception_lightning.explain.attribution import (
     INTERPOLATIONS,
     SIGN_MODES,
+    Attribution,
     Interpolation,
     SignMode,
 )
-from inception_lightning.explain.sanity import RANK_THRESHOLD
+from inception_lightning.explain.randomization import ORDERS, Order
+from inception_lightning.explain.similarity import (
+    SIMILARITIES,
+    Similarity,
+    SimilarityName,
+    similarity,
+)
+from inception_lightning.explain.verdict import CONFIDENCE, MIN_IMAGES
 from inception_lightning.models.options import (
     OptionGroup,
     in_range,
@@ -25,6 +34,9 @@ from inception_lightning.models.options import (
     one_of,
     positive_int,
 )
+
+CheckName = Literal["mprt", "smprt", "emprt", "random_logit", "road"]
+VERDICT_DEPTH = 3
 
 
 @dataclass(frozen=True)
@@ -107,25 +119,86 @@ class ScoreOptions(OptionGroup):
 
 @dataclass(frozen=True)
 class SanityOptions(OptionGroup):
-    """The sanity check of the maps (`explain.sanity`, Adebayo et al. 2018).
+    """What the sanity checks (`explain.checks`) run and how they decide; the callback's and
+    `report`'s.
 
     Args:
-        samples: images of the check (the sample's first ones); 0 turns it off.
-        threshold: a method passes when its mean rank correlation falls below this.
-        max_depth: randomise at most this many units (None: the whole network).
+        samples: images of the checks (the sample's first ones); 0 turns them off.
+        threshold: the pass threshold of the randomisation checks; None: the similarity's
+            own (rank correlation 0.5, SSIM 0.5, complexity rise 0.05).
+        max_depth: the curves' steps per order (None: the whole network); a cascade also
+            maps the verdict's step, wherever it lies, and nothing between.
+        pixel_max_depth: the same for integrated gradients and occlusion (`costly` methods).
+        orders: the MPRT orders to run, each with its verdict.
+        similarity: "spearman", "ssim" or "complexity" (the rise in complexity).
+        checks: the checks to run (`checks.CHECKS`): "mprt", "smprt", "emprt",
+            "random_logit", "road"; None: the callback's cheap ones ("mprt", "emprt",
+            "random_logit") in the callback, all of them in `report`.
+        noise_samples: sMPRT's noisy copies per image (Hedström et al. use 50); integrated
+            gradients and occlusion take `pixel_noise_samples`.
+        pixel_noise_samples: sMPRT's noisy copies per image for the `costly` methods.
+        noise_magnitude: sMPRT's noise, as a share of each image's value range.
+        verdict_depth: the cascade step the verdict reads (units random).
+        min_samples: fewer scored images leave a verdict undecided.
+        confidence: the coverage of the verdict's bootstrap interval.
     """
 
     prefix: ClassVar[str] = "sanity"
 
-    samples: int = 8
-    threshold: float = RANK_THRESHOLD
-    max_depth: int | None = None
+    samples: int = 16
+    threshold: float | None = None
+    max_depth: int | None = VERDICT_DEPTH
+    pixel_max_depth: int | None = 1
+    orders: tuple[Order, ...] = ORDERS
+    similarity: SimilarityName = "spearman"
+    checks: tuple[CheckName, ...] | None = None
+    noise_samples: int = 8
+    pixel_noise_samples: int = 2
+    noise_magnitude: float = 0.1
+    verdict_depth: int = VERDICT_DEPTH
+    min_samples: int = MIN_IMAGES
+    confidence: float = CONFIDENCE
 
     def __post_init__(self) -> None:
         super().__post_init__()
         non_negative_int(self.key("samples"), self.samples)
-        in_range(self.key("threshold"), self.threshold, -1.0, 1.0)
+        if self.threshold is not None:
+            in_range(self.key("threshold"), self.threshold, -1.0, 1.0)
         positive_int(self.key("max_depth"), self.max_depth, allow_none=True)
+        positive_int(self.key("pixel_max_depth"), self.pixel_max_depth, allow_none=True)
+        if not self.orders:
+            raise ValueError(f"{self.key('orders')} must name some of {ORDERS}, got []")
+        for order in self.orders:
+            one_of(self.key("orders"), order, ORDERS)
+        one_of(self.key("similarity"), self.similarity, SIMILARITIES)
+        for check in self.checks or ():
+            one_of(self.key("checks"), check, get_args(CheckName))
+        positive_int(self.key("noise_samples"), self.noise_samples)
+        positive_int(self.key("pixel_noise_samples"), self.pixel_noise_samples)
+        in_range(self.key("noise_magnitude"), self.noise_magnitude, 0.0, math.inf)
+        positive_int(self.key("verdict_depth"), self.verdict_depth)
+        non_negative_int(self.key("min_samples"), self.min_samples)
+        in_range(self.key("confidence"), self.confidence, 0.0, 1.0, high_open=True)
+        if self.confidence == 0:
+            raise ValueError(f"{self.key('confidence')} must lie in (0, 1), got 0")
+
+    def depth(self, attribution: Attribution) -> int | None:
+        """The curves' depth for this method."""
+        return self.pixel_max_depth if attribution.costly else self.max_depth
+
+    def noise(self, attribution: Attribution) -> int:
+        """sMPRT's noisy copies for this method."""
+        return self.pixel_noise_samples if attribution.costly else self.noise_samples
+
+    @property
+    def measure(self) -> Similarity:
+        """The chosen similarity."""
+        return similarity(self.similarity)
+
+    @property
+    def pass_threshold(self) -> float:
+        """`threshold`, or the similarity's own."""
+        return self.measure.threshold if self.threshold is None else self.threshold
 
 
 @dataclass(frozen=True)

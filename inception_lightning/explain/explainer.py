@@ -2,8 +2,8 @@
 
 `Explainer` is the one pipeline behind the GradCam callback and the report command: a seeded,
 class-balanced sample of a `data.protocol.LabelledImages` dataset (plus images the model gets
-wrong), their predictions and maps by one attribution method, a score per image and metric,
-the method's cost, and its sanity check (`sanity.cascading_randomization`).
+wrong), their predictions and maps by one attribution method, a score per image and metric
+(ROAD among them when asked), the method's cost, and its sanity checks (`checks.run_checks`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from inception_lightning.explain.attribution import (
     eval_mode,
     model_device,
 )
+from inception_lightning.explain.checks import CHEAP_CHECKS, run_checks
 from inception_lightning.explain.explain_options import SanityOptions
 from inception_lightning.explain.metrics import (
     auc,
@@ -31,7 +32,8 @@ from inception_lightning.explain.metrics import (
     insertion_curve,
     pointing_game,
 )
-from inception_lightning.explain.sanity import RandomizationCurve, cascading_randomization
+from inception_lightning.explain.road import RoadCurves, road_curves
+from inception_lightning.explain.verdict import CheckResult
 
 
 @dataclass
@@ -44,7 +46,7 @@ class Explanation:
         images: `[N, 3, H, W]` model inputs (the pixels normalised).
         labels: true classes `[N]`.
         probs: softmax probabilities `[N, C]`.
-        maps: maps of the true class `[N, H, W]`, normalised (`attribution.to_map`).
+        maps: maps of the true class `[N, H, W]`, normalised (`Attribution.attribute`).
         pred_maps: maps of the predicted class `[N, H, W]` (the same as `maps` where right).
         masks: object masks `[N, H, W]`, or None when the dataset has none.
         scores: per-image metric values `[N]` by metric name; NaN where the map is empty.
@@ -52,6 +54,8 @@ class Explanation:
             probability as pixels move, most salient first), by "deletion" / "insertion";
             NaN rows where the predicted class's map is empty.
         seconds_per_image: the attribution's cost, the true-class maps' time per image.
+        road: ROAD's MoRF and LeRF curves of the predicted class's maps, when asked
+            (`explain_batch(road=True)`); `scores["road_combined"]` holds its score.
     """
 
     indices: Tensor
@@ -65,6 +69,7 @@ class Explanation:
     scores: dict[str, Tensor]
     curves: dict[str, Tensor] = field(default_factory=dict)
     seconds_per_image: float = float("nan")
+    road: RoadCurves | None = None
 
     @property
     def preds(self) -> Tensor:
@@ -172,6 +177,8 @@ def explain_batch(
     tolerance: int | None = None,
     progress: bool | None = False,
     forward: nn.Module | None = None,
+    road: bool = False,
+    seed: int = 0,
 ) -> Explanation:
     """Predict, map and score a batch.
 
@@ -188,6 +195,9 @@ def explain_batch(
             (None: on a terminal; see `console.track`).
         forward: runs the forward-only work (predictions, deletion and insertion) instead of
             the method's model, e.g. `Bf16Forward`; the maps always come from the method.
+        road: also run ROAD (`road.road_curves`) on the predicted class's maps: its curves
+            and `scores["road_combined"]` (higher is better).
+        seed: seeds ROAD's imputation noise.
     """
     images, labels, masks = batch.images, batch.labels, batch.masks
     probs = predict_probs(attribution, images, forward)
@@ -198,19 +208,36 @@ def explain_batch(
     if wrong.any():
         pred_maps[wrong] = attribution.attribute(images[wrong], preds[wrong]).cpu()
     curves: dict[str, list[Tensor]] = {"deletion": [], "insertion": []}
+    road_parts: list[RoadCurves] = []
     model = attribution.model if forward is None else forward
     n, step = len(images), attribution.batch_size
-    starts = track(
-        range(0, n, step), "deletion/insertion", n, "images", progress, lambda i: min(step, n - i)
-    )
+    # the intact image's probability ends every curve: the predictions' forward gave it
+    intact = probs.gather(1, preds[:, None])[:, 0]
+    title = "deletion/insertion" + ("/ROAD" if road else "")
+    starts = track(range(0, n, step), title, n, "images", progress, lambda i: min(step, n - i))
     for start in starts:
         part = slice(start, start + step)
         args = (model, images[part], pred_maps[part], preds[part], steps)
-        curves["deletion"].append(deletion_curve(*args).cpu())
-        curves["insertion"].append(insertion_curve(*args).cpu())
+        curves["deletion"].append(deletion_curve(*args, intact=intact[part]).cpu())
+        curves["insertion"].append(insertion_curve(*args, intact=intact[part]).cpu())
+        if road:
+            road_parts.append(
+                road_curves(
+                    model,
+                    images[part],
+                    pred_maps[part],
+                    preds[part],
+                    seed=seed + start,
+                    batch_size=step,
+                    intact=probs[part],
+                )
+            )
     empty = empty_maps(pred_maps)  # points nowhere: no curve, no score (NaN)
     curve = {k: torch.cat(v).masked_fill(empty[:, None], float("nan")) for k, v in curves.items()}
     result = {f"{name}_auc": auc(values) for name, values in curve.items()}
+    road_result = _joined(road_parts) if road else None
+    if road_result is not None:
+        result["road_combined"] = road_result.combined
     if masks is not None:
         result["pointing_game"] = pointing_game(maps, masks, tolerance)
         result["energy_pointing_game"] = energy_pointing_game(maps, masks)
@@ -227,6 +254,19 @@ def explain_batch(
         result,
         curve,
         seconds / max(1, len(images)),
+        road_result,
+    )
+
+
+def _joined(parts: Sequence[RoadCurves]) -> RoadCurves:
+    """One `RoadCurves` of consecutive batches'."""
+    return RoadCurves(
+        parts[0].fractions,
+        *(
+            torch.cat([getattr(p, k) for p in parts])
+            for k in ("morf", "lerf", "morf_hits", "lerf_hits")
+        ),
+        sum(p.seconds for p in parts),
     )
 
 
@@ -241,6 +281,7 @@ class Explainer:
         seed: seeds the sample, the search for mistakes and the sanity check.
         progress: show progress while explaining (None: on a terminal; see `console.track`).
         forward: runs the forward-only work instead of the method's model (see `explain`).
+        road: run ROAD beside deletion and insertion (`explain_batch`).
     """
 
     def __init__(
@@ -252,6 +293,7 @@ class Explainer:
         seed: int = 0,
         progress: bool | None = False,
         forward: nn.Module | None = None,
+        road: bool = False,
     ) -> None:
         if not isinstance(dataset, LabelledImages):
             raise TypeError(
@@ -265,6 +307,7 @@ class Explainer:
         self.seed = seed
         self.progress = progress
         self.forward = forward
+        self.road = road
 
     def sample(self, per_class: int, limit: int | None = None) -> list[int]:
         """A seeded, class-balanced sample of the dataset's indices."""
@@ -293,24 +336,32 @@ class Explainer:
         """Predictions, maps and scores of the images at `indices`."""
         batch = load_batch(self.dataset, indices)
         return explain_batch(
-            self.attribution, batch, self.steps, self.tolerance, self.progress, self.forward
+            self.attribution,
+            batch,
+            self.steps,
+            self.tolerance,
+            self.progress,
+            self.forward,
+            self.road,
+            self.seed,
         )
 
     def sanity_check(
         self,
         indices: Sequence[int],
-        options: SanityOptions = SanityOptions(),  # noqa: B008 (frozen, so never shared state)
-    ) -> RandomizationCurve:
-        """`sanity.cascading_randomization` of the true-class maps of the images at `indices`,
-        with the threshold and depth of `options`."""
+        options: SanityOptions | None = None,
+        checks: Sequence[str] = CHEAP_CHECKS,
+    ) -> list[CheckResult]:
+        """`checks.run_checks` on the true-class maps of the images at `indices`."""
         batch = load_batch(self.dataset, indices)
-        return cascading_randomization(
+        return run_checks(
             self.attribution,
             batch.images,
             batch.labels,
-            threshold=options.threshold,
-            max_depth=options.max_depth,
-            seed=self.seed,
+            len(self.dataset.classes),
+            options or SanityOptions(),
+            checks,
+            self.seed,
         )
 
 

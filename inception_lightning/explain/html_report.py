@@ -9,13 +9,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from jinja2 import Environment, PackageLoader
 
+from inception_lightning.explain.checks import meaning
 from inception_lightning.explain.comparison import MethodRun, comparison_rows
 from inception_lightning.explain.explainer import summarize_explanation
 from inception_lightning.explain.plots import confusion_png, curves_png, reliability_png
 from inception_lightning.explain.predictions import Predictions
 from inception_lightning.explain.render import overlay, png_bytes, randomization_plot, to_rgb
+from inception_lightning.explain.verdict import CheckResult
 from inception_lightning.files import atomic_write
 
 _ENV = Environment(
@@ -49,13 +52,15 @@ def write_report(
 ) -> Path:
     """Write the report comparing methods on the same images into `out`; return index.html.
 
-    It holds a table with one row per method (scores, empty maps, sanity verdict, cost), the
-    randomisation curves, per-class scores, a gallery by class with every method's map side by
+    It holds a table with one row per method (scores, empty maps, cost), each method's sanity
+    checks (verdict with its interval, what it means, cost per image), the randomisation
+    curves, per-class scores, a gallery by class with every method's map side by
     side, and the misclassified images with each method's maps of the predicted and true class.
 
     Classes are listed by accuracy, worst first: over `predictions` when given (the whole
     dataset), else over the explained images. Plots: each method's mean deletion and insertion
-    curves and, with `predictions`, a reliability diagram and a confusion matrix.
+    curves (and ROAD's MoRF and LeRF curves when run) and, with `predictions`, a reliability
+    diagram and a confusion matrix.
 
     Args:
         out: the report folder (created); nothing is written outside it.
@@ -79,10 +84,10 @@ def write_report(
         if chosen:
             gallery.append({"name": classes[c], "accuracy": accuracy[c], "images": chosen})
     evaluation = None if predictions is None else _evaluation(predictions, classes, order)
-    curves = {run.method: run.sanity for run in runs if run.sanity is not None}
+    checks = {run.method: run.checks for run in runs if run.checks}
     sanity_png = None
-    if curves:
-        sanity_png = write_atomic(out, "sanity.png", png_bytes(randomization_plot(curves)))
+    if any(c.curve is not None and c.kind != "road" for cs in checks.values() for c in cs):
+        sanity_png = write_atomic(out, "sanity.png", png_bytes(randomization_plot(checks)))
     methods = [
         {
             **row,
@@ -97,7 +102,9 @@ def write_report(
         "methods": methods,
         "class_metrics": ["count", "accuracy", "empty", *first.scores],
         "sanity_png": sanity_png,
-        "sanity": next(iter(curves.values()), None),
+        "checks": {method: [_check_row(c) for c in results] for method, results in checks.items()},
+        "check_names": list(dict.fromkeys(c.name for cs in checks.values() for c in cs)),
+        "identical": identical_methods(runs),
         "gallery": gallery,
         "misclassified": [item for item in items if item["wrong"]],
         "method_names": [run.method for run in runs],
@@ -110,13 +117,39 @@ def write_report(
         "info": context["info"],
         "evaluation": evaluation,
         "methods": [
-            {**m, "sanity": None if r.sanity is None else r.sanity.as_dict()}
+            {**m, "sanity": [c.as_dict() for c in r.checks]}
             for m, r in zip(methods, runs, strict=True)
         ],
         "images": items,
     }
     write_atomic(out, "summary.json", json.dumps(_finite(record), indent=2).encode())
     return out / "index.html"
+
+
+def identical_methods(runs: Sequence[MethodRun]) -> list[tuple[str, str]]:
+    """Pairs of methods whose maps agree on every image (to 1e-5 of the peak): e.g. Grad-CAM
+    and HiResCAM on a layer followed only by global pooling and one linear layer, where the
+    gradient is the same at every position."""
+    pairs = []
+    for i, a in enumerate(runs):
+        for b in runs[i + 1 :]:
+            maps_a, maps_b = a.explanation.maps, b.explanation.maps
+            if maps_a.shape == maps_b.shape and torch.allclose(maps_a, maps_b, atol=1e-5):
+                pairs.append((a.method, b.method))
+    return pairs
+
+
+def _check_row(result: CheckResult) -> dict[str, Any]:
+    verdict = result.verdict
+    return {
+        "name": result.name,
+        "statistic": result.statistic,
+        "outcome": verdict.outcome,
+        "verdict": verdict.describe(),
+        "meaning": meaning(result),
+        "seconds_per_image": result.seconds_per_image,
+        "details": {k: v for k, v in result.details.items() if k != "method"},
+    }
 
 
 def _item(out: Path, runs: Sequence[MethodRun], classes: Sequence[str], i: int) -> dict[str, Any]:
@@ -215,8 +248,9 @@ def _plots(
     """Write the plots into `out/plots`; their relative paths by name."""
     plots = {}
     curves = {run.method: run.explanation.curves for run in runs if run.explanation.curves}
+    road = {run.method: run.explanation.road for run in runs if run.explanation.road is not None}
     if curves:
-        plots["curves"] = write_atomic(out, "plots/curves.png", curves_png(curves))
+        plots["curves"] = write_atomic(out, "plots/curves.png", curves_png(curves, road))
     if predictions is not None:
         reliability = reliability_png(predictions.reliability())
         plots["reliability"] = write_atomic(out, "plots/reliability.png", reliability)

@@ -130,10 +130,12 @@ def deletion_curve(
     targets: Tensor | Sequence[int],
     steps: int = 16,
     baseline: float = 0.0,
+    intact: Tensor | None = None,
 ) -> Tensor:
-    """The curves `[N, steps + 1]` under `deletion_auc` (same arguments), empty maps' too."""
+    """The curves `[N, steps + 1]` under `deletion_auc` (same arguments), empty maps' too;
+    `intact`: see `perturbation_curve`."""
     end = torch.full_like(inputs, baseline)
-    return perturbation_curve(model, inputs, end, maps, targets, steps)
+    return perturbation_curve(model, inputs, end, maps, targets, steps, intact=intact)
 
 
 def insertion_curve(
@@ -143,10 +145,12 @@ def insertion_curve(
     targets: Tensor | Sequence[int],
     steps: int = 16,
     substrate: Tensor | None = None,
+    intact: Tensor | None = None,
 ) -> Tensor:
-    """The curves `[N, steps + 1]` under `insertion_auc` (same arguments), empty maps' too."""
+    """The curves `[N, steps + 1]` under `insertion_auc` (same arguments), empty maps' too;
+    `intact`: see `perturbation_curve`."""
     start = blur(inputs) if substrate is None else substrate
-    return perturbation_curve(model, inputs, start, maps, targets, steps, insert=True)
+    return perturbation_curve(model, inputs, start, maps, targets, steps, True, intact)
 
 
 def perturbation_curve(
@@ -157,11 +161,14 @@ def perturbation_curve(
     targets: Tensor | Sequence[int],
     steps: int,
     insert: bool = False,
+    intact: Tensor | None = None,
 ) -> Tensor:
     """Target probabilities `[N, steps + 1]` as pixels move, most salient first.
 
     Deletion (`insert=False`) moves pixels of `inputs` to `other`; insertion moves pixels of
     `other` to `inputs`. After step k, the first `round(k * H * W / steps)` pixels have moved.
+    `intact`, the target's probability `[N]` on `inputs` when already known (the explainer's
+    predictions), saves the forward pass of the curve's intact end.
     """
     if steps < 1:
         raise ValueError(f"steps must be positive, got {steps}")
@@ -177,6 +184,9 @@ def perturbation_curve(
     curve = []
     with torch.no_grad(), eval_mode(model):
         for k in range(steps + 1):
+            if intact is not None and k == (steps if insert else 0):
+                curve.append(intact.to(device).float())
+                continue
             moved = rank < round(k * h * w / steps)
             x = torch.where(moved, inputs, other) if insert else torch.where(moved, other, inputs)
             probs = model(x).float().softmax(dim=1)

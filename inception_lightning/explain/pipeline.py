@@ -16,6 +16,7 @@ from torch import nn
 
 from inception_lightning.data.protocol import LabelledImages
 from inception_lightning.explain.attribution import Attribution
+from inception_lightning.explain.checks import CHECKS
 from inception_lightning.explain.comparison import run_methods
 from inception_lightning.explain.explain_options import MapOptions, SanityOptions, ScoreOptions
 from inception_lightning.explain.explainer import Explainer
@@ -111,13 +112,16 @@ def build_report(
     sanity: SanityOptions = SanityOptions(),  # noqa: B008 (frozen, so never shared state)
     progress: bool | None = None,
     forward: nn.Module | None = None,
+    checks: Sequence[str] = CHECKS,
 ) -> Path:
     """Write the attribution report comparing `spec`'s methods on `dataset`; return index.html.
 
     A seeded, class-balanced sample of `per_class` images per class is explained by each
     method; each method's maps are sanity-checked on the sample's first `sanity.samples`
-    images; every image of the dataset is predicted for the accuracy per class, the confusion
-    matrix and the reliability diagram (`html_report.write_report`).
+    images (MPRT in each order, sMPRT, eMPRT, the random-logit test and ROAD, each with a
+    bootstrap verdict: `explain.checks`); every image of the dataset is predicted for the
+    accuracy per class, the confusion matrix and the reliability diagram
+    (`html_report.write_report`).
 
     Args:
         spec: the methods and how they map and score.
@@ -126,14 +130,18 @@ def build_report(
         out: the report folder (created; nothing is written outside it).
         info: run and model details, shown as given.
         per_class: images explained per class.
-        sanity: the sanity check's options.
+        sanity: the sanity checks' options; its `checks`, when given, replace `checks`.
         progress: show progress bars (None: on a terminal; see `console.track`).
         forward: runs the forward-only work (predictions, deletion and insertion curves)
             instead of the network, e.g. `Bf16Forward`; maps always come from the network.
+        checks: the checks to run (`checks.CHECKS`): every one by default.
     """
+    checks = list(sanity.checks or checks)
     explainers = spec.explainers(network, dataset, progress, forward)
+    for explainer in explainers.values():
+        explainer.road = "road" in checks and sanity.samples > 0
     first = next(iter(explainers.values()))
     indices = first.sample(per_class)
-    runs = run_methods(explainers, indices, indices[: sanity.samples], sanity)
+    runs = run_methods(explainers, indices, indices[: sanity.samples], sanity, checks)
     predictions = predict_dataset(first.attribution, dataset, progress, forward)
     return write_report(out, runs, dataset.classes, info, per_class, predictions)

@@ -35,6 +35,7 @@ class IntegratedGradientsMap(Attribution):
     """
 
     name = "integrated_gradients"
+    costly = True
 
     def __init__(
         self,
@@ -99,6 +100,7 @@ class OcclusionMap(Attribution):
     """
 
     name = "occlusion"
+    costly = True
 
     def __init__(
         self,

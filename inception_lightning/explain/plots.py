@@ -11,36 +11,57 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from inception_lightning.explain.predictions import Reliability
+from inception_lightning.explain.road import RoadCurves
 
 LABELLED_CLASSES = 30  # beyond this, a confusion matrix's axes name no class
 
 
-def curves_png(curves: Mapping[str, Mapping[str, Tensor]]) -> bytes:
-    """Each method's mean deletion and insertion curves with their interquartile band.
+def curves_png(
+    curves: Mapping[str, Mapping[str, Tensor]], road: Mapping[str, RoadCurves] | None = None
+) -> bytes:
+    """Each method's mean deletion and insertion curves with their interquartile band, and
+    ROAD's MoRF and LeRF curves beside them when given.
 
     Args:
         curves: by method, `[N, K]` target probabilities by "deletion" / "insertion", from the
             intact (deletion) or blurred (insertion) image at x = 0 to the other end at x = 1;
             rows of NaN (empty maps) are left out.
+        road: by method, its ROAD curves (`road.road_curves`).
     """
-    figure = Figure(figsize=(10, 3.8), layout="constrained")
-    axes = dict(zip(("deletion", "insertion"), figure.subplots(1, 2, sharey=True), strict=True))
-    for i, (method, by_name) in enumerate(curves.items()):
-        for name, ax in axes.items():
-            values = by_name[name].float().numpy()
+    road = road or {}
+    panels = ["deletion", "insertion"] + (["road_morf", "road_lerf"] if road else [])
+    figure = Figure(figsize=(5 * len(panels), 3.8), layout="constrained")
+    axes = dict(zip(panels, figure.subplots(1, len(panels), sharey=True), strict=True))
+    for i, method in enumerate(dict.fromkeys([*curves, *road])):
+        series = {name: (None, values) for name, values in curves.get(method, {}).items()}
+        if method in road:
+            x = np.asarray(road[method].fractions)
+            series.update(road_morf=(x, road[method].morf), road_lerf=(x, road[method].lerf))
+        for name, (x, tensor) in series.items():
+            values = tensor.float().numpy()
             values = values[~np.isnan(values).any(axis=1)]
-            if not len(values):
+            if not len(values) or name not in axes:
                 continue
-            x = np.linspace(0, 1, values.shape[1])
-            area = np.trapezoid(values, x, axis=1).mean()
+            x = np.linspace(0, 1, values.shape[1]) if x is None else x
+            area = np.trapezoid(values, x, axis=1).mean() / (x[-1] - x[0])
+            ax = axes[name]
             ax.plot(x, values.mean(axis=0), color=f"C{i % 10}", label=f"{method} ({area:.3f})")
             low, high = np.percentile(values, [25, 75], axis=0)
             ax.fill_between(x, low, high, color=f"C{i % 10}", alpha=0.12, linewidth=0)
-    better = {"deletion": "lower is better", "insertion": "higher is better"}
+    titles = {
+        "deletion": "Deletion (mean AUC; lower is better)",
+        "insertion": "Insertion (mean AUC; higher is better)",
+        "road_morf": "ROAD MoRF (mean area; lower is better)",
+        "road_lerf": "ROAD LeRF (mean area; higher is better)",
+    }
     for name, ax in axes.items():
-        ax.set(xlabel="fraction of pixels moved, most salient first", xlim=(0, 1), ylim=(0, 1))
-        ax.set_title(f"{name.capitalize()} (mean AUC; {better[name]})")
-        ax.legend(loc="best", fontsize=8)
+        action = "imputed" if name.startswith("road") else "moved"
+        first = "least" if name == "road_lerf" else "most"
+        xlabel = f"fraction of pixels {action}, {first} salient first"
+        ax.set(xlabel=xlabel, xlim=(0, 1), ylim=(0, 1))
+        ax.set_title(titles[name])
+        if ax.lines:
+            ax.legend(loc="best", fontsize=8)
     axes["deletion"].set_ylabel("target probability")
     return _png(figure)
 

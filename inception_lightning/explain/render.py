@@ -14,7 +14,7 @@ from PIL import Image
 from torch import Tensor
 
 from inception_lightning.explain.explainer import Explanation
-from inception_lightning.explain.sanity import RandomizationCurve
+from inception_lightning.explain.verdict import CheckResult
 
 
 def to_rgb(pixels: Tensor) -> np.ndarray:
@@ -107,28 +107,35 @@ def figure_rgb(fig: Figure) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def randomization_plot(curves: Mapping[str, RandomizationCurve]) -> np.ndarray:
-    """Cascading randomisation curves by method: rank correlation (solid) and SSIM (dashed)
-    against the depth, with the pass threshold and the depth the verdict reads."""
-    fig = Figure(figsize=(8, 4), dpi=80)
-    ax = fig.add_subplot(1, 1, 1)
-    depths: list[str] = []
-    for i, (method, curve) in enumerate(curves.items()):
-        colour = f"C{i % 10}"
-        verdict = "pass" if curve.passed else "FAIL"
-        x = range(len(curve.depths))
-        label = f"{method} ({verdict})"
-        ax.plot(x, curve.rank_correlation, "-o", color=colour, markersize=3, label=label)
-        ax.plot(x, curve.ssim, "--", color=colour, linewidth=1)
-        depths = max(depths, curve.depths, key=len)
-    if curves:
-        first = next(iter(curves.values()))
-        ax.axhline(first.threshold, color="grey", linewidth=1, linestyle=":")
-        ax.axvline(first.verdict_depth, color="grey", linewidth=1, linestyle=":")
-    labels = [d.removeprefix("features.") for d in depths]
-    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
-    ax.set_ylim(-0.3, 1.05)
-    ax.set_xlabel("randomised down to (cumulative, from the head)")
-    ax.set_ylabel("rank correlation (solid), SSIM (dashed)")
-    ax.legend(fontsize=7, loc="lower left")
+def randomization_plot(checks: Mapping[str, Sequence[CheckResult]]) -> np.ndarray:
+    """The randomisation checks' mean curves (MPRT in each order, sMPRT): a panel per check,
+    a line per method labelled with its verdict, the threshold dotted.
+
+    Args:
+        checks: each method's check results (those without a curve, or ROAD's, are skipped).
+    """
+    names = [
+        c.name
+        for results in checks.values()
+        for c in results
+        if c.curve is not None and c.kind in ("mprt", "smprt")
+    ]
+    names = list(dict.fromkeys(names))
+    fig = Figure(figsize=(4.2 * max(1, len(names)), 4), dpi=80)
+    for p, name in enumerate(names):
+        ax = fig.add_subplot(1, len(names), p + 1)
+        longest: list[str] = []
+        for i, (method, results) in enumerate(checks.items()):
+            result = next((c for c in results if c.name == name), None)
+            if result is None or result.curve is None:
+                continue
+            x = range(len(result.curve.x))
+            label = f"{method} ({result.verdict.outcome})"
+            ax.plot(x, result.curve.y, "-o", color=f"C{i % 10}", markersize=3, label=label)
+            longest = max(longest, [str(v) for v in result.curve.x], key=len)
+            ax.set(xlabel=result.curve.xlabel, ylabel=result.curve.ylabel)
+            ax.axhline(result.verdict.threshold, color="grey", linewidth=1, linestyle=":")
+        ax.set_xticks(range(len(longest)), longest, rotation=90, fontsize=6)
+        ax.set_title(name, fontsize=10)
+        ax.legend(fontsize=6, loc="best")
     return figure_rgb(fig)
