@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from conftest import TINY, write_image, write_tree
+from helpers import TINY, write_image, write_tree
 from lightning.pytorch import LightningDataModule, Trainer
 from PIL import Image
 
