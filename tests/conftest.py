@@ -5,8 +5,10 @@ Fixtures only: the functions and classes tests import live in `helpers.py`.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import shutil
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -14,12 +16,14 @@ from typing import Any
 
 import pytest
 import torch
+from filelock import FileLock
 from helpers import TINY, DatasetsModule, random_loader, write_tree
 from lightning.pytorch import Trainer
 from rich.console import Console
 from torch.utils.data import DataLoader
 
 from inception_lightning import console
+from inception_lightning.cli import main
 from inception_lightning.training import InceptionClassifier
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -28,6 +32,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # that share cores stall at every barrier.
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 @pytest.fixture(autouse=True)
@@ -107,3 +113,36 @@ def terminal_progress(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     monkeypatch.setattr(console, "Progress", Captured)
     monkeypatch.setattr(console, "progress_enabled", lambda enabled=None: enabled is not False)
     return shown
+
+
+# The shipped quickstart, shrunk: 2 epochs of 13 steps of 8 images (its callbacks, every 25 steps,
+# observe step 24), so that the schedule, the best checkpoint and the hparams tab's best
+# accuracies see more than one epoch; then its end-of-fit report.
+QUICKSTART_RUN = [
+    "fit", "-c", str(CONF / "quickstart.yaml"),
+    "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "13",
+    "--trainer.limit_val_batches", "2", "--trainer.enable_progress_bar", "false",
+    "--data.init_args.num_samples", "240", "--data.init_args.loader.batch_size", "8",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The run folder (`runs/quickstart/version_0`) of `QUICKSTART_RUN` through the console
+    script (in this process): TensorBoard files, `checkpoints/` and GradCam's `report/`.
+
+    Built once per test run: pytest-xdist's workers share it through a file lock in their
+    common temporary folder. Tests read it and write nothing there.
+    """
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # each worker has its own base folder, in the run's
+        shared = shared.parent
+    folder = shared / "quickstart"
+    with FileLock(shared / "quickstart.lock"):
+        if not (folder / "done").exists():  # first, or after a worker's build failed
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            with contextlib.chdir(folder):
+                main(QUICKSTART_RUN)
+            (folder / "done").touch()
+    return folder / "runs" / "quickstart" / "version_0"
