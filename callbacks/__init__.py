@@ -9,6 +9,7 @@ from inception_lightning.callbacks.ema import InceptionEMA, WarmupEMAModel
 from inception_lightning.callbacks.finetuning import FineTuning
 from inception_lightning.callbacks.grad_cam import GradCam
 from inception_lightning.callbacks.host_sync import HostSync, HostSyncAudit
+from inception_lightning.callbacks.lr_range_test import LearningRateRangeTest
 from inception_lightning.callbacks.non_finite import NonFiniteError, NonFiniteGuard
 from inception_lightning.callbacks.prediction_writer import PredictionWriter
 from inception_lightning.callbacks.progress_bar import LoggingStepProgressBar
@@ -22,6 +23,7 @@ __all__ = [
     "HostSync",
     "HostSyncAudit",
     "InceptionEMA",
+    "LearningRateRangeTest",
     "LoggingStepProgressBar",
     "NonFiniteError",
     "NonFiniteGuard",

@@ -17,23 +17,30 @@ from typing import Any, Literal, NamedTuple
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
-from inception_lightning.models.net import InceptionNet
-from inception_lightning.training.contract import network_of
+from inception_lightning.models.anatomy import Site
+from inception_lightning.training.contract import FoundNetwork, find_network
 
 STATS = ("mean", "std", "zero_fraction", "dead_fraction")
 
 
 class Tap(NamedTuple):
-    """One activation to watch: a module's first input or its output, logged under `key`."""
+    """One activation to watch: a module's first input or its output (or a channel slice of
+    it, times a scale: see `models.anatomy.Site`), logged under `key`."""
 
     key: str
     module: nn.Module
     side: Literal["input", "output"] = "output"
+    site: Site | None = None
+
+    @classmethod
+    def at(cls, key: str, network: nn.Module, site: Site) -> Tap:
+        """The tap of an anatomy's `site` in `network`."""
+        plain = site.channels is None and site.scale == 1.0
+        return cls(key, network.get_submodule(site.module), site.side, None if plain else site)
 
 
 @dataclass(frozen=True)
@@ -98,16 +105,6 @@ def norm_ratio(part: ActivationSummary, whole: ActivationSummary) -> float:
     return math.inf if part.energy > 0 else 0.0
 
 
-def short_name(dotted: str) -> str:
-    """The tag name of a module: the last component of its dotted name."""
-    return dotted.rsplit(".", 1)[-1]
-
-
-def tensorboard_writers(trainer: pl.Trainer) -> list[Any]:
-    """The SummaryWriters of the trainer's TensorBoard loggers (no-op objects off rank 0)."""
-    return [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-
-
 class ActivationProbe:
     """Forward hooks that reduce activations to sums on the device, registered only when armed.
 
@@ -128,10 +125,10 @@ class ActivationProbe:
         for tap in taps:
             self._keys.append(tap.key)
             if tap.side == "input":
-                hook = partial(self._on_input, tap.key, samples)
+                hook = partial(self._on_input, tap.key, tap.site, samples)
                 self._handles.append(tap.module.register_forward_pre_hook(hook))
             else:
-                hook = partial(self._on_output, tap.key, samples)
+                hook = partial(self._on_output, tap.key, tap.site, samples)
                 self._handles.append(tap.module.register_forward_hook(hook))
 
     @property
@@ -170,15 +167,28 @@ class ActivationProbe:
             handle.remove()
         self._handles.clear()
 
-    def _on_input(self, key: str, samples: int, module: nn.Module, args: tuple[Any, ...]) -> None:
-        self._observe(key, samples, args[0])
+    def _on_input(
+        self, key: str, site: Site | None, samples: int, module: nn.Module, args: tuple[Any, ...]
+    ) -> None:
+        self._observe(key, site, samples, args[0])
 
     def _on_output(
-        self, key: str, samples: int, module: nn.Module, args: tuple[Any, ...], output: Tensor
+        self,
+        key: str,
+        site: Site | None,
+        samples: int,
+        module: nn.Module,
+        args: tuple[Any, ...],
+        output: Tensor,
     ) -> None:
-        self._observe(key, samples, output)
+        self._observe(key, site, samples, output)
 
-    def _observe(self, key: str, samples: int, x: Tensor) -> None:
+    def _observe(self, key: str, site: Site | None, samples: int, x: Tensor) -> None:
+        if site is not None:
+            x = site.select(x.detach())
+            # the scaled tensor itself, not scaled sums: its statistics are then bit for bit
+            # those of a network that scales before its hook point (ours)
+            x = x * site.scale if site.scale != 1.0 else x
         sums = activation_sums(x)
         previous = self._sums.get(key)
         self._sums[key] = sums if previous is None else previous + sums
@@ -201,23 +211,26 @@ def is_due(step: int, every_n_steps: int) -> bool:
 class ProbeCallback(Callback, ABC):
     """A callback that observes activations on due training steps through an `ActivationProbe`.
 
-    Subclasses name their taps (`taps`) and handle the summaries of each observed step
-    (`observed`); the hooks exist only from the start of an observed step to its end, and
-    never outlive an exception or the run.
+    Subclasses name their taps (`taps`) in the Inception network that `contract.find_network`
+    finds in the LightningModule, and handle the summaries of each observed step (`observed`);
+    the hooks exist only from the start of an observed step to its end, and never outlive an
+    exception or the run.
 
     Args:
         every_n_steps: observe the last step of every `every_n_steps` optimiser steps.
+        network: the network's dotted name in the LightningModule; None finds the one there.
     """
 
-    def __init__(self, every_n_steps: int) -> None:
+    def __init__(self, every_n_steps: int, network: str | None = None) -> None:
         self.every_n_steps = every_n_steps
+        self.network = network
         self._probe = ActivationProbe()
         self._taps: list[Tap] = []
         self._step = -1
 
     @abstractmethod
-    def taps(self, network: InceptionNet) -> list[Tap]:
-        """The activations to watch in `network`."""
+    def taps(self, found: FoundNetwork) -> list[Tap]:
+        """The activations to watch in `found.network`, by its anatomy."""
 
     def samples_for(self, step: int) -> int | None:
         """Histogram samples to keep on `step`: None skips the step, 0 keeps none."""
@@ -229,7 +242,7 @@ class ProbeCallback(Callback, ABC):
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._taps = self.taps(network_of(pl_module))
+        self._taps = self.taps(find_network(pl_module, self.network, type(self).__name__))
         self._step = -1
 
     @override

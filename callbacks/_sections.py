@@ -10,24 +10,24 @@ branch (`HEATMAP`) is the overview, in the first of them.
 
 from __future__ import annotations
 
-from inception_lightning.callbacks._probe import short_name
-from inception_lightning.models import InceptionNet, iter_blocks
+from torch import nn
+
+from inception_lightning.models.anatomy import Anatomy
 
 PREFIX = "watch"
 HEATMAP = f"{PREFIX}.branch/heatmap"
 DYING = f"{PREFIX}.dying"
 
 
-def grids(network: InceptionNet) -> dict[str, str]:
-    """Each Inception block's output grid, e.g. "17x17", at the input size its stem is built
-    for (299, 151 or 79 px), by block name; "" for all when a module of unknown geometry (a
-    user's own) makes the sizes unknowable without a forward pass."""
-    names = [short_name(dotted) for dotted, _ in iter_blocks(network)]
+def grids(anatomy: Anatomy, network: nn.Module) -> dict[str, str]:
+    """Each Inception block's output grid, e.g. "17x17", at the input size the network is built
+    for (299 px; 151 or 79 for our low-resolution stems), by block name; "" for all when layers
+    of the user's own make the shapes untraceable (`Anatomy.grids` fails on them)."""
     try:
-        sizes = network.spatial_sizes(int(network.stem))
-    except TypeError:
-        return dict.fromkeys(names, "")
-    return {name: "x".join(map(str, sizes[name])) for name in names}
+        sizes = anatomy.grids(network)
+    except (RuntimeError, TypeError, ValueError, NotImplementedError):
+        return {block.name: "" for block in anatomy.blocks}
+    return {block.name: "x".join(map(str, sizes[block.name])) for block in anatomy.blocks}
 
 
 def branch_tag(stat: str, grid: str, block: str, branch: str) -> str:

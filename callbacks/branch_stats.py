@@ -8,18 +8,17 @@ from matplotlib.figure import Figure
 from typing_extensions import override
 
 from inception_lightning.callbacks._loggers import has_logger
+from inception_lightning.callbacks._media import media_of, warn_unshown
 from inception_lightning.callbacks._probe import (
     ActivationSummary,
     ProbeCallback,
     Tap,
     is_due,
     norm_ratio,
-    short_name,
-    tensorboard_writers,
 )
 from inception_lightning.callbacks._sections import HEATMAP, block_tag, branch_tag, grids
-from inception_lightning.models import InceptionNet, iter_blocks, iter_residual_blocks
 from inception_lightning.models.options import positive_int
+from inception_lightning.training.contract import FoundNetwork
 
 HEATMAP_STATS = {"energy_share": "energy share", "dead_fraction": "dead channels"}
 
@@ -27,7 +26,10 @@ HEATMAP_STATS = {"energy_share": "energy share", "dead_fraction": "dead channels
 class BranchActivationStats(ProbeCallback):
     r"""Log activation statistics of every branch of every Inception block, and of each residual.
 
-    Every ``every_n_steps`` training steps, the first forward pass of the step is observed:
+    It watches the one Inception network in the LightningModule (ours, timm's or
+    torchvision's: see ``models.anatomy``), or the one ``network`` names; blocks and branches
+    are named as in the paper, whatever the network calls them. Every ``every_n_steps``
+    training steps, the first forward pass of the step is observed:
 
     - each branch output gives ``watch.branch.<stat>.<grid>/<block>/<branch>`` with ``mean``,
       ``std``, ``zero_fraction`` (elements exactly zero), ``dead_fraction`` (channels that are
@@ -39,8 +41,9 @@ class BranchActivationStats(ProbeCallback):
       ``||scale * residual|| / ||shortcut||`` (the shortcut is the block's input).
 
     Every ``histogram_every_n_steps``, histograms of the same activations and of the shortcuts go
-    to TensorBoard as ``watch.branch.activation.<grid>/<block>/<branch>``,
-    ``watch.residual.activation/<block>`` and ``watch.shortcut.activation/<block>``; at each
+    to the loggers that show them (TensorBoard, MLflow, W&B, CSV: see ``_media``) as
+    ``watch.branch.activation.<grid>/<block>/<branch>``, ``watch.residual.activation/<block>``
+    and ``watch.shortcut.activation/<block>``; at each
     epoch end a heat map of blocks x branches (energy share, dead channels) of the last observed
     step, the overview, is logged as the figure ``watch.branch/heatmap``. These sections come
     after the loss and accuracy and hold at most 43 cards each (see ``_sections``).
@@ -56,9 +59,13 @@ class BranchActivationStats(ProbeCallback):
             (steps n-1, 2n-1, ...: those on which Lightning writes its logs).
         histogram_every_n_steps: log histograms one step in this many; ``None`` for none.
         histogram_samples: values per histogram, a strided sample of the activation.
+        network: the Inception network's dotted name in the LightningModule, e.g.
+            ``"net.backbone"``; None finds the one it holds.
 
     Raises:
         ValueError: for a non-positive cadence or sample count.
+        NetworkNotFoundError: at the start of fit, for a module with no Inception network or
+            several, or a ``network`` that names none.
 
     Example::
 
@@ -72,11 +79,12 @@ class BranchActivationStats(ProbeCallback):
         every_n_steps: int = 50,
         histogram_every_n_steps: int | None = None,
         histogram_samples: int = 4096,
+        network: str | None = None,
     ) -> None:
         positive_int("every_n_steps", every_n_steps)
         positive_int("histogram_every_n_steps", histogram_every_n_steps, allow_none=True)
         positive_int("histogram_samples", histogram_samples)
-        super().__init__(every_n_steps)
+        super().__init__(every_n_steps, network)
         self.histogram_every_n_steps = histogram_every_n_steps
         self.histogram_samples = histogram_samples
         self._branches: dict[str, list[str]] = {}
@@ -91,21 +99,24 @@ class BranchActivationStats(ProbeCallback):
         super().on_fit_start(trainer, pl_module)
         if not has_logger(trainer, self, "its statistics are neither computed nor logged"):
             self._taps = []  # observing only to log: no hook at all
+        warn_unshown(trainer, self, "its heat map and histograms")
 
     @override
-    def taps(self, network: InceptionNet) -> list[Tap]:
+    def taps(self, found: FoundNetwork) -> list[Tap]:
         taps, self._branches, self._residuals = [], {}, []
-        self._grids = grids(network)
-        for dotted, block in iter_blocks(network):
-            name = short_name(dotted)
-            self._branches[name] = list(block.branches)
-            taps += [Tap(f"branch/{name}/{b}", m) for b, m in block.branches.items()]
-        for dotted, block in iter_residual_blocks(network):
-            name = short_name(dotted)
-            self._residuals.append(name)
+        network, anatomy = found.network, found.anatomy
+        self._grids = grids(anatomy, network)
+        for block in anatomy.blocks:
+            self._branches[block.name] = list(block.branches)
             taps += [
-                Tap(f"residual/{name}", block.residual),
-                Tap(f"shortcut/{name}", block, "input"),
+                Tap.at(f"branch/{block.name}/{b}", network, site)
+                for b, site in block.branches.items()
+            ]
+        for block in anatomy.residual_blocks:
+            self._residuals.append(block.name)
+            taps += [
+                Tap.at(f"residual/{block.name}", network, block.residual),
+                Tap(f"shortcut/{block.name}", network.get_submodule(block.module), "input"),
             ]
         self._histogram_tags = {tap.key: self._histogram_tag(tap.key) for tap in taps}
         return taps
@@ -129,19 +140,19 @@ class BranchActivationStats(ProbeCallback):
             metrics = self._metrics(summaries)
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=self._step)
-        for writer in tensorboard_writers(trainer):
+        for media in media_of(trainer) if self._probe.samples else ():
             for key, values in self._probe.samples.items():
-                writer.add_histogram(self._histogram_tags[key], values, self._step)
+                media.histogram(self._histogram_tags[key], values, self._step)
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         heatmap, self._heatmap = self._heatmap, {}  # an epoch with no observed step logs none
-        writers = tensorboard_writers(trainer)
-        if not (heatmap and writers and trainer.is_global_zero):
+        targets = media_of(trainer)
+        if not (heatmap and targets):
             return
         figure = heatmap_figure(heatmap, self._heatmap_step, self._grids)
-        for writer in writers:
-            writer.add_figure(HEATMAP, figure, self._heatmap_step)
+        for media in targets:
+            media.figure(HEATMAP, figure, self._heatmap_step)
 
     def _metrics(self, summaries: dict[str, ActivationSummary]) -> dict[str, float]:
         metrics: dict[str, float] = {}

@@ -1,4 +1,5 @@
-"""TensorBoardDashboards: the run's hparams tab and custom-scalars layout, and its best scores."""
+"""TensorBoardDashboards: the run's hparams tab and custom-scalars layout, its best scores, and
+each class's validation accuracy."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
+from matplotlib.figure import Figure
 from torch.utils.tensorboard.summary import hparams
 from typing_extensions import override
 
+from inception_lightning.callbacks._media import media_of
+from inception_lightning.training.balanced_accuracy import BalancedAccuracy
+
+PER_CLASS_TAG = "val/per_class_acc"
 # The custom-scalars tab: curves that belong on one chart (regular expressions over tags).
 LAYOUT = {
     "accuracy and loss": {
@@ -34,19 +40,34 @@ class TensorBoardDashboards(Callback):
     `ExclusiveTensorBoardLogger` leaves it out (`default_hp_metric=False`), and so should any
     other TensorBoard logger used with this callback. The custom-scalars tab gets `LAYOUT`.
 
+    After every validation in fit, each class's accuracy (its recall, from the module's
+    `val/balanced_acc` metric) is drawn as one bar chart, `val/per_class_acc` (TensorBoard's
+    images tab, or any logger that shows pictures), rather than one chart per class; the bars
+    name each class's training images when the datamodule counted them
+    (`train_class_counts`). `per_class` holds the last values.
+
     Args:
         best: logged metrics to track the highest value of (accuracies).
+        hparams: further entries of the run's hparams tab (a sweep's trial number and the
+            values it chose, keyed by their config keys).
     """
 
-    def __init__(self, best: Sequence[str] = ("val/acc1", "val_ema/acc1")) -> None:
+    def __init__(
+        self,
+        best: Sequence[str] = ("val/acc1", "val_ema/acc1"),
+        hparams: dict[str, float | int | str | bool] | None = None,
+    ) -> None:
         self.best_names = list(best)
+        self.extra_hparams = dict(hparams or {})
         self.best: dict[str, float] = {}
+        self.per_class: dict[str, float] = {}
+        """Class name -> its accuracy at the last validation (NaN: not in the val set)."""
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:  # other ranks' loggers hold a dummy experiment
             return
-        params = run_hyperparameters(trainer, pl_module)
+        params = run_hyperparameters(trainer, pl_module) | self.extra_hparams
         metrics = {f"{name}_best": 0.0 for name in self.best_names}
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
@@ -56,6 +77,26 @@ class TensorBoardDashboards(Callback):
                 writer.add_custom_scalars(LAYOUT)
             else:
                 logger.log_hyperparams(params)
+
+    @override
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # before Lightning computes and resets the epoch's metrics (after this hook)
+        metrics = getattr(pl_module, "metrics", {})
+        balanced = metrics["val"]["balanced_acc"] if "val" in metrics else None
+        if trainer.sanity_checking or not isinstance(balanced, BalancedAccuracy):
+            return
+        with balanced.sync_context():  # every rank's counts
+            recalls = balanced.per_class().tolist()
+        data = trainer.datamodule
+        classes = getattr(data, "classes", None) or [str(i) for i in range(len(recalls))]
+        self.per_class = dict(zip(classes, recalls, strict=True))
+        media = media_of(trainer)
+        if not media:
+            return
+        counts = getattr(data, "train_class_counts", None)
+        figure = per_class_figure(self.per_class, counts, trainer.current_epoch)
+        for shown in media:
+            shown.figure(PER_CLASS_TAG, figure, trainer.global_step)
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -96,3 +137,21 @@ def run_hyperparameters(trainer: pl.Trainer, pl_module: pl.LightningModule) -> d
     params["batch_size"] = getattr(data, "batch_size", None)
     params["data"] = str(getattr(data, "root", None) or type(data).__name__ if data else "loaders")
     return {k: "none" if v is None else v for k, v in params.items()}
+
+
+def per_class_figure(accuracies: dict[str, float], counts: list[int] | None, epoch: int) -> Figure:
+    """One horizontal bar per class: its validation accuracy, its training images named
+    beside its name; a class absent from the val set gets no bar."""
+    names = list(accuracies)
+    labels = [f"{n} ({c:,})" for n, c in zip(names, counts, strict=True)] if counts else names
+    figure = Figure(figsize=(5.0, 0.5 + 0.22 * len(names)), dpi=100, layout="constrained")
+    ax = figure.subplots()
+    values = [0.0 if v != v else v for v in accuracies.values()]  # NaN: no bar
+    ax.barh(range(len(names)), values, color="tab:blue")
+    ax.set_yticks(range(len(names)), labels, fontsize=8)
+    ax.invert_yaxis()  # the first class on top
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("validation accuracy (recall)", fontsize=9)
+    train = " (training images)" if counts else ""
+    ax.set_title(f"per-class accuracy{train}, epoch {epoch}", fontsize=10)
+    return figure

@@ -13,17 +13,17 @@ from typing_extensions import override
 
 from inception_lightning._compat import callback_state_key
 from inception_lightning.callbacks._loggers import has_logger
+from inception_lightning.callbacks._media import media_of, warn_unshown
 from inception_lightning.callbacks._probe import (
     ActivationSummary,
     ProbeCallback,
     Tap,
     norm_ratio,
-    short_name,
-    tensorboard_writers,
 )
 from inception_lightning.callbacks._sections import DYING, block_tag
-from inception_lightning.models import InceptionNet, ResidualInceptionBlock, iter_residual_blocks
+from inception_lightning.models.anatomy import Block, Site
 from inception_lightning.models.options import in_range, one_of, positive_int
+from inception_lightning.training.contract import FoundNetwork
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,13 @@ class DyingResidualDetector(ProbeCallback):
       ``watch.residual.output_zero_fraction/<block>``, the fraction of zeros after the block's
       activation.
 
-    Acting: every policy first writes a warning to the log and a TensorBoard text entry
-    ``watch.dying/report`` naming the step, the figures of the window, the residual blocks with the
-    most zeros after them and the remedy (residual scales of 0.1-0.3). Then ``"warn"`` goes on,
+    It watches the one Inception network in the LightningModule (ours, timm's or
+    torchvision's: see ``models.anatomy``), or the one ``network`` names.
+
+    Acting: every policy first writes a warning to the log and a text entry
+    ``watch.dying/report`` (to the loggers that show text: see ``_media``) naming the step, the
+    figures of the window, the residual blocks with the most zeros after them and the remedy
+    (residual scales of 0.1-0.3). Then ``"warn"`` goes on,
     ``"stop"`` saves a checkpoint of the current state with ``trainer.save_checkpoint`` and stops
     training gracefully, and ``"raise"`` raises :class:`DyingResidualError`. Under DDP the
     figures are summed over ranks before the decision, so all ranks act together.
@@ -75,10 +79,14 @@ class DyingResidualDetector(ProbeCallback):
         policy: ``"warn"``, ``"stop"`` or ``"raise"``.
         dirpath: where ``"stop"`` writes its checkpoint; ``None`` for ``trainer.log_dir``.
         pre_pool: dotted name, in the network, of the module whose first input is the pre-pool
-            feature map; ``None`` for its ``head``.
+            feature map; ``None`` for the global pool its anatomy names (our ``head``).
+        network: the Inception network's dotted name in the LightningModule, e.g.
+            ``"net.backbone"``; None finds the one it holds.
 
     Raises:
         ValueError: for an argument out of range or an unknown policy.
+        NetworkNotFoundError: at the start of fit, for a module with no Inception network or
+            several, or a ``network`` that names none.
 
     Example::
 
@@ -95,12 +103,13 @@ class DyingResidualDetector(ProbeCallback):
         policy: Literal["warn", "stop", "raise"] = "warn",
         dirpath: str | Path | None = None,
         pre_pool: str | None = None,
+        network: str | None = None,
     ) -> None:
         in_range("threshold", threshold, 0.0, 1.0, high_open=True)
         positive_int("patience", patience)
         positive_int("every_n_steps", every_n_steps)
         one_of("policy", policy, POLICIES)
-        super().__init__(every_n_steps)
+        super().__init__(every_n_steps, network)
         self.threshold = threshold
         self.patience = patience
         self.policy = policy
@@ -109,7 +118,7 @@ class DyingResidualDetector(ProbeCallback):
         self.window: deque[float] = deque(maxlen=patience)
         self.streak = 0
         self.fired_steps: list[int] = []
-        self._blocks: dict[str, ResidualInceptionBlock] = {}
+        self._blocks: dict[str, Block] = {}
 
     @property
     @override
@@ -120,19 +129,20 @@ class DyingResidualDetector(ProbeCallback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_fit_start(trainer, pl_module)
         has_logger(trainer, self, "its figures are not logged (it still detects and acts)")
+        warn_unshown(trainer, self, "its report")
 
     @override
-    def taps(self, network: InceptionNet) -> list[Tap]:
-        pre_pool = network.head if self.pre_pool is None else network.get_submodule(self.pre_pool)
-        taps = [Tap("pre_pool", pre_pool, "input")]
+    def taps(self, found: FoundNetwork) -> list[Tap]:
+        network, anatomy = found.network, found.anatomy
+        pre_pool = anatomy.pre_pool if self.pre_pool is None else Site(self.pre_pool, "input")
+        taps = [Tap.at("pre_pool", network, pre_pool)]
         self._blocks = {}
-        for dotted, block in iter_residual_blocks(network):
-            name = short_name(dotted)
-            self._blocks[name] = block
+        for block in anatomy.residual_blocks:
+            self._blocks[block.name] = block
             taps += [
-                Tap(f"shortcut/{name}", block, "input"),
-                Tap(f"residual/{name}", block.residual),
-                Tap(f"output/{name}", block),
+                Tap.at(f"shortcut/{block.name}", network, Site(block.module, "input")),
+                Tap.at(f"residual/{block.name}", network, block.residual),
+                Tap.at(f"output/{block.name}", network, Site(block.module)),
             ]
         return taps
 
@@ -162,8 +172,8 @@ class DyingResidualDetector(ProbeCallback):
     def _metrics(self, summaries: dict[str, ActivationSummary]) -> dict[str, float]:
         if "pre_pool" not in summaries:
             raise MisconfigurationException(
-                f"DyingResidualDetector: the pre-pool module ({self.pre_pool or 'the head'}) did "
-                "not run in the training step."
+                "DyingResidualDetector: the pre-pool module "
+                f"({self.pre_pool or 'the global pool'}) did not run in the training step."
             )
         pre_pool = summaries["pre_pool"]
         metrics = {
@@ -187,8 +197,8 @@ class DyingResidualDetector(ProbeCallback):
             message += f" Training stopped; the current state is saved in {path}."
         if trainer.is_global_zero:
             log.warning(message)
-        for writer in tensorboard_writers(trainer):
-            writer.add_text(f"{DYING}/report", message, self._step)
+        for media in media_of(trainer):
+            media.text(f"{DYING}/report", message, self._step)
         if self.policy == "raise":
             raise DyingResidualError(message)
 

@@ -14,8 +14,9 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 from typing_extensions import override
 
+from inception_lightning.models.weights import NETWORK_PREFIX
 from inception_lightning.training.checkpoints import network_state, store_average, stored_average
-from inception_lightning.training.contract import network_of, step_skipped
+from inception_lightning.training.contract import NetworkModule, step_skipped
 
 SHARDED_STRATEGIES = (FSDPStrategy, ModelParallelStrategy, DeepSpeedStrategy)
 
@@ -119,21 +120,24 @@ class WarmupEMAModel(AveragedModel):
 
 
 class InceptionEMA(EMAWeightAveraging):
-    """EMA of the network's weights, evaluated beside the raw ones in every validation epoch.
+    """EMA of the weights, with TF's decay warm-up, evaluated in every validation epoch.
 
     Departures from Lightning's `EMAWeightAveraging`, whose update schedule (`should_update`)
     and state (`state_dict`) it keeps:
 
-    - it averages the network alone (`pl_module.model`), not the whole LightningModule, whose
-      deep copy would take its optimiser factories along (which cannot always be copied, e.g.
-      those jsonargparse builds from a YAML `optimizer:` under DDP) and its metrics;
     - the update is `WarmupEMAModel`'s: TF's decay warm-up and `torch._foreach` kernels;
-    - validation does not swap the average into the module: the module evaluates it beside the
-      raw network, through `add_eval_network("ema", ...)`, and logs `val_ema/...`;
-      `average_network()` is None until the first update, so an average that was never updated
-      is never evaluated (Lightning swaps it in regardless);
-    - at the end of training the average is copied into the network (as Lightning does) only if
-      it was ever updated;
+    - with a module that fulfils `contract.NetworkModule` (`InceptionClassifier`), it averages
+      the network alone (`pl_module.model`), not the whole LightningModule, whose deep copy
+      would take its optimiser factories along (which cannot always be copied, e.g. those
+      jsonargparse builds from a YAML `optimizer:` under DDP) and its metrics; validation does
+      not swap the average in: the module evaluates it beside the raw network, through
+      `add_eval_network("ema", ...)`, and logs `val_ema/...`;
+    - with any other LightningModule (one that lacks `add_eval_network`, e.g. a plain module
+      around timm's Inception-v3) it averages the whole module and evaluates the average as
+      Lightning does: swapped in for each validation epoch (so `val/...` is the average's),
+      swapped back after it, and held by the checkpoints' `state_dict`;
+    - an average that was never updated is never evaluated (Lightning swaps it in regardless),
+      and is copied into the network at the end of training only if it was ever updated;
     - an optimiser step that a callback skipped (`NonFiniteGuard(policy="skip")`, through
       `contract.skip_step`) neither updates the average nor advances its warm-up;
     - sharded strategies (FSDP, DeepSpeed, ModelParallel) are refused: the average is a deep copy
@@ -168,6 +172,8 @@ class InceptionEMA(EMAWeightAveraging):
         self.decay = decay
         self._average_model: WarmupEMAModel | None = None
         self._network: nn.Module | None = None
+        self._prefix = NETWORK_PREFIX  # where the averaged weights lie in the module's state
+        self._swapped = False
 
     def average_network(self) -> nn.Module | None:
         """The averaged network (in eval mode), or None before the first update."""
@@ -185,12 +191,15 @@ class InceptionEMA(EMAWeightAveraging):
                 "is a deep copy of the whole network, and a sharded network has no rank holding "
                 "all its parameters. Remove the EMA callback, or train with strategy=ddp."
             )
-        self._network = network_of(pl_module)
+        hosted = isinstance(pl_module, NetworkModule)
+        self._network = pl_module.model if hosted else pl_module
+        self._prefix = NETWORK_PREFIX if hosted else ""
         self._average_model = WarmupEMAModel(
             self._network, self.decay, self._device, self._use_buffers
         )
         self._average_model.eval()
-        pl_module.add_eval_network("ema", self.average_network, saved=True)
+        if hosted:
+            pl_module.add_eval_network("ema", self.average_network, saved=True)
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -221,11 +230,18 @@ class InceptionEMA(EMAWeightAveraging):
 
     @override
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Leave the raw weights in place; the module evaluates the average beside them."""
+        """A module that evaluates the average itself keeps its raw weights; any other module
+        gets the average swapped in, once there is one."""
+        if self._prefix == "" and self.average_network() is not None:
+            self._swap_models(pl_module)
+            self._swapped = True
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Nothing was swapped, so nothing is swapped back."""
+        """Swap the raw weights back where they were swapped out."""
+        if self._swapped:
+            self._swap_models(pl_module)
+            self._swapped = False
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -241,7 +257,7 @@ class InceptionEMA(EMAWeightAveraging):
         average = self.average_network()
         if average is not None:
             counts = {"n_averaged": self._average_model.n_averaged}
-            store_average(checkpoint, average.state_dict(), counts)
+            store_average(checkpoint, average.state_dict(), counts, self._prefix)
 
     @override
     def on_load_checkpoint(
@@ -250,12 +266,13 @@ class InceptionEMA(EMAWeightAveraging):
         """Restore the average and the raw weights; a checkpoint without an average seeds both."""
         if self._average_model is None:  # validate / test / predict: nothing to restore
             return
-        stored = stored_average(checkpoint)
+        stored = stored_average(checkpoint, self._prefix)
         if stored is None:
             rank_zero_warn(
                 "the checkpoint holds no EMA weights: the average starts from its weights"
             )
-            self._average_model.module.load_state_dict(network_state(checkpoint, "raw"))
+            raw = network_state(checkpoint, "raw", self._prefix)
+            self._average_model.module.load_state_dict(raw)
             return
         average, counts, raw = stored
         self._average_model.load_state_dict(

@@ -14,11 +14,11 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
 from inception_lightning.callbacks._loggers import has_logger
-from inception_lightning.callbacks._probe import short_name
+from inception_lightning.callbacks._media import media_of, report_folder, warn_unshown
 from inception_lightning.data.protocol import LabelledImages
 from inception_lightning.explain.cam import LayerMethod
 from inception_lightning.explain.comparison import run_methods
@@ -41,9 +41,8 @@ from inception_lightning.explain.numerics import fp32
 from inception_lightning.explain.pipeline import ExplainSpec, build_report
 from inception_lightning.explain.render import overlay_pictures, randomization_plot
 from inception_lightning.explain.sanity import RandomizationCurve
-from inception_lightning.models import InceptionNet, iter_blocks
 from inception_lightning.models.options import positive_int
-from inception_lightning.training.contract import saved_network_of
+from inception_lightning.training.contract import FoundNetwork, find_network, saved_network_of
 
 MIN_GRID = 7
 
@@ -80,9 +79,15 @@ class GradCam(Callback):
     `bf16-true`), with gradients even inside Lightning's `torch.inference_mode` loops, and the
     module's train/eval flags are restored.
 
+    It explains the one Inception network in the LightningModule (ours, timm's or
+    torchvision's: see `models.anatomy`), or the one `network` names. Pictures reach every
+    logger that shows them (TensorBoard, MLflow, W&B, CSV: see `_media`).
+
     At the end of `fit`, an attribution report comparing the methods (`explain.build_report`,
-    as the `report` command writes it) is written beside the run, in `<trainer.log_dir>/report`
-    by default, with a progress bar unless the trainer's bar is off.
+    as the `report` command writes it) is written beside the run, in `report/` of the run's
+    folder (TensorBoard's or CSV's log dir, W&B's run files) by default, and logged as the
+    run's artifacts where the logger keeps them (MLflow), with a progress bar unless the
+    trainer's bar is off.
 
     Args:
         layers: dotted module name(s) of `pl_module.model` for the layer methods, fused when
@@ -99,6 +104,8 @@ class GradCam(Callback):
         sanity: samples, threshold, max_depth of the sanity check (`SanityOptions`;
             `samples: 0` turns it off).
         report: enabled, dir, per_class of the end-of-fit report (`ReportOptions`).
+        network: the Inception network's dotted name in the LightningModule, e.g.
+            "net.backbone"; None finds the one it holds.
     """
 
     def __init__(
@@ -113,6 +120,7 @@ class GradCam(Callback):
         scores: ScoreOptions = ScoreOptions(),  # noqa: B008
         sanity: SanityOptions = SanityOptions(),  # noqa: B008
         report: ReportOptions = ReportOptions(),  # noqa: B008
+        network: str | None = None,
     ) -> None:
         positive_int("every_n_epochs", every_n_epochs)
         self.spec = ExplainSpec(method, layers, MapOptions.of(maps), ScoreOptions.of(scores), seed)
@@ -120,6 +128,8 @@ class GradCam(Callback):
         self.sampling = SampleOptions.of(sample)
         self.sanity = SanityOptions.of(sanity)
         self.report = ReportOptions.of(report)
+        self.network = network
+        self._found: FoundNetwork | None = None
         self.samples: dict[str, list[int]] = {}
         self.last: dict[str, Explanation] = {}
         self.last_sanity: dict[str, RandomizationCurve] = {}
@@ -135,8 +145,11 @@ class GradCam(Callback):
                 "GradCam runs the model on rank 0 alone, which sharded strategies (FSDP, "
                 "ModelParallel) cannot do; use DDP or a single device"
             )
-        self.spec.attributions(saved_network_of(pl_module)[1])  # checks names, options; no hook
+        self._found = find_network(pl_module, self.network, "GradCam")
+        network = saved_network_of(pl_module, self._found)[1]
+        self.spec.attributions(network)  # checks names, options; no hook
         has_logger(trainer, self, "its overlays and scores are not logged")
+        warn_unshown(trainer, self, "its overlays")
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -155,12 +168,12 @@ class GradCam(Callback):
         if not self.report.enabled:
             return
         # before the rank check: `trainer.log_dir` is a collective call (a broadcast)
-        out = self.report.dir or Path(trainer.log_dir or trainer.default_root_dir) / "report"
+        fallback = Path(trainer.log_dir or trainer.default_root_dir) / "report"
         if not trainer.is_global_zero:
             return
-        self.last_weights, saved = saved_network_of(pl_module)
+        self.last_weights, saved = saved_network_of(pl_module, self._found)
         info = {
-            "model": saved.name,
+            "model": self._found.anatomy.architecture,
             "weights": self.last_weights,
             "layers": self.spec.layer_names,
             "interpolation": self.spec.maps.interpolation,
@@ -171,11 +184,12 @@ class GradCam(Callback):
         }
         progress = None if trainer.progress_bar_callback is not None else False
         dataset, per_class = _dataset(trainer, "val"), self.report.per_class
-        with fp32(saved) as network:
-            index = build_report(
-                self.spec, network, dataset, out, info, per_class, self.sanity, progress
-            )
-        rank_zero_info(f"GradCam: attribution report in {index}")
+        media = media_of(trainer)
+        with (
+            fp32(saved) as network,
+            report_folder(media, self.report.dir, fallback, "GradCam") as out,
+        ):
+            build_report(self.spec, network, dataset, out, info, per_class, self.sanity, progress)
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -202,7 +216,7 @@ class GradCam(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
     ) -> dict[str, float]:
         """Explain the stage's sample, log its pictures, and return its scalars."""
-        self.last_weights, saved = saved_network_of(pl_module)
+        self.last_weights, saved = saved_network_of(pl_module, self._found)
         options = self.sampling
         with fp32(saved) as network:
             explainers = self.spec.explainers(network, _dataset(trainer, stage))
@@ -244,19 +258,17 @@ class GradCam(Callback):
         self._warned = True
         images = load_batch(explainer.dataset, [index]).images
         size = tuple(images.shape[-2:])
-        network: InceptionNet = layered.model
-        stages = network.spatial_sizes(size[0])
-        fine = [
-            name for name, _ in iter_blocks(network) if min(stages[short_name(name)]) >= MIN_GRID
-        ]
+        anatomy = self._found.anatomy
+        stages = anatomy.grids(layered.model, size[0])
+        fine = [block.module for block in anatomy.blocks if min(stages[block.name]) >= MIN_GRID]
         finest = max(layered.grids(images))
         if min(finest) < MIN_GRID:
             earlier = f"an earlier layer such as {fine[-1]!r}" if fine else "an earlier layer"
             rank_zero_warn(
                 f"GradCam: layers {layered.layers} give at best a {finest[0]}x{finest[1]} map "
                 f"at {size[0]}x{size[1]} input, coarser than {MIN_GRID}x{MIN_GRID}, so they "
-                f"locate little. Use the low-resolution stem (create_model(..., stem=79)) or "
-                f"{earlier}."
+                f"locate little. Use larger inputs, our low-resolution stem "
+                f"(create_model(..., stem=79)) or {earlier}."
             )
 
     def _log_overlays(
@@ -277,11 +289,10 @@ class GradCam(Callback):
         self._log_images(trainer, dict(zip(names, pictures, strict=True)))
 
     def _log_images(self, trainer: pl.Trainer, pictures: dict[str, np.ndarray]) -> None:
-        """`uint8 [H, W, 3]` pictures by tag, to every logger that takes images."""
-        for logger in trainer.loggers:
-            add_image = getattr(logger.experiment, "add_image", None)
-            for tag, picture in pictures.items() if add_image else ():
-                add_image(tag, picture, trainer.global_step, dataformats="HWC")
+        """`uint8 [H, W, 3]` pictures by tag, to every logger that shows images."""
+        for media in media_of(trainer):
+            for tag, picture in pictures.items():
+                media.image(tag, picture, trainer.global_step)
 
 
 def _dataset(trainer: pl.Trainer, stage: str) -> Any:

@@ -14,7 +14,11 @@ from typing_extensions import override
 
 from inception_lightning.callbacks._probe import is_due
 from inception_lightning.models.options import one_of, positive_int
-from inception_lightning.training.contract import network_of, skip_step
+from inception_lightning.training.contract import (
+    NetworkNotFoundError,
+    find_network,
+    skip_step,
+)
 
 POLICIES = ("stop", "skip")
 
@@ -37,11 +41,12 @@ class NonFiniteGuard(Callback):
     pass changed are restored, then:
 
     - ``"stop"`` raises :class:`NonFiniteError` before the optimiser step, naming the global
-      step, the logged ``train/loss*`` values and the first stage of ``pl_module.model`` (an
-      :class:`~inception_lightning.InceptionNet`) whose output is non-finite when the batch is
-      run forward again (or the input batch itself). The weights, buffers and optimiser state
-      stay those of the last good step, and no checkpoint is written for the failed step, so
-      ``ModelCheckpoint``'s last checkpoint stays the last good one.
+      step, the logged ``train/loss*`` values and the first stage of the module's Inception
+      network (ours, timm's or torchvision's; see ``contract.find_network``) whose output is
+      non-finite when the batch is run forward again (or the input batch itself). The weights,
+      buffers and optimiser state stay those of the last good step, and no checkpoint is
+      written for the failed step, so ``ModelCheckpoint``'s last checkpoint stays the last good
+      one.
     - ``"skip"`` drops every gradient (``grad = None``: torch optimisers then leave the
       parameters and their state, e.g. momentum, untouched), counts the batch in ``skipped``,
       logs the count as ``train/skipped_nonfinite`` and warns. The step still counts in
@@ -201,9 +206,10 @@ class NonFiniteGuard(Callback):
     def _first_non_finite(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> str:
         """Re-run the batch forward with a hook per stage; name the first non-finite output."""
         try:
-            network = network_of(pl_module)
-        except TypeError:
+            watched = find_network(pl_module)
+        except NetworkNotFoundError:
             return "the non-finite block is not known"
+        network, anatomy = watched.network, watched.anatomy
         if self._batch is None:
             return "the non-finite block is not known"
         images = self._batch[0] if isinstance(self._batch, list | tuple) else self._batch
@@ -211,10 +217,10 @@ class NonFiniteGuard(Callback):
             return "the non-finite block is not known"
         if not torch.isfinite(images).all():
             return "the input batch itself holds non-finite values"
-        stages = [(f"features.{n}", m) for n, m in network.features.named_children()]
-        stages.append(("head", network.head))
-        if network.aux is not None:
-            stages.append(("aux", network.aux))
+        stages = [(path, network.get_submodule(path)) for path in anatomy.stages.values()]
+        stages += [(head, network.get_submodule(head)) for head in anatomy.heads]
+        # our network runs its aux head only when asked; the others run theirs in train mode
+        forward = getattr(network, "forward_with_aux", network)
         found: list[str] = []
 
         def probe(name: str) -> Any:
@@ -227,7 +233,7 @@ class NonFiniteGuard(Callback):
         handles = [m.register_forward_hook(probe(name)) for name, m in stages]
         try:
             with torch.no_grad(), trainer.precision_plugin.forward_context():
-                network.forward_with_aux(images)
+                forward(images)
         finally:
             for handle in handles:
                 handle.remove()

@@ -21,7 +21,7 @@ from typing import Any
 import lightning.pytorch as pl
 from jsonargparse import ActionConfigFile, Namespace
 from lightning.pytorch import LightningDataModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 from inception_lightning._compat import (
@@ -42,6 +42,7 @@ from inception_lightning.training import (
     Description,
     ExportError,
     InceptionClassifier,
+    NetworkNotFoundError,
     read_checkpoint,
     read_description,
 )
@@ -74,6 +75,7 @@ USER_ERRORS = (
     ExportError,
     FileNotFoundError,
     InputTooSmallError,
+    NetworkNotFoundError,
 )
 # Subcommands that evaluate a checkpoint rather than train it: the data follows the checkpoint.
 EVALUATING = ("validate", "test", "predict")
@@ -242,6 +244,42 @@ def lightning_main(argv: list[str] | None) -> None:
         )
     except USER_ERRORS as err:
         raise SystemExit(f"{PROG}: error: {err}") from None
+
+
+class _FitCLI(InceptionCLI):
+    """`InceptionCLI` with `fit` its only subcommand: building every subcommand's parser costs
+    more than a short sweep trial's training."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's `fit` alone."""
+        return {"fit": LightningCLI.subcommands()["fit"]}
+
+    def setup_parser(
+        self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]
+    ) -> None:
+        """Lightning's parser, without the package's commands."""
+        LightningCLI.setup_parser(self, add_subcommands, main_kwargs, subparser_kwargs)
+
+
+def fit_in_process(words: list[str], callbacks: list[Callback]) -> Trainer:
+    """`inception-lightning fit WORDS` in this process, with `callbacks` added; its trainer.
+
+    The callbacks are objects, not configs (a sweep's pruning callback holds its trial).
+    """
+    try:
+        cli = _FitCLI(
+            InceptionClassifier,
+            LightningDataModule,
+            subclass_mode_data=True,
+            trainer_defaults={**TRAINER_DEFAULTS, "callbacks": callbacks},
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": PROG},
+            args=["fit", *words],
+        )
+    except USER_ERRORS as err:
+        raise SystemExit(f"{PROG}: error: {err}") from None
+    return cli.trainer
 
 
 def main(argv: list[str] | None = None) -> None:

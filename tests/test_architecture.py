@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,20 @@ def test_callbacks_know_no_architecture_table() -> None:
     assert not offenders, f"callbacks must work on any InceptionNet, not import tables: {offenders}"
 
 
+def test_callbacks_never_ask_whether_the_network_is_ours() -> None:
+    """They see every network through `models.anatomy`, so timm's and torchvision's work too."""
+    ours = {"InceptionNet", "InceptionBlock", "ResidualInceptionBlock", "iter_blocks"}
+    ours |= {"iter_branches", "iter_residual_blocks"}
+    offenders = {
+        f"{path.name}: {name}"
+        for path in (ROOT / "callbacks").glob("*.py")
+        for name in imported_modules(path)
+        if name.rsplit(".", 1)[-1] in ours
+        or name.startswith(("inception_lightning.models.net", "inception_lightning.models.blocks"))
+    }
+    assert not offenders, f"callbacks must go through the anatomy: {offenders}"
+
+
 @pytest.mark.parametrize("folder", sorted(ALLOWED))
 def test_each_folder_imports_only_from_below(folder: str) -> None:
     offenders = set()
@@ -86,6 +101,25 @@ def test_no_two_modules_share_a_name() -> None:
                 modules.setdefault(path.stem, []).append(str(path.relative_to(ROOT)))
     shared = {name: paths for name, paths in modules.items() if len(paths) > 1}
     assert not shared, f"modules that share a name: {shared}"
+
+
+def test_readme_tree_table_names_every_module_and_only_real_ones() -> None:
+    """The README's "What is inside" table is the map of the package: no module missing, none
+    that does not exist (module names are unique, so a file name identifies its module)."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## What is inside") : readme.index("## Models")]
+    named = set(re.findall(r"`([a-z_0-9]+\.py)`", table))
+    modules = {
+        path.name
+        for root in (PACKAGE, ROOT / "callbacks")
+        for path in root.rglob("*.py")
+        if path.name != "__init__.py"
+    }
+    real = modules | {
+        path.name for folder in ("examples", "tests") for path in (ROOT / folder).glob("*.py")
+    }
+    assert modules - named == set(), "modules the README's table does not list"
+    assert named - real == set(), "files the README's table lists that do not exist"
 
 
 def test_old_callback_paths_import_with_a_deprecation_warning() -> None:

@@ -11,15 +11,17 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
+from user_project import Recorded
 
 from inception_lightning import InceptionNet, iter_branches, iter_residual_blocks
 from inception_lightning.callbacks._sections import branch_tag, grids
 from inception_lightning.callbacks.branch_stats import BranchActivationStats
+from inception_lightning.models.anatomy import anatomy_of
 from inception_lightning.models.net import Architecture
 from inception_lightning.models.specs import Conv, Stage
 from inception_lightning.training import InceptionClassifier, LossOptions
@@ -162,7 +164,7 @@ def test_every_block_is_logged_at_the_cadence(ir_v1: Callable, fit: Callable) ->
     scalars = events(trainer)
     tags = scalars.Tags()
     blocks: dict[str, float] = {}
-    grid = grids(model)
+    grid = grids(anatomy_of(model), model)
     assert grid["block35_1"] == "35x35" and grid["block17_1"] == "17x17"  # at 299 px
     for dotted, branch, _ in iter_branches(model):
         block = dotted.rsplit(".", 1)[-1]
@@ -262,28 +264,6 @@ def test_no_hook_survives_an_exception(
     assert count_hooks(module) == 0
 
 
-class Recorded(Logger):
-    """Keeps every logged value in memory, unrounded (TensorBoard stores float32)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.metrics: dict[str, float] = {}
-
-    @property
-    def name(self) -> str:
-        return "recorded"
-
-    @property
-    def version(self) -> int:
-        return 0
-
-    def log_hyperparams(self, params: object, *args: object, **kwargs: object) -> None:
-        """Nothing to keep."""
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.metrics.update(metrics)
-
-
 def test_statistics_under_bf16_reduce_in_fp32(ir_v1: Callable, trainer: Callable) -> None:
     module = ir_v1()
     seen: dict[tuple[str, str], Tensor] = {}
@@ -295,7 +275,7 @@ def test_statistics_under_bf16_reduce_in_fp32(ir_v1: Callable, trainer: Callable
         branch.register_forward_hook(partial(keep, (dotted.rsplit(".", 1)[-1], name)))
         for dotted, name, branch in iter_branches(module.model)
     ]
-    grid = grids(module.model)
+    grid = grids(anatomy_of(module.model), module.model)
     logger = Recorded()
     images = torch.randn(8, 3, 75, 75, generator=torch.Generator().manual_seed(1))
     loader = DataLoader(TensorDataset(images, torch.arange(8) % 2), batch_size=8)

@@ -143,6 +143,11 @@ def test_the_upgrade_moves_flat_hyperparameters_into_their_groups(trained: Path)
     before = copy.deepcopy({key: today[key] for key in described})
     upgrade_checkpoint(today)
     assert {key: today[key] for key in described} == before  # today's form: left as it is
+    augment = {"enabled": True, "policy": "trivialaugment", "erasing": 0.25}
+    folder = {"_class_path": "inception_lightning.data.ImageFolderDataModule", "augment": augment}
+    assert upgrade_checkpoint({"datamodule_hyper_parameters": copy.deepcopy(folder)}) == {
+        "datamodule_hyper_parameters": folder  # the augment group is not the old flag
+    }
 
 
 @pytest.mark.e2e  # the console script's validate, fit (resumed), report and export

@@ -41,7 +41,7 @@ COMBINATIONS = [
 
 
 # Configs for another subcommand than fit.
-SUBCOMMANDS = {"predict.yaml": "predict"}
+SUBCOMMANDS = {"predict.yaml": "predict", "sweep.yaml": "sweep"}
 
 
 def _print_config(files: list[Path], capsys: pytest.CaptureFixture[str], *extra: str) -> dict:

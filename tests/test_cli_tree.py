@@ -24,6 +24,7 @@ CONF = ROOT / "conf"
 SUBCOMMANDS = [
     *("fit", "validate", "test", "predict", "export", "report", "summary", "make-dataset"),
     "convert",
+    "sweep",
 ]
 MODEL = {
     "model": {"model": "inception_v4", "model_kwargs": {"width": 0.25, "stem": 79}},
@@ -37,6 +38,11 @@ CONFIGS: dict[str, tuple[dict[str, Any], tuple[str, ...], object]] = {
     "summary": ({"model": "inception_v4", "width": 0.5}, ("width",), 0.5),
     "make-dataset": ({"out": "shapes", "num_classes": 3}, ("num_classes",), 3),
     "convert": ({"data": "d", "out": "c", "chunk_bytes": "16MB"}, ("chunk_bytes",), "16MB"),
+    "sweep": (
+        {"params": {"model.loss.label_smoothing": {"low": 0, "high": 0.2}}, "n_trials": 3},
+        ("n_trials",),
+        3,
+    ),
 }
 
 

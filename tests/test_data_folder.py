@@ -230,6 +230,15 @@ def test_lightning_cli_can_build_it_from_yaml_values(tmp_path, cls) -> None:
         "batch_size": 4,
         "num_workers": None,
         "pin_memory": None,
+        "sampling": "shuffle",
     }  # plain values: checkpoints load them with weights_only=True
     if cls is ImageFolderDataModule:
-        assert data.hparams.augment == {"enabled": True, "min_scale": 0.08, "hflip": 0.25}
+        assert data.hparams.augment == {
+            "enabled": True,
+            "min_scale": 0.08,
+            "hflip": 0.25,
+            "policy": "none",
+            "num_ops": 2,
+            "magnitude": 9,
+            "erasing": 0.0,
+        }

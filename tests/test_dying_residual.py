@@ -18,7 +18,7 @@ from torch import nn
 
 from inception_lightning import iter_residual_blocks
 from inception_lightning.callbacks.dying_residual import DyingResidualDetector, DyingResidualError
-from inception_lightning.training import InceptionClassifier, LossOptions
+from inception_lightning.training import InceptionClassifier, LossOptions, NetworkNotFoundError
 
 NO_SMOOTHING = LossOptions(label_smoothing=0.0)
 IR_V1 = {"width": 0.125, "stem": 299, "aux_head": False}
@@ -180,5 +180,5 @@ def test_needs_an_inception_net(tmp_path: Path, ir_v1: Callable, fit: Callable) 
             fc=nn.Linear(2, 2),
         )
     )
-    with pytest.raises(TypeError, match="does not train an InceptionNet"):
+    with pytest.raises(NetworkNotFoundError, match="InceptionClassifier holds no Inception net"):
         fit(module, [DyingResidualDetector()], tmp_path, 1)

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from inception_lightning import create_model
 from inception_lightning.callbacks import InceptionEMA, WarmupEMAModel
-from inception_lightning.training import InceptionClassifier, export
+from inception_lightning.training import InceptionClassifier, LossOptions, export
 
 TINY = {"width": 0.0625, "stem": 299, "aux_head": False, "drop_rate": 0.0}
 
@@ -31,10 +31,20 @@ class RecordRaw(Callback):
         self.states.append(deepcopy(pl_module.model.state_dict()))
 
 
-@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed", "bf16-true"])
-def test_ema_after_k_steps_equals_hand_rolled_ema_with_warmup(trainer, precision: str) -> None:
+@pytest.mark.parametrize(
+    ("precision", "loss"),
+    [
+        ("32-true", None),
+        ("bf16-mixed", None),
+        ("bf16-true", None),
+        ("32-true", LossOptions(mixup_alpha=0.8, cutmix_alpha=1.0)),
+    ],
+)
+def test_ema_after_k_steps_equals_hand_rolled_ema_with_warmup(
+    trainer, precision: str, loss: LossOptions | None
+) -> None:
     torch.manual_seed(0)
-    module = InceptionClassifier(num_classes=4, model_kwargs=TINY)
+    module = InceptionClassifier(num_classes=4, model_kwargs=TINY, loss=loss or LossOptions())
     initial = deepcopy(module.model.state_dict())
     ema, record = InceptionEMA(decay=0.25), RecordRaw()
 

@@ -191,11 +191,16 @@ def test_validate_and_test_get_gradients_under_inference_mode(
     assert set(cam.last_metrics) <= set(run.callback_metrics)
 
 
+@pytest.mark.parametrize("loss", [None, LossOptions(mixup_alpha=0.8, cutmix_alpha=1.0)])
 def test_fit_explains_the_ema_weights_the_checkpoint_will_hold(
-    tmp_path: Path, classifier: Callable, logged: Callable, datamodule: Callable
+    tmp_path: Path,
+    classifier: Callable,
+    logged: Callable,
+    datamodule: Callable,
+    loss: LossOptions | None,
 ) -> None:
     kwargs = {"width": 0.125, "stem": 79, "aux_head": False}
-    module = classifier(num_classes=3, model_kwargs=kwargs, sgd=0.5)
+    module = classifier(num_classes=3, model_kwargs=kwargs, sgd=0.5, loss=loss or LossOptions())
     ema = InceptionEMA(decay=0.5)
     methods = ["gradcam", "integrated_gradients"]
     cam = GradCam(
@@ -206,10 +211,14 @@ def test_fit_explains_the_ema_weights_the_checkpoint_will_hold(
         sanity=SanityOptions(samples=2, max_depth=2),
         report=ReportOptions(dir=tmp_path / "report"),
     )
+    data = datamodule(Squares())
     fit = logged(tmp_path, [ema, cam], max_epochs=1, limit_train_batches=2)
-    fit.fit(module, datamodule=datamodule(Squares()))
+    fit.fit(module, datamodule=data)
 
     assert cam.last_weights == "ema"
+    clean = data.normalize(data.val_dataset.images)  # mixed only inside the training step
+    for images in (explained.images for explained in cam.last.values()):
+        assert all(any(torch.equal(image, c) for c in clean) for image in images)
     average = ema.average_network()
     for method in methods:  # every method explains the averaged weights, maps and predictions
         expl = cam.last[method]

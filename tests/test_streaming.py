@@ -24,7 +24,7 @@ from PIL import Image
 
 from inception_lightning.cli import main
 from inception_lightning.data import DatasetError, ImageFolderDataModule
-from inception_lightning.data.data_options import CropOptions, LoaderOptions
+from inception_lightning.data.data_options import AugmentOptions, CropOptions, LoaderOptions
 from inception_lightning.data.streaming.chunk_info import INFO_FILE, ChunkInfo
 from inception_lightning.data.streaming.chunk_writer import write_chunks
 from inception_lightning.data.streaming.streaming_datamodule import StreamingImageDataModule
@@ -375,3 +375,22 @@ def test_convert_fit_report_and_predict_through_the_console_script(
     images = sorted(Path("shapes").glob("[tv]*/*/*.png"))
     assert len(images) == 30 and any(Path("shapes/masks").rglob("*.png"))
     assert sorted(Path(row["path"]).resolve() for row in rows) == [p.resolve() for p in images]
+
+
+def test_a_stream_takes_the_augmentation_policy_and_refuses_class_sampling(
+    tmp_path: Path,
+) -> None:
+    root = write_tree(tmp_path / "data", classes=("cat", "dog"), n=2, size=(48, 48))
+    write_chunks(root, tmp_path / "chunks", progress=False)
+    augment = AugmentOptions(policy="trivialaugment", erasing=0.5)
+    stream = StreamingImageDataModule(
+        f"local:{tmp_path / 'chunks'}", crop=CropOptions(40, crop_pct=1.0), augment=augment,
+        stream=StreamOptions(cache_dir=str(tmp_path / "cache")),
+    )  # fmt: skip
+    steps = [type(t).__name__ for t in stream.train_transform.transforms]
+    assert steps == ["Compose", "TrivialAugmentWide", "RandomErasing"]
+    with pytest.raises(ValueError, match=r"loader\.sampling: a stream is read shard by shard"):
+        StreamingImageDataModule(
+            f"local:{tmp_path / 'chunks'}", LoaderOptions(sampling="class_balanced"),
+            stream=StreamOptions(cache_dir=str(tmp_path / "cache")),
+        )  # fmt: skip

@@ -12,6 +12,7 @@ wheel lacks fails to import here instead of being found in the checkout.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -110,25 +111,37 @@ def test_the_installed_console_script_is_the_wheel(venv: Path, tmp_path: Path) -
     assert all(file.startswith(site) for file in files), files  # not the checkout's
 
 
+# The quickstart, shrunk; every later command repeats the model's shrinking where it reads a recipe.
+SHRUNK_MODEL = ["--model.model_kwargs", '{"width": 0.0625, "stem": 79}']
+SHRUNK_RUN = [
+    *SHRUNK_MODEL, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+    "--trainer.enable_progress_bar", "false",
+    "--data.init_args.num_samples", "40", "--data.init_args.loader.batch_size", "8",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fitted(venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with no conf/ where the wheel's `fit -c conf/quickstart.yaml` ran, shrunk."""
+    cwd = tmp_path_factory.mktemp("user")
+    _run([venv / "bin" / "inception-lightning", "fit", "-c", "conf/quickstart.yaml", *SHRUNK_RUN],
+         cwd=cwd)  # fmt: skip
+    return cwd
+
+
 def test_fit_the_packaged_quickstart_then_predict_with_its_checkpoint(
-    venv: Path, tmp_path: Path
+    venv: Path, fitted: Path
 ) -> None:
-    """The README's quickstart command as written, in a folder with no conf/: the packaged
-    recipe (and its cpu_recipe beside it), shrunk; then `predict` with the run's checkpoint."""
+    """The README's quickstart command as written: the packaged recipe (and its cpu_recipe
+    beside it), shrunk; then `predict` with the run's checkpoint."""
     script = venv / "bin" / "inception-lightning"
-    _run([script, "fit", "-c", "conf/quickstart.yaml",
-          "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
-          "--trainer.enable_progress_bar", "false",
-          "--model.model_kwargs", '{"width": 0.0625, "stem": 79}',
-          "--data.init_args.num_samples", "40", "--data.init_args.loader.batch_size", "8"],
-         cwd=tmp_path)  # fmt: skip
-    run = tmp_path / "runs" / "quickstart" / "version_0"
+    run = fitted / "runs" / "quickstart" / "version_0"
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["model"]["model"] == "inception_resnet_v1" and saved["cpu_recipe"] is None
     # the packaged trainer/cpu.yaml, found beside the packaged quickstart, where it applies
     assert saved["trainer"]["precision"] == ("bf16-mixed" if native_bf16() else None)
     assert (run / "report" / "index.html").is_file()  # the packaged template, rendered
-    images = tmp_path / "images"
+    images = fitted / "images"
     images.mkdir()
     rng = np.random.default_rng(0)
     for index in range(3):
@@ -136,8 +149,44 @@ def test_fit_the_packaged_quickstart_then_predict_with_its_checkpoint(
         Image.fromarray(pixels).save(images / f"{index}.png")
     _run([script, "predict", "-c", "conf/predict.yaml",
           "--ckpt_path", run / "checkpoints" / "last.ckpt", "--data.root", images],
-         cwd=tmp_path)  # fmt: skip
-    with (tmp_path / "predictions.csv").open() as file:
+         cwd=fitted)  # fmt: skip
+    with (fitted / "predictions.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert sorted(Path(row["path"]).name for row in rows) == ["0.png", "1.png", "2.png"]
     assert all(float(row["prob_1"]) >= float(row["prob_2"]) > 0 for row in rows)
+
+
+# The README's "After training" commands, as written there but for the shrinking, run in one
+# interpreter of the wheel's venv (`cli.main`), so that they pay one start-up. ONNX export (the
+# `onnx` extra, 10-20 s in torch.export) is left to tests/test_after_training.py.
+AFTER_TRAINING = [
+    ["validate", "-c", "conf/quickstart.yaml", "--ckpt_path", "CKPT", *SHRUNK_MODEL,
+     "--data.init_args.num_samples", "40"],
+    ["test", "-c", "conf/quickstart.yaml", "--ckpt_path", "CKPT", *SHRUNK_MODEL,
+     "--data.init_args.num_samples", "40", "--data.init_args.test_crops", "12"],
+    ["make-dataset", "--out", "shapes", "--num_samples", "40"],
+    ["export", "--ckpt_path", "CKPT", "--out", "model.pt", "--weights", "raw"],
+    ["report", "--ckpt_path", "CKPT", "--data", "shapes", "--boxes_file", "shapes/boxes.json",
+     "--out", "report/", "--per_class", "1"],
+    ["summary", "--model", "inception_v3"],
+]  # fmt: skip
+DRIVER = """
+import json, sys
+from inception_lightning.cli import main
+for argv in json.loads(sys.argv[1]):
+    try:
+        main(argv)
+    except SystemExit as stop:
+        if stop.code:
+            raise SystemExit(f"{argv[0]} exited with {stop.code}")
+"""
+
+
+def test_the_after_training_commands_run_from_the_wheel(venv: Path, fitted: Path) -> None:
+    ckpt = str(fitted / "runs" / "quickstart" / "version_0" / "checkpoints" / "last.ckpt")
+    commands = [[ckpt if word == "CKPT" else word for word in argv] for argv in AFTER_TRAINING]
+    result = _run([venv / "bin" / "python", "-c", DRIVER, json.dumps(commands)], cwd=fitted)
+    assert (fitted / "shapes" / "boxes.json").is_file()
+    assert (fitted / "model.pt").stat().st_size > 0
+    assert (fitted / "report" / "index.html").is_file()
+    assert "mixed_5b" in result.stdout  # the summary's stage table

@@ -12,6 +12,7 @@ from inception_lightning.commands.convert import convert
 from inception_lightning.commands.export import export
 from inception_lightning.commands.report import report
 from inception_lightning.commands.summary import summary
+from inception_lightning.commands.sweep import sweep
 from inception_lightning.data import write_dataset
 
 COMMANDS: dict[str, Callable[..., Path | str]] = {
@@ -19,6 +20,7 @@ COMMANDS: dict[str, Callable[..., Path | str]] = {
     "report": report,
     "summary": summary,
     "make-dataset": write_dataset,
+    "sweep": sweep,
     "convert": convert,
 }
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
 from typing_extensions import override
 
-from inception_lightning.data.data_options import BadFiles, LoaderOptions
+from inception_lightning.data.balanced_sampler import ClassBalancedSampler
+from inception_lightning.data.data_options import AugmentOptions, BadFiles, LoaderOptions
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.loading import default_num_workers, make_loader
 from inception_lightning.data.scanning.scan import BadFile
@@ -21,7 +24,16 @@ from inception_lightning.data.transforms.multicrop import (
     MultiCropViews,
     check_crops,
 )
-from inception_lightning.data.transforms.preprocessing import Normalize, Preprocessing
+from inception_lightning.data.transforms.policies import policy_transforms
+from inception_lightning.data.transforms.preprocessing import (
+    Normalize,
+    Preprocessing,
+    eval_geometry,
+    train_geometry,
+)
+
+# `LoaderOptions.sampling` -> the sampler's power (`ClassBalancedSampler`)
+_SAMPLER_POWER = {"class_balanced": 1.0, "square_root": 0.5}
 
 
 class ImageDataModule(LightningDataModule):
@@ -54,6 +66,8 @@ class ImageDataModule(LightningDataModule):
         test_crops: int = 1,
     ) -> None:
         super().__init__()
+        self.train_class_counts: list[int] | None = None
+        """Training images of each class, once `report_class_counts` has counted them."""
         self.classes = classes
         self.preprocessing = preprocessing
         self.normalize = Normalize(preprocessing.mean, preprocessing.std)
@@ -66,6 +80,24 @@ class ImageDataModule(LightningDataModule):
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
         self.predict_dataset: Dataset | None = None
+
+    def use_file_transforms(self, augment: AugmentOptions) -> None:
+        """Set the transforms of decoded files: training crops as `augment` says (its policy and
+        erasing after them), evaluation's centre crop, and whole images for multi-crop tests."""
+        preprocessing = self.preprocessing
+        self.train_transform = (
+            v2.Compose(
+                [
+                    train_geometry(preprocessing, augment.min_scale, augment.hflip),
+                    *policy_transforms(augment, preprocessing.mean),
+                ]
+            )
+            if augment.enabled
+            else eval_geometry(preprocessing)
+        )
+        self.eval_transform = eval_geometry(preprocessing)
+        # multi-crop cuts its views from the whole image (`test_dataloader`)
+        self.test_transform = v2.Identity() if self.test_crops > 1 else self.eval_transform
 
     @property
     def num_classes(self) -> int:
@@ -99,6 +131,18 @@ class ImageDataModule(LightningDataModule):
             return [self.normalize(images), labels]
         p = self.preprocessing
         return [MultiCropViews(images, p.image_size, p.interpolation, self.normalize), labels]
+
+    def report_class_counts(self, labels: list[int]) -> None:
+        """Log the training images of each class, and the imbalance, once."""
+        counts = Counter(labels)
+        self.train_class_counts = [counts[i] for i in range(len(self.classes))]
+        listed = ", ".join(f"{name} {counts[i]:,}" for i, name in enumerate(self.classes))
+        present = [n for n in counts.values() if n]
+        ratio = max(present) / min(present) if present else 1.0
+        rank_zero_info(
+            f"training images per class: {listed} ({len(labels):,} in all; the largest class "
+            f"is {ratio:.1f}x the smallest; sampling: {self.loader_options.sampling})"
+        )
 
     def default_num_workers(self) -> int:
         """Loader processes when `loader.num_workers` is None: `loading.default_num_workers`
@@ -141,4 +185,8 @@ class ImageDataModule(LightningDataModule):
         train = split == "train"
         drop_last = train and len(dataset) > self.batch_size
         pin_memory = self.loader_options.pin_memory
-        return make_loader(dataset, self.batch_size, train, workers, pin_memory, drop_last)
+        sampler = None
+        if train and self.loader_options.sampling != "shuffle":
+            power = _SAMPLER_POWER[self.loader_options.sampling]
+            sampler = ClassBalancedSampler(dataset.labels, power)
+        return make_loader(dataset, self.batch_size, train, workers, pin_memory, drop_last, sampler)

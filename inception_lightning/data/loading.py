@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from inception_lightning.data.resumable import ResumableDataLoader
 
@@ -38,6 +38,7 @@ def make_loader(
     num_workers: int,
     pin_memory: bool | None,
     drop_last: bool = False,
+    sampler: Sampler | None = None,
 ) -> DataLoader:
     """A DataLoader with pinned memory on CUDA and persistent workers.
 
@@ -51,12 +52,17 @@ def make_loader(
         num_workers: worker processes; 0 loads in the main process.
         pin_memory: None pins when CUDA is available.
         drop_last: drop the last incomplete batch.
+        sampler: draws the training samples instead of shuffling (`shuffle` must be True):
+            a `ClassBalancedSampler`, say.
     """
+    if sampler is not None and not shuffle:
+        raise ValueError("a sampler draws training samples: only a shuffled loader takes one")
     loader_class = ResumableDataLoader if shuffle else DataLoader
     return loader_class(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         persistent_workers=num_workers > 0,

@@ -63,7 +63,14 @@ class ResumableDataLoader(DataLoader):
             yield batch
 
     def state_dict(self) -> dict[str, Any]:
-        """The epoch's starting generator state, batches handed out, and the RNGs now."""
+        """The epoch's starting generator state, batches handed out, and the RNGs now.
+
+        Once the epoch's last batch is out, the state is the next epoch's start instead: a run
+        resumed from a checkpoint of an epoch's end goes on to the next epoch, whose iterator
+        would otherwise replay the finished one's order and skip all of it.
+        """
+        if self._handed_out >= len(self):
+            return {"generator": self.generator.get_state(), "batches": 0, "rng": rng_states()}
         return {"generator": self._epoch_start, "batches": self._handed_out, "rng": rng_states()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inception_lightning.models.blocks import iter_blocks
+from inception_lightning.models.anatomy import anatomy_of
 
 SignMode = Literal["relu", "abs", "signed"]
 Interpolation = Literal["bilinear", "bicubic", "nearest"]
@@ -44,11 +44,12 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def default_layer(model: nn.Module) -> str:
-    """The dotted name of the model's last Inception block."""
-    names = [name for name, _ in iter_blocks(model)]
-    if not names:
+    """The dotted name of the layer its anatomy explains by default: the last Inception block
+    (ours, timm's or torchvision's Inception network; see `models.anatomy`)."""
+    anatomy = anatomy_of(model)
+    if anatomy is None or not anatomy.explain:
         raise ValueError("the model has no Inception block; name a target layer explicitly")
-    return names[-1]
+    return anatomy.explain[0]
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from inception_lightning.explain.attribution import Attribution, empty_maps
+from inception_lightning.models.anatomy import anatomy_of
 
 RANK_THRESHOLD = 0.5
 VERDICT_STAGES = 2
@@ -78,14 +79,14 @@ class RandomizationCurve:
 def cascade_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The units to re-initialise, from the output down; only those with parameters.
 
-    An `InceptionNet` (anything with `head` and a `features` sequence) gives `head`, then
-    `features.<stage>` from the last stage to the first; any other model gives its direct
-    children in reverse registration order, which must then be the forward order.
+    An Inception network (ours, timm's or torchvision's: see `models.anatomy`) gives its
+    classifier head, then its stages from the last to the first; any other model gives its
+    direct children in reverse registration order, which must then be the forward order.
     """
-    features = getattr(model, "features", None)
-    if isinstance(features, nn.Sequential) and isinstance(getattr(model, "head", None), nn.Module):
-        units = [("head", model.head)]
-        units += [(f"features.{n}", m) for n, m in reversed(list(features.named_children()))]
+    anatomy = anatomy_of(model)
+    if anatomy is not None:
+        names = [*anatomy.heads[:1], *reversed(anatomy.stages.values())]
+        units = [(name, model.get_submodule(name)) for name in names]
     else:
         units = list(reversed(list(model.named_children())))
     return [(name, unit) for name, unit in units if any(True for _ in unit.parameters())]

@@ -2,6 +2,7 @@
 
 from typing import Literal
 
+from inception_lightning.models.anatomy import Anatomy, anatomy_of
 from inception_lightning.models.blocks import (
     InceptionBlock,
     ResidualInceptionBlock,
@@ -25,6 +26,7 @@ register_model("inception_resnet_v2", INCEPTION_RESNET_V2, timm_name="inception_
 ModelName = Literal[tuple(list_models())]  # type: ignore[valid-type]
 
 __all__ = [
+    "Anatomy",
     "Architecture",
     "InceptionBlock",
     "InceptionNet",
@@ -33,6 +35,7 @@ __all__ = [
     "ModelOptions",
     "ResidualInceptionBlock",
     "Stem",
+    "anatomy_of",
     "create_model",
     "iter_blocks",
     "iter_branches",

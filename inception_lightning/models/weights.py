@@ -139,8 +139,28 @@ def map_timm_state_dict(
     return mapped
 
 
+def map_to_timm_state_dict(
+    source: Mapping[str, Tensor], target: Mapping[str, Tensor]
+) -> dict[str, Tensor]:
+    """Rename our state dict to the keys of a timm (or torchvision) Inception network's.
+
+    The inverse of `map_timm_state_dict`: `timm_model.load_state_dict(mapped)` then computes
+    what ours computes. Every tensor must pair up, classifier included (same `num_classes`).
+    """
+    src_main = [(k, v) for k, v in source.items() if not k.startswith("aux.")]
+    src_aux = [(k, v) for k, v in source.items() if k.startswith("aux.")]
+    tgt_main = [(k, v) for k, v in target.items() if not k.startswith(TIMM_AUX_PREFIX)]
+    tgt_aux = [(k, v) for k, v in target.items() if k.startswith(TIMM_AUX_PREFIX)]
+    mapped = _pair_in_order(src_main, tgt_main, heads=())
+    if src_aux and tgt_aux:
+        mapped.update(_pair_in_order(src_aux, tgt_aux, heads=()))
+    return mapped
+
+
 def _pair_in_order(
-    source: list[tuple[str, Tensor]], target: list[tuple[str, Tensor]]
+    source: list[tuple[str, Tensor]],
+    target: list[tuple[str, Tensor]],
+    heads: tuple[str, ...] = HEAD_PREFIXES,
 ) -> dict[str, Tensor]:
     if len(source) != len(target):
         raise ValueError(
@@ -152,7 +172,7 @@ def _pair_in_order(
         same_kind = src_key.rsplit(".", 1)[-1] == tgt_key.rsplit(".", 1)[-1]
         if same_kind and src.shape == tgt.shape:
             mapped[tgt_key] = src
-        elif not (same_kind and tgt_key.startswith(HEAD_PREFIXES)):
+        elif not (same_kind and heads and tgt_key.startswith(heads)):
             raise ValueError(
                 f"cannot map {src_key} {tuple(src.shape)} onto {tgt_key} {tuple(tgt.shape)}: "
                 "the state dict was saved from another architecture or width"

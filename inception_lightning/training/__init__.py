@@ -20,7 +20,12 @@ from inception_lightning.training.checkpoints import (
     read_checkpoint,
     read_description,
 )
-from inception_lightning.training.contract import NetworkModule, network_of
+from inception_lightning.training.contract import (
+    FoundNetwork,
+    NetworkModule,
+    NetworkNotFoundError,
+    find_network,
+)
 from inception_lightning.training.exporter import ExportError, export
 from inception_lightning.training.loggers import ExclusiveTensorBoardLogger
 from inception_lightning.training.module import InceptionClassifier
@@ -62,6 +67,7 @@ __all__ = [
     "Description",
     "ExclusiveTensorBoardLogger",
     "ExportError",
+    "FoundNetwork",
     "InceptionClassifier",
     "InceptionRMSprop",
     "InceptionStepDecay",
@@ -69,10 +75,11 @@ __all__ = [
     "LoadedNetwork",
     "LossOptions",
     "NetworkModule",
+    "NetworkNotFoundError",
     "OptimOptions",
     "export",
+    "find_network",
     "load_network",
-    "network_of",
     "network_state",
     "read_checkpoint",
     "read_description",

@@ -247,6 +247,8 @@ def _move(hparams: dict[str, Any], moves: Mapping[str, tuple[str, str]]) -> None
     """Move flat keys into their groups (`aux_weight` -> `{"loss": {"aux_weight": ...}}`),
     merged into a group that is already there."""
     for old, (group, name) in moves.items():
+        if old == group and isinstance(hparams.get(old), Mapping):
+            continue  # `augment` was a flag and is now its group's name: today's group stays
         if old in hparams:
             value = hparams.pop(old)
             current = hparams.get(group)
@@ -378,12 +380,15 @@ def has_average(checkpoint: dict[str, Any]) -> bool:
     return RAW_KEY in checkpoint
 
 
-def network_state(checkpoint: dict[str, Any], weights: Weights = "ema") -> dict[str, Tensor]:
+def network_state(
+    checkpoint: dict[str, Any], weights: Weights = "ema", prefix: str = NETWORK_PREFIX
+) -> dict[str, Tensor]:
     """The network's state dict, without the module prefix, from a loaded checkpoint.
 
     Args:
         checkpoint: the loaded dictionary.
         weights: "ema" (the average; an error for a checkpoint without one) or "raw".
+        prefix: where the network lies in the module's state ("": the whole module's state).
     """
     if weights not in WEIGHT_SETS:
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
@@ -393,27 +398,31 @@ def network_state(checkpoint: dict[str, Any], weights: Weights = "ema") -> dict[
             "its first update); use weights='raw'"
         )
     state = checkpoint[RAW_KEY if weights == "raw" and has_average(checkpoint) else STATE_DICT_KEY]
-    return {
-        k.removeprefix(NETWORK_PREFIX): v for k, v in state.items() if k.startswith(NETWORK_PREFIX)
-    }
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
 def store_average(
-    checkpoint: dict[str, Any], average: dict[str, Tensor], averaging: dict[str, Tensor]
+    checkpoint: dict[str, Any],
+    average: dict[str, Tensor],
+    averaging: dict[str, Tensor],
+    prefix: str = NETWORK_PREFIX,
 ) -> None:
-    """Put the network's average in `state_dict`, moving the raw weights to their own key."""
+    """Put the average in `state_dict` under `prefix` ("": the whole module's average), moving
+    the raw weights to their own key."""
     checkpoint[RAW_KEY] = checkpoint[STATE_DICT_KEY]
-    checkpoint[STATE_DICT_KEY] = {NETWORK_PREFIX + k: v for k, v in average.items()}
+    checkpoint[STATE_DICT_KEY] = {prefix + k: v for k, v in average.items()}
     checkpoint[AVERAGING_KEY] = averaging
 
 
 def stored_average(
-    checkpoint: dict[str, Any],
+    checkpoint: dict[str, Any], prefix: str = NETWORK_PREFIX
 ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]] | None:
-    """`(average, averaging state, raw module state)` of a checkpoint that has them, else None."""
+    """`(average, averaging state, raw module state)` of a checkpoint that has them, else None;
+    the average without `prefix`."""
     if not (has_average(checkpoint) and AVERAGING_KEY in checkpoint):
         return None
-    return network_state(checkpoint, "ema"), checkpoint[AVERAGING_KEY], checkpoint[RAW_KEY]
+    average = network_state(checkpoint, "ema", prefix)
+    return average, checkpoint[AVERAGING_KEY], checkpoint[RAW_KEY]
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,24 @@
-"""What callbacks may rely on in the LightningModule they watch: one network, and a way to add more.
+"""What callbacks rely on in the LightningModule they watch: the Inception network inside it.
 
-`InceptionClassifier` fulfils it. Callbacks find the network through `network_of` only, and a
-callback that keeps another set of weights (`InceptionEMA`) hands it to the module through
-`add_eval_network`; neither side searches for, or reaches into, the other. The same holds for
-the weights a checkpoint will hold (`saved_network_of`) and for an optimiser step that a
-callback discarded (`skip_step` / `step_skipped`).
+Any LightningModule will do: `find_network` finds the one Inception network it holds (ours,
+timm's or torchvision's; see `models.anatomy`), or the one a `network="net.backbone"` argument
+names, and hands callbacks its anatomy. A module that also fulfils `NetworkModule`, as
+`InceptionClassifier` does, evaluates further networks beside it: a callback that keeps
+another set of weights (`InceptionEMA`) hands it over through `add_eval_network`, and neither
+side searches for, or reaches into, the other. The same holds for the weights a checkpoint will
+hold (`saved_network_of`) and for an optimiser step that a callback discarded (`skip_step` /
+`step_skipped`); other modules simply lack them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from torch import nn
 
-from inception_lightning.models.net import InceptionNet
+from inception_lightning.models.anatomy import KNOWN, Anatomy, anatomy_of, is_inception
 
 NetworkProvider = Callable[[], nn.Module | None]
 
@@ -45,23 +49,105 @@ class NetworkModule(Protocol):
         """Whether the current optimiser step was skipped."""
 
 
-def network_of(pl_module: object) -> InceptionNet:
-    """The `InceptionNet` that `pl_module` trains, or a `TypeError` saying what is missing."""
-    network = pl_module.model if isinstance(pl_module, NetworkModule) else None
-    if not isinstance(network, InceptionNet):
-        raise TypeError(
-            f"{type(pl_module).__name__} does not train an InceptionNet as `.model` with "
-            "`add_eval_network`, as InceptionClassifier does; the inception_lightning callbacks "
-            "need both"
+class NetworkNotFoundError(ValueError):
+    """A module holds no Inception network, several, or `network=` names none; the message
+    names what was found and what to pass."""
+
+
+@dataclass(frozen=True)
+class FoundNetwork:
+    """The Inception network a callback watches.
+
+    Attributes:
+        path: its dotted name in the LightningModule ("" for the module itself).
+        network: the network.
+        anatomy: its view.
+    """
+
+    path: str
+    network: nn.Module
+    anatomy: Anatomy
+
+
+def find_network(pl_module: nn.Module, path: str | None = None, who: str = "") -> FoundNetwork:
+    """The one Inception network inside `pl_module`, or the one at `path`.
+
+    Args:
+        pl_module: any LightningModule (any `nn.Module`).
+        path: the dotted name of the network in `pl_module`, e.g. "net.backbone"; None
+            searches every submodule.
+        who: the asking callback, named in the error.
+
+    Raises:
+        NetworkNotFoundError: one line for no network, several, or a `path` that names no
+            module or one of an unknown architecture.
+    """
+    owner = type(pl_module).__name__
+    prefix = f"{who}: " if who else ""
+    found = _inception_networks(pl_module)
+    listed = ", ".join(f"{_quoted(p)} ({_kind(m)})" for p, m in found)
+    if path is not None:
+        try:
+            network = pl_module.get_submodule(path)
+        except AttributeError:
+            raise NetworkNotFoundError(
+                f"{prefix}{owner} has no submodule network={path!r}; "
+                + (f"its Inception networks: {listed}" if found else _none_hint(pl_module))
+            ) from None
+        anatomy = anatomy_of(network)
+        if anatomy is None:
+            raise NetworkNotFoundError(
+                f"{prefix}network={path!r} in {owner} is a {type(network).__name__}, no "
+                f"Inception architecture the callbacks know ({', '.join(KNOWN)}); "
+                + (f"pass one of {owner}'s: {listed}" if found else _none_hint(pl_module))
+            )
+        return FoundNetwork(path, network, anatomy)
+    if not found:
+        hint = _none_hint(pl_module)
+        raise NetworkNotFoundError(f"{prefix}{owner} holds no Inception network: {hint}")
+    if len(found) > 1:
+        raise NetworkNotFoundError(
+            f"{prefix}{owner} holds {len(found)} Inception networks, {listed}; pass "
+            f"network={found[0][0]!r} (or another of them) to say which one to watch"
         )
-    return network
+    path, network = found[0]
+    return FoundNetwork(path, network, anatomy_of(network))
 
 
-def saved_network_of(pl_module: object) -> tuple[str, InceptionNet]:
-    """`(name, network)` of the weights a checkpoint of `pl_module` written now would hold."""
-    network_of(pl_module)  # the same check and message
-    name, network = pl_module.saved_network()
-    return name, network
+def _inception_networks(pl_module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """`(path, network)` of every Inception network in `pl_module` that no other one holds."""
+    found: list[tuple[str, nn.Module]] = []
+    for name, module in pl_module.named_modules():
+        inside = any(not outer or name.startswith(f"{outer}.") for outer, _ in found)
+        if not inside and is_inception(module):
+            found.append((name, module))
+    return found
+
+
+def _none_hint(pl_module: nn.Module) -> str:
+    children = ", ".join(f"{n} ({type(m).__name__})" for n, m in pl_module.named_children())
+    return (
+        f"its modules are {children or 'none'}, and the callbacks know {', '.join(KNOWN)}; "
+        "put one of those in the module, or pass network='<dotted name>' naming one inside it"
+    )
+
+
+def _quoted(path: str) -> str:
+    return repr(path) if path else "the module itself"
+
+
+def _kind(network: nn.Module) -> str:
+    anatomy = anatomy_of(network)
+    return anatomy.architecture if anatomy is not None else type(network).__name__
+
+
+def saved_network_of(pl_module: object, found: FoundNetwork) -> tuple[str, nn.Module]:
+    """`(name, network)` of the weights a checkpoint of `pl_module` written now would hold for
+    `found`: a `NetworkModule`'s saved network ("ema" or "raw") when `found` is its `model`,
+    else `("raw", found.network)`."""
+    if isinstance(pl_module, NetworkModule) and found.network is pl_module.model:
+        return pl_module.saved_network()
+    return "raw", found.network
 
 
 def skip_step(pl_module: object) -> None:

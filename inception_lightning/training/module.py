@@ -22,6 +22,7 @@ from typing_extensions import override
 from inception_lightning.models import ModelName, ModelOptions
 from inception_lightning.models.net import InceptionNet
 from inception_lightning.models.registry import create_model
+from inception_lightning.training.balanced_accuracy import BalancedAccuracy
 from inception_lightning.training.checkpoints import (
     CheckpointMismatchError,
     MismatchKind,
@@ -34,6 +35,7 @@ from inception_lightning.training.checkpoints import (
 )
 from inception_lightning.training.contract import NetworkProvider
 from inception_lightning.training.ensembling import average_probs, load_ensemble
+from inception_lightning.training.mixup import BatchMixer
 from inception_lightning.training.optim import InceptionRMSprop, InceptionStepDecay
 from inception_lightning.training.training_options import (
     ComputeOptions,
@@ -41,6 +43,9 @@ from inception_lightning.training.training_options import (
     LossOptions,
     OptimOptions,
 )
+
+# `LossOptions.class_weights` -> the power of `N / (C * n_c)`
+_WEIGHT_POWER = {"balanced": 1.0, "square_root": 0.5}
 
 # Images are a batch `[B, 3, S, S]`, or for multi-crop testing the views of one (see
 # `data.multicrop`): an iterable of such batches, made on the device one at a time.
@@ -54,7 +59,8 @@ class InceptionClassifier(LightningModule):
 
     Loss: `CE_ls(logits) + aux_weight * CE_ls(aux_logits)`, label-smoothed cross-entropy
     (v3 paper sect. 7), the aux term only with an aux head. Validation and test run in eval mode
-    on the main logits and log `loss`, `acc1`, `acc5` and `ece` (expected calibration error)
+    on the main logits and log `loss`, `acc1`, `balanced_acc` (the mean per-class recall), `acc5`
+    and `ece` (expected calibration error)
     under `val/` and `test/`; `predict` returns softmax probabilities. A module restored from a
     checkpoint that holds EMA weights (`validate` / `test --ckpt_path`) evaluates those and says
     so: it logs under `val_ema/` and `test_ema/`, the names fit logs the average under.
@@ -113,6 +119,7 @@ class InceptionClassifier(LightningModule):
         loss = self.loss_options.as_kwargs()
         optim = self.optim_options.as_kwargs()
         compute = self.compute_options.as_kwargs()
+        self.mixer = BatchMixer(self.loss_options, num_classes)
         # Initial weights and optimiser factories stay out: the checkpoint holds the weights,
         # and callables cannot be loaded with weights_only=True.
         self.save_hyperparameters(ignore=["optimizer", "scheduler", "init", "ensemble_checkpoints"])
@@ -139,6 +146,8 @@ class InceptionClassifier(LightningModule):
         self._ensemble: list[nn.Module] = []
         self._evaluated: Weights = "raw"
         self._step_skipped = False
+        # a buffer, so that it moves to the device with the module; not saved: the data's
+        self.register_buffer("_class_weights", None, persistent=False)
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]
@@ -193,17 +202,25 @@ class InceptionClassifier(LightningModule):
     def loss(
         self, logits: Tensor, aux_logits: Tensor | None, target: Tensor
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """`(total, main, aux)`: label-smoothed CE on both heads, aux weighted by `aux_weight`."""
+        """`(total, main, aux)`: label-smoothed CE on both heads, aux weighted by `aux_weight`.
+
+        `target` holds class indices, or soft targets `[B, num_classes]` (mixup's, with the
+        label smoothing already folded in); `class_weights` weigh the classes' terms.
+        """
         options = self.loss_options
-        main = F.cross_entropy(logits.float(), target, label_smoothing=options.label_smoothing)
+        smoothing = 0.0 if target.is_floating_point() else options.label_smoothing
+        weight = self._class_weights
+        main = F.cross_entropy(logits.float(), target, weight, label_smoothing=smoothing)
         if aux_logits is None:
             return main, main, None
-        aux = F.cross_entropy(aux_logits.float(), target, label_smoothing=options.label_smoothing)
+        aux = F.cross_entropy(aux_logits.float(), target, weight, label_smoothing=smoothing)
         return main + options.aux_weight * aux, main, aux
 
     @override
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         images, target = batch
+        if self.mixer.active(self.current_epoch):
+            images, target = self.mixer(images, target)
         images = self._model_input(images)
         forward = self._compiled_forward or self.model.forward_with_aux
         logits, aux_logits = forward(images)
@@ -321,11 +338,28 @@ class InceptionClassifier(LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit":  # training from a restored average: the weights are the raw ones now
             self._evaluated = "raw"
+            self._class_weights = self._weights_of_classes()
         compile_model = self.compute_options.compile
         if compile_model is not False and self._compiled_forward is None:
             options = compile_model if isinstance(compile_model, dict) else {}
             self._compiled_forward = torch.compile(self.model.forward_with_aux, **options)
             self.model.compile(**options)
+
+    def _weights_of_classes(self) -> Tensor | None:
+        """The loss's per-class weights, from the datamodule's training class counts."""
+        choice = self.loss_options.class_weights
+        if choice == "none":
+            return None
+        trainer = self._attached_trainer()
+        counts = getattr(trainer.datamodule, "train_class_counts", None) if trainer else None
+        if not counts:
+            raise ValueError(
+                f"class_weights={choice} needs the training images of each class: use a "
+                "datamodule that counts them (ImageFolderDataModule), or class_weights none"
+            )
+        counts_t = torch.tensor(counts, dtype=torch.float32).clamp_min(1.0)
+        weights = (counts_t.sum() / (len(counts) * counts_t)) ** _WEIGHT_POWER[choice]
+        return weights
 
     @override
     def on_validation_epoch_start(self) -> None:
@@ -412,12 +446,20 @@ _WEIGHT_NAMES = {"ema": "EMA weights", "raw": "raw (optimiser's) weights"}
 
 
 def _metrics(num_classes: int, stage: str) -> MetricCollection:
-    """acc1, acc5 and ECE, keyed `<stage>/<name>`."""
+    """acc1, balanced accuracy, acc5 and ECE, keyed `<stage>/<name>`.
+
+    Balanced accuracy is the mean of the per-class recalls: on an imbalanced set it weighs every
+    class alike, where acc1 follows the large classes.
+    """
     return MetricCollection(
         {
             "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+            "balanced_acc": BalancedAccuracy(num_classes),
             "acc5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
             "ece": MulticlassCalibrationError(num_classes, n_bins=15),
         },
         prefix=f"{stage}/",
+        # torchmetrics merges metrics whose states match after the first update: on a batch of
+        # one class the top-5 and the per-class top-1 counts can, and one reported the other's
+        compute_groups=False,
     )

@@ -7,24 +7,68 @@ stays narrow; see `models.options.OptionGroup` for how the groups parse and are 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
-from inception_lightning.models.options import OptionGroup
+from inception_lightning.models.options import OptionGroup, in_range, one_of
+
+# Per-class weights of the training loss: none, `N / (C * n_c)`, or its square root.
+ClassWeights = Literal["none", "balanced", "square_root"]
 
 
 @dataclass(frozen=True)
 class LossOptions(OptionGroup):
-    """The training loss: `CE_ls(logits) + aux_weight * CE_ls(aux_logits)`.
+    """The training loss: `CE_ls(logits) + aux_weight * CE_ls(aux_logits)`, on clean or mixed
+    batches, with classes weighed alike or by their size.
+
+    Mixup (Zhang et al. 2018) and cutmix (Yun et al. 2019) mix training batches as timm's
+    `train.py` does (`--mixup`, `--cutmix`, `--mixup-prob`, `--mixup-switch-prob`,
+    `--mixup-off-epoch`; see `training.mixup`); both alphas 0 (the default) leave them alone.
 
     Args:
-        label_smoothing: epsilon of the label-smoothed cross-entropy (v3 paper sect. 7: 0.1).
+        label_smoothing: epsilon of the label-smoothed cross-entropy (v3 paper sect. 7: 0.1);
+            with mixing, folded into the soft targets.
         aux_weight: weight of the aux head's loss (TF-slim: 0.4).
+        class_weights: weigh each class's training loss by `N / (C * n_c)` ("balanced",
+            scikit-learn's class_weight="balanced") or its square root ("square_root"), from
+            the training images the datamodule counted (`train_class_counts`); "none" weighs
+            all alike. The validation loss stays unweighted.
+        mixup_alpha: alpha of the Beta distribution of mixup's blend weight; 0: no mixup
+            (timm's recipes: 0.8).
+        cutmix_alpha: alpha of the Beta distribution of cutmix's kept area; 0: no cutmix
+            (timm's recipes: 1.0).
+        mixup_prob: probability that a training batch is mixed at all.
+        switch_prob: with both alphas on, the probability that a mixed batch is cut rather
+            than blended.
+        mixup_off_epoch: from this epoch on (counted from 0) batches are no longer mixed, so
+            that the last epochs train on clean images; None: mixed to the end.
     """
 
     prefix: ClassVar[str] = "loss"
 
     label_smoothing: float = 0.1
     aux_weight: float = 0.4
+    class_weights: ClassWeights = "none"
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mixup_prob: float = 1.0
+    switch_prob: float = 0.5
+    mixup_off_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        one_of(self.key("class_weights"), self.class_weights, get_args(ClassWeights))
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{self.key(name)} must be >= 0, got {getattr(self, name)}")
+        for name in ("mixup_prob", "switch_prob"):
+            in_range(self.key(name), getattr(self, name), 0.0, 1.0)
+        off = self.mixup_off_epoch
+        if off is not None and off < 0:
+            raise ValueError(f"{self.key('mixup_off_epoch')} must be >= 0, got {off}")
+
+    @property
+    def mixes(self) -> bool:
+        """Whether any training batch is ever mixed."""
+        return (self.mixup_alpha > 0 or self.cutmix_alpha > 0) and self.mixup_prob > 0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ and noise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -89,6 +90,7 @@ class SyntheticDataset(Dataset[tuple[Tensor, int]]):
     Args:
         split: "train", "val" or "test"; the splits are drawn from disjoint seeds.
         num_samples: images in this split; labels cycle through the classes, so they balance.
+            Ignored with `class_counts`.
         num_classes: how many of `SHAPES` to use, in their order (2 to 10).
         image_size: side of the square images in pixels.
         difficulty: 0 to 1, see the module docstring.
@@ -96,6 +98,8 @@ class SyntheticDataset(Dataset[tuple[Tensor, int]]):
         classes: the class names to label by (a trained model's), which must include the drawn
             shapes; None: the drawn shapes' names.
         normalize: uint8 -> model input; None: Inception's mean and std of 0.5.
+        class_counts: images of each drawn shape, in their sorted order (a long tail, say);
+            None: `num_samples` images cycling through the classes.
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class SyntheticDataset(Dataset[tuple[Tensor, int]]):
         seed: int = 0,
         classes: list[str] | None = None,
         normalize: Normalize | None = None,
+        class_counts: Sequence[int] | None = None,
     ) -> None:
         shapes = synthetic_classes(num_classes)
         self.classes = shapes if classes is None else list(classes)
@@ -118,7 +123,8 @@ class SyntheticDataset(Dataset[tuple[Tensor, int]]):
             raise ValueError(f"difficulty must lie in [0, 1], got {difficulty}")
         if image_size < 16:
             raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
-        drawn = [shapes[i % num_classes] for i in range(num_samples)]
+        drawn = _drawn_shapes(shapes, num_samples, class_counts)
+        num_samples = len(drawn)
         self.labels = [self.classes.index(shape) for shape in drawn]
         images = np.empty((num_samples, image_size, image_size, 3), dtype=np.uint8)
         masks = np.empty((num_samples, image_size, image_size), dtype=bool)
@@ -147,6 +153,20 @@ class SyntheticDataset(Dataset[tuple[Tensor, int]]):
     def mask(self, index: int) -> Tensor:
         """The object's mask, bool [H, W]; the images need no evaluation transform."""
         return self.masks[index]
+
+
+def _drawn_shapes(
+    shapes: list[str], num_samples: int, class_counts: Sequence[int] | None
+) -> list[str]:
+    """The shape of every sample: cycling through `shapes`, or `class_counts` of each in turn."""
+    if class_counts is None:
+        return [shapes[i % len(shapes)] for i in range(num_samples)]
+    if len(class_counts) != len(shapes) or min(class_counts) < 1:
+        raise ValueError(
+            f"class_counts needs one count of at least 1 for each of the {len(shapes)} classes "
+            f"{shapes}, got {list(class_counts)}"
+        )
+    return [shape for shape, count in zip(shapes, class_counts, strict=True) for _ in range(count)]
 
 
 def synthetic_classes(num_classes: int) -> list[str]:

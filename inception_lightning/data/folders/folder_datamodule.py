@@ -58,7 +58,6 @@ from inception_lightning.data.transforms.preprocessing import (
     Preprocessing,
     eval_geometry,
     resolve_preprocessing,
-    train_geometry,
 )
 
 Splits = dict[str, list[ImageRecord]]
@@ -76,7 +75,8 @@ class ImageFolderDataModule(ImageDataModule):
         crop: image_size and crop_pct, overriding the preprocessing's (`CropOptions`).
         test_crops: views per test image: 1 (the evaluation crop), 12 or 144 (`data.multicrop`).
         split: val_fraction and seed of the hold-out when there is no `val/` (`SplitOptions`).
-        augment: enabled, min_scale, hflip of the training crops (`AugmentOptions`).
+        augment: the training crops' enabled, min_scale and hflip, then an augmentation policy
+            (RandAugment, TrivialAugment, AutoAugment) and random erasing (`AugmentOptions`).
         files: bad_files, scan_cache_dir, boxes_file (`FileOptions`): what to do with bad
             files, where their checks are cached, and the object boxes (datasets then have
             `mask(index)`).
@@ -122,14 +122,7 @@ class ImageFolderDataModule(ImageDataModule):
         train_dir = self.split_dirs["train"]
         labels = label_space(find_classes(train_dir), classes, train_dir)
         super().__init__(labels, preprocessing, loader, test_crops)
-        self.train_transform = (
-            train_geometry(preprocessing, augment.min_scale, augment.hflip)
-            if augment.enabled
-            else eval_geometry(preprocessing)
-        )
-        self.eval_transform = eval_geometry(preprocessing)
-        # multi-crop cuts its views from the whole image (`ImageDataModule.test_dataloader`)
-        self.test_transform = v2.Identity() if test_crops > 1 else self.eval_transform
+        self.use_file_transforms(augment)
         # plain values only: checkpoints keep them and load with weights_only=True (the
         # preprocessing is in the checkpoint's description)
         crop, augment, loader = crop.as_kwargs(), augment.as_kwargs(), loader.as_kwargs()
@@ -157,6 +150,7 @@ class ImageFolderDataModule(ImageDataModule):
             splits["train"], splits["val"] = hold_out(
                 splits["train"], held_out.val_fraction, held_out.seed
             )
+        self.report_class_counts([r.label for r in splits["train"]])
         annotations = self._read_boxes(files)
         self.train_dataset = self._dataset(splits["train"], train=True, annotations=annotations)
         self.val_dataset = self._dataset(splits["val"], train=False, annotations=annotations)

@@ -39,7 +39,6 @@ from inception_lightning.data.transforms.preprocessing import (
     Preprocessing,
     eval_geometry,
     resolve_preprocessing,
-    train_geometry,
 )
 
 # Lightning warns that an IterableDataset's length may be wrong with several workers unless
@@ -82,6 +81,12 @@ class StreamingImageDataModule(ImageDataModule):
     ) -> None:
         loader, crop = LoaderOptions.of(loader), CropOptions.of(crop)
         augment, stream = AugmentOptions.of(augment), StreamOptions.of(stream)
+        if loader.sampling != "shuffle":
+            raise ValueError(
+                f"{loader.key('sampling')}: a stream is read shard by shard, so it cannot be "
+                f"drawn by class ({loader.sampling}); weigh the loss instead "
+                "(model.loss.class_weights), or train from the folder (ImageFolderDataModule)"
+            )
         self.input_dir = input_dir.rstrip("/")
         self.stream = stream
         info = ChunkInfo.read(self._split_dir("train"), stream.storage_options)
@@ -100,14 +105,7 @@ class StreamingImageDataModule(ImageDataModule):
         groups = {"loader": loader, "crop": crop, "augment": augment, "stream": stream}
         self.save_hyperparameters(ignore=["preprocessing", *groups])
         self.hparams.update({name: group.as_kwargs() for name, group in groups.items()})
-        self.train_transform = (
-            train_geometry(preprocessing, augment.min_scale, augment.hflip)
-            if augment.enabled
-            else eval_geometry(preprocessing)
-        )
-        self.eval_transform = eval_geometry(preprocessing)
-        # multi-crop cuts its views from the whole image (`ImageDataModule.test_dataloader`)
-        self.test_transform = v2.Identity() if test_crops > 1 else self.eval_transform
+        self.use_file_transforms(augment)
 
     @override
     def setup(self, stage: str | None = None) -> None:
