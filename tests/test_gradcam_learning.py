@@ -25,8 +25,7 @@ def test_pointing_game_after_training_beats_a_random_point() -> None:
     module = InceptionClassifier(
         model="inception_resnet_v1",
         num_classes=data.num_classes,
-        # the quickstart's network at half its width: as sure a learner here, a third cheaper
-        model_kwargs={"width": 0.0625, "stem": 79},
+        model_kwargs={"width": 0.125, "stem": 79},
         optimizer=partial(torch.optim.AdamW, lr=2e-3),
         compute=ComputeOptions(channels_last=native_bf16() is not None),
     )
@@ -49,4 +48,4 @@ def test_pointing_game_after_training_beats_a_random_point() -> None:
     hit_rate = expl.scores["pointing_game"].nan_to_num(0.0).mean().item()  # empty maps: misses
     chance = _random_point_hit_rate(expl.masks)
     assert chance < 0.2
-    assert hit_rate > 2.5 * chance, (hit_rate, chance)  # measured in bf16: 0.50 against 0.15
+    assert hit_rate > 2.5 * chance, (hit_rate, chance)  # measured in fp32: 0.54 against 0.17
