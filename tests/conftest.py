@@ -1,28 +1,29 @@
-"""Shared test fixtures: tiny classifiers, quiet CPU trainers, random loaders and image folders."""
+"""Shared test fixtures: tiny classifiers, quiet CPU trainers, random loaders and image folders.
+
+Fixtures only: the functions and classes tests import live in `helpers.py`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-import time
-from collections.abc import Callable, Sequence
+import shutil
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
+from filelock import FileLock
+from helpers import TINY, DatasetsModule, random_loader, write_tree
 from lightning.pytorch import Trainer
-from PIL import Image
 from rich.console import Console
-from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from inception_lightning import console
-from inception_lightning.data import LoaderOptions
-from inception_lightning.data.datamodule import ImageDataModule
-from inception_lightning.data.transforms.preprocessing import Preprocessing
+from inception_lightning.cli import main
 from inception_lightning.training import InceptionClassifier
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -32,8 +33,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
-# A CPU-sized Inception-v3: 75 px inputs, no aux head.
-TINY = {"width": 0.0625, "stem": 299, "aux_head": False}
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 @pytest.fixture(autouse=True)
@@ -78,63 +78,16 @@ def trainer(tmp_path: Path) -> Callable[..., Trainer]:
     return make
 
 
-def random_loader(
-    n: int = 8, size: int = 75, batch_size: int = 4, classes: int = 4, seed: int = 0
-) -> DataLoader:
-    """Seeded normal-noise images (already model input) with labels cycling through classes."""
-    images = torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
-    return DataLoader(TensorDataset(images, torch.arange(n) % classes), batch_size=batch_size)
-
-
 @pytest.fixture
 def loader() -> Callable[..., DataLoader]:
     """`loader(n=8, size=75, batch_size=4, classes=4, seed=0)`: see `random_loader`."""
     return random_loader
 
 
-class DatasetsModule(ImageDataModule):
-    """Given datasets (uint8 items, `LabelledImages`) behind the package's normalisation path."""
-
-    def __init__(
-        self, train: Any, val: Any | None = None, test: Any | None = None, batch_size: int = 6
-    ) -> None:
-        size = train[0][0].shape[-1]
-        preprocessing = Preprocessing(size, crop_pct=1.0)
-        super().__init__(list(train.classes), preprocessing, LoaderOptions(batch_size, 0, False))
-        self.train_dataset, self.val_dataset, self.test_dataset = train, val or train, test
-
-    def setup(self, stage: str | None = None) -> None:
-        """The datasets exist already."""
-
-
 @pytest.fixture
 def datamodule() -> Callable[..., DatasetsModule]:
     """`datamodule(train, val=None, test=None, batch_size=6)`: see `DatasetsModule`."""
     return DatasetsModule
-
-
-def write_image(path: Path, size: tuple[int, int] = (40, 30), seed: int = 0) -> Path:
-    """A random RGB image file (format from the suffix) of `size` `(width, height)`."""
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
-    return path
-
-
-def write_tree(
-    root: Path,
-    classes: Sequence[str] = ("cat", "dog"),
-    splits: Sequence[str] = ("train", "val"),
-    n: int = 3,
-    suffix: str = ".png",
-    size: tuple[int, int] = (40, 30),
-) -> Path:
-    """`root/<split>/<class>/<i><suffix>`: n random images per class and split."""
-    for split in splits:
-        for c, name in enumerate(classes):
-            for i in range(n):
-                write_image(root / split / name / f"{i}{suffix}", size, seed=100 * c + i)
-    return root
 
 
 @pytest.fixture
@@ -162,30 +115,34 @@ def terminal_progress(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     return shown
 
 
-def age(where: Path, seconds: float = 3600) -> Path:
-    """Date the file `where`, or every file under it, `seconds` back.
+# The shipped quickstart, shrunk: 2 epochs of 13 steps of 8 images (its callbacks, every 25 steps,
+# observe step 24), so that the schedule, the best checkpoint and the hparams tab's best
+# accuracies see more than one epoch; then its end-of-fit report.
+QUICKSTART_RUN = [
+    "fit", "-c", str(CONF / "quickstart.yaml"),
+    "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "13",
+    "--trainer.limit_val_batches", "2", "--trainer.enable_progress_bar", "false",
+    "--data.init_args.num_samples", "240", "--data.init_args.loader.batch_size", "8",
+]  # fmt: skip
 
-    The scan cache keeps no result of a file modified in the 2 s before the scan
-    (`data.scan_cache.RACY_NS`); tests that expect cached results date their files back.
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The run folder (`runs/quickstart/version_0`) of `QUICKSTART_RUN` through the console
+    script (in this process): TensorBoard files, `checkpoints/` and GradCam's `report/`.
+
+    Built once per test run: pytest-xdist's workers share it through a file lock in their
+    common temporary folder. Tests read it and write nothing there.
     """
-    past = time.time() - seconds
-    for path in [where] if where.is_file() else where.rglob("*"):
-        if path.is_file():
-            os.utime(path, (past, past))
-    return where
-
-
-class TwoChannelNet(nn.Module):
-    """conv 2x2/2 (channel 0 sums a block, channel 1 negates it) -> mean -> linear: the class-1
-    Grad-CAM map is -sum / 4 everywhere, so its ReLU is empty."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 2, kernel_size=2, stride=2, bias=False)
-        self.fc = nn.Linear(2, 2, bias=False)
-        with torch.no_grad():
-            self.conv.weight.copy_(torch.stack([torch.ones(1, 2, 2), -torch.ones(1, 2, 2)]))
-            self.fc.weight.copy_(torch.tensor([[1.0, 0.5], [0.0, 1.0]]))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.conv(x).mean(dim=(2, 3)))
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # each worker has its own base folder, in the run's
+        shared = shared.parent
+    folder = shared / "quickstart"
+    with FileLock(shared / "quickstart.lock"):
+        if not (folder / "done").exists():  # first, or after a worker's build failed
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            with contextlib.chdir(folder):
+                main(QUICKSTART_RUN)
+            (folder / "done").touch()
+    return folder / "runs" / "quickstart" / "version_0"

@@ -1,4 +1,9 @@
-"""Helpers of the fault tests: console-script runs, a kill -9 at a checkpoint, deep equality."""
+"""Helpers the tests import (`from helpers import ...`); `conftest.py` holds the fixtures.
+
+Tiny networks and data (random loaders, image files and folders, a hand-checkable network),
+and the console script run as a subprocess where the process boundary is the point: a kill -9
+at a checkpoint, a resumed run, deep equality of what they saved.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,105 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from inception_lightning.data import LoaderOptions
+from inception_lightning.data.datamodule import ImageDataModule
+from inception_lightning.data.transforms.preprocessing import Preprocessing
+
+# A CPU-sized Inception-v3: 75 px inputs, no aux head.
+TINY = {"width": 0.0625, "stem": 299, "aux_head": False}
 
 CLI = str(Path(sys.executable).parent / "inception-lightning")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+def random_loader(
+    n: int = 8, size: int = 75, batch_size: int = 4, classes: int = 4, seed: int = 0
+) -> DataLoader:
+    """Seeded normal-noise images (already model input) with labels cycling through classes."""
+    images = torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(TensorDataset(images, torch.arange(n) % classes), batch_size=batch_size)
+
+
+class DatasetsModule(ImageDataModule):
+    """Given datasets (uint8 items, `LabelledImages`) behind the package's normalisation path."""
+
+    def __init__(
+        self, train: Any, val: Any | None = None, test: Any | None = None, batch_size: int = 6
+    ) -> None:
+        size = train[0][0].shape[-1]
+        preprocessing = Preprocessing(size, crop_pct=1.0)
+        super().__init__(list(train.classes), preprocessing, LoaderOptions(batch_size, 0, False))
+        self.train_dataset, self.val_dataset, self.test_dataset = train, val or train, test
+
+    def setup(self, stage: str | None = None) -> None:
+        """The datasets exist already."""
+
+
+def write_image(path: Path, size: tuple[int, int] = (40, 30), seed: int = 0) -> Path:
+    """A random RGB image file (format from the suffix) of `size` `(width, height)`."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def write_tree(
+    root: Path,
+    classes: Sequence[str] = ("cat", "dog"),
+    splits: Sequence[str] = ("train", "val"),
+    n: int = 3,
+    suffix: str = ".png",
+    size: tuple[int, int] = (40, 30),
+) -> Path:
+    """`root/<split>/<class>/<i><suffix>`: n random images per class and split."""
+    for split in splits:
+        for c, name in enumerate(classes):
+            for i in range(n):
+                write_image(root / split / name / f"{i}{suffix}", size, seed=100 * c + i)
+    return root
+
+
+def age(where: Path, seconds: float = 3600) -> Path:
+    """Date the file `where`, or every file under it, `seconds` back.
+
+    The scan cache keeps no result of a file modified in the 2 s before the scan
+    (`data.scan_cache.RACY_NS`); tests that expect cached results date their files back.
+    """
+    past = time.time() - seconds
+    for path in [where] if where.is_file() else where.rglob("*"):
+        if path.is_file():
+            os.utime(path, (past, past))
+    return where
+
+
+class TwoChannelNet(nn.Module):
+    """conv 2x2/2 (channel 0 sums a block, channel 1 negates it) -> mean -> linear: the class-1
+    Grad-CAM map is -sum / 4 everywhere, so its ReLU is empty."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, kernel_size=2, stride=2, bias=False)
+        self.fc = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.stack([torch.ones(1, 2, 2), -torch.ones(1, 2, 2)]))
+            self.fc.weight.copy_(torch.tensor([[1.0, 0.5], [0.0, 1.0]]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.conv(x).mean(dim=(2, 3)))
+
+
 def fit_in(folder: Path, *args: str) -> None:
-    """`inception-lightning fit -c run.yaml ARGS` in `folder`; it must succeed."""
+    """`inception-lightning fit -c run.yaml ARGS` in `folder`, as a subprocess; it must succeed."""
     proc = subprocess.run(
         [CLI, "fit", "-c", "run.yaml", *args],
         cwd=folder,

@@ -1,26 +1,25 @@
 """After training, through the console script: fit, then validate, predict, export, report, test.
 
 Every step reads the checkpoint fit wrote, and nothing else: its class names, preprocessing,
-model and weight set.
+model and weight set. The console script runs in this process (`cli.main`): no step here is
+about the process boundary.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
 import pytest
 import torch
-from conftest import TINY, write_image, write_tree
+from helpers import TINY, write_image, write_tree
 from lightning.pytorch import LightningDataModule, Trainer
 from PIL import Image
 
-from inception_lightning.callbacks import InceptionEMA
 from inception_lightning.cli import InceptionCLI, main
 from inception_lightning.data import LoaderOptions, SyntheticDataModule
 from inception_lightning.data.folders.decode import decode_rgb
@@ -34,20 +33,11 @@ from inception_lightning.training.exporter import ExportError, export_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-SCRIPT = Path(sys.executable).parent / "inception-lightning"
 CLASSES = ["cat", "dog", "fox"]
 # Inception-v3 with the paper's recipe, on a folder, shrunk to a CPU test
 FIT_CONFIGS = ["-c", str(CONF / "fit.yaml"), "-c", str(CONF / "model/inception_v3.yaml"),
                "-c", str(CONF / "data/folder.yaml")]  # fmt: skip
 TINY_V3 = json.dumps({"width": 0.0625, "aux_head": False})
-
-
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
 def _onnx_logits(path: Path, images: torch.Tensor) -> tuple[np.ndarray, dict[str, str]]:
@@ -59,13 +49,13 @@ def _onnx_logits(path: Path, images: torch.Tensor) -> tuple[np.ndarray, dict[str
 def test_fit_then_validate_predict_export_and_report_from_the_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # where the in-process validate writes its config
+    monkeypatch.chdir(tmp_path)  # where the runs, predictions, export and report go
     data = write_tree(tmp_path / "data", CLASSES, ("train", "val", "test"), n=4, size=(96, 80))
-    _run("fit", *FIT_CONFIGS, "--data.root", str(data), "--data.crop.image_size", "75",
-         "--data.loader.batch_size", "4", "--data.loader.num_workers", "0",
-         "--model.model_kwargs", TINY_V3,
-         "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
-         "--trainer.enable_progress_bar", "false", cwd=tmp_path)  # fmt: skip
+    main(["fit", *FIT_CONFIGS, "--data.root", str(data), "--data.crop.image_size", "75",
+          "--data.loader.batch_size", "4", "--data.loader.num_workers", "0",
+          "--model.model_kwargs", TINY_V3,
+          "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
+          "--trainer.enable_progress_bar", "false"])  # fmt: skip
     folder = tmp_path / "runs/inception/version_0/checkpoints"
     (best,) = [p for p in folder.iterdir() if p.name != "last.ckpt"]
     network = load_network(best).network  # the EMA weights: what state_dict holds
@@ -90,8 +80,8 @@ def test_fit_then_validate_predict_export_and_report_from_the_checkpoint(
     files = [("a.png", (90, 70)), ("b.jpg", (64, 100)), ("dog/c.png", (80, 80))]
     for seed, (name, size) in enumerate(files):
         write_image(images / name, size, seed)
-    _run("predict", "-c", str(CONF / "predict.yaml"), "--ckpt_path", str(best),
-         "--data.root", str(images), "--data.loader.num_workers", "0", cwd=tmp_path)  # fmt: skip
+    main(["predict", "-c", str(CONF / "predict.yaml"), "--ckpt_path", str(best),
+          "--data.root", str(images), "--data.loader.num_workers", "0"])  # fmt: skip
     with (tmp_path / "predictions.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert [(Path(r["path"]).relative_to(images).as_posix(), r["label"]) for r in rows] == [
@@ -108,7 +98,7 @@ def test_fit_then_validate_predict_export_and_report_from_the_checkpoint(
                 assert got[name] == pytest.approx(expected[c].item(), abs=1e-6)
 
     # export: onnxruntime gives torch's logits at any batch size, and the metadata describes it
-    _run("export", "--ckpt_path", str(best), "--out", "model.onnx", cwd=tmp_path)
+    main(["export", "--ckpt_path", str(best), "--out", "model.onnx"])
     batch = torch.randn(3, 3, 75, 75)
     logits, metadata = _onnx_logits(tmp_path / "model.onnx", batch)
     with torch.no_grad():
@@ -117,37 +107,29 @@ def test_fit_then_validate_predict_export_and_report_from_the_checkpoint(
     assert json.loads(metadata["preprocessing"])["image_size"] == 75
 
     # report: the checkpoint's preprocessing (75 px, crop 0.875), not the stem's 299 px
-    _run("report", "--ckpt_path", str(best), "--data", str(data), "--out", "report",
-         "--per_class", "1", cwd=tmp_path)  # fmt: skip
+    main(["report", "--ckpt_path", str(best), "--data", str(data), "--out", "report",
+          "--per_class", "1"])  # fmt: skip
     summary = json.loads((tmp_path / "report/summary.json").read_text())
     assert "'image_size': 75, 'crop_pct': 0.875" in summary["info"]["preprocessing"]
     original = tmp_path / "report" / summary["images"][0]["files"]["original"]
     assert Image.open(original).size == (75, 75)
 
 
-def test_test_runs_on_the_quickstart_configuration(tmp_path: Path) -> None:
-    # a checkpoint of the quickstart's network, trained a step on its data
-    module = InceptionClassifier(
-        "inception_resnet_v1", num_classes=8, model_kwargs={"width": 0.125, "stem": 79}
-    )
-    trainer = Trainer(
-        accelerator="cpu", max_steps=1, limit_val_batches=0, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[InceptionEMA()],
-    )  # fmt: skip
-    trainer.fit(
-        module,
-        SyntheticDataModule(image_size=79, num_samples=16, loader=LoaderOptions(batch_size=8)),
-    )
-    trainer.save_checkpoint(tmp_path / "quickstart.ckpt")
-
-    result = _run("test", "-c", str(CONF / "quickstart.yaml"), "--ckpt_path", "quickstart.ckpt",
-                  "--data.init_args.test_samples", "16", "--trainer.enable_progress_bar", "false",
-                  cwd=tmp_path)  # fmt: skip
-    assert (
-        "test_ema/acc1" in result.stdout
-        and "holds the EMA weights" in result.stdout + result.stderr
-    )
+def test_test_runs_on_the_quickstart_configuration(
+    quickstart_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where the recipe's runs/ goes
+    with caplog.at_level(logging.INFO):
+        main(["test", "-c", str(CONF / "quickstart.yaml"),
+              "--ckpt_path", str(quickstart_run / "checkpoints" / "last.ckpt"),
+              "--data.init_args.test_samples", "16",
+              "--trainer.enable_progress_bar", "false"])  # fmt: skip
+    assert "test_ema/acc1" in capsys.readouterr().out
+    assert any("holds the EMA weights" in message for message in caplog.messages)
 
 
 @pytest.mark.parametrize("model", ["inception_v4", "inception_resnet_v1", "inception_resnet_v2"])

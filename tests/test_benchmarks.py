@@ -1,39 +1,53 @@
-"""Every benchmark runs in its tiny mode; its figures are not asserted, only that it works."""
+"""Every benchmark runs in its tiny mode; its figures are not asserted, only that it works.
+
+Each runs in this process, as `python benchmarks/NAME.py --tiny` would run it (its folder first
+on `sys.path`, `__name__ == "__main__"`, that argv): an interpreter and Lightning's import per
+benchmark would cost more than most tiny runs themselves.
+"""
 
 from __future__ import annotations
 
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("[!_]*.py"))
 
 
+def _run(script: Path, monkeypatch: pytest.MonkeyPatch, *flags: str) -> None:
+    """`python SCRIPT --tiny FLAGS`, in this process and the current folder."""
+    monkeypatch.syspath_prepend(str(script.parent))  # `from _common import ...`
+    monkeypatch.setattr(sys, "argv", [str(script), "--tiny", *flags])
+    threads = torch.get_num_threads()
+    try:
+        runpy.run_path(str(script), run_name="__main__")  # an exception fails the test
+    finally:
+        torch.set_num_threads(threads)  # some set their own thread counts
+
+
 @pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.stem)
-def test_benchmark_runs_in_tiny_mode(script: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(script), "--tiny"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip()  # it printed its figures
+def test_benchmark_runs_in_tiny_mode(
+    script: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _run(script, monkeypatch)
+    assert capsys.readouterr().out.strip()  # it printed its figures
 
 
-def test_callback_overhead_times_timms_network_beside_ours(tmp_path: Path) -> None:
-    script = next(path for path in BENCHMARKS if path.stem == "callback_overhead")
-    result = subprocess.run(
-        [sys.executable, str(script), "--tiny", "--timm"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
+def test_callback_overhead_times_timms_network_beside_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _run(
+        next(path for path in BENCHMARKS if path.stem == "callback_overhead"), monkeypatch, "--timm"
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    out = capsys.readouterr().out
     for owner in ("our", "timm's"):
-        assert f"{owner} inception_v3 in a plain LightningModule" in result.stdout
-    assert result.stdout.count("ema + diagnostics") == 2
+        assert f"{owner} inception_v3 in a plain LightningModule" in out
+    assert out.count("ema + diagnostics") == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_image, write_tree
+from helpers import write_image, write_tree
 
 from inception_lightning.data import (
     CropOptions,

@@ -4,7 +4,7 @@ sign modes, normalisation, hooks, train/eval state, precision."""
 import pytest
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
-from conftest import TwoChannelNet
+from helpers import TwoChannelNet
 from torch import nn
 
 from inception_lightning import create_model

@@ -15,7 +15,7 @@ from captum.attr import (
     NoiseTunnel,
     Occlusion,
 )
-from conftest import TwoChannelNet
+from helpers import TwoChannelNet
 from torch import Tensor, nn
 
 from inception_lightning import create_model

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_tree
+from helpers import write_tree
 from PIL import Image
 
 from inception_lightning import create_model

@@ -8,7 +8,7 @@ from functools import partial
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, random_loader
+from helpers import TINY, random_loader
 from lightning.pytorch import Callback, Trainer, seed_everything
 from torch.nn.modules.batchnorm import _BatchNorm
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY, write_tree
+from helpers import TINY, write_tree
 from lightning.pytorch import Trainer
 from torch import Tensor
 from torchvision.transforms import InterpolationMode

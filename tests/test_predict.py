@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, write_image
+from helpers import TINY, write_image
 from lightning.pytorch import Trainer
 from test_ddp import _run_two_ranks
 

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import age, write_image, write_tree
+from helpers import age, write_image, write_tree
 from lightning.pytorch import Trainer
 from rich.console import Console
 

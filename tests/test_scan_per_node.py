@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import age, write_tree
+from helpers import age, write_tree
 
 from inception_lightning.data import CropOptions, ImageFolderDataModule, LoaderOptions
 from inception_lightning.data.scanning import scan

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, write_tree
-from helpers import assert_same, fit_in, kill_when_written, logged_metrics
+from helpers import TINY, assert_same, fit_in, kill_when_written, logged_metrics, write_tree
 from PIL import Image
 
 from inception_lightning.cli import main

@@ -1,11 +1,12 @@
 """What TensorBoard shows: the hparams and custom-scalars tabs, small sections after the loss and
-accuracy, and the report beside its run; read back from the event files."""
+accuracy, and the report beside its run; read back from the event files.
+
+`quickstart_run` (conftest) is the shipped quickstart through the console script, shrunk: 2
+epochs of 13 steps of 8 images (its callbacks observe step 24), then its end-of-fit report.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -22,8 +23,6 @@ from inception_lightning.training import (
     InceptionClassifier,
 )
 
-SCRIPT = Path(sys.executable).parent / "inception-lightning"
-CONF = Path(__file__).resolve().parents[1] / "conf"
 CHART_LIMIT = 60
 EVERYTHING = {"scalars": 0, "images": 0, "histograms": 0, "tensors": 0}
 
@@ -74,30 +73,8 @@ def test_no_section_exceeds_the_chart_limit_for_inception_resnet_v2(tmp_path: Pa
     assert sorted(counts)[sorted(counts).index("train") :][:2] == ["train", "watch.branch"]
 
 
-@pytest.fixture(scope="module")
-def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A short run of the shipped quickstart through the console script: 2 epochs of 13 steps
-    of 8 images (its callbacks observe step 24), then the end-of-fit report."""
-    root = tmp_path_factory.mktemp("quickstart")
-    overrides = {
-        "trainer.max_epochs": "2",
-        "trainer.limit_train_batches": "13",
-        "trainer.limit_val_batches": "2",
-        "trainer.logger.init_args.save_dir": str(root),
-        "trainer.enable_progress_bar": "false",
-        "data.init_args.num_samples": "240",
-        "data.init_args.loader.batch_size": "8",
-    }
-    flags = [word for key, value in overrides.items() for word in (f"--{key}", value)]
-    command = [str(SCRIPT), "fit", "-c", str(CONF / "quickstart.yaml"), *flags]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # a tiny network: threads only contend
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root / "quickstart" / "version_0"
-
-
-def test_hparams_tab_holds_the_runs_settings_and_best_accuracies(quickstart: Path) -> None:
-    events = read(quickstart)
+def test_hparams_tab_holds_the_runs_settings_and_best_accuracies(quickstart_run: Path) -> None:
+    events = read(quickstart_run)
     plugin = {
         tag: plugin_data_pb2.HParamsPluginData.FromString(raw)
         for tag, raw in events.PluginTagToContent("hparams").items()
@@ -121,8 +98,8 @@ def test_hparams_tab_holds_the_runs_settings_and_best_accuracies(quickstart: Pat
         assert best == pytest.approx(max(e.value for e in events.Scalars(name)))
 
 
-def test_custom_scalars_lay_val_beside_val_ema_and_train_beside_val(quickstart: Path) -> None:
-    events = read(quickstart)
+def test_custom_scalars_lay_val_beside_val_ema_and_train_beside_val(quickstart_run: Path) -> None:
+    events = read(quickstart_run)
     (layout_event,) = events.Tensors("custom_scalars__config__")
     layout = layout_pb2.Layout.FromString(layout_event.tensor_proto.string_val[0])
     charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
@@ -135,8 +112,8 @@ def test_custom_scalars_lay_val_beside_val_ema_and_train_beside_val(quickstart: 
     assert {"val/acc1", "val_ema/acc1", "val/loss", "val_ema/loss", "train/loss"} <= scalars
 
 
-def test_loss_and_accuracy_come_before_the_diagnostics(quickstart: Path) -> None:
-    counts = sections(read(quickstart))
+def test_loss_and_accuracy_come_before_the_diagnostics(quickstart_run: Path) -> None:
+    counts = sections(read(quickstart_run))
     order = sorted(counts)  # TensorBoard's order for these names
     watch = [s for s in order if s.startswith("watch.")]
     assert order.index("val_ema") < order.index(watch[0]) and watch[0] == "watch.branch"
@@ -146,13 +123,13 @@ def test_loss_and_accuracy_come_before_the_diagnostics(quickstart: Path) -> None
 
 
 def test_quickstart_logs_lr_grad_cam_per_stage_and_writes_its_report_beside_the_run(
-    quickstart: Path,
+    quickstart_run: Path,
 ) -> None:
-    tags = read(quickstart).Tags()
+    tags = read(quickstart_run).Tags()
     assert {"train/lr/backbone", "train/lr/head"} <= set(tags["scalars"])
     assert "gradcam/val/insertion_auc" in tags["scalars"]
     overlays = [t.split("/") for t in tags["images"] if t.startswith("gradcam/val/overlays/")]
     assert len({parts[3] for parts in overlays}) == 8  # pictures of every class
-    report = quickstart / "report"
+    report = quickstart_run / "report"
     assert (report / "index.html").is_file() and (report / "summary.json").is_file()
-    assert (quickstart / "checkpoints" / "last.ckpt").is_file()
+    assert (quickstart_run / "checkpoints" / "last.ckpt").is_file()
