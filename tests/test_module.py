@@ -169,7 +169,16 @@ def test_load_from_checkpoint_rebuilds_without_config(tmp_path, trainer) -> None
 
     loaded = InceptionClassifier.load_from_checkpoint(tmp_path / "last.ckpt", weights_only=True)
 
-    assert loaded.hparams.loss == {"label_smoothing": 0.2, "aux_weight": 0.4}  # plain values
+    assert loaded.hparams.loss == {  # plain values
+        "label_smoothing": 0.2,
+        "aux_weight": 0.4,
+        "class_weights": "none",
+        "mixup_alpha": 0.0,
+        "cutmix_alpha": 0.0,
+        "mixup_prob": 1.0,
+        "switch_prob": 0.5,
+        "mixup_off_epoch": None,
+    }
     assert loaded.loss_options == LossOptions(label_smoothing=0.2)
     assert loaded.hparams.model_kwargs == ModelOptions.of(TINY).as_kwargs()  # plain values
     for name, value in module.state_dict().items():

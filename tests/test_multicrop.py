@@ -129,7 +129,7 @@ def test_test_step_averages_every_view_one_batch_at_a_time(tmp_path) -> None:
 
     (results,) = trainer.test(module, datamodule=data)
     assert results["test/acc1"] == pytest.approx(accuracy)
-    assert set(results) == {"test/loss", "test/acc1", "test/acc5", "test/ece"}
+    assert set(results) == {"test/loss", "test/acc1", "test/acc5", "test/balanced_acc", "test/ece"}
 
 
 def channel_means(view: Tensor) -> Tensor:
