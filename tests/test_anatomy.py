@@ -12,7 +12,7 @@ import pytest
 import timm
 import torch
 import torchvision
-from conftest import DatasetsModule
+from helpers import DatasetsModule
 from torch import Tensor, nn
 from user_project import Noise, Recorded, UserModule, calibrate_batchnorm
 

@@ -24,6 +24,8 @@ def _run(script: Path, monkeypatch: pytest.MonkeyPatch, *flags: str) -> None:
     threads = torch.get_num_threads()
     try:
         runpy.run_path(str(script), run_name="__main__")  # an exception fails the test
+    except SystemExit as stop:  # a script's own verdict: `sys.exit(0)` passes, any other fails
+        assert not stop.code, f"{script.name} exited with {stop.code}"
     finally:
         torch.set_num_threads(threads)  # some set their own thread counts
 

@@ -9,7 +9,7 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from conftest import DatasetsModule
+from helpers import DatasetsModule
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import Tensor
 from user_project import Noise, UserModule, calibrate_batchnorm

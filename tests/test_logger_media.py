@@ -21,7 +21,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import DatasetsModule, write_tree
+from helpers import DatasetsModule, write_tree
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

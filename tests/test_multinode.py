@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import age, write_image, write_tree
+from helpers import age, write_image, write_tree
 
 from inception_lightning.data import CropOptions, LoaderOptions, PredictDataModule
 from inception_lightning.data.scanning.scan_cache import ScanCache
