@@ -31,6 +31,8 @@ from inception_lightning.data.transforms.preprocessing import (
 from inception_lightning.training import InceptionClassifier, load_network
 from inception_lightning.training.exporter import ExportError, export_onnx
 
+pytestmark = pytest.mark.e2e  # console-script runs, subprocesses or whole scripts
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 CLASSES = ["cat", "dog", "fox"]

@@ -41,6 +41,7 @@ def imported_modules(path: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("package", ["inception_lightning.models", "inception_lightning.explain"])
+@pytest.mark.e2e
 def test_networks_and_explanations_import_without_lightning(package: str) -> None:
     code = (
         f"import sys, {package}\n"

@@ -163,6 +163,7 @@ def _tiny_config(tmp_path: Path, **model: object) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_fit_end_to_end_through_the_console_script(tmp_path: Path) -> None:
     config = _tiny_config(tmp_path)
     main(["fit", "-c", str(config)])
@@ -182,6 +183,7 @@ def test_fit_end_to_end_through_the_console_script(tmp_path: Path) -> None:
     assert module.model.num_classes == 4
 
 
+@pytest.mark.e2e
 def test_quickstart_callback_runs_every_attribution_method(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -304,6 +306,7 @@ def test_summary_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert "mixed_7c" in out and "27,161,264" in out
 
 
+@pytest.mark.e2e
 def test_make_dataset_then_report_compares_methods(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], terminal_progress: io.StringIO
 ) -> None:
@@ -390,6 +393,7 @@ def test_report_on_a_missing_checkpoint_names_it(
     assert "gone.ckpt" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_python_dash_m_is_the_same_command() -> None:
     result = subprocess.run(
         [

@@ -108,6 +108,7 @@ def _assert_ema_updated_alike_on_both_ranks(ranks: list[dict], steps: int) -> No
     assert ranks[0]["average"] == pytest.approx(ranks[1]["average"], rel=1e-9)
 
 
+@pytest.mark.e2e
 def test_quickstart_runs_as_a_two_process_ddp_job(tmp_path: Path) -> None:
     proc = _fit(
         tmp_path,
@@ -145,6 +146,7 @@ def _jpeg_tree(root: Path, per_class: int = 4) -> Path:
     return root
 
 
+@pytest.mark.e2e
 def test_finetuning_recipe_runs_as_a_two_process_ddp_job(
     tmp_path: Path, tiny_v3_state_dict: Path
 ) -> None:
@@ -169,6 +171,7 @@ def test_finetuning_recipe_runs_as_a_two_process_ddp_job(
     assert {"FineTuning", "BranchActivationStats", "GradCam"} <= set(ranks[1]["callbacks"])
 
 
+@pytest.mark.e2e
 def test_fit_without_a_logger_warns_once_per_callback_and_completes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -134,6 +134,7 @@ def test_the_recipe_is_for_cpu_runs(
 
 
 @pytest.mark.parametrize("flags", [[], ["--trainer.precision", "32-true"]], ids=["auto", "32"])
+@pytest.mark.e2e
 def test_console_script_trains_the_quickstart_in_the_chosen_precision(
     tmp_path: Path,
     flags: list[str],

@@ -14,7 +14,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+pytestmark = pytest.mark.e2e  # console-script runs, subprocesses or whole scripts
 
 SCRIPT = textwrap.dedent(
     """

@@ -77,6 +77,7 @@ data:
         ),
     ],
 )
+@pytest.mark.e2e
 def test_killed_run_resumes_to_the_same_weights_and_metrics(
     tmp_path: Path, accelerator: str
 ) -> None:
@@ -253,6 +254,7 @@ def test_loggers_that_pick_a_version_together_claim_different_folders(tmp_path: 
     ]
 
 
+@pytest.mark.e2e
 def test_two_runs_started_together_on_one_log_folder_get_separate_versions(
     tmp_path: Path,
 ) -> None:

@@ -16,6 +16,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # console-script runs, subprocesses or whole scripts
+
 AFTER_FAILURE_S = 60  # the job ends in about 15 s on 2 cores; a hang lasts PG_TIMEOUT_S
 PG_TIMEOUT_S = 120
 TIMEOUT_S = 400

@@ -67,6 +67,7 @@ print(json.dumps({p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}))
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])
+@pytest.mark.e2e
 def test_files_get_the_permissions_of_a_plain_open(tmp_path: Path, umask: int) -> None:
     folder = tmp_path / "out"
     folder.mkdir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 import lightning.pytorch as pl
+import pytest
 import torch
 
 from inception_lightning.data import LoaderOptions, SyntheticDataModule
@@ -19,6 +20,7 @@ def _random_point_hit_rate(masks: torch.Tensor) -> float:
     return masks.float().mean().item()
 
 
+@pytest.mark.slow
 def test_pointing_game_after_training_beats_a_random_point() -> None:
     pl.seed_everything(0)
     data = SyntheticDataModule(num_samples=1600, loader=LoaderOptions(batch_size=32))

@@ -138,6 +138,7 @@ DDP_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_ddp_ranks_rows_gathered_to_rank_zero_merge_in_input_order(tmp_path: Path) -> None:
     root = _folder(tmp_path / "images")
     write_image(root / "e.png", (80, 76), seed=5)  # 5 images: the sampler repeats one

@@ -78,6 +78,7 @@ def _ddp_fit(tmp_path: Path, data: Path, **env: str) -> tuple[subprocess.Complet
     return proc, [tuple(line.split(" ", 1)) for line in lines]
 
 
+@pytest.mark.e2e
 def test_two_ddp_ranks_scan_once_local_rank_zero_checks_every_file(tmp_path: Path) -> None:
     data = age(write_tree(tmp_path / "data", n=3, size=(80, 80)))
     proc, checks = _ddp_fit(tmp_path, data)
@@ -87,6 +88,7 @@ def test_two_ddp_ranks_scan_once_local_rank_zero_checks_every_file(tmp_path: Pat
     assert {rank for rank, _ in checks} == {"0"}  # ...by local rank 0; rank 1 read its cache
 
 
+@pytest.mark.e2e
 def test_a_scan_failing_on_local_rank_zero_ends_every_rank_with_its_error(
     tmp_path: Path,
 ) -> None:
@@ -104,6 +106,7 @@ def _read_only(root: Path) -> None:
         path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
+@pytest.mark.e2e
 def test_a_read_only_data_folder_keeps_its_cache_in_the_user_cache_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

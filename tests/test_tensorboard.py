@@ -23,6 +23,8 @@ from inception_lightning.training import (
     InceptionClassifier,
 )
 
+pytestmark = pytest.mark.e2e  # console-script runs, subprocesses or whole scripts
+
 CHART_LIMIT = 60
 EVERYTHING = {"scalars": 0, "images": 0, "histograms": 0, "tensors": 0}
 
