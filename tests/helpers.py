@@ -33,6 +33,32 @@ TINY = {"width": 0.0625, "stem": 299, "aux_head": False}
 CLI = str(Path(sys.executable).parent / "inception-lightning")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
+# Trainer and model of the kill -9 resume tests (add `data:`): 2 epochs, a checkpoint every 2
+# steps, EMA, and dropout, whose masks must replay too.
+KILLED_RUN_HEAD = """
+seed_everything: 0
+trainer:
+  accelerator: cpu  # or gpu: see tests/test_faults.py
+  max_epochs: 2
+  deterministic: true
+  log_every_n_steps: 1
+  enable_model_summary: false
+  logger:
+    class_path: lightning.pytorch.loggers.CSVLogger
+    init_args: {save_dir: logs, name: run}
+  callbacks+:
+    - class_path: inception_lightning.callbacks.ema.InceptionEMA
+      init_args: {decay: 0.9}
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args: {dirpath: ckpt, every_n_train_steps: 2, save_last: true, save_top_k: 0}
+model:
+  model: inception_v3
+  model_kwargs: {width: 0.0625, aux_head: false, drop_rate: 0.2}  # dropout: its masks replay
+  optimizer:
+    class_path: torch.optim.AdamW
+    init_args: {lr: 0.001}
+"""
+
 
 def random_loader(
     n: int = 8, size: int = 75, batch_size: int = 4, classes: int = 4, seed: int = 0

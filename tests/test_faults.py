@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import CLI, ENV, assert_same, fit_in, kill_when_written, logged_metrics
+from helpers import (
+    CLI,
+    ENV,
+    KILLED_RUN_HEAD,
+    assert_same,
+    fit_in,
+    kill_when_written,
+    logged_metrics,
+)
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import TensorDataset
 
@@ -21,32 +29,14 @@ from inception_lightning.training.checkpoints import AtomicCheckpointIO
 from inception_lightning.training.loggers import ExclusiveTensorBoardLogger
 
 STEPS_PER_EPOCH = 13  # 120 samples: 12 for val, 108 // 8 = 13 training batches
-TINY_RUN = """
-seed_everything: 0
-trainer:
-  accelerator: cpu  # or gpu: see the test
-  max_epochs: 2
-  deterministic: true
-  log_every_n_steps: 1
-  enable_model_summary: false
-  logger:
-    class_path: lightning.pytorch.loggers.CSVLogger
-    init_args: {save_dir: logs, name: run}
-  callbacks+:
-    - class_path: inception_lightning.callbacks.ema.InceptionEMA
-      init_args: {decay: 0.9}
-    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args: {dirpath: ckpt, every_n_train_steps: 2, save_last: true, save_top_k: 0}
-model:
-  model: inception_v3
-  model_kwargs: {width: 0.0625, aux_head: false, drop_rate: 0.2}  # dropout: its masks replay
-  optimizer:
-    class_path: torch.optim.AdamW
-    init_args: {lr: 0.001}
+TINY_RUN = (
+    KILLED_RUN_HEAD
+    + """
 data:
   class_path: inception_lightning.data.SyntheticDataModule
   init_args: {num_classes: 4, image_size: 75, num_samples: 120, loader: {batch_size: 8}}
 """
+)
 RACE_RUN = """
 trainer:
   accelerator: cpu

@@ -19,7 +19,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, assert_same, fit_in, kill_when_written, logged_metrics, write_tree
+from helpers import (
+    KILLED_RUN_HEAD,
+    TINY,
+    assert_same,
+    fit_in,
+    kill_when_written,
+    logged_metrics,
+    write_tree,
+)
 from PIL import Image
 
 from inception_lightning.cli import main
@@ -245,28 +253,9 @@ def test_two_ranks_stream_each_sample_once_and_leave_out_the_remainder(tmp_path:
         assert sorted(validated) == sorted([first, *range(train, train + val)])
 
 
-STREAM_RUN = """
-seed_everything: 0
-trainer:
-  accelerator: cpu
-  max_epochs: 2
-  deterministic: true
-  log_every_n_steps: 1
-  enable_model_summary: false
-  logger:
-    class_path: lightning.pytorch.loggers.CSVLogger
-    init_args: {save_dir: logs, name: run}
-  callbacks+:
-    - class_path: inception_lightning.callbacks.ema.InceptionEMA
-      init_args: {decay: 0.9}
-    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args: {dirpath: ckpt, every_n_train_steps: 2, save_last: true, save_top_k: 0}
-model:
-  model: inception_v3
-  model_kwargs: {width: 0.0625, aux_head: false, drop_rate: 0.2}  # dropout: its masks replay
-  optimizer:
-    class_path: torch.optim.AdamW
-    init_args: {lr: 0.001}
+STREAM_RUN = (
+    KILLED_RUN_HEAD
+    + """
 data:
   class_path: inception_lightning.data.StreamingImageDataModule
   init_args:
@@ -276,6 +265,7 @@ data:
     augment: {min_scale: 0.3}  # random crops and flips: their draws replay too
     stream: {cache_dir: CACHE}
 """
+)
 STEPS_PER_EPOCH = 4  # 36 training images // 8
 
 
