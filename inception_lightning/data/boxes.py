@@ -78,6 +78,19 @@ def read_boxes(path: str | Path) -> dict[str, Annotation]:
     return annotations
 
 
+def read_boxes_of(path: str | Path, images: set[str], root: Path) -> dict[str, Annotation]:
+    """`read_boxes`, refusing entries that name none of `images` (paths relative to `root`)."""
+    annotations = read_boxes(path)
+    unknown = sorted(annotations.keys() - images)
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise DatasetError(
+            f"{len(unknown)} entries of boxes file {path} name no image under {root} "
+            f"(paths must be relative to it): {shown}"
+        )
+    return annotations
+
+
 def _box(values: list[float]) -> Box:
     x0, y0, x1, y1 = (float(v) for v in values)
     if not (x0 < x1 and y0 < y1):

@@ -27,7 +27,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchvision.transforms import v2
 from typing_extensions import override
 
-from inception_lightning.data.boxes import Annotation, read_boxes
+from inception_lightning.data.boxes import Annotation, read_boxes_of
 from inception_lightning.data.data_options import (
     AugmentOptions,
     CropOptions,
@@ -200,21 +200,13 @@ class ImageFolderDataModule(ImageDataModule):
         boxes_file = self.file_options.boxes_file
         if boxes_file is None:
             return None
-        annotations = read_boxes(boxes_file)
         known = {
             file.key  # the path relative to root
             for split_files in files.values()
             for stats in split_files.values()
             for file in stats
         }
-        unknown = sorted(annotations.keys() - known)
-        if unknown:
-            shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
-            raise DatasetError(
-                f"{len(unknown)} entries of boxes file {boxes_file} name no image "
-                f"under {self.root} (paths must be relative to it): {shown}"
-            )
-        return annotations
+        return read_boxes_of(boxes_file, known, self.root)
 
     def _dataset(
         self,

@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image
 
 from inception_lightning.console import track
-from inception_lightning.data.boxes import BOXES_FILE, Annotation, read_boxes
+from inception_lightning.data.boxes import BOXES_FILE, Annotation, read_boxes_of
 from inception_lightning.data.datamodule import BadFiles
 from inception_lightning.data.errors import DatasetError
 from inception_lightning.data.scanning.scan import (
@@ -134,15 +134,7 @@ def _annotations(
         if not (root / BOXES_FILE).is_file():
             return None
         boxes_file = root / BOXES_FILE
-    annotations = read_boxes(boxes_file)
-    unknown = sorted(annotations.keys() - {file.key for file in listed})
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
-        raise DatasetError(
-            f"{len(unknown)} entries of boxes file {boxes_file} name no image under {root} "
-            f"(paths must be relative to it): {shown}"
-        )
-    return annotations
+    return read_boxes_of(boxes_file, {file.key for file in listed}, root)
 
 
 def _item(
