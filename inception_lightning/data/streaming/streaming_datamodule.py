@@ -30,6 +30,7 @@ from typing_extensions import override
 from inception_lightning.data.data_options import AugmentOptions, CropOptions, LoaderOptions
 from inception_lightning.data.datamodule import ImageDataModule
 from inception_lightning.data.errors import DatasetError
+from inception_lightning.data.scanning.per_node import first_on_each_node
 from inception_lightning.data.scanning.scan import label_space
 from inception_lightning.data.streaming.chunk_info import ChunkInfo, MissingSplitError
 from inception_lightning.data.streaming.streaming_images import ChunkImages, StreamingImages
@@ -109,7 +110,15 @@ class StreamingImageDataModule(ImageDataModule):
 
     @override
     def setup(self, stage: str | None = None) -> None:
-        """Open the splits `stage` needs, in this process (LitData shards by its rank)."""
+        """Open the splits `stage` needs, in this process (LitData shards by its rank).
+
+        Local rank 0 of each node opens them first: LitData makes its cache folder in two steps
+        and deletes one it finds half made, so two ranks opening at once could delete the
+        other's (`_clear_cache_dir_if_updated`, litdata 0.2.76); after it, the others find it whole.
+        """
+        first_on_each_node(self.trainer, lambda: self._open_splits(stage))
+
+    def _open_splits(self, stage: str | None) -> None:
         if stage in ("fit", None) and self.train_dataset is None:
             self.train_dataset = self._stream("train", self.train_transform, shuffle=True)
         if stage in ("fit", "validate", None) and self.val_dataset is None:
