@@ -115,6 +115,32 @@ def test_gradcam_on_a_trained_tiny_network_passes_every_check(trained: nn.Module
     assert torch.equal(torch.random.get_rng_state(), rng)
 
 
+class CostlyEdges(EdgeDetector):
+    """The edge detector, declared costly as integrated gradients and occlusion are."""
+
+    costly = True
+
+
+def test_costly_methods_check_fewer_images_and_map_only_the_verdict_steps(
+    trained: nn.Module,
+) -> None:
+    x, y = squares(16, seed=2000)
+    options = SanityOptions(noise_samples=2, pixel_noise_samples=2)
+    cheap = run_checks(EdgeDetector(trained), x, y, 3, options, ("mprt",))
+    assert [r.verdict.images for r in cheap] == [16] * 3
+    assert [len(r.curve.x) for r in cheap] == [3, 3, 3]  # max_depth 3
+    costly = run_checks(CostlyEdges(trained), x, y, 3, options, ("mprt", "smprt"))
+    assert [r.verdict.images for r in costly] == [12] * 4  # pixel_samples
+    # pixel_max_depth 0: each cascade maps its verdict step (3 units random) alone, the
+    # independent order its first unit
+    assert [r.curve.x for r in costly] == [
+        ["mixed_7b"],
+        ["conv2d_2b_3x3"],
+        ["head"],
+        ["conv2d_2b_3x3"],
+    ]
+
+
 def test_an_edge_detector_that_ignores_the_model_fails(trained: nn.Module) -> None:
     x, y = squares(10, seed=2000)
     edges = EdgeDetector(trained)

@@ -111,7 +111,7 @@ def run_checks(
 
     Args:
         attribution: the method on the trained model.
-        inputs: images `[N, 3, H, W]`.
+        inputs: images `[N, 3, H, W]`; the checks take the first `options.images(...)`.
         targets: the class explained per image (the true class).
         num_classes: the model's classes (for the random-logit test).
         options: orders, similarity, noise samples, verdict settings.
@@ -121,7 +121,9 @@ def run_checks(
     unknown = sorted(set(checks) - set(CHECKS))
     if unknown:
         raise ValueError(f"unknown check {unknown[0]!r}; choose from {list(CHECKS)}")
-    targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
+    count = options.images(attribution)
+    inputs = inputs[:count]
+    targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)[:count]
     # raw maps: neither the method's ReLU or absolute value nor its normalisation (the module
     # docstring of `sanity`); Quantus's eMPRT and sMPRT read Captum's signed output too
     attribution = attribution.with_sign("signed")

@@ -124,11 +124,14 @@ class SanityOptions(OptionGroup):
 
     Args:
         samples: images of the checks (the sample's first ones); 0 turns them off.
+        pixel_samples: the most of them for integrated gradients and occlusion (`costly`
+            methods: each map costs them tens to hundreds of passes).
         threshold: the pass threshold of the randomisation checks; None: the similarity's
             own (rank correlation 0.5, SSIM 0.5, complexity rise 0.05).
         max_depth: the curves' steps per order (None: the whole network); a cascade also
             maps the verdict's step, wherever it lies, and nothing between.
-        pixel_max_depth: the same for integrated gradients and occlusion (`costly` methods).
+        pixel_max_depth: the same for integrated gradients and occlusion (`costly` methods);
+            0: a cascade maps its verdict's step alone, the independent order its first unit.
         orders: the MPRT orders to run, each with its verdict.
         similarity: "spearman", "ssim" or "complexity" (the rise in complexity).
         checks: the checks to run (`checks.CHECKS`): "mprt", "smprt", "emprt",
@@ -146,9 +149,10 @@ class SanityOptions(OptionGroup):
     prefix: ClassVar[str] = "sanity"
 
     samples: int = 16
+    pixel_samples: int = 12
     threshold: float | None = None
     max_depth: int | None = VERDICT_DEPTH
-    pixel_max_depth: int | None = 1
+    pixel_max_depth: int | None = 0
     orders: tuple[Order, ...] = ORDERS
     similarity: SimilarityName = "spearman"
     checks: tuple[CheckName, ...] | None = None
@@ -162,10 +166,11 @@ class SanityOptions(OptionGroup):
     def __post_init__(self) -> None:
         super().__post_init__()
         non_negative_int(self.key("samples"), self.samples)
+        positive_int(self.key("pixel_samples"), self.pixel_samples)
         if self.threshold is not None:
             in_range(self.key("threshold"), self.threshold, -1.0, 1.0)
         positive_int(self.key("max_depth"), self.max_depth, allow_none=True)
-        positive_int(self.key("pixel_max_depth"), self.pixel_max_depth, allow_none=True)
+        non_negative_int(self.key("pixel_max_depth"), self.pixel_max_depth, allow_none=True)
         if not self.orders:
             raise ValueError(f"{self.key('orders')} must name some of {ORDERS}, got []")
         for order in self.orders:
@@ -185,6 +190,10 @@ class SanityOptions(OptionGroup):
     def depth(self, attribution: Attribution) -> int | None:
         """The curves' depth for this method."""
         return self.pixel_max_depth if attribution.costly else self.max_depth
+
+    def images(self, attribution: Attribution) -> int:
+        """The most images the checks of this method take."""
+        return self.pixel_samples if attribution.costly else self.samples
 
     def noise(self, attribution: Attribution) -> int:
         """sMPRT's noisy copies for this method."""

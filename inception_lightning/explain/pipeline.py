@@ -118,7 +118,8 @@ def build_report(
 
     A seeded, class-balanced sample of `per_class` images per class is explained by each
     method; each method's maps are sanity-checked on the sample's first `sanity.samples`
-    images (MPRT in each order, sMPRT, eMPRT, the random-logit test and ROAD, each with a
+    images, at most `sanity.pixel_samples` for integrated gradients and occlusion (MPRT in
+    each order, sMPRT, eMPRT, the random-logit test and ROAD, each with a
     bootstrap verdict: `explain.checks`); every image of the dataset is predicted for the
     accuracy per class, the confusion matrix and the reliability diagram
     (`html_report.write_report`).

@@ -139,7 +139,7 @@ def model_randomization(
     verdict = verdict_depth(attribution, order, options.verdict_depth)
     depth = options.depth(attribution)
     if order == "independent":
-        keep = None
+        keep, depth = None, None if depth is None else max(depth, 1)
     elif curve:
         keep = None if depth is None else {*range(depth), verdict - 1}
         depth = None if depth is None else max(depth, verdict)
