@@ -8,14 +8,11 @@ only on CUDA under DDP, so `sync_batchnorm=True` is left to GPU runs.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import run_two_ranks
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 pytestmark = pytest.mark.e2e  # console-script runs, subprocesses or whole scripts
@@ -71,21 +68,9 @@ SCRIPT = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
-    """`SCRIPT` run once (it relaunches itself for rank 1): rank 0's JSON result and the folder."""
+    """`SCRIPT` run once: rank 0's JSON result and the run's folder."""
     folder = tmp_path_factory.mktemp("ddp")
-    script, out = folder / "ddp_run.py", folder / "result.json"
-    script.write_text(SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PL_DISABLE_FORK": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(script), str(out), str(folder / "runs")],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,  # a deadlocked rank would hang here: the timeout turns it into a failure
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(out.read_text()), folder
+    return run_two_ranks(SCRIPT, folder), folder
 
 
 def test_two_process_cpu_ddp_run_completes(ddp_run: tuple[dict, Path]) -> None:
