@@ -36,6 +36,24 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with slow tests first, then by their count of end-to-end tests (stable otherwise).
+
+    pytest-xdist's `--dist loadfile` hands out files in this order (pyproject's addopts turn off
+    its own reordering, by test count, which put the one-test files of the longest runs last):
+    long files first, short ones last, so that the workers end together.
+    """
+    weight: dict[str, tuple[int, int]] = {}
+    for item in items:
+        slow, e2e = weight.get(item.path.name, (0, 0))
+        marked = item.get_closest_marker
+        weight[item.path.name] = (
+            slow - (marked("slow") is not None),
+            e2e - (marked("e2e") is not None),
+        )
+    items.sort(key=lambda item: weight[item.path.name])
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
