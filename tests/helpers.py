@@ -8,6 +8,7 @@ at a checkpoint, a resumed run, deep equality of what they saved.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -134,6 +135,23 @@ class TwoChannelNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.conv(x).mean(dim=(2, 3)))
+
+
+def run_two_ranks(script_text: str, folder: Path) -> dict:
+    """Run `script_text` in `folder` (a 2-process DDP script, which relaunches itself for rank 1)
+    with the arguments `result.json runs`, and read the JSON result rank 0 wrote there."""
+    script, out = folder / "ddp_run.py", folder / "result.json"
+    script.write_text(script_text)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out), str(folder / "runs")],
+        cwd=folder,
+        env={**ENV, "PL_DISABLE_FORK": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,  # a deadlocked rank would hang here: the timeout turns it into a failure
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
 
 
 def fit_in(folder: Path, *args: str) -> None:

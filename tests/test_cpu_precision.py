@@ -206,6 +206,7 @@ def test_forward_only_work_runs_in_bf16_and_maps_stay_fp32() -> None:
         torch.testing.assert_close(bf16_result.scores[name], values, rtol=0, atol=0.02)
 
 
+@pytest.mark.e2e  # make-dataset, then report twice, through the console script
 def test_report_chooses_bf16_forwards_where_the_cpu_has_native_bf16(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

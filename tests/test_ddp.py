@@ -1,4 +1,5 @@
-"""A 2-process CPU DDP run (gloo) with EMA completes.
+"""A 2-process CPU DDP run (gloo) with EMA and the diagnostics callbacks completes, rank 0
+logging the diagnostics; one run, read by both tests.
 
 `strategy="ddp"` relaunches the running script for the second rank, so the run lives in a small
 script started as a subprocess rather than inside pytest's process. torch's SyncBatchNorm runs
@@ -7,59 +8,23 @@ only on CUDA under DDP, so `sync_batchnorm=True` is left to GPU runs.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import run_two_ranks
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 pytestmark = pytest.mark.e2e  # console-script runs, subprocesses or whole scripts
 
+# One run for both tests: EMA, and the diagnostics callbacks logging from rank 0.
 SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import torch
-    from lightning.pytorch import Trainer
-    from torch.utils.data import DataLoader, TensorDataset
-    from inception_lightning.callbacks.ema import InceptionEMA
-    from inception_lightning.training.module import InceptionClassifier
-
-    torch.manual_seed(0)
-    images, labels = torch.randn(16, 3, 75, 75), torch.arange(16) % 4
-    loader = DataLoader(TensorDataset(images, labels), batch_size=4)
-    module = InceptionClassifier(
-        num_classes=4, model_kwargs={"width": 0.0625, "stem": 299, "aux_head": False}
-    )
-    ema = InceptionEMA()
-    trainer = Trainer(
-        accelerator="cpu", devices=2, strategy="ddp", max_steps=2,
-        limit_val_batches=1, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[ema],
-    )
-    trainer.fit(module, loader, loader)
-    if trainer.global_rank == 0:
-        result = {
-            "world_size": trainer.world_size,
-            "global_step": trainer.global_step,
-            "metrics": sorted(trainer.callback_metrics),
-            "ema_updates": ema._average_model.num_updates,
-        }
-        with open(sys.argv[1], "w") as f:
-            json.dump(result, f)
-    """
-)
-
-
-DIAGNOSTICS_SCRIPT = textwrap.dedent(
     """
     import json, sys
     from lightning.pytorch import Trainer
     from lightning.pytorch.loggers import TensorBoardLogger
     from inception_lightning.callbacks import BranchActivationStats, DyingResidualDetector, GradCam
+    from inception_lightning.callbacks.ema import InceptionEMA
     from inception_lightning.data import LoaderOptions, SyntheticDataModule
     from inception_lightning.explain import ReportOptions, SampleOptions, ScoreOptions
     from inception_lightning.training.module import InceptionClassifier
@@ -71,7 +36,9 @@ DIAGNOSTICS_SCRIPT = textwrap.dedent(
         model="inception_resnet_v1", num_classes=4,
         model_kwargs={"width": 0.0625, "stem": 299, "aux_head": False},
     )
+    ema = InceptionEMA()
     callbacks = [
+        ema,
         BranchActivationStats(every_n_steps=1),
         DyingResidualDetector(every_n_steps=1),
         GradCam(
@@ -87,31 +54,27 @@ DIAGNOSTICS_SCRIPT = textwrap.dedent(
     )
     trainer.fit(module, data)
     if trainer.global_rank == 0:
+        result = {
+            "world_size": trainer.world_size,
+            "global_step": trainer.global_step,
+            "metrics": sorted(trainer.callback_metrics),
+            "ema_updates": ema._average_model.num_updates,
+        }
         with open(sys.argv[1], "w") as f:
-            json.dump({"global_step": trainer.global_step}, f)
+            json.dump(result, f)
     """
 )
 
 
-def _run_two_ranks(script_text: str, tmp_path: Path) -> dict:
-    """Run `script_text` (which relaunches itself for rank 1) and read rank 0's JSON result."""
-    script, out = tmp_path / "ddp_run.py", tmp_path / "result.json"
-    script.write_text(script_text)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PL_DISABLE_FORK": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(script), str(out), str(tmp_path / "runs")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,  # a deadlocked rank would hang here: the timeout turns it into a failure
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(out.read_text())
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """`SCRIPT` run once: rank 0's JSON result and the run's folder."""
+    folder = tmp_path_factory.mktemp("ddp")
+    return run_two_ranks(SCRIPT, folder), folder
 
 
-def test_two_process_cpu_ddp_run_completes(tmp_path: Path) -> None:
-    result = _run_two_ranks(SCRIPT, tmp_path)
+def test_two_process_cpu_ddp_run_completes(ddp_run: tuple[dict, Path]) -> None:
+    result, _ = ddp_run
     assert result["world_size"] == 2
     assert result["global_step"] == 2
     assert result["ema_updates"] == 2
@@ -119,11 +82,11 @@ def test_two_process_cpu_ddp_run_completes(tmp_path: Path) -> None:
 
 
 def test_diagnostics_callbacks_under_ddp_log_from_rank_zero_without_deadlock(
-    tmp_path: Path,
+    ddp_run: tuple[dict, Path],
 ) -> None:
-    result = _run_two_ranks(DIAGNOSTICS_SCRIPT, tmp_path)
+    result, folder = ddp_run
     assert result["global_step"] == 2
-    events = EventAccumulator(str(tmp_path / "runs" / "ddp" / "version_0"))
+    events = EventAccumulator(str(folder / "runs" / "ddp" / "version_0"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert "watch.dying/pre_pool_dead_fraction" in tags

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_ddp import _run_two_ranks
+from helpers import run_two_ranks
 
 SCRIPT = textwrap.dedent(
     """
@@ -60,7 +60,7 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.e2e
 def test_fenced_work_failing_on_rank_zero_raises_on_every_rank(tmp_path: Path) -> None:
-    assert _run_two_ranks(SCRIPT, tmp_path) == {"world_size": 2}
+    assert run_two_ranks(SCRIPT, tmp_path) == {"world_size": 2}
     errors = tmp_path / "runs"
     assert (errors / "rank0.txt").read_text() == "ValueError: the work failed on purpose"
     assert (errors / "rank1.txt").read_text() == (

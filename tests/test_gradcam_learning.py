@@ -33,7 +33,7 @@ def test_pointing_game_after_training_beats_a_random_point() -> None:
     )
     trainer = pl.Trainer(
         accelerator="cpu",
-        max_steps=150,
+        max_steps=110,  # seeds 0-2 in bf16-mixed: 3.1-3.6x chance here, 2.8-3.6x after 150 steps
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -45,9 +45,11 @@ def test_pointing_game_after_training_beats_a_random_point() -> None:
         precision="bf16-mixed" if native_bf16() else "32-true",
     )
     trainer.fit(module, data)
-    explainer = Explainer(GradCAMMap(module.model), data.val_dataset, tolerance=0)
+    # the pointing game reads the maps alone: the deletion/insertion curves take 2 steps, not 16
+    explainer = Explainer(GradCAMMap(module.model), data.val_dataset, steps=2, tolerance=0)
     expl = explainer.explain(explainer.sample(per_class=6))
     hit_rate = expl.scores["pointing_game"].nan_to_num(0.0).mean().item()  # empty maps: misses
     chance = _random_point_hit_rate(expl.masks)
     assert chance < 0.2
-    assert hit_rate > 2.5 * chance, (hit_rate, chance)  # measured in fp32: 0.54 against 0.17
+    # measured (seed 0): 0.48 against 0.155 in bf16-mixed, 0.46 in fp32
+    assert hit_rate > 2.5 * chance, (hit_rate, chance)

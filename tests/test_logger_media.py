@@ -292,6 +292,7 @@ def test_example_script_trains_timm_v3_into_an_mlflow_run(
     assert "report/index.html" in report
 
 
+@pytest.mark.e2e
 def test_console_script_quickstart_with_a_csv_logger(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

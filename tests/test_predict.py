@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY, write_image
+from helpers import TINY, run_two_ranks, write_image
 from lightning.pytorch import Trainer
-from test_ddp import _run_two_ranks
 
 from inception_lightning.callbacks import PredictionWriter
 from inception_lightning.data import CropOptions, DatasetError, LoaderOptions, PredictDataModule
@@ -142,7 +141,7 @@ DDP_SCRIPT = textwrap.dedent(
 def test_ddp_ranks_rows_gathered_to_rank_zero_merge_in_input_order(tmp_path: Path) -> None:
     root = _folder(tmp_path / "images")
     write_image(root / "e.png", (80, 76), seed=5)  # 5 images: the sampler repeats one
-    assert _run_two_ranks(DDP_SCRIPT, tmp_path) == {"world_size": 2}
+    assert run_two_ranks(DDP_SCRIPT, tmp_path) == {"world_size": 2}
 
     data = PredictDataModule(
         str(root), CLASSES, crop=AT_75, loader=LoaderOptions(batch_size=1, num_workers=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import warnings
+import weakref
 from collections.abc import Iterator, Sized
 from itertools import islice
 from typing import Any
@@ -82,7 +83,10 @@ class _SkipFirst:
     """The loader's index sampler, skipping the loader's pending `_skip` batches once."""
 
     def __init__(self, loader: ResumableDataLoader, sampler: Sized) -> None:
-        self.loader, self.sampler = loader, sampler
+        # Weak: the loader holds its persistent workers' iterator, which holds this sampler. A
+        # strong reference made a cycle, freed by the garbage collector in an order that closed
+        # the workers' queues before their shutdown message: each worker then took 5 s to exit.
+        self.loader, self.sampler = weakref.proxy(loader), sampler
 
     def __len__(self) -> int:
         return len(self.sampler)
