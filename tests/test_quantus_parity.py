@@ -173,6 +173,18 @@ def test_our_smooth_mprt_check_reads_the_bottom_up_verdict_step() -> None:
     assert result.curve is not None and result.curve.x == ["3"]  # the third unit from the input
 
 
+def test_smooth_mprt_reuses_the_trained_maps_as_its_clean_sample() -> None:
+    model = small_cnn()
+    x, y = data(8)
+    method = gradcam(model).with_sign("signed")
+    trained = method.attribute(x, y, normalize=False)
+    for samples in (1, 3):
+        options = SanityOptions(max_depth=3)
+        alone = smooth_mprt(method, x, y, samples, options=options)
+        reusing = smooth_mprt(method, x, y, samples, options=options, trained=trained)
+        np.testing.assert_allclose(reusing.scores, alone.scores, atol=1e-5)
+
+
 def test_emprt_matches_quantus() -> None:
     model = small_cnn()
     x, y = data()

@@ -137,7 +137,7 @@ def run_checks(
     if "smprt" in checks:
         samples = options.noise(attribution)
         results.append(
-            smooth_mprt(attribution, inputs, targets, samples, "bottom_up", options, seed)
+            smooth_mprt(attribution, inputs, targets, samples, "bottom_up", options, seed, trained)
         )
     if "emprt" in checks:
         results.append(efficient_mprt(attribution, inputs, targets, options, seed, trained))

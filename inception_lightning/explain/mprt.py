@@ -32,7 +32,8 @@ class NoiseAveraged(Attribution):
     """Another attribution's maps averaged over noisy copies of the input (sMPRT's maps).
 
     Sample `i < N - 1` adds Gaussian noise of standard deviation `magnitude * (max - min)` of
-    each image; the last sample is the clean input (as Quantus's sMPRT). The noise is drawn
+    each image; the last sample is the clean input (as Quantus's sMPRT), unless `clean` is
+    False (every sample noisy, the same draws). The noise is drawn
     from `seed` on every call, so the trained and the randomised model see the same noisy
     inputs and the comparison sees the model's change, not the noise's (Quantus draws new
     noise for every model).
@@ -42,14 +43,18 @@ class NoiseAveraged(Attribution):
         samples: N, the copies per image.
         magnitude: the noise as a share of each image's value range.
         seed: seeds the noise.
+        clean: the last sample is the clean input.
     """
 
     name = "noise_averaged"
 
-    def __init__(self, base: Attribution, samples: int, magnitude: float, seed: int = 0) -> None:
+    def __init__(
+        self, base: Attribution, samples: int, magnitude: float, seed: int = 0, clean: bool = True
+    ) -> None:
         if samples < 1 or magnitude < 0:
             raise ValueError(f"samples must be >= 1 and magnitude >= 0: {samples}, {magnitude}")
         self.base, self.samples, self.magnitude, self.seed = base, samples, magnitude, seed
+        self.clean = clean
         self._generator = torch.Generator()
         super().__init__(base.model, base.sign, base.interpolation, base.batch_size)
 
@@ -80,7 +85,7 @@ class NoiseAveraged(Attribution):
         total = torch.zeros((), device=inputs.device)
         for i in range(self.samples):
             noisy = inputs.detach().clone()
-            if i < self.samples - 1:
+            if i < self.samples - 1 or not self.clean:
                 draw = torch.randn(inputs.shape, generator=self._generator, device=inputs.device)
                 noisy = noisy + draw * sigma
             total = total + self.base._maps(noisy, targets)
@@ -95,6 +100,7 @@ def smooth_mprt(
     order: Order = "bottom_up",
     options: SanityOptions | None = None,
     seed: int = 0,
+    trained: Tensor | None = None,
 ) -> CheckResult:
     """sMPRT: `sanity.model_randomization` of maps averaged over `samples` noisy copies, at the
     verdict's step alone (a curve would cost `samples` maps a step).
@@ -107,11 +113,19 @@ def smooth_mprt(
         order: the randomisation order (the paper: bottom-up).
         options: similarity, threshold, depth, noise magnitude and verdict settings.
         seed: seeds the noise, the re-initialisation and the bootstrap.
+        trained: the trained model's un-normalised maps of the clean `inputs`, if already
+            computed: the average's clean sample, so only the noisy ones are mapped.
     """
     options = options or SanityOptions()
-    smoothed = NoiseAveraged(attribution, samples, options.noise_magnitude, seed)
+    magnitude = options.noise_magnitude
+    smoothed = NoiseAveraged(attribution, samples, magnitude, seed)
+    trained_smoothed = trained
+    if trained is not None and samples > 1:
+        noisy = NoiseAveraged(attribution, samples - 1, magnitude, seed, clean=False)
+        noisy_mean = noisy.attribute(inputs, targets, normalize=False).cpu()
+        trained_smoothed = (noisy_mean * (samples - 1) + trained) / samples
     result = model_randomization(
-        smoothed, inputs, targets, order, options, seed, name=f"smprt/{order}", curve=False
+        smoothed, inputs, targets, order, options, seed, trained_smoothed, f"smprt/{order}", False
     )
     result.details.update(noise_samples=samples, noise_magnitude=options.noise_magnitude)
     return result
