@@ -30,6 +30,7 @@ from inception_lightning.explain import (
     run_checks,
 )
 from inception_lightning.explain.attribution import normalize_maps
+from inception_lightning.explain.explainer import Batch, explain_batch
 from inception_lightning.explain.random_logit import other_classes
 from inception_lightning.explain.sanity import verdict_depth
 
@@ -139,6 +140,22 @@ def test_costly_methods_check_fewer_images_and_map_only_the_verdict_steps(
         ["head"],
         ["conv2d_2b_3x3"],
     ]
+
+
+def test_a_pixel_methods_one_pass_gives_its_maps_and_the_checks_trained_maps(
+    trained: nn.Module,
+) -> None:
+    x, y = squares(12, seed=2000)
+    ig = make_attribution("integrated_gradients", trained, options={"steps": 4})
+    explained = explain_batch(ig, Batch(list(range(12)), x, x, y, None), steps=2)
+    torch.testing.assert_close(explained.maps, ig.attribute(x, y))
+    signed = ig.with_sign("signed").attribute(x, y, normalize=False)
+    torch.testing.assert_close(explained.signed_maps, signed)
+    options = SanityOptions(pixel_noise_samples=2)
+    alone = run_checks(ig, x, y, 3, options, ("mprt", "smprt"))
+    shared = run_checks(ig, x, y, 3, options, ("mprt", "smprt"), trained=explained.signed_maps)
+    for a, b in zip(alone, shared, strict=True):
+        torch.testing.assert_close(torch.tensor(b.scores), torch.tensor(a.scores), equal_nan=True)
 
 
 def test_an_edge_detector_that_ignores_the_model_fails(trained: nn.Module) -> None:

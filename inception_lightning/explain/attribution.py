@@ -69,14 +69,17 @@ def normalize_maps(maps: Tensor) -> Tensor:
     return torch.where(peak > 0, maps / peak.clamp(min=torch.finfo(maps.dtype).tiny), maps)
 
 
+def with_sign(maps: Tensor, sign: SignMode) -> Tensor:
+    """Step 2 of the module docstring: `maps` with the sign applied."""
+    if sign == "relu":
+        return maps.clamp(min=0)
+    return maps.abs() if sign == "abs" else maps
+
+
 def to_map(raw: Tensor, size: tuple[int, int], sign: SignMode, interpolation: str) -> Tensor:
     """Steps 1-3 of the module docstring: raw attributions `[N, C, h, w]` to maps `[N, H, W]`
     (`Attribution.attribute` normalises them)."""
-    summed = raw.detach().float().sum(dim=1, keepdim=True)
-    if sign == "relu":
-        summed = summed.clamp(min=0)
-    elif sign == "abs":
-        summed = summed.abs()
+    summed = with_sign(raw.detach().float().sum(dim=1, keepdim=True), sign)
     if tuple(summed.shape[-2:]) != tuple(size):
         align = None if interpolation == "nearest" else False
         summed = F.interpolate(summed, size=size, mode=interpolation, align_corners=align)

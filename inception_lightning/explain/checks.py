@@ -106,6 +106,7 @@ def run_checks(
     options: SanityOptions,
     checks: Sequence[str] = CHEAP_CHECKS,
     seed: int = 0,
+    trained: Tensor | None = None,
 ) -> list[CheckResult]:
     """Run the randomisation checks among `checks` ("road" is the explainer's) on the images.
 
@@ -117,6 +118,8 @@ def run_checks(
         options: orders, similarity, noise samples, verdict settings.
         checks: names from `CHECKS`.
         seed: seeds every draw (re-initialisation, noise, other classes, bootstrap).
+        trained: the method's signed, un-normalised maps of `inputs` on the trained model, if
+            already computed.
     """
     unknown = sorted(set(checks) - set(CHECKS))
     if unknown:
@@ -127,7 +130,9 @@ def run_checks(
     # raw maps: neither the method's ReLU or absolute value nor its normalisation (the module
     # docstring of `sanity`); Quantus's eMPRT and sMPRT read Captum's signed output too
     attribution = attribution.with_sign("signed")
-    trained = attribution.attribute(inputs, targets, normalize=False).cpu()
+    if trained is None:
+        trained = attribution.attribute(inputs, targets, normalize=False)
+    trained = trained[:count].cpu()
     results = []
     if "mprt" in checks:
         for order in options.orders:

@@ -73,7 +73,12 @@ def run_methods(
     if sanity_indices and explainers:
         progress = next(iter(explainers.values())).progress
         for method in track(list(explainers), "sanity checks", unit="methods", enabled=progress):
-            results[method] = explainers[method].sanity_check(sanity_indices, sanity, checks)
+            signed = explained[method].signed_maps
+            prefix = list(indices[: len(sanity_indices)]) == list(sanity_indices)
+            trained = signed[: len(sanity_indices)] if signed is not None and prefix else None
+            results[method] = explainers[method].sanity_check(
+                sanity_indices, sanity, checks, trained
+            )
     for method, explainer in explainers.items():
         road = explained[method].road
         if road is not None:

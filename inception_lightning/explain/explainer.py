@@ -22,6 +22,8 @@ from inception_lightning.explain.attribution import (
     empty_maps,
     eval_mode,
     model_device,
+    normalize_maps,
+    with_sign,
 )
 from inception_lightning.explain.checks import CHEAP_CHECKS, run_checks
 from inception_lightning.explain.explain_options import SanityOptions
@@ -56,6 +58,9 @@ class Explanation:
         seconds_per_image: the attribution's cost, the true-class maps' time per image.
         road: ROAD's MoRF and LeRF curves of the predicted class's maps, when asked
             (`explain_batch(road=True)`); `scores["road_combined"]` holds its score.
+        signed_maps: the true-class maps signed and not normalised, where `maps` derive from
+            them (methods of the input's pixels, whose maps need no upsampling): the sanity
+            checks' trained maps; else None.
     """
 
     indices: Tensor
@@ -70,6 +75,7 @@ class Explanation:
     curves: dict[str, Tensor] = field(default_factory=dict)
     seconds_per_image: float = float("nan")
     road: RoadCurves | None = None
+    signed_maps: Tensor | None = None
 
     @property
     def preds(self) -> Tensor:
@@ -160,14 +166,20 @@ def predict_probs(
 
 def timed_attribute(
     attribution: Attribution, images: Tensor, targets: Tensor
-) -> tuple[Tensor, float]:
-    """`(maps on the CPU, seconds)`; the clock stops once the device has finished."""
+) -> tuple[Tensor, Tensor | None, float]:
+    """`(maps, signed maps or None, seconds)` on the CPU (see `Explanation.signed_maps`); the
+    clock stops once the device has finished."""
     device = model_device(attribution.model)
     start = time.perf_counter()
-    maps = attribution.attribute(images, targets)
+    signed = None
+    if attribution.explained_layers:
+        maps = attribution.attribute(images, targets)
+    else:  # the sign commutes with the (absent) upsampling: one pass gives both
+        signed = attribution.with_sign("signed").attribute(images, targets, normalize=False)
+        maps = normalize_maps(with_sign(signed, attribution.sign))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return maps.cpu(), time.perf_counter() - start
+    return maps.cpu(), None if signed is None else signed.cpu(), time.perf_counter() - start
 
 
 def explain_batch(
@@ -202,7 +214,7 @@ def explain_batch(
     images, labels, masks = batch.images, batch.labels, batch.masks
     probs = predict_probs(attribution, images, forward)
     preds = probs.argmax(dim=1)
-    maps, seconds = timed_attribute(attribution, images, labels)
+    maps, signed_maps, seconds = timed_attribute(attribution, images, labels)
     pred_maps = maps.clone()
     wrong = preds != labels
     if wrong.any():
@@ -255,6 +267,7 @@ def explain_batch(
         curve,
         seconds / max(1, len(images)),
         road_result,
+        signed_maps,
     )
 
 
@@ -351,8 +364,10 @@ class Explainer:
         indices: Sequence[int],
         options: SanityOptions | None = None,
         checks: Sequence[str] = CHEAP_CHECKS,
+        trained: Tensor | None = None,
     ) -> list[CheckResult]:
-        """`checks.run_checks` on the true-class maps of the images at `indices`."""
+        """`checks.run_checks` on the true-class maps of the images at `indices`; `trained`:
+        their signed, un-normalised maps, if known (`Explanation.signed_maps`)."""
         batch = load_batch(self.dataset, indices)
         return run_checks(
             self.attribution,
@@ -362,6 +377,7 @@ class Explainer:
             options or SanityOptions(),
             checks,
             self.seed,
+            trained,
         )
 
 
