@@ -216,14 +216,17 @@ def test_orders_randomise_a_copy_unit_by_unit_with_the_same_weights_in_each(
     assert all(torch.equal(v, trained_state[k]) for k, v in trained.state_dict().items())
 
 
-def test_the_same_seed_gives_the_same_verdict(trained: nn.Module) -> None:
+def test_the_model_seed_draws_the_weights_whatever_the_sample_seed(trained: nn.Module) -> None:
     x, y = squares(4, seed=3000)
     method = make_attribution("layercam", trained)
     options = SanityOptions(max_depth=3, min_samples=2)
     a = model_randomization(method, x, y, "bottom_up", options, seed=1)
     b = model_randomization(method, x, y, "bottom_up", options, seed=1)
     c = model_randomization(method, x, y, "bottom_up", options, seed=2)
-    assert a.scores == b.scores and a.verdict == b.verdict and a.scores != c.scores
+    assert a.scores == b.scores and a.verdict == b.verdict and a.scores == c.scores
+    other = SanityOptions(max_depth=3, min_samples=2, model_seed=5)
+    d = model_randomization(method, x, y, "bottom_up", other, seed=1)
+    assert a.scores != d.scores
 
 
 def test_a_layer_methods_top_down_verdict_waits_for_its_stage(trained: nn.Module) -> None:

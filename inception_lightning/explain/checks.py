@@ -117,7 +117,8 @@ def run_checks(
         num_classes: the model's classes (for the random-logit test).
         options: orders, similarity, noise samples, verdict settings.
         checks: names from `CHECKS`.
-        seed: seeds every draw (re-initialisation, noise, other classes, bootstrap).
+        seed: seeds the noise, the other classes and the bootstrap (the randomised weights:
+            `options.model_seed`).
         trained: the method's signed, un-normalised maps of `inputs` on the trained model, if
             already computed.
     """

@@ -143,6 +143,9 @@ class SanityOptions(OptionGroup):
         noise_magnitude: sMPRT's noise, as a share of each image's value range.
         verdict_depth: the cascade step the verdict reads (units random).
         min_samples: fewer scored images leave a verdict undecided.
+        model_seed: seeds the randomised models' weights, whatever the sample's seed (as
+            Quantus's fixed `seed`): a verdict's interval covers the images, not one draw of
+            weights, so a draw must not change with the images.
         confidence: the coverage of the verdict's bootstrap interval.
     """
 
@@ -161,6 +164,7 @@ class SanityOptions(OptionGroup):
     noise_magnitude: float = 0.1
     verdict_depth: int = VERDICT_DEPTH
     min_samples: int = MIN_IMAGES
+    model_seed: int = 0
     confidence: float = CONFIDENCE
 
     def __post_init__(self) -> None:
@@ -183,6 +187,7 @@ class SanityOptions(OptionGroup):
         in_range(self.key("noise_magnitude"), self.noise_magnitude, 0.0, math.inf)
         positive_int(self.key("verdict_depth"), self.verdict_depth)
         non_negative_int(self.key("min_samples"), self.min_samples)
+        non_negative_int(self.key("model_seed"), self.model_seed)
         in_range(self.key("confidence"), self.confidence, 0.0, 1.0, high_open=True)
         if self.confidence == 0:
             raise ValueError(f"{self.key('confidence')} must lie in (0, 1), got 0")

@@ -112,7 +112,7 @@ def smooth_mprt(
         samples: noisy copies per image (N; 1 is MPRT itself).
         order: the randomisation order (the paper: bottom-up).
         options: similarity, threshold, depth, noise magnitude and verdict settings.
-        seed: seeds the noise, the re-initialisation and the bootstrap.
+        seed: seeds the noise and the bootstrap (the weights drawn: `options.model_seed`).
         trained: the trained model's un-normalised maps of the clean `inputs`, if already
             computed: the average's clean sample, so only the noisy ones are mapped.
     """
@@ -148,7 +148,7 @@ def efficient_mprt(
         inputs: images `[N, 3, H, W]`.
         targets: the class explained per image.
         options: verdict settings (`min_samples`, `confidence`).
-        seed: seeds the re-initialisation and the bootstrap.
+        seed: seeds the bootstrap (the weights drawn: `options.model_seed`).
         trained: the trained model's un-normalised maps of `inputs`, if already computed.
         randomized: the fully randomised model; None: `randomization.fully_randomized`.
         threshold: the rise the mean must exceed to pass. Hedström et al. read any rise as a
@@ -160,7 +160,9 @@ def efficient_mprt(
         trained = attribution.attribute(inputs, targets, normalize=False).cpu()
     start = time.perf_counter()
     randomized = (
-        fully_randomized(attribution.model, seed=seed) if randomized is None else randomized
+        fully_randomized(attribution.model, seed=options.model_seed)
+        if randomized is None
+        else randomized
     )
     maps = attribution.with_model(randomized).attribute(inputs, targets, normalize=False).cpu()
     synchronize(attribution.model)

@@ -129,7 +129,7 @@ def model_randomization(
         targets: the class to explain for each image (the same at every step).
         order: "top_down", "bottom_up" or "independent".
         options: similarity, threshold, depths and verdict settings (default `SanityOptions()`).
-        seed: seeds the re-initialisation and the bootstrap.
+        seed: seeds the bootstrap (the weights drawn: `options.model_seed`).
         trained: the trained model's un-normalised maps of `inputs`, if already computed.
         name: the check's name (default `mprt/<order>`).
         curve: map the curve's steps (`options.depth`); False: a cascade maps its verdict's
@@ -145,7 +145,7 @@ def model_randomization(
         depth = None if depth is None else max(depth, verdict)
     else:
         keep, depth = {verdict - 1}, verdict
-    models = randomized_models(attribution.model, order, seed=seed, max_depth=depth)
+    models = randomized_models(attribution.model, order, seed=options.model_seed, max_depth=depth)
     result = randomization_scores(
         attribution, inputs, targets, models, options.measure, trained, keep
     )
