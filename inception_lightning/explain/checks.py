@@ -112,7 +112,8 @@ def run_checks(
 
     Args:
         attribution: the method on the trained model.
-        inputs: images `[N, 3, H, W]`; the checks take the first `options.images(...)`.
+        inputs: images `[N, 3, H, W]`; a `costly` method's checks take the first
+            `options.pixel_samples`.
         targets: the class explained per image (the true class).
         num_classes: the model's classes (for the random-logit test).
         options: orders, similarity, noise samples, verdict settings.
@@ -125,7 +126,7 @@ def run_checks(
     unknown = sorted(set(checks) - set(CHECKS))
     if unknown:
         raise ValueError(f"unknown check {unknown[0]!r}; choose from {list(CHECKS)}")
-    count = options.images(attribution)
+    count = options.pixel_samples if attribution.costly else len(inputs)
     inputs = inputs[:count]
     targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)[:count]
     # raw maps: neither the method's ReLU or absolute value nor its normalisation (the module

@@ -196,10 +196,6 @@ class SanityOptions(OptionGroup):
         """The curves' depth for this method."""
         return self.pixel_max_depth if attribution.costly else self.max_depth
 
-    def images(self, attribution: Attribution) -> int:
-        """The most images the checks of this method take."""
-        return self.pixel_samples if attribution.costly else self.samples
-
     def noise(self, attribution: Attribution) -> int:
         """sMPRT's noisy copies for this method."""
         return self.pixel_noise_samples if attribution.costly else self.noise_samples

@@ -33,10 +33,9 @@ class NoiseAveraged(Attribution):
 
     Sample `i < N - 1` adds Gaussian noise of standard deviation `magnitude * (max - min)` of
     each image; the last sample is the clean input (as Quantus's sMPRT), unless `clean` is
-    False (every sample noisy, the same draws). The noise is drawn
-    from `seed` on every call, so the trained and the randomised model see the same noisy
-    inputs and the comparison sees the model's change, not the noise's (Quantus draws new
-    noise for every model).
+    False (every sample noisy, the same draws). The noise is drawn from `seed` on every call,
+    so the trained and the randomised model see the same noisy inputs and the comparison sees
+    the model's change, not the noise's (Quantus draws new noise for every model).
 
     Args:
         base: the method to average.
