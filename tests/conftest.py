@@ -9,6 +9,7 @@ import contextlib
 import io
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -43,15 +44,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     its own reordering, by test count, which put the one-test files of the longest runs last):
     long files first, short ones last, so that the workers end together.
     """
-    weight: dict[str, tuple[int, int]] = {}
-    for item in items:
-        slow, e2e = weight.get(item.path.name, (0, 0))
-        marked = item.get_closest_marker
-        weight[item.path.name] = (
-            slow - (marked("slow") is not None),
-            e2e - (marked("e2e") is not None),
-        )
-    items.sort(key=lambda item: weight[item.path.name])
+    slow = Counter(item.path.name for item in items if item.get_closest_marker("slow"))
+    e2e = Counter(item.path.name for item in items if item.get_closest_marker("e2e"))
+    items.sort(key=lambda item: (-slow[item.path.name], -e2e[item.path.name]))
 
 
 @pytest.fixture(autouse=True)
