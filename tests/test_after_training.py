@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,10 @@ from inception_lightning.data.transforms.preprocessing import (
     Preprocessing,
     eval_geometry,
 )
+from inception_lightning.models import registry
+from inception_lightning.models.net import Architecture
+from inception_lightning.models.registry import get_entry
+from inception_lightning.models.specs import Stage
 from inception_lightning.training import InceptionClassifier, load_network
 from inception_lightning.training.exporter import ExportError, export_onnx
 
@@ -108,9 +113,10 @@ def test_fit_then_validate_predict_export_and_report_from_the_checkpoint(
     assert json.loads(metadata["classes"]) == CLASSES and json.loads(metadata["weights"]) == "ema"
     assert json.loads(metadata["preprocessing"])["image_size"] == 75
 
-    # report: the checkpoint's preprocessing (75 px, crop 0.875), not the stem's 299 px
+    # report: the checkpoint's preprocessing (75 px, crop 0.875), not the stem's 299 px; one
+    # method and no sanity checks (tests/test_cli.py's report runs every method and check)
     main(["report", "--ckpt_path", str(best), "--data", str(data), "--out", "report",
-          "--per_class", "1"])  # fmt: skip
+          "--per_class", "1", "--method", "gradcam", "--sanity.samples", "0"])  # fmt: skip
     summary = json.loads((tmp_path / "report/summary.json").read_text())
     assert "'image_size': 75, 'crop_pct': 0.875" in summary["info"]["preprocessing"]
     original = tmp_path / "report" / summary["images"][0]["files"]["original"]
@@ -134,8 +140,43 @@ def test_test_runs_on_the_quickstart_configuration(
     assert any("holds the EMA weights" in message for message in caplog.messages)
 
 
+def _one_block_of_each_kind(arch: Architecture) -> Architecture:
+    """`arch` with every run of identical blocks cut to its first (repeats too): each block
+    kind once, in order, and the stem and head as they are.
+
+    torch.export's trace and the ONNX translation grow with the blocks (40 residual blocks made
+    IR-v2's export 18 s), and a repeated block exports as its first does.
+    """
+    body: list[Stage] = []
+    aux_after = arch.aux_after
+    for row in arch.body:
+        last = body[-1] if body else None
+        same = last is not None and (last.layer, last.residual_scale, last.activate) == (
+            row.layer, row.residual_scale, row.activate
+        )  # fmt: skip
+        if not same:
+            body.append(replace(row, repeats=1))
+        if arch.aux_after in row.names():
+            aux_after = body[-1].name
+    return replace(arch, body=tuple(body), aux_after=aux_after)
+
+
+def _blocks(arch: Architecture) -> int:
+    return sum(len(row.names()) for row in arch.body)
+
+
 @pytest.mark.parametrize("model", ["inception_v4", "inception_resnet_v1", "inception_resnet_v2"])
-def test_onnx_export_matches_torch_for_the_other_variants(model: str, tmp_path: Path) -> None:
+def test_onnx_export_matches_torch_for_the_other_variants(
+    model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every block kind of each variant (`_one_block_of_each_kind`), registered under its own
+    name for this test, through fit, a checkpoint and the console script's `export`."""
+    full = get_entry(model).arch
+    arch = _one_block_of_each_kind(full)
+    assert all(row.layer in [kept.layer for kept in arch.body] for row in full.body)
+    assert _blocks(arch) < _blocks(full)
+    model = f"{model}_one_block_of_each_kind"
+    monkeypatch.setitem(registry._REGISTRY, model, registry.ModelEntry(arch, timm_name=None))
     module = InceptionClassifier(model, num_classes=3, model_kwargs=TINY)
     trainer = Trainer(
         accelerator="cpu", max_steps=1, limit_val_batches=0, logger=False,
