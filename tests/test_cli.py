@@ -191,14 +191,18 @@ def test_quickstart_callback_runs_every_attribution_method(
     `--trainer.callbacks.*` sets) given every method: scores, sanity verdicts, the curves and
     the report comparing them, on the EMA weights the checkpoint holds."""
     monkeypatch.chdir(tmp_path)  # where the recipe's runs/ goes
+    # 2 classes, one image of each explained (the sanity checks' 2), 2-step curves: ROAD, the
+    # curves and the overlays cost by the image, and nothing here counts images or steps
     main(["fit", "-c", str(CONF / "quickstart.yaml"),
          "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
          "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
          "--model.model_kwargs", '{"width": 0.0625, "stem": 79}',
+         "--data.init_args.num_classes", "2",
          "--data.init_args.num_samples", "40", "--data.init_args.loader.batch_size", "8",
          "--trainer.callbacks.method", f"[{', '.join(METHODS)}]",
          "--trainer.callbacks.maps.method_options", OPTIONS,
          "--trainer.callbacks.sanity", SANITY,
+         "--trainer.callbacks.sample.per_class", "1", "--trainer.callbacks.scores.steps", "2",
          "--trainer.callbacks.report.per_class", "1"])  # fmt: skip
     events = EventAccumulator(str(tmp_path / "runs" / "quickstart" / "version_0"))
     events.Reload()
