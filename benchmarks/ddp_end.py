@@ -9,7 +9,7 @@ its output that tell why. It is not in the suite: on 2 cores a run takes one to 
 
     python benchmarks/ddp_end.py             # 10 runs on the full quickstart data
     python benchmarks/ddp_end.py --runs 3
-    python benchmarks/ddp_end.py --tiny      # one run on 64 images, a smaller model and report: CI
+    python benchmarks/ddp_end.py --tiny      # one run of 2 steps, a smaller model and report: CI
 """
 
 from __future__ import annotations
@@ -66,10 +66,15 @@ def main() -> None:
     runs, extra = args.runs, []
     if args.tiny:
         runs = 1
+        # the command's end (the report under the fence, then the exit) on the least work:
+        # 2 steps, one val batch, 2 classes, 2-step curves, sanity checks on 2 images
         extra = [
-            "--data.init_args.num_samples", "64", "--data.init_args.loader.batch_size", "8",
+            "--data.init_args.num_samples", "32", "--data.init_args.loader.batch_size", "8",
+            "--data.init_args.num_classes", "2",
+            "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
             "--model.model_kwargs", '{"width": 0.0625, "stem": 79}',
-            "--trainer.callbacks.scores.steps", "4", "--trainer.callbacks.report.per_class", "1",
+            "--trainer.callbacks.scores.steps", "2", "--trainer.callbacks.report.per_class", "1",
+            "--trainer.callbacks.sanity.samples", "2",
         ]  # fmt: skip
     print(f"command: inception-lightning {' '.join(COMMAND + extra)}", flush=True)
     clean = 0

@@ -38,8 +38,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     if args.tiny:
-        args.width, args.size, args.images, args.batch_size = 0.125, 79, 8, 8
-        args.repeats, args.steps = 2, 4
+        args.width, args.size, args.images, args.batch_size = 0.0625, 79, 4, 4
+        args.repeats, args.steps = 1, 2  # after the warm-up round: one timed round, each ratio
     stem = 79 if args.size < 150 else 299
     torch.manual_seed(0)
     kwargs = {"width": args.width, "stem": stem, "aux_head": False}

@@ -140,8 +140,8 @@ def main() -> None:
     args = parser.parse_args()
     gpu = args.device.startswith("cuda")
     if args.tiny:
-        args.width, args.steps, args.warmup, args.num_classes = 0.125, 2, 1, 10
-        args.image_size, args.batch_size, args.log_every = 75, 4, 2
+        args.width, args.steps, args.warmup, args.num_classes = 0.0625, 2, 1, 10
+        args.image_size, args.batch_size, args.log_every = 75, 2, 2
     args.image_size = args.image_size or (299 if gpu else 128)
     args.batch_size = args.batch_size or (256 if gpu else 16)
     apply_gpu_config(args, gpu)
