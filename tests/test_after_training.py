@@ -144,8 +144,8 @@ def _one_block_of_each_kind(arch: Architecture) -> Architecture:
     """`arch` with every run of identical blocks cut to its first (repeats too): each block
     kind once, in order, and the stem and head as they are.
 
-    torch.export's trace and the ONNX translation grow with the blocks (40 residual blocks made
-    IR-v2's export 18 s), and a repeated block exports as its first does.
+    torch.export's trace and the ONNX translation grow with the blocks (IR-v2's 40 residual
+    blocks: 20 s of CPU), and a repeated block exports as its first does.
     """
     body: list[Stage] = []
     aux_after = arch.aux_after
@@ -162,6 +162,7 @@ def _one_block_of_each_kind(arch: Architecture) -> Architecture:
 
 
 def _blocks(arch: Architecture) -> int:
+    """The body's modules, repeats counted."""
     return sum(len(row.names()) for row in arch.body)
 
 
@@ -176,6 +177,7 @@ def test_onnx_export_matches_torch_for_the_other_variants(
     assert all(row.layer in [kept.layer for kept in arch.body] for row in full.body)
     assert _blocks(arch) < _blocks(full)
     model = f"{model}_one_block_of_each_kind"
+    # `register_model` has no unregister: the registry's dict, restored after the test
     monkeypatch.setitem(registry._REGISTRY, model, registry.ModelEntry(arch, timm_name=None))
     module = InceptionClassifier(model, num_classes=3, model_kwargs=TINY)
     trainer = Trainer(
