@@ -84,6 +84,7 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(
     assert resumed_from % STEPS_PER_EPOCH != 0  # killed mid-epoch, before the end of training
     assert resumed_from < 2 * STEPS_PER_EPOCH
 
+    # In this process: only the killed run needs its own.
     fit_in(killed, "--ckpt_path", "last")  # resolved through ModelCheckpoint's dirpath
     fit_in(whole)
 
