@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import io
 import os
-import subprocess
-import sys
-import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -16,7 +12,6 @@ from typing import Any
 import pytest
 import torch
 from helpers import (
-    ENV,
     KILLED_RUN_HEAD,
     assert_same,
     fit_in,
@@ -27,7 +22,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import TensorDataset
 
 from inception_lightning import files
-from inception_lightning.cli import main
 from inception_lightning.data.resumable import ResumableDataLoader
 from inception_lightning.explain import html_report
 from inception_lightning.training.checkpoints import AtomicCheckpointIO
@@ -42,23 +36,6 @@ data:
   init_args: {num_classes: 4, image_size: 75, num_samples: 120, loader: {batch_size: 8}}
 """
 )
-RACE_RUN = """
-trainer:
-  accelerator: cpu
-  max_steps: 2
-  limit_val_batches: 1
-  enable_checkpointing: false
-  enable_model_summary: false
-  logger:
-    class_path: inception_lightning.training.loggers.ExclusiveTensorBoardLogger
-    init_args: {save_dir: logs, name: run}
-model:
-  model: inception_v3
-  model_kwargs: {width: 0.0625, aux_head: false}
-data:
-  class_path: inception_lightning.data.SyntheticDataModule
-  init_args: {num_classes: 4, image_size: 75, num_samples: 40, loader: {batch_size: 8}}
-"""
 
 
 @pytest.mark.parametrize(
@@ -263,45 +240,3 @@ def test_loggers_that_pick_a_version_together_claim_different_folders(tmp_path: 
         "version_1",
         "version_2",
     ]
-
-
-# The other run: a process that has imported the console script waits for the word to fit, so
-# that the two runs reach their loggers together, not one import (seconds) apart.
-OTHER_RUN = """
-import time
-from pathlib import Path
-from inception_lightning.cli import main
-Path("ready").touch()
-while not Path("go").exists():
-    time.sleep(0.005)
-main(["fit", "-c", "run.yaml"])
-"""
-
-
-@pytest.mark.e2e
-def test_two_runs_started_together_on_one_log_folder_get_separate_versions(
-    tmp_path: Path,
-) -> None:
-    """One run in another process, one in this one, started at once on one log folder."""
-    (tmp_path / "run.yaml").write_text(RACE_RUN)
-    with (tmp_path / "other.err").open("w") as errors:
-        other = subprocess.Popen(
-            [sys.executable, "-c", OTHER_RUN], cwd=tmp_path, env=ENV,
-            stdout=subprocess.DEVNULL, stderr=errors,
-        )  # fmt: skip
-        try:
-            while not (tmp_path / "ready").exists():
-                assert other.poll() is None, (tmp_path / "other.err").read_text()[-3000:]
-                time.sleep(0.005)
-            (tmp_path / "go").touch()
-            with contextlib.chdir(tmp_path):
-                main(["fit", "-c", "run.yaml"])
-            assert other.wait(timeout=300) == 0, (tmp_path / "other.err").read_text()[-3000:]
-        finally:
-            other.kill()
-    versions = sorted(os.listdir(tmp_path / "logs" / "run"))
-    assert versions == ["version_0", "version_1"]
-    for version in versions:
-        files = os.listdir(tmp_path / "logs" / "run" / version)
-        assert sum(name.startswith("events.out.tfevents") for name in files) == 1
-        assert {"hparams.yaml", "config.yaml"} <= set(files)
