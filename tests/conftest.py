@@ -38,15 +38,14 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with slow tests first, then by their count of end-to-end tests (stable otherwise).
+    """Files by their count of end-to-end tests, most first (stable otherwise).
 
     pytest-xdist's `--dist loadfile` hands out files in this order (pyproject's addopts turn off
     its own reordering, by test count, which put the one-test files of the longest runs last):
     long files first, short ones last, so that the workers end together.
     """
-    slow = Counter(item.path.name for item in items if item.get_closest_marker("slow"))
     e2e = Counter(item.path.name for item in items if item.get_closest_marker("e2e"))
-    items.sort(key=lambda item: (-slow[item.path.name], -e2e[item.path.name]))
+    items.sort(key=lambda item: -e2e[item.path.name])
 
 
 @pytest.fixture(autouse=True)

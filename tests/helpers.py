@@ -1,12 +1,14 @@
 """Helpers the tests import (`from helpers import ...`); `conftest.py` holds the fixtures.
 
 Tiny networks and data (random loaders, image files and folders, a hand-checkable network),
-and the console script run as a subprocess where the process boundary is the point: a kill -9
-at a checkpoint, a resumed run, deep equality of what they saved.
+the console script run as a subprocess where the process boundary is the point (a kill -9 at a
+checkpoint), the resumed and the uninterrupted runs in this process, deep equality of what they
+saved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -24,6 +26,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from inception_lightning.cli import main
 from inception_lightning.data import LoaderOptions
 from inception_lightning.data.datamodule import ImageDataModule
 from inception_lightning.data.transforms.preprocessing import Preprocessing
@@ -155,16 +158,18 @@ def run_two_ranks(script_text: str, folder: Path) -> dict:
 
 
 def fit_in(folder: Path, *args: str) -> None:
-    """`inception-lightning fit -c run.yaml ARGS` in `folder`, as a subprocess; it must succeed."""
-    proc = subprocess.run(
-        [CLI, "fit", "-c", "run.yaml", *args],
-        cwd=folder,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    """`inception-lightning fit -c run.yaml ARGS` in `folder`, in this process (`cli.main`).
+
+    On one thread, as `kill_when_written`'s process runs (`ENV`): a run compared bit for bit
+    with a killed one must sum in the same order.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.chdir(folder):
+            main(["fit", "-c", "run.yaml", *args])
+    finally:
+        torch.set_num_threads(threads)
 
 
 def kill_when_written(folder: Path, path: Path, timeout: float = 120) -> None:

@@ -104,6 +104,7 @@ def watch(net: nn.Module, root: Path) -> tuple[dict[str, float], Tensor]:
     return watched, cam.last["gradcam"].maps
 
 
+@pytest.mark.e2e  # full-size networks, trained a step
 @pytest.mark.filterwarnings("ignore:.*cannot show")
 @pytest.mark.parametrize("name", list(FOREIGN))
 def test_foreign_networks_with_our_weights_are_watched_as_ours(name: str, tmp_path: Path) -> None:

@@ -56,6 +56,19 @@ def test_networks_and_explanations_import_without_lightning(package: str) -> Non
     assert result.returncode == 0, f"importing {package} loads Lightning:\n{result.stderr[-2000:]}"
 
 
+@pytest.mark.e2e
+def test_the_console_script_starts_without_importing_timm() -> None:
+    """timm imports all its models on import (about 1 s of every start): only its optimiser,
+    mixup, pretrained weights and configs need it, and they import it on first use."""
+    code = (
+        "import sys, inception_lightning.cli\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'timm')\n"
+        "assert not loaded, loaded[:5]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, f"the console script imports timm:\n{result.stderr[-2000:]}"
+
+
 def test_callbacks_know_no_architecture_table() -> None:
     offenders = {
         f"{path.name}: {name}"

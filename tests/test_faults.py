@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import io
 import os
-import subprocess
 import weakref
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,6 @@ from typing import Any
 import pytest
 import torch
 from helpers import (
-    CLI,
-    ENV,
     KILLED_RUN_HEAD,
     assert_same,
     fit_in,
@@ -39,23 +36,6 @@ data:
   init_args: {num_classes: 4, image_size: 75, num_samples: 120, loader: {batch_size: 8}}
 """
 )
-RACE_RUN = """
-trainer:
-  accelerator: cpu
-  max_steps: 2
-  limit_val_batches: 1
-  enable_checkpointing: false
-  enable_model_summary: false
-  logger:
-    class_path: inception_lightning.training.loggers.ExclusiveTensorBoardLogger
-    init_args: {save_dir: logs, name: run}
-model:
-  model: inception_v3
-  model_kwargs: {width: 0.0625, aux_head: false}
-data:
-  class_path: inception_lightning.data.SyntheticDataModule
-  init_args: {num_classes: 4, image_size: 75, num_samples: 40, loader: {batch_size: 8}}
-"""
 
 
 @pytest.mark.parametrize(
@@ -84,6 +64,7 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(
     assert resumed_from % STEPS_PER_EPOCH != 0  # killed mid-epoch, before the end of training
     assert resumed_from < 2 * STEPS_PER_EPOCH
 
+    # In this process: only the killed run needs its own.
     fit_in(killed, "--ckpt_path", "last")  # resolved through ModelCheckpoint's dirpath
     fit_in(whole)
 
@@ -259,30 +240,3 @@ def test_loggers_that_pick_a_version_together_claim_different_folders(tmp_path: 
         "version_1",
         "version_2",
     ]
-
-
-@pytest.mark.e2e
-def test_two_runs_started_together_on_one_log_folder_get_separate_versions(
-    tmp_path: Path,
-) -> None:
-    (tmp_path / "run.yaml").write_text(RACE_RUN)
-    runs = [
-        subprocess.Popen(
-            [CLI, "fit", "-c", "run.yaml"],
-            cwd=tmp_path,
-            env=ENV,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    for run in runs:
-        _, err = run.communicate(timeout=300)
-        assert run.returncode == 0, err[-3000:]
-    versions = sorted(os.listdir(tmp_path / "logs" / "run"))
-    assert versions == ["version_0", "version_1"]
-    for version in versions:
-        files = os.listdir(tmp_path / "logs" / "run" / version)
-        assert sum(name.startswith("events.out.tfevents") for name in files) == 1
-        assert {"hparams.yaml", "config.yaml"} <= set(files)

@@ -47,6 +47,7 @@ class RawWeights(Callback):
         self.states.append({k: v.detach().clone() for k, v in pl_module.state_dict().items()})
 
 
+@pytest.mark.e2e  # timm's full-size Inception-v3, trained
 def test_ema_is_validated_and_checkpointed_on_a_plain_module(
     timm_v3: dict[str, Tensor], tmp_path: Path
 ) -> None:

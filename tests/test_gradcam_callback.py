@@ -363,7 +363,7 @@ def test_maps_and_scores_are_fp32_whatever_the_training_precision(
     layer = "features.mixed_6e"
     cam = GradCam(
         layer, list(METHODS), sample=SampleOptions(max_misclassified=0),
-        maps=MapOptions(method_options=options), scores=ScoreOptions(steps=4),
+        maps=MapOptions(method_options=options), scores=ScoreOptions(steps=2),
         sanity=SanityOptions(samples=0), report=ReportOptions(enabled=False),
     )  # fmt: skip
     module = v3()
@@ -379,7 +379,7 @@ def test_maps_and_scores_are_fp32_whatever_the_training_precision(
         expl = cam.last[method]
         assert expl.maps.dtype == torch.float32
         attribution = make_attribution(method, network, layer, options=options.get(method))
-        explainer = Explainer(attribution, data, steps=4)
+        explainer = Explainer(attribution, data, steps=2)
         reference = explainer.explain(expl.indices.tolist())
         # fp32 against fp32: summation order alone. A bf16 forward and backward differ by ~1e-2
         # of the map's range (measured: see below), a thousand times this tolerance.
@@ -390,7 +390,7 @@ def test_maps_and_scores_are_fp32_whatever_the_training_precision(
             torch.testing.assert_close(expl.scores[name], values, rtol=0, atol=1e-5, equal_nan=True)
 
     gradcam = make_attribution("gradcam", network, layer)
-    reference = Explainer(gradcam, data, steps=4).explain(cam.last["gradcam"].indices.tolist())
+    reference = Explainer(gradcam, data, steps=2).explain(cam.last["gradcam"].indices.tolist())
     with torch.autocast("cpu", dtype=torch.bfloat16):  # what the callback no longer does
         in_bf16 = gradcam.attribute(reference.images, reference.labels)
     scale = reference.maps.abs().amax()

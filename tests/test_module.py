@@ -223,7 +223,7 @@ class Dtypes(Callback):
         self.loss.add(outputs["loss"].dtype)
 
 
-@pytest.mark.slow  # training until it learns: 4 epochs
+@pytest.mark.e2e  # training until it learns: 4 epochs
 @pytest.mark.parametrize(
     ("precision", "channels_last"), [("32-true", False), ("bf16-mixed", True)], ids=["fp32", "bf16"]
 )

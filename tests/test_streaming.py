@@ -286,7 +286,7 @@ def test_killed_streaming_run_resumes_to_the_same_weights_and_metrics(tmp_path: 
     assert resumed_from % STEPS_PER_EPOCH != 0  # killed mid-epoch, before the end of training
     assert resumed_from < 2 * STEPS_PER_EPOCH
 
-    fit_in(killed, "--ckpt_path", "last")
+    fit_in(killed, "--ckpt_path", "last")  # in this process: only the killed run needs its own
     fit_in(whole)
 
     a = torch.load(killed / "ckpt" / "last.ckpt", weights_only=True)

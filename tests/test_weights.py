@@ -26,6 +26,7 @@ def _timm_model_with_batch_stats(name: str, **kwargs: bool) -> nn.Module:
     return model.eval()
 
 
+@pytest.mark.e2e  # full-size networks at 299 px
 @pytest.mark.parametrize("name", TIMM_VARIANTS)
 def test_timm_state_dict_gives_the_same_logits(name: str, tmp_path: Path) -> None:
     reference = _timm_model_with_batch_stats(name)
@@ -39,6 +40,7 @@ def test_timm_state_dict_gives_the_same_logits(name: str, tmp_path: Path) -> Non
     assert expected.std() > 0.1  # the comparison is not between near-constant outputs
 
 
+@pytest.mark.e2e  # full-size networks at 299 px
 def test_timm_aux_head_maps_too(tmp_path: Path) -> None:
     reference = _timm_model_with_batch_stats("inception_v3", aux_logits=True)
     path = tmp_path / "v3.pth"
@@ -51,6 +53,7 @@ def test_timm_aux_head_maps_too(tmp_path: Path) -> None:
         torch.testing.assert_close(ours.forward_with_aux(x)[1], expected_aux, atol=1e-4, rtol=0)
 
 
+@pytest.mark.e2e  # full-size networks at 299 px
 def test_pretrained_goes_through_timms_loader(tmp_path: Path) -> None:
     reference = _timm_model_with_batch_stats("inception_v4")
     path = tmp_path / "released.pth"
@@ -63,6 +66,7 @@ def test_pretrained_goes_through_timms_loader(tmp_path: Path) -> None:
         torch.testing.assert_close(ours(x), reference(x), atol=1e-4, rtol=0)
 
 
+@pytest.mark.e2e  # full-size networks at 299 px
 def test_new_num_classes_keeps_the_backbone_and_resets_the_heads(tmp_path: Path) -> None:
     reference = _timm_model_with_batch_stats("inception_v3")
     path = tmp_path / "v3.pth"

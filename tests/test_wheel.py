@@ -21,6 +21,7 @@ import sysconfig
 import tomllib
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -100,15 +101,15 @@ def test_the_wheel_holds_every_module_and_recipe(wheel: Path) -> None:
     assert {"inception_lightning/callbacks/__init__.py", "inception_lightning/py.typed"} <= held
 
 
-def test_the_installed_console_script_is_the_wheel(venv: Path, tmp_path: Path) -> None:
+def test_the_installed_console_script_is_the_wheel(
+    venv: Path, tmp_path: Path, commands: dict[str, Any]
+) -> None:
     result = _run([venv / "bin" / "inception-lightning", "--version"], cwd=tmp_path)
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert result.stdout.strip() == f"inception-lightning {version}"
-    modules = "inception_lightning", "inception_lightning.callbacks", "inception_lightning.conf"
-    code = f"import importlib.util as u; print(*(u.find_spec(m).origin for m in {modules}))"
-    files = _run([venv / "bin" / "python", "-c", code], cwd=tmp_path).stdout.split()
     site = sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)})
-    assert all(file.startswith(site) for file in files), files  # not the checkout's
+    files = commands["modules"]  # where the venv's interpreter finds them: not the checkout
+    assert len(files) == 3 and all(file.startswith(site) for file in files), files
 
 
 # The quickstart, shrunk; every later command repeats the model's shrinking where it reads a recipe.
@@ -129,36 +130,11 @@ def fitted(venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cwd
 
 
-def test_fit_the_packaged_quickstart_then_predict_with_its_checkpoint(
-    venv: Path, fitted: Path
-) -> None:
-    """The README's quickstart command as written: the packaged recipe (and its cpu_recipe
-    beside it), shrunk; then `predict` with the run's checkpoint."""
-    script = venv / "bin" / "inception-lightning"
-    run = fitted / "runs" / "quickstart" / "version_0"
-    saved = yaml.safe_load((run / "config.yaml").read_text())
-    assert saved["model"]["model"] == "inception_resnet_v1" and saved["cpu_recipe"] is None
-    # the packaged trainer/cpu.yaml, found beside the packaged quickstart, where it applies
-    assert saved["trainer"]["precision"] == ("bf16-mixed" if native_bf16() else None)
-    assert (run / "report" / "index.html").is_file()  # the packaged template, rendered
-    images = fitted / "images"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    for index in range(3):
-        pixels = rng.integers(0, 256, (79, 79, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(images / f"{index}.png")
-    _run([script, "predict", "-c", "conf/predict.yaml",
-          "--ckpt_path", run / "checkpoints" / "last.ckpt", "--data.root", images],
-         cwd=fitted)  # fmt: skip
-    with (fitted / "predictions.csv").open() as file:
-        rows = list(csv.DictReader(file))
-    assert sorted(Path(row["path"]).name for row in rows) == ["0.png", "1.png", "2.png"]
-    assert all(float(row["prob_1"]) >= float(row["prob_2"]) > 0 for row in rows)
-
-
-# The README's "After training" commands, as written there but for the shrinking, run in one
-# interpreter of the wheel's venv (`cli.main`), so that they pay one start-up. ONNX export (the
-# `onnx` extra, 10-20 s in torch.export) is left to tests/test_after_training.py.
+# The commands after the fit, as the README writes them but for the shrinking, run by one
+# interpreter of the wheel's venv (`cli.main`), so that they pay one start-up (the console script
+# itself runs `--version` and the fit). ONNX export (the `onnx` extra, 10-20 s in torch.export) is
+# left to tests/test_after_training.py.
+PREDICT = ["predict", "-c", "conf/predict.yaml", "--ckpt_path", "CKPT", "--data.root", "images"]
 AFTER_TRAINING = [
     ["validate", "-c", "conf/quickstart.yaml", "--ckpt_path", "CKPT", *SHRUNK_MODEL,
      "--data.init_args.num_samples", "40"],
@@ -170,23 +146,71 @@ AFTER_TRAINING = [
      "--out", "report/", "--per_class", "1"],
     ["summary", "--model", "inception_v3"],
 ]  # fmt: skip
+# Each command's outcome is recorded and the next one runs, so that one failing hides none.
 DRIVER = """
-import json, sys
+import contextlib, importlib.util, io, json, sys, traceback
+names = "inception_lightning", "inception_lightning.callbacks", "inception_lightning.conf"
+outcomes = {"modules": [importlib.util.find_spec(name).origin for name in names]}
 from inception_lightning.cli import main
 for argv in json.loads(sys.argv[1]):
+    printed, complaints, error = io.StringIO(), io.StringIO(), None
     try:
-        main(argv)
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(complaints):
+            main(argv)
     except SystemExit as stop:
         if stop.code:
-            raise SystemExit(f"{argv[0]} exited with {stop.code}")
+            error = f"exited with {stop.code}: {complaints.getvalue()[-2000:]}"
+    except Exception:
+        error = traceback.format_exc()[-3000:]
+    outcomes[argv[0]] = {"error": error, "stdout": printed.getvalue()}
+with open(sys.argv[2], "w") as f:
+    json.dump(outcomes, f)
 """
 
 
-def test_the_after_training_commands_run_from_the_wheel(venv: Path, fitted: Path) -> None:
+@pytest.fixture(scope="module")
+def commands(venv: Path, fitted: Path) -> dict[str, Any]:
+    """`PREDICT` on 3 images and the `AFTER_TRAINING` commands, with the fit's checkpoint, run in
+    `fitted` by the driver: each one's `error` (None) and `stdout` by command, and the files
+    the venv's interpreter imports the package, its callbacks and its recipes from."""
+    images = fitted / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        pixels = rng.integers(0, 256, (79, 79, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(images / f"{index}.png")
     ckpt = str(fitted / "runs" / "quickstart" / "version_0" / "checkpoints" / "last.ckpt")
-    commands = [[ckpt if word == "CKPT" else word for word in argv] for argv in AFTER_TRAINING]
-    result = _run([venv / "bin" / "python", "-c", DRIVER, json.dumps(commands)], cwd=fitted)
+    argvs = [[ckpt if word == "CKPT" else word for word in argv]
+             for argv in (PREDICT, *AFTER_TRAINING)]  # fmt: skip
+    out = fitted / "commands.json"
+    _run([venv / "bin" / "python", "-c", DRIVER, json.dumps(argvs), out], cwd=fitted)
+    return json.loads(out.read_text())
+
+
+def test_fit_the_packaged_quickstart_then_predict_with_its_checkpoint(
+    fitted: Path, commands: dict[str, Any]
+) -> None:
+    """The README's quickstart command as written: the packaged recipe (and its cpu_recipe
+    beside it), shrunk; then `predict` with the run's checkpoint."""
+    run = fitted / "runs" / "quickstart" / "version_0"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["model"] == "inception_resnet_v1" and saved["cpu_recipe"] is None
+    # the packaged trainer/cpu.yaml, found beside the packaged quickstart, where it applies
+    assert saved["trainer"]["precision"] == ("bf16-mixed" if native_bf16() else None)
+    assert (run / "report" / "index.html").is_file()  # the packaged template, rendered
+    assert commands["predict"]["error"] is None, commands["predict"]["error"]
+    with (fitted / "predictions.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert sorted(Path(row["path"]).name for row in rows) == ["0.png", "1.png", "2.png"]
+    assert all(float(row["prob_1"]) >= float(row["prob_2"]) > 0 for row in rows)
+
+
+def test_the_after_training_commands_run_from_the_wheel(
+    fitted: Path, commands: dict[str, Any]
+) -> None:
+    errors = {argv[0]: commands[argv[0]]["error"] for argv in AFTER_TRAINING}
+    assert errors == dict.fromkeys(errors), errors
     assert (fitted / "shapes" / "boxes.json").is_file()
     assert (fitted / "model.pt").stat().st_size > 0
     assert (fitted / "report" / "index.html").is_file()
-    assert "mixed_5b" in result.stdout  # the summary's stage table
+    assert "mixed_5b" in commands["summary"]["stdout"]  # the summary's stage table

@@ -29,7 +29,7 @@ from inception_lightning.training.contract import (
 from inception_lightning.training.exporter import ExportError, export
 from inception_lightning.training.loggers import ExclusiveTensorBoardLogger
 from inception_lightning.training.module import InceptionClassifier
-from inception_lightning.training.optim import InceptionRMSprop, InceptionStepDecay
+from inception_lightning.training.schedule import InceptionStepDecay
 from inception_lightning.training.training_options import (
     ComputeOptions,
     InitOptions,
@@ -47,7 +47,10 @@ MOVED_TO_CALLBACKS = (
 
 
 def __getattr__(name: str) -> Any:
-    """The callbacks' old paths (`inception_lightning.callbacks.InceptionEMA`), deprecated."""
+    """`InceptionRMSprop`, imported on first use (it imports timm: `rmsprop.py`), and the
+    callbacks' old paths (`inception_lightning.callbacks.InceptionEMA`), deprecated."""
+    if name == "InceptionRMSprop":
+        return import_module("inception_lightning.training.rmsprop").InceptionRMSprop
     if name not in MOVED_TO_CALLBACKS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     warnings.warn(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from timm.data import Mixup
+from typing import TYPE_CHECKING
+
 from torch import Tensor
 
 from inception_lightning.training.training_options import LossOptions
+
+if TYPE_CHECKING:
+    from timm.data import Mixup
 
 
 class BatchMixer:
@@ -25,15 +29,20 @@ class BatchMixer:
 
     def __init__(self, loss: LossOptions, num_classes: int) -> None:
         self.options = loss
-        self.mixup = Mixup(
-            mixup_alpha=loss.mixup_alpha,
-            cutmix_alpha=loss.cutmix_alpha,
-            prob=loss.mixup_prob,
-            switch_prob=loss.switch_prob,
-            mode="batch",
-            label_smoothing=loss.label_smoothing,
-            num_classes=num_classes,
-        )
+        self.mixup: Mixup | None = None  # never called: `active` is False for every epoch
+        if loss.mixes:
+            # imported here: importing timm imports all its models (about 1 s of a start)
+            from timm.data import Mixup
+
+            self.mixup = Mixup(
+                mixup_alpha=loss.mixup_alpha,
+                cutmix_alpha=loss.cutmix_alpha,
+                prob=loss.mixup_prob,
+                switch_prob=loss.switch_prob,
+                mode="batch",
+                label_smoothing=loss.label_smoothing,
+                num_classes=num_classes,
+            )
 
     def active(self, epoch: int) -> bool:
         """Whether batches of `epoch` are mixed."""

@@ -37,7 +37,7 @@ from inception_lightning.training.contract import NetworkProvider
 from inception_lightning.training.ensembling import average_probs, load_ensemble
 from inception_lightning.training.fence import release_group_at_exit
 from inception_lightning.training.mixup import BatchMixer
-from inception_lightning.training.optim import InceptionRMSprop, InceptionStepDecay
+from inception_lightning.training.schedule import InceptionStepDecay
 from inception_lightning.training.training_options import (
     ComputeOptions,
     InitOptions,
@@ -134,7 +134,11 @@ class InceptionClassifier(LightningModule):
         )
         if self.compute_options.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.optimizer = optimizer or InceptionRMSprop
+        if optimizer is None:  # imported here: timm, which only its optimiser needs (rmsprop.py)
+            from inception_lightning.training.rmsprop import InceptionRMSprop
+
+            optimizer = InceptionRMSprop
+        self.optimizer = optimizer
         self.scheduler = scheduler or InceptionStepDecay
         self.ensemble_checkpoints = list(ensemble_checkpoints or [])
         self.metrics = nn.ModuleDict(

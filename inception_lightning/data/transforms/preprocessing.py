@@ -18,8 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-import timm.data
-import timm.models
 import torch
 from torch import Tensor
 from torchvision.transforms import InterpolationMode, v2
@@ -91,6 +89,10 @@ def _from_timm(name: str) -> Preprocessing:
     timm_name = get_entry(name).timm_name if name in list_models() else name
     if timm_name is None:  # one of ours without released weights: Inception's defaults
         return Preprocessing()
+    # imported here: importing timm imports all its models (about 1 s of every start)
+    import timm.data
+    import timm.models
+
     cfg = timm.models.get_pretrained_cfg(timm_name)
     if cfg is None:
         raise ValueError(f"no timm pretrained config named {name!r}")
