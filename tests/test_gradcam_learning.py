@@ -20,7 +20,7 @@ def _random_point_hit_rate(masks: torch.Tensor) -> float:
     return masks.float().mean().item()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e  # training until it learns
 def test_pointing_game_after_training_beats_a_random_point() -> None:
     pl.seed_everything(0)
     data = SyntheticDataModule(num_samples=1600, loader=LoaderOptions(batch_size=32))
