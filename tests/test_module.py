@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import weakref
+from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +18,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from inception_lightning import create_model
 from inception_lightning.callbacks import FineTuning
-from inception_lightning.data import LoaderOptions, SyntheticDataModule
+from inception_lightning.data import (
+    ImageFolderDataModule,
+    LoaderOptions,
+    PredictDataModule,
+    SyntheticDataModule,
+)
 from inception_lightning.models import ModelOptions
 from inception_lightning.training import (
     ComputeOptions,
@@ -256,3 +265,35 @@ def test_integer_images_are_refused_with_the_fix() -> None:
     batch = (torch.zeros(2, 3, 75, 75, dtype=torch.uint8), torch.zeros(2, dtype=torch.long))
     with pytest.raises(TypeError, match=r"torch.uint8 images.*datamodule=dm"):
         module.training_step(batch, 0)
+
+
+class _Marker:
+    """A local of the caller: it must go when the caller's frame does."""
+
+
+@pytest.mark.parametrize("build", ["module", "synthetic", "folder", "predict"])
+def test_building_a_module_or_datamodule_leaves_the_callers_frame_to_reference_counting(
+    build: str, image_tree: Callable[..., Path]
+) -> None:
+    """Lightning's `save_hyperparameters` looks up its caller's frame with a local that makes a
+    cycle; those frames' locals (a data loader with worker processes, say) then stayed until a
+    garbage-collector pass, which stopped each loader's workers with a 5 s timeout."""
+    root = image_tree(classes=("a", "b"), splits=("train", "val"), n=2)
+    builders = {
+        "module": lambda: InceptionClassifier("inception_v3", 2, model_kwargs=TINY),
+        "synthetic": lambda: SyntheticDataModule(num_samples=8),
+        "folder": lambda: ImageFolderDataModule(str(root), loader=LoaderOptions(num_workers=0)),
+        "predict": lambda: PredictDataModule(str(root / "val"), classes=["a", "b"]),
+    }
+
+    def caller() -> weakref.ref:
+        marker = _Marker()
+        builders[build]()
+        return weakref.ref(marker)
+
+    builders[build]()  # first imports (timm's, by the default optimiser) keep their own cycles
+    gc.disable()
+    try:
+        assert caller()() is None  # freed on return, by reference counting
+    finally:
+        gc.enable()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any, Self
@@ -123,7 +124,10 @@ class InceptionClassifier(LightningModule):
         self.mixer = BatchMixer(self.loss_options, num_classes)
         # Initial weights and optimiser factories stay out: the checkpoint holds the weights,
         # and callables cannot be loaded with weights_only=True.
-        self.save_hyperparameters(ignore=["optimizer", "scheduler", "init", "ensemble_checkpoints"])
+        # our frame, given: Lightning's lookup of it keeps its own frame in a local, a cycle that
+        # holds the callers' frames and locals (data loaders and their workers) until a GC pass
+        ignore = ["optimizer", "scheduler", "init", "ensemble_checkpoints"]
+        self.save_hyperparameters(ignore=ignore, frame=inspect.currentframe())
         self.model: InceptionNet = create_model(
             model,
             num_classes=num_classes,

@@ -21,6 +21,7 @@ Loader workers decode and crop to uint8; batches are normalised on the device (s
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -127,7 +128,9 @@ class ImageFolderDataModule(ImageDataModule):
         # preprocessing is in the checkpoint's description)
         crop, augment, loader = crop.as_kwargs(), augment.as_kwargs(), loader.as_kwargs()
         split, files = self.split_options.as_kwargs(), self.file_options.as_kwargs()
-        self.save_hyperparameters(ignore=["preprocessing"])
+        # our frame, given: Lightning's lookup of it keeps its own frame in a local, a cycle that
+        # holds the callers' frames and locals (data loaders and their workers) until a GC pass
+        self.save_hyperparameters(ignore=["preprocessing"], frame=inspect.currentframe())
 
     def setup(self, stage: str | None = None) -> None:
         """Scan every split once, apply the bad-file policy and build the datasets."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import get_args
 
@@ -65,7 +66,9 @@ class PredictDataModule(ImageDataModule):
         preprocessing = resolve_preprocessing(None, crop.image_size, crop.crop_pct, preprocessing)
         super().__init__(list(classes), preprocessing, loader)
         crop, loader = crop.as_kwargs(), loader.as_kwargs()  # plain values, for weights_only
-        self.save_hyperparameters(ignore=["preprocessing"])
+        # our frame, given: Lightning's lookup of it keeps its own frame in a local, a cycle that
+        # holds the callers' frames and locals (data loaders and their workers) until a GC pass
+        self.save_hyperparameters(ignore=["preprocessing"], frame=inspect.currentframe())
 
     @override
     def setup(self, stage: str | None = None) -> None:

@@ -19,6 +19,7 @@ recorded in the checkpoint.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import torch
@@ -104,7 +105,9 @@ class StreamingImageDataModule(ImageDataModule):
         # plain values only: checkpoints keep them and load with weights_only=True (the
         # preprocessing is in the checkpoint's description)
         groups = {"loader": loader, "crop": crop, "augment": augment, "stream": stream}
-        self.save_hyperparameters(ignore=["preprocessing", *groups])
+        # our frame, given: Lightning's lookup of it keeps its own frame in a local, a cycle that
+        # holds the callers' frames and locals (data loaders and their workers) until a GC pass
+        self.save_hyperparameters(ignore=["preprocessing", *groups], frame=inspect.currentframe())
         self.hparams.update({name: group.as_kwargs() for name, group in groups.items()})
         self.use_file_transforms(augment)
 
