@@ -6,6 +6,7 @@ Fixtures only: the functions and classes tests import live in `helpers.py`.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import os
 import shutil
@@ -35,6 +36,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+
+# The imports above (torch, Lightning, timm, ...) leave about a million objects that live as long
+# as the worker: frozen, the garbage collector's full passes skip them (0.4 s each, before).
+gc.freeze()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
