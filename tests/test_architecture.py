@@ -22,9 +22,9 @@ TABLE_NAMES = {"INCEPTION_V3", "INCEPTION_V4", "INCEPTION_RESNET_V1", "INCEPTION
 # callbacks -> training / explain / data -> models; cli and commands sit on top.
 ALLOWED = {
     "models": {"models"},
-    "data": {"data", "models", "files", "_lazy", "console"},
+    "data": {"data", "models", "files", "_lazy", "console", "_hparams"},
     "explain": {"explain", "data", "models", "files", "console"},
-    "training": {"training", "models", "files", "_compat", "console"},
+    "training": {"training", "models", "files", "_compat", "console", "_hparams"},
 }
 
 

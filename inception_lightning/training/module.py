@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any, Self
@@ -20,6 +19,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 from typing_extensions import override
 
+from inception_lightning._hparams import save_init_arguments
 from inception_lightning.models import ModelName, ModelOptions
 from inception_lightning.models.net import InceptionNet
 from inception_lightning.models.registry import create_model
@@ -124,10 +124,7 @@ class InceptionClassifier(LightningModule):
         self.mixer = BatchMixer(self.loss_options, num_classes)
         # Initial weights and optimiser factories stay out: the checkpoint holds the weights,
         # and callables cannot be loaded with weights_only=True.
-        # our frame, given: Lightning's lookup of it keeps its own frame in a local, a cycle that
-        # holds the callers' frames and locals (data loaders and their workers) until a GC pass
-        ignore = ["optimizer", "scheduler", "init", "ensemble_checkpoints"]
-        self.save_hyperparameters(ignore=ignore, frame=inspect.currentframe())
+        save_init_arguments(self, ["optimizer", "scheduler", "init", "ensemble_checkpoints"])
         self.model: InceptionNet = create_model(
             model,
             num_classes=num_classes,

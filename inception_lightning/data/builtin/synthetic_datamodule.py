@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import replace
 
 from typing_extensions import override
 
+from inception_lightning._hparams import save_init_arguments
 from inception_lightning.data.builtin.synthetic import (
     Split,
     SyntheticDataset,
@@ -70,9 +70,7 @@ class SyntheticDataModule(ImageDataModule):
         labels = label_space(shapes, classes, "the built-in dataset")
         super().__init__(labels, rendered, loader, test_crops)
         loader = loader.as_kwargs()  # plain values, for weights_only
-        # our frame, given: Lightning's lookup of it keeps its own frame in a local, a cycle that
-        # holds the callers' frames and locals (data loaders and their workers) until a GC pass
-        self.save_hyperparameters(ignore=["preprocessing"], frame=inspect.currentframe())
+        save_init_arguments(self, ["preprocessing"])
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
         if test_samples is not None and test_samples < 1:

@@ -21,13 +21,13 @@ Loader workers decode and crop to uint8; batches are normalised on the device (s
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchvision.transforms import v2
 from typing_extensions import override
 
+from inception_lightning._hparams import save_init_arguments
 from inception_lightning.data.boxes import Annotation, read_boxes_of
 from inception_lightning.data.data_options import (
     AugmentOptions,
@@ -128,9 +128,7 @@ class ImageFolderDataModule(ImageDataModule):
         # preprocessing is in the checkpoint's description)
         crop, augment, loader = crop.as_kwargs(), augment.as_kwargs(), loader.as_kwargs()
         split, files = self.split_options.as_kwargs(), self.file_options.as_kwargs()
-        # our frame, given: Lightning's lookup of it keeps its own frame in a local, a cycle that
-        # holds the callers' frames and locals (data loaders and their workers) until a GC pass
-        self.save_hyperparameters(ignore=["preprocessing"], frame=inspect.currentframe())
+        save_init_arguments(self, ["preprocessing"])
 
     def setup(self, stage: str | None = None) -> None:
         """Scan every split once, apply the bad-file policy and build the datasets."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import get_args
 
 from typing_extensions import override
 
+from inception_lightning._hparams import save_init_arguments
 from inception_lightning.data.data_options import BadFiles, CropOptions, LoaderOptions
 from inception_lightning.data.datamodule import ImageDataModule
 from inception_lightning.data.errors import DatasetError
@@ -66,9 +66,7 @@ class PredictDataModule(ImageDataModule):
         preprocessing = resolve_preprocessing(None, crop.image_size, crop.crop_pct, preprocessing)
         super().__init__(list(classes), preprocessing, loader)
         crop, loader = crop.as_kwargs(), loader.as_kwargs()  # plain values, for weights_only
-        # our frame, given: Lightning's lookup of it keeps its own frame in a local, a cycle that
-        # holds the callers' frames and locals (data loaders and their workers) until a GC pass
-        self.save_hyperparameters(ignore=["preprocessing"], frame=inspect.currentframe())
+        save_init_arguments(self, ["preprocessing"])
 
     @override
     def setup(self, stage: str | None = None) -> None:

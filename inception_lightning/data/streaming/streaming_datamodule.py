@@ -19,7 +19,6 @@ recorded in the checkpoint.
 
 from __future__ import annotations
 
-import inspect
 import warnings
 
 import torch
@@ -28,6 +27,7 @@ from torch.utils.data.dataloader import default_collate
 from torchvision.transforms import v2
 from typing_extensions import override
 
+from inception_lightning._hparams import save_init_arguments
 from inception_lightning.data.data_options import AugmentOptions, CropOptions, LoaderOptions
 from inception_lightning.data.datamodule import ImageDataModule
 from inception_lightning.data.errors import DatasetError
@@ -105,9 +105,7 @@ class StreamingImageDataModule(ImageDataModule):
         # plain values only: checkpoints keep them and load with weights_only=True (the
         # preprocessing is in the checkpoint's description)
         groups = {"loader": loader, "crop": crop, "augment": augment, "stream": stream}
-        # our frame, given: Lightning's lookup of it keeps its own frame in a local, a cycle that
-        # holds the callers' frames and locals (data loaders and their workers) until a GC pass
-        self.save_hyperparameters(ignore=["preprocessing", *groups], frame=inspect.currentframe())
+        save_init_arguments(self, ["preprocessing", *groups])
         self.hparams.update({name: group.as_kwargs() for name, group in groups.items()})
         self.use_file_transforms(augment)
 
